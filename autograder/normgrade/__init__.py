@@ -1,0 +1,1 @@
+"""normgrade: staff tooling for the normalization assignment (stubs, expected values, releases, grading)."""

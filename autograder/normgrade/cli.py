@@ -1,0 +1,28 @@
+"""The `normgrade` command: staff tooling for the normalization assignment."""
+import argparse
+import sys
+
+from . import stubs
+
+COMMANDS = (stubs,)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="normgrade", description=__doc__)
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"normgrade: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
