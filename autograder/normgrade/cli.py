@@ -2,9 +2,9 @@
 import argparse
 import sys
 
-from . import stubs
+from . import autograde, expected, release, stubs
 
-COMMANDS = (stubs,)
+COMMANDS = (stubs, expected, release, autograde)
 
 
 def build_parser():
@@ -19,7 +19,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"normgrade: error: {err}", file=sys.stderr)
         return 2
 

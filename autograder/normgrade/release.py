@@ -1,0 +1,188 @@
+"""
+`normgrade release --course DIR`: build the nbgrader course and the student release.
+
+1. source/normalization/: the source notebooks, the reference submission
+   (the student package with solutions/normlab/layers.py) and the expected
+   values (normgrade_expected.npz, with the answer keys).
+2. release/normalization/: nbgrader's own `generate_assignment`, then the
+   stub package from assignment/ in place of the reference package, and the
+   expected values removed.
+3. A leak check of release/: it fails if solution code, hidden tests, answer
+   keys, expected values or outputs reached it.
+4. A proof, in a scratch copy of the course: the reference submission gets
+   full auto-graded marks and runs without errors; the bare stubs get no points
+   on any code check.
+"""
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from . import expected, stubs
+from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, is_course, paths, run_nbgrader
+from .notebooks import answer_keys, source_notebooks
+from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
+from .samples import make_submission, reference_layers
+from .submission import assemble_reference, assemble_stubs
+
+SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "normgrade")
+
+
+class LeakError(RuntimeError):
+    """Something secret reached the student release."""
+
+
+def build_course(course, notebooks=NOTEBOOKS, prove=True):
+    """Build (or rebuild) the course at `course`; return the proof's two results, or None."""
+    course = Path(course)
+    layout = paths(course)
+    if course.exists() and any(course.iterdir()) and not is_course(course):
+        raise ValueError(f"{course} exists and is not a normgrade course; choose an empty or new folder")
+    course.mkdir(parents=True, exist_ok=True)
+    layout["config"].write_text(NBGRADER_CONFIG)
+
+    source = layout["source"]
+    if source.exists():
+        shutil.rmtree(source)
+    source.mkdir(parents=True)
+    notebook_paths = source_notebooks(Path(notebooks))
+    if not notebook_paths:
+        raise FileNotFoundError(f"no notebooks in {notebooks}")
+    for path in notebook_paths:
+        shutil.copy(path, source / path.name)
+    assemble_reference(source)
+    expected.write(source / expected.EXPECTED_NAME, expected.generate(answer_keys(notebook_paths)))
+
+    run_nbgrader(course, "generate_assignment", ASSIGNMENT_ID, "--force")
+    release = layout["release"]
+    shutil.rmtree(release / "normlab")
+    assemble_stubs(release)
+    (release / expected.EXPECTED_NAME).unlink()
+
+    problems = find_leaks(release, notebook_paths)
+    if problems:
+        raise LeakError("the release is not safe to hand out:\n" + "\n".join(f"- {p}" for p in problems))
+    return prove_release(course) if prove else None
+
+
+def _solution_lines():
+    """Lines of the reference's solution regions that would give an answer away (none the stub has too)."""
+    source = SOLUTION_LAYERS.read_text()
+    lines = source.splitlines()
+    provided = {line.strip() for line in STUB_LAYERS.read_text().splitlines()}
+    found = set()
+    for region in stubs.solution_regions(source):
+        for line in lines[region.begin : region.end - 1]:
+            text = line.strip()
+            if len(text) >= 12 and not text.startswith("#") and text not in provided:
+                found.add(text)
+    return found
+
+
+def find_leaks(release, notebook_paths):
+    """Everything in the release folder that a student must not see, as a list of problems."""
+    release = Path(release)
+    problems = []
+    expected_files = {p.name for p in notebook_paths} | {
+        f"normlab/{p.name}" for p in STUDENT_PACKAGE.glob("*.py")
+    }
+    present = {str(p.relative_to(release)) for p in release.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    for extra in sorted(present - expected_files):
+        problems.append(f"unexpected file {extra} (only the notebooks and the student package belong here)")
+    for missing in sorted(expected_files - present):
+        problems.append(f"missing file {missing}")
+    layers = release / "normlab" / "layers.py"
+    if layers.is_file() and layers.read_text() != STUB_LAYERS.read_text():
+        problems.append("normlab/layers.py is not the stub file of assignment/normlab")
+    secret_lines = _solution_lines()
+    for path in sorted(release.rglob("*.py")):
+        for text in {l.strip() for l in path.read_text().splitlines()} & secret_lines:
+            problems.append(f"{path.relative_to(release)} holds solution code: {text!r}")
+    keys = answer_keys(notebook_paths)
+    for path in sorted(release.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for index, cell in enumerate(nb.cells):
+            where = f"{path.name} cell {index}"
+            for marker in SECRET_MARKERS:
+                if marker in cell.source:
+                    problems.append(f"{where} contains {marker!r} (solution, hidden test or grader code)")
+            if cell.get("outputs"):
+                problems.append(f"{where} has outputs")
+            for variable, key in keys.items():
+                if f"{variable} = {key!r}" in cell.source:
+                    problems.append(f"{where} gives away the answer key of {variable}")
+    return problems
+
+
+def prove_release(course):
+    """
+    Grade the reference submission and the bare stubs in a scratch copy of the
+    course; raise unless the reference gets full auto-graded marks with no cell
+    errors and the stubs get no points on any code check. Returns both results.
+    """
+    from .autograde import grade_one
+
+    course = Path(course)
+    release = paths(course)["release"]
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    with tempfile.TemporaryDirectory(prefix="normgrade-proof-") as scratch:
+        scratch = Path(scratch)
+        scratch_course = scratch / "course"
+        shutil.copytree(course, scratch_course, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"))
+        reference = make_submission(release, scratch / "reference", reference_layers(), keys)
+        bare = make_submission(release, scratch / "stubs")
+        ref_result = grade_one(scratch_course, "reference", reference, "reference")
+        stub_result = grade_one(scratch_course, "stubs", bare, "stubs")
+        errors = _cell_errors(paths(scratch_course)["autograded"] / "reference" / ASSIGNMENT_ID)
+
+    failures = []
+    if ref_result.get("error") or ref_result["score"] != ref_result["max_score"] or not ref_result["tests"]:
+        lost = [t["name"] for t in ref_result["tests"] if t["score"] < t["max_score"]]
+        failures.append(f"the reference submission scored {ref_result['score']} / {ref_result['max_score']} "
+                        f"(lost: {lost}) {ref_result.get('error', '')}")
+    if errors:
+        failures.append("cells of the reference submission raised: " + "; ".join(errors))
+    code_cells = {f"test_{function}" for function in expected.FUNCTIONS}
+    code_points = [t for t in stub_result["tests"] if t["name"].split("/")[-1] in code_cells and t["score"] > 0]
+    if stub_result.get("error") or code_points:
+        failures.append(f"the bare stubs earned code points: {[t['name'] for t in code_points]} "
+                        f"{stub_result.get('error', '')}")
+    if failures:
+        raise RuntimeError("release proof failed:\n" + "\n".join(f"- {f}" for f in failures))
+    return ref_result, stub_result
+
+
+def _cell_errors(autograded):
+    """Errors in any cell of the autograded notebooks ('notebook cell i: Error: message')."""
+    errors = []
+    for path in sorted(Path(autograded).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for index, cell in enumerate(nb.cells):
+            for output in cell.get("outputs", []):
+                if output.output_type == "error":
+                    errors.append(f"{path.name} cell {index}: {output.ename}: {output.evalue[:200]}")
+    return errors
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "release", help="build the nbgrader course and the student release", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--course", type=Path, required=True, help="the course directory to build")
+    parser.add_argument("--no-proof", action="store_true", help="skip grading the reference and the stubs")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    proof = build_course(args.course, prove=not args.no_proof)
+    release = paths(args.course)["release"]
+    print(f"release ready in {release} (leak check passed)")
+    if proof:
+        ref, bare = proof
+        print(f"proof: reference {ref['score']:g} / {ref['max_score']:g} in {ref['seconds']} s, "
+              f"stubs {bare['score']:g} / {bare['max_score']:g} (no code points) in {bare['seconds']} s")
+    print(f"hand out {release} together with environment.yml")
+    return 0
