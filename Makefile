@@ -30,3 +30,7 @@ bench: oracle
 
 clean:
 	rm -rf $(VENV) demo
+
+## demo: build the course, autograde three sample submissions, write feedback and CSV (in ./demo)
+demo: $(STAMP)
+	$(BIN)/normgrade demo --dir demo

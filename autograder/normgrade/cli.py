@@ -2,9 +2,9 @@
 import argparse
 import sys
 
-from . import autograde, expected, release, stubs
+from . import autograde, demo, expected, export, feedback, release, stubs
 
-COMMANDS = (stubs, expected, release, autograde)
+COMMANDS = (stubs, expected, release, autograde, feedback, export, demo)
 
 
 def build_parser():

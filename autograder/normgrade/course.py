@@ -12,6 +12,7 @@ NBGRADER_CONFIG = f'''\
 # nbgrader configuration of the normlab course, written by `normgrade release`.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from normgrade.feedback import ShortTracebacks
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
@@ -26,8 +27,8 @@ c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
 # Per cell: a hidden test runs in seconds; an experiment of a slow submission must not hang grading.
 c.Execute.timeout = 300
 c.Execute.interrupt_on_timeout = True
-# Feedback shows the messages of the hidden tests, never their code.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+# Feedback shows the messages of the hidden tests, never their code (not even in a traceback).
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
 '''
 
 

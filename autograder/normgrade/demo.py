@@ -1,0 +1,71 @@
+"""
+`normgrade demo --dir DIR`: the whole pipeline on three sample submissions.
+
+Builds the course in DIR/course, writes three submissions into
+DIR/submissions (the reference with the right inline answers; the bare
+stubs; one with typical mistakes and two wrong answers), autogrades them with
+nbgrader into DIR/course/gradebook.db, prints the grade table, and writes the
+students' feedback (DIR/course/feedback), a per-question CSV (DIR/grades.csv)
+and the JSON document (DIR/grades.json).
+"""
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from .autograde import format_table, grade
+from .course import paths
+from .export import write_csv
+from .feedback import generate_feedback
+from .notebooks import answer_keys, source_notebooks
+from .release import build_course
+from .samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+
+WRONG_ANSWERS = {"inline_batch_size": "c", "inline_preprocessing": {"batchnorm": 3, "layernorm": 1}}
+
+
+def run_demo(folder):
+    """Run the demo in `folder` (emptied first); return the grading document."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    course = folder / "course"
+    print(f"1/4 building the course in {course} (nbgrader generate_assignment, leak check)", flush=True)
+    build_course(course, prove=False)
+    release = paths(course)["release"]
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+
+    submissions = folder / "submissions"
+    print(f"2/4 writing sample submissions to {submissions}", flush=True)
+    make_submission(release, submissions / "reference", reference_layers(), keys)
+    make_submission(release, submissions / "stubs")
+    make_submission(release, submissions / "typical_mistakes", mutant_layers(*TYPICAL_MISTAKES), {**keys, **WRONG_ANSWERS})
+
+    print("3/4 autograding with nbgrader (one process per submission)", flush=True)
+    document = grade([submissions], course)
+    print()
+    print(format_table(document))
+    print()
+
+    print("4/4 writing feedback and the per-question CSV", flush=True)
+    pages = generate_feedback(course)
+    write_csv(course, folder / "grades.csv")
+    (folder / "grades.json").write_text(json.dumps(document, indent=2))
+    for student, html in pages.items():
+        print(f"  feedback for {student}: {', '.join(str(p) for p in html)}")
+    print(f"  per-question grades: {folder / 'grades.csv'}")
+    print(f"  JSON: {folder / 'grades.json'}")
+    print(f"  gradebook: {paths(course)['gradebook']} (open it with `nbgrader formgrader` from {course})")
+    return document
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("demo", help="build, grade and give feedback on sample submissions",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, default=Path("demo"), help="working folder (emptied first; default ./demo)")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    run_demo(args.dir)
+    return 0

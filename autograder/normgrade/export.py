@@ -1,0 +1,69 @@
+"""
+`normgrade export --course DIR --csv FILE`: one row per student, one column per question.
+
+nbgrader's own `export` gives one score per assignment; this reads the
+gradebook cell by cell: every graded cell (auto-graded tests and manually
+graded answers, named notebook/grade_id), then the auto-graded total, the
+manual total (empty while any answer is ungraded) and the total.
+"""
+import argparse
+import csv
+from pathlib import Path
+
+from .course import ASSIGNMENT_ID, COURSE_ID, db_url
+
+
+def per_question(course):
+    """(columns, rows): rows are dicts keyed by the columns, one per student with a submission."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    columns, rows = ["student"], []
+    with Gradebook(db_url(course), COURSE_ID) as gb:
+        assignment = gb.find_assignment(ASSIGNMENT_ID)
+        cells = [(nb.name, cell.name, cell.cell_type) for nb in assignment.notebooks for cell in nb.grade_cells]
+        columns += [f"{nb}/{name}" for nb, name, _ in cells] + ["auto_score", "manual_score", "score", "max_score"]
+        for student in gb.students:
+            try:
+                submission = gb.find_submission(ASSIGNMENT_ID, student.id)
+            except MissingEntry:
+                continue
+            row = {"student": student.id}
+            auto, manual, complete = 0.0, 0.0, True
+            for nb, name, cell_type in cells:
+                grade = gb.find_grade(name, nb, ASSIGNMENT_ID, student.id)
+                row[f"{nb}/{name}"] = "" if grade.score is None else grade.score
+                if cell_type == "code":
+                    auto += grade.score or 0.0
+                elif grade.manual_score is None:
+                    complete = False
+                else:
+                    manual += grade.manual_score
+            row.update(auto_score=auto, manual_score=manual if complete else "",
+                       score=submission.score, max_score=submission.max_score)
+            rows.append(row)
+    return columns, rows
+
+
+def write_csv(course, path):
+    columns, rows = per_question(course)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("export", help="per-question grades as CSV", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--course", type=Path, default=Path("course"))
+    parser.add_argument("--csv", type=Path, required=True, help="the CSV file to write")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    count = write_csv(args.course, args.csv)
+    print(f"wrote {args.csv}: {count} students")
+    return 0

@@ -1,0 +1,79 @@
+"""
+`normgrade feedback --course DIR`: HTML feedback for students, safe to hand back.
+
+nbgrader's generate_feedback renders each autograded notebook (the course
+config clears hidden test code from it and cuts tracebacks of graded cells to
+one line, so students see the messages of the hidden tests, not the tests)
+and copies every other file of the autograded
+folder next to it. Those copies are removed here: a student gets back only
+the HTML pages. Each page is then checked for hidden test code.
+"""
+import argparse
+from pathlib import Path
+
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
+
+from .course import ASSIGNMENT_ID, paths, run_nbgrader
+
+HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "normgrade.grade", "normgrade_expected")
+
+
+class ShortTracebacks(Preprocessor):
+    """
+    Cut every error in a graded cell to one line, `ename: evalue`.
+
+    IPython's traceback prints the source lines around the failing line, so a
+    failed visible assert would show the hidden test code below it.
+    """
+
+    enabled = Bool(True)  # nbconvert preprocessors are off unless enabled
+
+    def preprocess_cell(self, cell, resources, index):
+        if "nbgrader" in cell.metadata:
+            for output in cell.get("outputs", []):
+                if output.output_type == "error":
+                    output.traceback = [f"{output.ename}: {output.evalue}"]
+        return cell, resources
+
+
+def generate_feedback(course, student=None):
+    """Write and scrub the feedback; return {student: [html paths]}."""
+    args = ["generate_feedback", ASSIGNMENT_ID, "--force"]
+    if student:
+        args += ["--student", student]
+    run_nbgrader(course, *args)
+    pages = {}
+    root = paths(course)["feedback"]
+    for folder in sorted(root.glob(f"*/{ASSIGNMENT_ID}")):
+        name = folder.parent.name
+        if student and name != student:
+            continue
+        for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+            if path.is_file() and path.suffix != ".html":
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        html = sorted(folder.glob("*.html"))
+        for page in html:
+            text = page.read_text(errors="replace")
+            leaked = [m for m in HIDDEN_MARKERS if m in text]
+            if leaked:
+                raise RuntimeError(f"{page} shows hidden grading code ({', '.join(leaked)})")
+        pages[name] = html
+    return pages
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("feedback", help="write student feedback (HTML only)", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--course", type=Path, default=Path("course"))
+    parser.add_argument("--student", help="only this student")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    pages = generate_feedback(args.course, args.student)
+    for student, html in pages.items():
+        print(f"{student}: {', '.join(str(p) for p in html)}")
+    return 0
