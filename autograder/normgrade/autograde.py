@@ -19,12 +19,13 @@ import json
 import re
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 
-from .course import ASSIGNMENT_ID, COURSE_ID, NbgraderError, db_url, is_course, paths, run_nbgrader
+from .course import ASSIGNMENT_ID, CONFIG_NAME, COURSE_ID, NbgraderError, db_url, is_course, paths, run_nbgrader
 from .expected import EXPECTED_NAME
 
 DEFAULT_COURSE = Path("course")
@@ -109,21 +110,38 @@ def _results(course, student):
     return tests
 
 
-def grade_one(course, student, folder, given, timeout=1800):
-    """Autograde one submission folder as `student`; return its result dict."""
+def grade_one(course, student, folder, given, timeout=1800, template_db=None):
+    """
+    Autograde one submission folder as `student`; return its result dict.
+
+    The student's code runs in a scratch course that holds only what grading
+    needs: the config, the provided files and expected values (no solutions,
+    no source notebooks) and a copy of the gradebook without other students,
+    kept in another folder. The real course receives the submitted and
+    autograded folders, and its gradebook is written from the autograded
+    notebooks by nbgrader's own SaveAutoGrades, run here, outside the kernel.
+    """
     course = Path(course)
     layout = paths(course)
-    submitted = layout["submitted"] / student / ASSIGNMENT_ID
-    if submitted.exists():
-        shutil.rmtree(submitted)
-    shutil.copytree(folder, submitted, ignore=_IGNORE)
     start = time.perf_counter()
     result = {"path": given, "student": student}
-    try:
-        run_nbgrader(course, "autograde", ASSIGNMENT_ID, "--student", student, "--create", "--force",
-                     timeout=timeout)
-    except NbgraderError as err:
-        result.update(score=0.0, max_score=_max_auto_score(course), tests=[], error=str(err))
+    with tempfile.TemporaryDirectory(prefix="normgrade-course-") as scratch, \
+            tempfile.TemporaryDirectory(prefix="normgrade-db-") as db_folder:
+        scratch = Path(scratch)
+        scratch_db = Path(db_folder) / "gradebook.db"
+        shutil.copy(template_db or _template_db(course, db_folder), scratch_db)
+        shutil.copy(layout["config"], scratch / CONFIG_NAME)
+        shutil.copytree(layout["source"], scratch / "source" / ASSIGNMENT_ID, ignore=_SOURCE_ONLY_FOR_STAFF)
+        shutil.copytree(folder, scratch / "submitted" / student / ASSIGNMENT_ID, ignore=_IGNORE)
+        try:
+            run_nbgrader(scratch, "autograde", ASSIGNMENT_ID, "--student", student, "--create", "--force",
+                         f"--CourseDirectory.db_url=sqlite:///{scratch_db}", timeout=timeout)
+        except NbgraderError as err:
+            result["error"] = str(err)
+        else:
+            _import_into(course, student, folder, scratch / "autograded" / student / ASSIGNMENT_ID)
+    if "error" in result:
+        result.update(score=0.0, max_score=_max_auto_score(course), tests=[])
     else:
         autograded = layout["autograded"] / student / ASSIGNMENT_ID
         messages = _messages(autograded)
@@ -136,10 +154,44 @@ def grade_one(course, student, folder, given, timeout=1800):
             max_score=round(sum(t["max_score"] for t in tests), 6),
             tests=tests,
         )
-        # The expected values were copied in for grading; they must not reach feedback.
-        (autograded / EXPECTED_NAME).unlink(missing_ok=True)
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
+
+
+# What the student's kernel must not be able to read: the reference and the source notebooks.
+_SOURCE_ONLY_FOR_STAFF = shutil.ignore_patterns("*.ipynb", "layers.py", "__pycache__", ".ipynb_checkpoints")
+
+
+def _template_db(course, folder):
+    """A copy of the course gradebook with the assignment and no students."""
+    from nbgrader.api import Gradebook
+
+    template = Path(folder) / "template.db"
+    shutil.copy(paths(course)["gradebook"], template)
+    with Gradebook(f"sqlite:///{template}", COURSE_ID) as gb:
+        for student in list(gb.students):
+            gb.remove_student(student.id)
+    return template
+
+
+def _import_into(course, student, folder, scratch_autograded):
+    """Copy a graded submission into the course and record its grades in the course gradebook."""
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import SaveAutoGrades
+
+    layout = paths(course)
+    for target, origin in ((layout["submitted"], folder), (layout["autograded"], scratch_autograded)):
+        destination = target / student / ASSIGNMENT_ID
+        if destination.exists():
+            shutil.rmtree(destination)
+        shutil.copytree(origin, destination, ignore=_IGNORE)
+    with Gradebook(db_url(course), COURSE_ID) as gb:
+        gb.update_or_create_student(student)
+        gb.update_or_create_submission(ASSIGNMENT_ID, student)
+    for path in sorted((layout["autograded"] / student / ASSIGNMENT_ID).glob("*.ipynb")):
+        resources = {"nbgrader": {"notebook": path.stem, "assignment": ASSIGNMENT_ID,
+                                  "student": student, "db_url": db_url(course)}}
+        SaveAutoGrades().preprocess(nbformat.read(path, as_version=4), resources)
 
 
 def _max_auto_score(course):
@@ -155,7 +207,10 @@ def grade(paths_given, course=DEFAULT_COURSE, timeout=1800):
     course = Path(course)
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
-    submissions = [grade_one(course, s, f, g, timeout) for s, f, g in discover(paths_given)]
+    found = discover(paths_given)
+    with tempfile.TemporaryDirectory(prefix="normgrade-template-") as folder:
+        template = _template_db(course, folder)
+        submissions = [grade_one(course, s, f, g, timeout, template) for s, f, g in found]
     return {"submissions": submissions}
 
 
