@@ -26,68 +26,43 @@ from normgrade.reference import load_layers  # noqa: E402
 ref = load_layers()
 
 
-def _case_batchnorm(rng, dtype):
-    x = rng.standard_normal((512, 1024)).astype(dtype)
-    gamma, beta, dout = np.ones(1024, dtype), np.zeros(1024, dtype), rng.standard_normal(x.shape).astype(dtype)
+def _case(label, x_shape, param_shape, forward, backward, torch_forward):
+    """A benchmark case: label and a builder of (ours, theirs, arrays) for a dtype."""
+    def build(rng, dtype):
+        x = rng.standard_normal(x_shape).astype(dtype)
+        gamma, beta = np.ones(param_shape, dtype), np.zeros(param_shape, dtype)
+        dout = rng.standard_normal(x_shape).astype(dtype)
 
-    def ours():
-        out, cache = ref.batchnorm_forward(x, gamma, beta, {"mode": "train"})
-        return ref.batchnorm_backward_alt(dout, cache)
+        def ours():
+            out, cache = forward(x, gamma, beta)
+            return backward(dout, cache)
 
-    def theirs(tx, tg, tb, tdout):
-        out = F.batch_norm(tx, None, None, tg, tb, training=True, eps=1e-5)
-        return torch.autograd.grad(out, (tx, tg, tb), tdout)
+        def theirs(tx, tg, tb, tdout):
+            return torch.autograd.grad(torch_forward(tx, tg, tb), (tx, tg, tb), tdout)
 
-    return "batchnorm (512, 1024)", ours, theirs, (x, gamma, beta, dout)
+        return ours, theirs, (x, gamma, beta, dout)
 
-
-def _case_layernorm(rng, dtype):
-    x = rng.standard_normal((512, 1024)).astype(dtype)
-    gamma, beta, dout = np.ones(1024, dtype), np.zeros(1024, dtype), rng.standard_normal(x.shape).astype(dtype)
-
-    def ours():
-        out, cache = ref.layernorm_forward(x, gamma, beta, {})
-        return ref.layernorm_backward(dout, cache)
-
-    def theirs(tx, tg, tb, tdout):
-        out = F.layer_norm(tx, (1024,), tg, tb, 1e-5)
-        return torch.autograd.grad(out, (tx, tg, tb), tdout)
-
-    return "layernorm (512, 1024)", ours, theirs, (x, gamma, beta, dout)
+    return label, build
 
 
-def _case_spatial_batchnorm(rng, dtype):
-    x = rng.standard_normal((32, 64, 16, 16)).astype(dtype)
-    gamma, beta, dout = np.ones(64, dtype), np.zeros(64, dtype), rng.standard_normal(x.shape).astype(dtype)
-
-    def ours():
-        out, cache = ref.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
-        return ref.spatial_batchnorm_backward(dout, cache)
-
-    def theirs(tx, tg, tb, tdout):
-        out = F.batch_norm(tx, None, None, tg, tb, training=True, eps=1e-5)
-        return torch.autograd.grad(out, (tx, tg, tb), tdout)
-
-    return "spatial batchnorm (32, 64, 16, 16)", ours, theirs, (x, gamma, beta, dout)
+def _torch_batch_norm(tx, tg, tb):
+    return F.batch_norm(tx, None, None, tg, tb, training=True, eps=1e-5)
 
 
-def _case_groupnorm(rng, dtype):
-    x = rng.standard_normal((32, 64, 16, 16)).astype(dtype)
-    gamma, beta = np.ones((1, 64, 1, 1), dtype), np.zeros((1, 64, 1, 1), dtype)
-    dout = rng.standard_normal(x.shape).astype(dtype)
-
-    def ours():
-        out, cache = ref.spatial_groupnorm_forward(x, gamma, beta, 8, {})
-        return ref.spatial_groupnorm_backward(dout, cache)
-
-    def theirs(tx, tg, tb, tdout):
-        out = F.group_norm(tx, 8, tg.reshape(64), tb.reshape(64), 1e-5)
-        return torch.autograd.grad(out, (tx, tg, tb), tdout)
-
-    return "spatial groupnorm G=8 (32, 64, 16, 16)", ours, theirs, (x, gamma, beta, dout)
-
-
-CASES = (_case_batchnorm, _case_layernorm, _case_spatial_batchnorm, _case_groupnorm)
+CASES = (
+    _case("batchnorm (512, 1024)", (512, 1024), (1024,),
+          lambda x, g, b: ref.batchnorm_forward(x, g, b, {"mode": "train"}), ref.batchnorm_backward_alt,
+          _torch_batch_norm),
+    _case("layernorm (512, 1024)", (512, 1024), (1024,),
+          lambda x, g, b: ref.layernorm_forward(x, g, b, {}), ref.layernorm_backward,
+          lambda tx, tg, tb: F.layer_norm(tx, (1024,), tg, tb, 1e-5)),
+    _case("spatial batchnorm (32, 64, 16, 16)", (32, 64, 16, 16), (64,),
+          lambda x, g, b: ref.spatial_batchnorm_forward(x, g, b, {"mode": "train"}), ref.spatial_batchnorm_backward,
+          _torch_batch_norm),
+    _case("spatial groupnorm G=8 (32, 64, 16, 16)", (32, 64, 16, 16), (1, 64, 1, 1),
+          lambda x, g, b: ref.spatial_groupnorm_forward(x, g, b, 8, {}), ref.spatial_groupnorm_backward,
+          lambda tx, tg, tb: F.group_norm(tx, 8, tg.reshape(64), tb.reshape(64), 1e-5)),
+)
 
 
 def _timed(fn):
@@ -99,8 +74,8 @@ def _timed(fn):
 def run(repeats, dtypes):
     rows = []
     for dtype in dtypes:
-        for make_case in CASES:
-            name, ours, theirs, arrays = make_case(np.random.default_rng(0), dtype)
+        for name, build in CASES:
+            ours, theirs, arrays = build(np.random.default_rng(0), dtype)
             x, gamma, beta, dout = arrays
             tensors = [torch.tensor(a, requires_grad=True) for a in (x, gamma, beta)] + [torch.tensor(dout)]
             torch_call = lambda: theirs(*tensors)  # noqa: E731
