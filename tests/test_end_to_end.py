@@ -89,7 +89,7 @@ def test_release_holds_no_secret(course):
     assert (release / "normlab" / "layers.py").read_text() == STUB_LAYERS.read_text()
 
 
-def test_leak_check_catches_planted_secrets(course, tmp_path):
+def test_leak_check_catches_planted_secrets(course, keys, tmp_path):
     planted = tmp_path / "release"
     shutil.copytree(paths(course[0])["release"], planted)
     shutil.copy(paths(course[0])["source"] / EXPECTED_NAME, planted / EXPECTED_NAME)
@@ -98,7 +98,7 @@ def test_leak_check_catches_planted_secrets(course, tmp_path):
     nb_path = planted / "BatchNormalization.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells[1].source += "\n### BEGIN HIDDEN TESTS\nimport normgrade\n### END HIDDEN TESTS\n"
-    nb.cells[2].source = "inline_batch_size = 'b'"
+    nb.cells[2].source = f"inline_batch_size = {keys['inline_batch_size']!r}"
     nb.cells[3].outputs = [nbformat.v4.new_output("stream", text="expected: 0.123")]
     nbformat.write(nb, nb_path)
     problems = "\n".join(find_leaks(planted, source_notebooks(NOTEBOOKS)))

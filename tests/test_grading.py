@@ -190,3 +190,37 @@ def test_every_answer_key_lives_in_exactly_one_place():
     for variable, key in keys.items():
         literal = json.dumps(f"{variable} = {key!r}")[1:-1]  # as it appears inside notebook JSON
         assert sum(t.count(literal) for t in texts) == 1, variable
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "normgrade.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_expected_writes_a_loadable_file(tmp_path):
+    done = _cli("expected", "--out", str(tmp_path / "e.npz"))
+    assert done.returncode == 0, done.stderr
+    data = expected.ExpectedValues(tmp_path / "e.npz")
+    assert data.answer_keys == answer_keys() and "bn_x" in data.inputs
+    assert set(data.signatures("bn_train_out")) >= {"unbiased_variance", "missing_eps"}
+
+
+def test_cli_errors_are_clear(tmp_path):
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        done = _cli("expected", "--backend", "cupy", "--out", str(tmp_path / "e.npz"))
+        assert done.returncode == 2 and "backend 'cupy' needs CuPy" in done.stderr
+    done = _cli("grade", str(tmp_path / "missing"), "--course", str(tmp_path / "course"))
+    assert done.returncode == 2 and "no such folder" in done.stderr
+    (tmp_path / "empty").mkdir()
+    done = _cli("grade", str(tmp_path / "empty"), "--course", str(tmp_path / "course"))
+    assert done.returncode == 2 and "neither a submission" in done.stderr
+    assert not (tmp_path / "course").exists(), "no course is built for bad paths"
+    (tmp_path / "occupied").mkdir()
+    (tmp_path / "occupied" / "notes.txt").write_text("mine")
+    done = _cli("release", "--course", str(tmp_path / "occupied"))
+    assert done.returncode == 2 and "not a normgrade course" in done.stderr
+    assert (tmp_path / "occupied" / "notes.txt").read_text() == "mine", "nothing is lost"

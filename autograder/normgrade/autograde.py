@@ -205,9 +205,9 @@ def _max_auto_score(course):
 def grade(paths_given, course=DEFAULT_COURSE, timeout=1800):
     """Grade every submission found in paths_given; return the JSON document (a dict)."""
     course = Path(course)
+    found = discover(paths_given)
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
-    found = discover(paths_given)
     with tempfile.TemporaryDirectory(prefix="normgrade-template-") as folder:
         template = _template_db(course, folder)
         submissions = [grade_one(course, s, f, g, timeout, template) for s, f, g in found]
@@ -230,9 +230,10 @@ def format_table(document):
         if r.get("error"):
             lines.append(f"  grading failed: {r['error'].splitlines()[0]}")
         for t in lost:
-            first = (t["message"].splitlines() or [""])
-            detail = next((l.strip() for l in first if l.strip().startswith("- lost")), first[-1].strip())
-            lines.append(f"  {t['name']}: {t['score']:g} / {t['max_score']:g}  {detail[:160]}")
+            message = " ".join(t["message"].split())  # the report, unwrapped
+            first = message.split(" - lost ")[1] if " - lost " in message else message
+            lines.append(f"  {t['name']}: {t['score']:g} / {t['max_score']:g}  {'lost ' if ' - lost ' in message else ''}"
+                         f"{first[:170]}")
     return "\n".join(lines)
 
 
@@ -250,6 +251,7 @@ def add_parser(subparsers):
 
 
 def run(args):
+    discover(args.paths)  # bad paths fail before a course is built
     if not is_course(args.course):
         from .release import build_course
 

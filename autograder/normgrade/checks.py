@@ -8,6 +8,7 @@ central differences of the student's own forward pass. Every lost point comes
 with a message; when the wrong value matches a known mistake (a mutant's
 signature), the message names the mistake.
 """
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,7 +205,8 @@ def report(function, results):
     lines = [f"{function}: {earned:g} / {total:g} points"]
     for r in results:
         if r.message:
-            lines.append(f"  - lost {r.check.points:g} on '{r.check.label}': {r.message}")
+            text = f"- lost {r.check.points:g} on '{r.check.label}': {r.message}"
+            lines.append(textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="    "))
     if earned == total:
         lines.append("  all checks passed")
     return "\n".join(lines)
