@@ -44,6 +44,13 @@ for _target in ("normgrade_expected.npz", "../../../source/normalization/normgra
 print("hostile import", file=_sys.stderr)
 '''
 
+KILLER = """
+import os as _os
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    _os._exit(1)  # the kernel dies in the middle of grading
+"""
+
 CHEATER = STUB_LAYERS.read_text() + '''
 # Cheating: run the reference solution if it can be found next to the submission.
 from pathlib import Path as _Path
@@ -114,6 +121,7 @@ def graded_class(course, keys, tmp_path_factory):
     release = paths(folder)["release"]
     root = tmp_path_factory.mktemp("class")
     make_submission(release, root / "a_hostile", HOSTILE, keys)
+    make_submission(release, root / "a_kills_kernel", reference_layers() + KILLER, keys)
     make_submission(release, root / "b_cheater", CHEATER, keys)
     make_submission(release, root / "c_reference", reference_layers(), keys)
     make_submission(release, root / "d_mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)
@@ -132,7 +140,7 @@ def graded_class(course, keys, tmp_path_factory):
     elapsed = time.perf_counter() - start
     assert done.returncode == 0, done.stderr[-3000:]
     document = json.loads(done.stdout)
-    print(f"\ngraded 6 submissions in {elapsed:.1f} s: "
+    print(f"\ngraded {len(document['submissions'])} submissions in {elapsed:.1f} s: "
           + ", ".join(f"{s['student']} {s['seconds']} s" for s in document["submissions"]))
     after = {p: _digest(p) for p in paths(folder)["source"].rglob("*") if p.is_file()}
     return document, before, after, root
@@ -168,6 +176,13 @@ def test_hostile_code_damages_nothing_outside_its_own_grading(graded_class, cour
 
     with Gradebook(db_url(course[0]), COURSE_ID) as gb:  # the gradebook still opens and holds every student
         assert {s.id for s in gb.students} >= {"a_hostile", "c_reference", "f_deleted_cells"}
+
+
+def test_a_dying_kernel_costs_only_its_own_points(graded_class):
+    students = _by_student(graded_class[0])
+    killer = students["a_kills_kernel"]
+    assert killer["score"] < 36 and (killer.get("error") or any(t["message"] for t in killer["tests"]))
+    assert students["c_reference"]["score"] == 36
 
 
 def test_the_reference_is_out_of_the_kernels_reach(graded_class):

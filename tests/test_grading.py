@@ -99,6 +99,7 @@ BROKEN = {
         "    return _orig(*a, **k)\n"
     ),
     "returns None": "{reference}\ndef layernorm_forward(x, gamma, beta, ln_param):\n    return None, None\n",
+    "exits": "{reference}\nimport sys\ndef layernorm_forward(x, gamma, beta, ln_param):\n    sys.exit(3)\n",
 }
 
 
@@ -113,6 +114,8 @@ def test_broken_submissions_get_messages_not_crashes(tmp_path, expected_file, ki
         assert earned == 0 and "normlab could not be imported" in captured.out
     elif kind == "noisy":  # student prints and warnings do not cost points
         assert earned == checks.total_points("batchnorm_forward") + checks.total_points("layernorm_forward")
+    elif kind == "exits":
+        assert earned == checks.total_points("batchnorm_forward") and "raised SystemExit: 3" in captured.out
     else:
         assert "ln_out is a NoneType" in captured.out or "is missing (None)" in captured.out
 

@@ -181,7 +181,7 @@ def evaluate(function, layers, gradient_check, data, seconds=20.0):
             try:
                 with time_limit(seconds), np.errstate(all="ignore"):
                     reason = _gradient_message(layers, gradient_check, check.gradient, data.inputs)
-            except Exception as err:  # the student's code may raise anything
+            except (Exception, SystemExit) as err:  # the student's code may raise anything, exit included
                 reason = Failure(err).message
         else:
             reason = None
