@@ -44,7 +44,7 @@ def grade_results(function, submission_dir=None, expected_path=None):
     with warnings.catch_warnings(), contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
         warnings.simplefilter("ignore")
         try:
-            with imported_package(submission_dir or Path.cwd()) as package:
+            with imported_package(submission_dir or Path.cwd()):
                 import normlab.gradient_check
                 import normlab.layers
 
