@@ -100,6 +100,7 @@ BROKEN = {
     ),
     "returns None": "{reference}\ndef layernorm_forward(x, gamma, beta, ln_param):\n    return None, None\n",
     "exits": "{reference}\nimport sys\ndef layernorm_forward(x, gamma, beta, ln_param):\n    sys.exit(3)\n",
+    "exits at import": "import sys\nsys.exit(2)\n",
 }
 
 
@@ -110,7 +111,7 @@ def test_broken_submissions_get_messages_not_crashes(tmp_path, expected_file, ki
     earned = grade("batchnorm_forward", folder, expected_file) + grade("layernorm_forward", folder, expected_file)
     captured = capsys.readouterr()
     assert captured.err == "", "anything on stderr would zero the nbgrader cell"
-    if kind in ("syntax error", "import error"):
+    if kind in ("syntax error", "import error", "exits at import"):
         assert earned == 0 and "normlab could not be imported" in captured.out
     elif kind == "noisy":  # student prints and warnings do not cost points
         assert earned == checks.total_points("batchnorm_forward") + checks.total_points("layernorm_forward")

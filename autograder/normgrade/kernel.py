@@ -49,7 +49,7 @@ def grade_results(function, submission_dir=None, expected_path=None):
                 import normlab.layers
 
                 return checks.evaluate(function, normlab.layers, normlab.gradient_check, data)
-        except Exception as err:  # the package itself does not import
+        except (Exception, SystemExit) as err:  # the package itself does not import (or exits)
             reason = f"normlab could not be imported: {type(err).__name__}: {err}"
             return [checks.Result(c, 0.0, reason) for c in checks.checks_for(function)]
 
