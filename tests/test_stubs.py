@@ -25,7 +25,7 @@ def test_committed_stub_is_generated_from_reference():
 
 
 def _strip_student_bodies(tree):
-    """Module AST with the part of each student function between its input checks and return removed."""
+    """Module AST dump with the whole body of each student function replaced by a placeholder."""
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name in STUDENT_FUNCTIONS:
             node.body = [ast.Constant("<student body>")]

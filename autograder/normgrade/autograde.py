@@ -4,8 +4,9 @@
 A PATH is one submission (a folder shaped like release/normalization: the
 notebooks and normlab/) or a class folder holding one such folder per student
 (named by student id; `<id>/normalization/` works too). Each submission is
-copied into the course's submitted/ folder and autograded by its own
-`nbgrader autograde` process into the course gradebook, so one broken or
+autograded by its own `nbgrader autograde` process in its own scratch course
+(see grade_one), then copied into the course's submitted/ and autograded/
+folders with its grades recorded in the course gradebook, so one broken or
 hostile submission cannot stop or change the grading of another. The result:
 
     {"submissions": [{"path", "student", "score", "max_score", "seconds",

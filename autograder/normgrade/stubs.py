@@ -95,10 +95,9 @@ def check_stub(solution_path, stub_path):
 
 def write_stub(solution_path, stub_path):
     """Write the stub of solution_path to stub_path; return True if the file changed."""
-    expected = make_stub(Path(solution_path).read_text())
-    if Path(stub_path).is_file() and Path(stub_path).read_text() == expected:
+    if check_stub(solution_path, stub_path):
         return False
-    Path(stub_path).write_text(expected)
+    Path(stub_path).write_text(make_stub(Path(solution_path).read_text()))
     return True
 
 
