@@ -1,7 +1,5 @@
-"""normgrade: staff tooling for the normalization assignment (stubs, expected values, releases, grading).
+"""normgrade: staff tooling for the normalization assignment (stubs, expected values, releases, trusted grading).
 
-Hidden test cells call normgrade.grade(function) and normgrade.grade_answer(question, answer).
+Student code is only ever run by normgrade.worker, inside the sandbox of normgrade.sandbox;
+normgrade.scorer and normgrade.checks decide points from the raw values it returns.
 """
-from .kernel import grade, grade_answer
-
-__all__ = ["grade", "grade_answer"]

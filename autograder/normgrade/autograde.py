@@ -1,16 +1,25 @@
 """
-`normgrade grade PATH...`: grade submissions through nbgrader autograde.
+`normgrade grade PATH...`: grade submissions through nbgrader, with trusted scores.
 
 A PATH is one submission (a folder shaped like release/normalization: the
 notebooks and normlab/) or a class folder holding one such folder per student
-(named by student id; `<id>/normalization/` works too). Each submission is
-autograded by its own `nbgrader autograde` process in its own scratch course
-(see grade_one), then copied into the course's submitted/ and autograded/
-folders with its grades recorded in the course gradebook, so one broken or
-hostile submission cannot stop or change the grading of another. The result:
+(named by student id; `<id>/normalization/` works too). For each submission:
 
-    {"submissions": [{"path", "student", "score", "max_score", "seconds",
-                      "tests": [{"name", "score", "max_score", "message"}]}]}
+1. Only what grading needs is copied into the course's submitted/ folder:
+   each notebook of the assignment (at most 16 MiB, valid JSON, else the
+   blank release copy, so its code is still graded) and normlab/layers.py
+   (at most 1 MiB). Nothing else, whatever the submission holds.
+2. nbgrader's own autograde converter runs in this process, with the
+   course's configuration: its sanitizing (graded cells restored from the
+   gradebook, deleted ones added back), then TrustedScores, which writes the
+   graded cells' outputs from the scorer (points decided here from raw values
+   a sandboxed worker returned), and SaveAutoGrades into the gradebook.
+   Notebooks are not executed unless --execute (then in the sandbox too).
+
+No student code runs in this process. The result:
+
+    {"sandbox": "...", "submissions": [{"path", "student", "score", "max_score", "seconds",
+                      "tests": [{"name", "score", "max_score", "message"}], "notes": [...]}]}
 
 score and max_score count the auto-graded points only; manually graded
 answers are left to the instructor (formgrader).
@@ -20,21 +29,22 @@ import json
 import re
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 
-from .course import ASSIGNMENT_ID, CONFIG_NAME, COURSE_ID, NbgraderError, db_url, is_course, paths, run_nbgrader
-from .expected import EXPECTED_NAME
+from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, db_url, is_course, paths
+from .preprocessors import MAX_LAYERS_BYTES, SandboxedExecute
+from .sandbox import Sandbox
+from .scorer import read_notebook
 
 DEFAULT_COURSE = Path("course")
-_IGNORE = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc", EXPECTED_NAME)
+MAX_NOTEBOOK_BYTES = 16 << 20
 
 
 def _is_submission(folder):
-    return folder.is_dir() and any(folder.glob("*.ipynb"))
+    return folder.is_dir() and (any(folder.glob("*.ipynb")) or (folder / "normlab").is_dir())
 
 
 def discover(paths_given):
@@ -111,88 +121,72 @@ def _results(course, student):
     return tests
 
 
-def grade_one(course, student, folder, given, timeout=1800, template_db=None):
+def stage(course, student, folder):
     """
-    Autograde one submission folder as `student`; return its result dict.
-
-    The student's code runs in a scratch course that holds only what grading
-    needs: the config, the provided files and expected values (no solutions,
-    no source notebooks) and a copy of the gradebook without other students,
-    kept in another folder. The real course receives the submitted and
-    autograded folders, and its gradebook is written from the autograded
-    notebooks by nbgrader's own SaveAutoGrades, run here, outside the kernel.
+    Copy what grading needs from a submission folder into submitted/<student>/;
+    return notes on what was missing or refused. Notebooks are rewritten by
+    nbformat (so only valid notebooks reach nbgrader), missing or broken ones
+    replaced by their blank release copy.
     """
-    course = Path(course)
     layout = paths(course)
+    target = layout["submitted"] / student / ASSIGNMENT_ID
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "normlab").mkdir(parents=True)
+    notes = []
+    for blank in sorted(layout["release"].glob("*.ipynb")):
+        source = Path(folder) / blank.name
+        nb, why = read_notebook(source, MAX_NOTEBOOK_BYTES) if not source.is_symlink() else (None, "a link")
+        if nb is None:
+            notes.append(f"{blank.name}: {why}; graded from the blank release copy, so its inline answers earn nothing")
+            nb = nbformat.read(blank, as_version=4)
+        nbformat.write(nb, target / blank.name)
+    layers = Path(folder) / "normlab" / "layers.py"
+    if layers.is_file() and not layers.is_symlink() and layers.stat().st_size <= MAX_LAYERS_BYTES:
+        shutil.copyfile(layers, target / "normlab" / "layers.py")
+    elif layers.is_file():
+        notes.append(f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB or a link; not graded")
+    else:
+        notes.append("normlab/layers.py is missing")
+    return notes
+
+
+def nbgrader_api(course, unsandboxed=False, execute=False):
+    """nbgrader's API on the course, with its nbgrader_config.py, in this process."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader(CONFIG_NAME, path=str(Path(course).resolve())).load_config()
+    config.TrustedScores.unsandboxed = config.SandboxedExecute.unsandboxed = bool(unsandboxed)
+    if not execute:
+        config.Autograde.autograde_preprocessors = [
+            p for p in config.Autograde.autograde_preprocessors if p is not SandboxedExecute]
+    coursedir = CourseDirectory(root=str(Path(course).resolve()), config=config)
+    return NbGraderAPI(coursedir=coursedir, config=config)
+
+
+def grade_one(api, course, student, folder, given):
+    """Autograde one submission folder as `student` in the course; return its result dict."""
     start = time.perf_counter()
     result = {"path": given, "student": student}
-    with tempfile.TemporaryDirectory(prefix="normgrade-course-") as scratch, \
-            tempfile.TemporaryDirectory(prefix="normgrade-db-") as db_folder:
-        scratch = Path(scratch)
-        scratch_db = Path(db_folder) / "gradebook.db"
-        shutil.copy(template_db or _template_db(course, db_folder), scratch_db)
-        shutil.copy(layout["config"], scratch / CONFIG_NAME)
-        shutil.copytree(layout["source"], scratch / "source" / ASSIGNMENT_ID, ignore=_SOURCE_ONLY_FOR_STAFF)
-        shutil.copytree(folder, scratch / "submitted" / student / ASSIGNMENT_ID, ignore=_IGNORE)
-        try:
-            run_nbgrader(scratch, "autograde", ASSIGNMENT_ID, "--student", student, "--create", "--force",
-                         f"--CourseDirectory.db_url=sqlite:///{scratch_db}", timeout=timeout)
-        except NbgraderError as err:
-            result["error"] = str(err)
-        else:
-            _import_into(course, student, folder, scratch / "autograded" / student / ASSIGNMENT_ID)
-    if "error" in result:
-        result.update(score=0.0, max_score=_max_auto_score(course), tests=[])
+    notes = stage(course, student, folder)
+    outcome = api.autograde(ASSIGNMENT_ID, student, force=True, create=True)
+    if not outcome.get("success"):
+        log = (outcome.get("error") or outcome.get("log") or "").strip().splitlines()
+        result.update(error="nbgrader autograde failed: " + "\n".join(log[-15:]), score=0.0,
+                      max_score=_max_auto_score(course), tests=[])
     else:
-        autograded = layout["autograded"] / student / ASSIGNMENT_ID
-        messages = _messages(autograded)
+        messages = _messages(paths(course)["autograded"] / student / ASSIGNMENT_ID)
         tests = _results(course, student)
         for test in tests:
             message = messages.get((test.pop("notebook"), test.pop("cell")), "")
             test["message"] = "" if test["score"] == test["max_score"] else message
-        result.update(
-            score=round(sum(t["score"] for t in tests), 6),
-            max_score=round(sum(t["max_score"] for t in tests), 6),
-            tests=tests,
-        )
-    result["seconds"] = round(time.perf_counter() - start, 1)
+        result.update(score=round(sum(t["score"] for t in tests), 6),
+                      max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests)
+    result["notes"] = notes
+    result["seconds"] = round(time.perf_counter() - start, 2)
     return result
-
-
-# What the student's kernel must not be able to read: the reference and the source notebooks.
-_SOURCE_ONLY_FOR_STAFF = shutil.ignore_patterns("*.ipynb", "layers.py", "__pycache__", ".ipynb_checkpoints")
-
-
-def _template_db(course, folder):
-    """A copy of the course gradebook with the assignment and no students."""
-    from nbgrader.api import Gradebook
-
-    template = Path(folder) / "template.db"
-    shutil.copy(paths(course)["gradebook"], template)
-    with Gradebook(f"sqlite:///{template}", COURSE_ID) as gb:
-        for student in list(gb.students):
-            gb.remove_student(student.id)
-    return template
-
-
-def _import_into(course, student, folder, scratch_autograded):
-    """Copy a graded submission into the course and record its grades in the course gradebook."""
-    from nbgrader.api import Gradebook
-    from nbgrader.preprocessors import SaveAutoGrades
-
-    layout = paths(course)
-    for target, origin in ((layout["submitted"], folder), (layout["autograded"], scratch_autograded)):
-        destination = target / student / ASSIGNMENT_ID
-        if destination.exists():
-            shutil.rmtree(destination)
-        shutil.copytree(origin, destination, ignore=_IGNORE)
-    with Gradebook(db_url(course), COURSE_ID) as gb:
-        gb.update_or_create_student(student)
-        gb.update_or_create_submission(ASSIGNMENT_ID, student)
-    for path in sorted((layout["autograded"] / student / ASSIGNMENT_ID).glob("*.ipynb")):
-        resources = {"nbgrader": {"notebook": path.stem, "assignment": ASSIGNMENT_ID,
-                                  "student": student, "db_url": db_url(course)}}
-        SaveAutoGrades().preprocess(nbformat.read(path, as_version=4), resources)
 
 
 def _max_auto_score(course):
@@ -203,21 +197,21 @@ def _max_auto_score(course):
         return float(sum(nb.max_code_score for nb in assignment.notebooks))
 
 
-def grade(paths_given, course=DEFAULT_COURSE, timeout=1800):
+def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False):
     """Grade every submission found in paths_given; return the JSON document (a dict)."""
     course = Path(course)
     found = discover(paths_given)
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
-    with tempfile.TemporaryDirectory(prefix="normgrade-template-") as folder:
-        template = _template_db(course, folder)
-        submissions = [grade_one(course, s, f, g, timeout, template) for s, f, g in found]
-    return {"submissions": submissions}
+    sandbox = Sandbox(unsandboxed=unsandboxed)  # refuses here, before anything, where bubblewrap cannot run
+    api = nbgrader_api(course, unsandboxed, execute)
+    submissions = [grade_one(api, course, s, f, g) for s, f, g in found]
+    return {"sandbox": sandbox.description, "submissions": submissions}
 
 
 def format_table(document):
     """A readable table of the results, with the messages of lost points."""
-    lines = []
+    lines = [f"graded in: {document.get('sandbox', '?')}"]
     rows = document["submissions"]
     width = max([len(r["path"]) for r in rows] + [10])
     lines.append(f"{'submission':<{width}}  {'score':>13}  {'seconds':>7}")
@@ -225,11 +219,13 @@ def format_table(document):
         lines.append(f"{r['path']:<{width}}  {r['score']:>6g} / {r['max_score']:<4g}  {r.get('seconds', 0):>7.1f}")
     for r in rows:
         lost = [t for t in r["tests"] if t["score"] < t["max_score"]]
-        if r.get("error") or lost:
+        if r.get("error") or lost or r.get("notes"):
             lines.append("")
             lines.append(f"{r['path']} ({r['student']}):")
         if r.get("error"):
             lines.append(f"  grading failed: {r['error'].splitlines()[0]}")
+        for note in r.get("notes", []):
+            lines.append(f"  note: {note}")
         for t in lost:
             message = " ".join(t["message"].split())  # the report, unwrapped
             first = message.split(" - lost ")[1] if " - lost " in message else message
@@ -247,7 +243,11 @@ def add_parser(subparsers):
     parser.add_argument("--course", type=Path, default=DEFAULT_COURSE,
                         help=f"the course directory (default ./{DEFAULT_COURSE}; built by `normgrade release` when missing)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
-    parser.add_argument("--timeout", type=int, default=1800, help="seconds per submission (default 1800)")
+    parser.add_argument("--execute", action="store_true",
+                        help="also execute the notebooks (in the sandbox), for the plots formgrader shows")
+    parser.add_argument("--unsandboxed", action="store_true",
+                        help="run student code without bubblewrap where user namespaces are blocked "
+                             "(unsafe: student code runs with your rights; every report says so)")
     parser.set_defaults(run=run)
 
 
@@ -258,6 +258,6 @@ def run(args):
 
         print(f"no course at {args.course}: building it with `normgrade release`", file=sys.stderr, flush=True)
         build_course(args.course, prove=False)
-    document = grade(args.paths, args.course, args.timeout)
+    document = grade(args.paths, args.course, unsandboxed=args.unsandboxed, execute=args.execute)
     print(json.dumps(document, indent=2) if args.json else format_table(document))
     return 0

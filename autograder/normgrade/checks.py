@@ -1,19 +1,28 @@
 """
 The grading checks: what each student function is graded on, worth how much.
 
-A value check compares quantities the student's code produced on the hidden
-inputs (normgrade.expected) with the reference's: exact shape, exact dtype,
-then values. A gradient check compares the student's backward pass with
-central differences of the student's own forward pass. Every lost point comes
-with a message; when the wrong value matches a known mistake (a mutant's
-signature), the message names the mistake.
+This is the scorer's side: it decides points from raw values the sandboxed
+worker returned (normgrade.worker runs the calls listed in CALLS), and never
+runs student code.
+
+- A value check compares quantities the student's code produced on the hidden
+  inputs with the reference's (normgrade.expected): exact shape, exact dtype,
+  then values. When a wrong value matches a known mistake (a mutant's
+  signature), the message names it.
+- A gradient check takes central differences of the student's own forward
+  pass, from forward outputs at perturbed points this module chose, and
+  compares them normwise with the student's backward pass. It earns nothing
+  when the forward does not respond to x, gamma or beta (a constant forward
+  has a "consistent" zero gradient, which proves nothing).
+- A check with `requires` earns its points only if that check passed too:
+  "test mode leaves the running statistics unchanged" proves nothing from
+  code that does nothing.
 """
 import textwrap
 from dataclasses import dataclass
 
 import numpy as np
 
-from .expected import Failure, run_quantities, time_limit
 from .mutants import BY_NAME as MUTANTS_BY_NAME
 
 
@@ -23,12 +32,13 @@ class Check:
     label: str
     points: float
     quantities: tuple = ()  # value check: all of these must match the reference
-    gradient: str = ""  # gradient check: a key of GRADIENT_CASES
+    gradient: str = ""  # gradient check of this backward function (see GRADIENTS)
     loose: bool = False  # float32 results: compare values loosely (dtype and shape stay exact)
+    requires: str = ""  # the label of a check of the same function that must pass too
 
 
-def _value(function, label, points, *quantities, loose=False):
-    return Check(function, label, points, quantities=quantities, loose=loose)
+def _value(function, label, points, *quantities, loose=False, requires=""):
+    return Check(function, label, points, quantities=quantities, loose=loose, requires=requires)
 
 
 def _gradient(function, points):
@@ -44,7 +54,7 @@ CHECKS = (
            "bn_steps_running_mean", "bn_steps_running_var"),
     _value("batchnorm_forward", "test-mode output", 1.5, "bn_test_out"),
     _value("batchnorm_forward", "test mode leaves the running statistics unchanged", 0.5,
-           "bn_test_running_mean", "bn_test_running_var"),
+           "bn_test_running_mean", "bn_test_running_var", requires="test-mode output"),
     _value("batchnorm_backward", "dx", 1.5, "batchnorm_backward_dx"),
     _value("batchnorm_backward", "dgamma (shape (D,))", 0.5, "batchnorm_backward_dgamma"),
     _value("batchnorm_backward", "dbeta (shape (D,))", 0.5, "batchnorm_backward_dbeta"),
@@ -73,12 +83,13 @@ CHECKS = (
     _value("spatial_groupnorm_backward", "dgamma and dbeta (shape (1, C, 1, 1))", 0.5, "gn_dgamma", "gn_dbeta"),
     _gradient("spatial_groupnorm_backward", 1.5),
 )
+FUNCTIONS = tuple(dict.fromkeys(c.function for c in CHECKS))
 
 
 def checks_for(function):
     found = tuple(c for c in CHECKS if c.function == function)
     if not found:
-        raise ValueError(f"no checks for {function!r}; graded functions: {sorted({c.function for c in CHECKS})}")
+        raise ValueError(f"no checks for {function!r}; graded functions: {sorted(FUNCTIONS)}")
     return found
 
 
@@ -86,46 +97,101 @@ def total_points(function):
     return sum(c.points for c in checks_for(function))
 
 
-# ---- gradient checks ----------------------------------------------------------
+# ---- the calls the worker runs (recipes of normgrade.worker) -----------------------------------
 
-# backward function -> (forward name, extra forward args, param dict factory, input prefix)
-GRADIENT_CASES = {
-    "batchnorm_backward": ("batchnorm_forward", (), lambda: {"mode": "train"}, "num_bn"),
-    "batchnorm_backward_alt": ("batchnorm_forward", (), lambda: {"mode": "train"}, "num_bn"),
-    "layernorm_backward": ("layernorm_forward", (), dict, "num_ln"),
-    "spatial_batchnorm_backward": ("spatial_batchnorm_forward", (), lambda: {"mode": "train"}, "num_sbn"),
-    "spatial_groupnorm_backward": ("spatial_groupnorm_forward", (2,), dict, "num_gn"),
+
+def _call(recipe, produces, **arguments):
+    return {"recipe": recipe, "produces": tuple(produces), **arguments}
+
+
+def _bn_backward_call(name):
+    return _call("bn_backward", (f"{name}_dx", f"{name}_dgamma", f"{name}_dbeta"), function=name)
+
+
+VALUE_CALLS = {
+    "batchnorm_forward": (
+        _call("bn_train", ("bn_train_out", "bn_train_running_mean", "bn_train_running_var")),
+        _call("bn_steps", ("bn_steps_running_mean", "bn_steps_running_var")),
+        _call("bn_test", ("bn_test_out", "bn_test_running_mean", "bn_test_running_var")),
+        _call("bn_float32", ("bn_f32_out",)),
+    ),
+    "batchnorm_backward": (_bn_backward_call("batchnorm_backward"),),
+    "batchnorm_backward_alt": (_bn_backward_call("batchnorm_backward_alt"),),
+    "layernorm_forward": (_call("ln_forward", ("ln_out",)), _call("ln_float32", ("ln_f32_out",)),
+                          _call("ln_single", ("ln_single_out",))),
+    "layernorm_backward": (_call("ln_backward", ("ln_dx", "ln_dgamma", "ln_dbeta")),),
+    "spatial_batchnorm_forward": (_call("sbn_train", ("sbn_train_out", "sbn_running_mean", "sbn_running_var")),
+                                  _call("sbn_test", ("sbn_test_out",))),
+    "spatial_batchnorm_backward": (_call("sbn_backward", ("sbn_dx", "sbn_dgamma", "sbn_dbeta")),),
+    "spatial_groupnorm_forward": tuple(_call("gn_forward", (f"gn_G{G}_out",), groups=G) for G in (2, 1, 6)),
+    "spatial_groupnorm_backward": (_call("gn_backward", ("gn_dx", "gn_dgamma", "gn_dbeta")),),
 }
 
+# backward function -> (forward function, extra forward arguments, param dict, prefix of its hidden inputs)
+GRADIENTS = {
+    "batchnorm_backward": ("batchnorm_forward", [], {"mode": "train"}, "num_bn"),
+    "batchnorm_backward_alt": ("batchnorm_forward", [], {"mode": "train"}, "num_bn"),
+    "layernorm_backward": ("layernorm_forward", [], {}, "num_ln"),
+    "spatial_batchnorm_backward": ("spatial_batchnorm_forward", [], {"mode": "train"}, "num_sbn"),
+    "spatial_groupnorm_backward": ("spatial_groupnorm_forward", [2], {}, "num_gn"),
+}
+STEP = 1e-5  # central differences
 
-def _gradient_message(layers, gradient_check, backward, inputs):
-    """None if the analytic gradients of `backward` match numerical ones of its forward, else why not."""
-    forward_name, extra, make_param, prefix = GRADIENT_CASES[backward]
-    forward = getattr(layers, forward_name)
-    x, gamma, beta, dout = (inputs[f"{prefix}_{k}"] for k in ("x", "gamma", "beta", "dout"))
 
-    def run(x, gamma, beta):
-        return forward(x, gamma, beta, *extra, make_param())
-
-    _, cache = run(x.copy(), gamma, beta)
-    analytic = getattr(layers, backward)(dout.copy(), cache)
-    numeric = (
-        gradient_check.eval_numerical_gradient_array(lambda v: run(v, gamma, beta)[0], x, dout),
-        gradient_check.eval_numerical_gradient_array(lambda v: run(x, v, beta)[0], gamma, dout),
-        gradient_check.eval_numerical_gradient_array(lambda v: run(x, gamma, v)[0], beta, dout),
+def _gradient_calls(backward):
+    forward, extra, param, prefix = GRADIENTS[backward]
+    base = {"forward": forward, "extra": extra, "param": param}
+    return (
+        _call("backward_at", [f"grad_{backward}_{g}" for g in ("dx", "dgamma", "dbeta")], backward=backward,
+              quantity=f"grad_{backward}", x=f"{prefix}_x", gamma=f"{prefix}_gamma", beta=f"{prefix}_beta",
+              dout=f"{prefix}_dout", **base),
+        _call("forward_many", [f"grad_{backward}_outputs"], quantity=f"grad_{backward}_outputs",
+              x=f"{prefix}_stack_x", gamma=f"{prefix}_stack_gamma", beta=f"{prefix}_stack_beta", **base),
     )
-    for name, a, n in zip(("dx", "dgamma", "dbeta"), analytic, numeric):
-        shape = getattr(a, "shape", None)
-        if shape != n.shape:
-            return f"{name} has shape {shape}, expected {n.shape}"
-        error = gradient_check.rel_error(n, a)
-        if not error < 1e-6:
-            return (f"{name} from {backward} disagrees with the numerical gradient of your "
-                    f"{forward_name} (relative error {error:.2g})")
-    return None
 
 
-# ---- value checks -------------------------------------------------------------
+def calls_for(function):
+    """The calls that produce everything `function`'s checks need, each with an id."""
+    calls = VALUE_CALLS[function] + (_gradient_calls(function) if function in GRADIENTS else ())
+    return [dict(call, id=f"{function}/{index}") for index, call in enumerate(calls)]
+
+
+def gradient_inputs(inputs):
+    """
+    The perturbed points of the gradient checks, {name: stack}: for each
+    prefix, x, gamma and beta stacks of 2 * (x.size + gamma.size + beta.size)
+    points, each entry of one argument moved by +STEP then -STEP.
+    """
+    stacks = {}
+    for prefix in sorted({g[3] for g in GRADIENTS.values()}):
+        base = [inputs[f"{prefix}_{k}"] for k in ("x", "gamma", "beta")]
+        points = {k: [] for k in ("x", "gamma", "beta")}
+        for which, array in enumerate(base):
+            for index in np.ndindex(array.shape):
+                for sign in (1, -1):
+                    moved = [a.copy() for a in base]
+                    moved[which][index] += sign * STEP
+                    for k, value in zip(("x", "gamma", "beta"), moved):
+                        points[k].append(value)
+        stacks.update({f"{prefix}_stack_{k}": np.stack(v) for k, v in points.items()})
+    return stacks
+
+
+# ---- values as the scorer holds them ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A quantity the student's code did not produce; the message says what happened."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Other:
+    """A value that is not a numeric array (a list, a tuple, a CuPy array, ...)."""
+
+    type_name: str
 
 
 def compare(value, expected, loose=False):
@@ -134,14 +200,13 @@ def compare(value, expected, loose=False):
         return value.message
     if value is None:
         return "is missing (None)"
-    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if shape is None or dtype is None:
-        return f"is a {type(value).__name__}, expected an array of shape {expected.shape}"
-    if tuple(shape) != expected.shape:
-        return f"has shape {tuple(shape)}, expected {expected.shape}"
-    if dtype != expected.dtype:
-        return f"has dtype {dtype}, expected {expected.dtype}"
-    value = np.asarray(value)
+    if isinstance(value, Other) or not isinstance(value, np.ndarray):
+        name = value.type_name if isinstance(value, Other) else type(value).__name__
+        return f"is a {name}, expected an array of shape {expected.shape}"
+    if tuple(value.shape) != expected.shape:
+        return f"has shape {tuple(value.shape)}, expected {expected.shape}"
+    if value.dtype != expected.dtype:
+        return f"has dtype {value.dtype}, expected {expected.dtype}"
     if not np.all(np.isfinite(value)):
         return "contains NaN or inf"
     rtol, atol = (1e-3, 1e-3) if loose else (1e-6, 1e-8)
@@ -152,11 +217,48 @@ def compare(value, expected, loose=False):
 
 def diagnose(value, signatures, loose=False):
     """The message of the first known mistake whose signature `value` matches, or None."""
-    if isinstance(value, Failure) or value is None:
+    if not isinstance(value, np.ndarray):
         return None
     for mutant, signature in signatures.items():
         if compare(value, signature, loose) is None:
             return MUTANTS_BY_NAME[mutant].message
+    return None
+
+
+def gradient_problem(backward, values, inputs):
+    """None if the student's backward matches numerical gradients of the student's forward, else why not."""
+    forward, _, _, prefix = GRADIENTS[backward]
+    outputs = values.get(f"grad_{backward}_outputs")
+    if isinstance(outputs, Failure):
+        return f"{forward} on the perturbed inputs: {outputs.message}"
+    analytic = [values.get(f"grad_{backward}_{g}") for g in ("dx", "dgamma", "dbeta")]
+    failed = next((a for a in analytic if isinstance(a, Failure)), None)
+    if failed:
+        return failed.message
+    dout = inputs[f"{prefix}_dout"]
+    if not isinstance(outputs, np.ndarray) or outputs.shape[1:] != dout.shape:
+        shape = getattr(outputs, "shape", (None,))[1:]
+        return f"{forward} returned output of shape {tuple(shape)}, expected {dout.shape}"
+    differences = np.sum((outputs[0::2] - outputs[1::2]) * dout, axis=tuple(range(1, outputs.ndim))) / (2 * STEP)
+    sizes = [inputs[f"{prefix}_{k}"].size for k in ("x", "gamma", "beta")]
+    numeric = [part.reshape(inputs[f"{prefix}_{k}"].shape)
+               for part, k in zip(np.split(differences, np.cumsum(sizes)[:-1]), ("x", "gamma", "beta"))]
+    for name, a, n in zip(("dx", "dgamma", "dbeta"), analytic, numeric):
+        if not np.all(np.isfinite(n)):
+            return f"the numerical gradient {name} of your {forward} is not finite"
+        if np.linalg.norm(n) <= 1e-9:
+            return (f"your {forward} does not respond to {name[1:]} (its numerical gradient is zero), "
+                    "so there is nothing to check the backward pass against")
+        if not isinstance(a, np.ndarray):
+            return f"{name} is {'missing (None)' if a is None else 'not an array'}"
+        if a.shape != n.shape:
+            return f"{name} has shape {a.shape}, expected {n.shape}"
+        if not np.all(np.isfinite(a)):
+            return f"{name} contains NaN or inf"
+        error = np.linalg.norm(a - n) / max(np.linalg.norm(n), np.linalg.norm(a))
+        if not error < 1e-5:
+            return (f"{name} from {backward} disagrees with the numerical gradient of your {forward} "
+                    f"(normwise relative error {error:.2g})")
     return None
 
 
@@ -167,26 +269,21 @@ class Result:
     message: str  # empty when the check passed
 
 
-def evaluate(function, layers, gradient_check, data, seconds=20.0):
+def score(function, values, data):
     """
-    Grade one student function: run its checks and return a list of Results.
+    Score one student function from raw values: a list of Results.
 
-    layers: the student's normlab.layers module; gradient_check: the provided
-    normlab.gradient_check module; data: an ExpectedValues.
+    values: {quantity: array, None, Other or Failure}, as the worker returned
+    them; data: an ExpectedValues (expected values, signatures, hidden inputs).
     """
-    values = run_quantities(layers, data.inputs, [function], seconds=seconds)
-    results = []
+    results = {}
     for check in checks_for(function):
         if check.gradient:
-            try:
-                with time_limit(seconds), np.errstate(all="ignore"):
-                    reason = _gradient_message(layers, gradient_check, check.gradient, data.inputs)
-            except (Exception, SystemExit) as err:  # the student's code may raise anything, exit included
-                reason = Failure(err).message
+            reason = gradient_problem(check.gradient, values, data.all_inputs)
         else:
             reason = None
             for quantity in check.quantities:
-                value = values.get(quantity)
+                value = values.get(quantity, Failure("was not returned"))
                 problem = compare(value, data.expected(quantity), check.loose)
                 if problem:
                     reason = f"{quantity} {problem}"
@@ -194,8 +291,10 @@ def evaluate(function, layers, gradient_check, data, seconds=20.0):
                     if likely:
                         reason += f". Likely mistake: {likely}"
                     break
-        results.append(Result(check, 0.0 if reason else check.points, reason or ""))
-    return results
+        if not reason and check.requires and results[check.requires].message:
+            reason = f"not credited while '{check.requires}' fails"
+        results[check.label] = Result(check, 0.0 if reason else check.points, reason or "")
+    return list(results.values())
 
 
 def report(function, results):

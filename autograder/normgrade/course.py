@@ -8,25 +8,44 @@ ASSIGNMENT_ID = "normalization"
 COURSE_ID = "normlab"
 CONFIG_NAME = "nbgrader_config.py"
 
+STAFF_FOLDER = "normgrade"  # in the course root, beside source/: never copied next to a notebook
+EXPECTED_FILE = "expected.npz"
+
 NBGRADER_CONFIG = f'''\
 # nbgrader configuration of the normlab course, written by `normgrade release`.
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+import os
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades,
+                                    IgnorePattern, LimitOutput, SaveAutoGrades)
 from normgrade.feedback import ShortTracebacks
+from normgrade.preprocessors import SandboxedExecute, TrustedScores
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
 
-# Students change only normlab/layers.py: autograde grades their copy of it and
-# restores every other file of the assignment (helpers, expected values) from source/.
+# Students change only normlab/layers.py: autograde keeps their copy of it and
+# restores every other file of the assignment from source/.
 c.Autograde.exclude_overwriting = {{"{ASSIGNMENT_ID}": ["normlab/layers.py"]}}
 # A graded cell a student deleted is put back before grading.
 c.OverwriteCells.add_missing_cells = True
 # The only code solution cells are inline-question answers.
 c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
-# Per cell: a hidden test runs in seconds; an experiment of a slow submission must not hang grading.
-c.Execute.timeout = 300
-c.Execute.interrupt_on_timeout = True
+
+# Grading never runs student code in this process or with this user's view of the files:
+# the notebook runs in the bubblewrap sandbox (for the plots formgrader shows), and the
+# graded cells' outputs are then written by the trusted scorer, from raw values a
+# sandboxed worker returned. Nothing the notebook's kernel does changes a point.
+c.Autograde.autograde_preprocessors = [
+    SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+    TrustedScores, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+]
+c.TrustedScores.expected_path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                             "{STAFF_FOLDER}", "{EXPECTED_FILE}")
+# Set both to True only to grade without bubblewrap; every report then says so.
+c.TrustedScores.unsandboxed = False
+c.SandboxedExecute.unsandboxed = False
+
 # Feedback shows the messages of the hidden tests, never their code (not even in a traceback).
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
 '''
@@ -46,6 +65,7 @@ def paths(course):
         "feedback": course / "feedback",
         "config": course / CONFIG_NAME,
         "gradebook": course / "gradebook.db",
+        "expected": course / STAFF_FOLDER / EXPECTED_FILE,
     }
 
 

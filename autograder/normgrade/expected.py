@@ -15,36 +15,19 @@ autograde copies it next to each submission) and proves it is not in release/.
 """
 import argparse
 import json
-import signal
 import tempfile
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from . import worker
+from .checks import FUNCTIONS, VALUE_CALLS, Failure, gradient_inputs
 from .mutants import MUTANTS, mutate
 from .paths import SOLUTION_LAYERS
 from .reference import load_layers
 
 HIDDEN_SEED = 20261122
 EXPECTED_NAME = "normgrade_expected.npz"
-
-
-class Failure:
-    """A quantity the implementation under test did not produce: it raised, or timed out."""
-
-    def __init__(self, error):
-        self.error = error
-
-    def __repr__(self):
-        return f"Failure({self.error!r})"
-
-    @property
-    def message(self):
-        if isinstance(self.error, NotImplementedError):
-            return f"raised NotImplementedError ({self.error})"
-        return f"raised {type(self.error).__name__}: {self.error}"
 
 
 def build_inputs(seed=HIDDEN_SEED):
@@ -81,174 +64,21 @@ def build_inputs(seed=HIDDEN_SEED):
     }
 
 
-# ---- the graded quantities ------------------------------------------------------
-# Each group runs one or more calls of the implementation and returns the
-# quantities it declares; a group that raises yields a Failure for each name.
-
-
-def produces(*names):
-    """Declare the quantity names a group returns."""
-    def declare(group):
-        group.names = names
-        return group
-    return declare
-
-
-@produces("bn_train_out", "bn_train_running_mean", "bn_train_running_var")
-def _bn_train(L, i):
-    bn_param = {"mode": "train"}
-    out, _ = L.batchnorm_forward(i["bn_x"].copy(), i["bn_gamma"], i["bn_beta"], bn_param)
-    return {"bn_train_out": out, "bn_train_running_mean": bn_param.get("running_mean"),
-            "bn_train_running_var": bn_param.get("running_var")}
-
-
-@produces("bn_steps_running_mean", "bn_steps_running_var")
-def _bn_steps(L, i):
-    bn_param = {"mode": "train", "momentum": 0.75, "eps": 1e-3,
-                "running_mean": i["bn_steps_rm"].copy(), "running_var": i["bn_steps_rv"].copy()}
-    for x in i["bn_steps_x"]:
-        L.batchnorm_forward(x.copy(), i["bn_gamma"], i["bn_beta"], bn_param)
-    return {"bn_steps_running_mean": bn_param.get("running_mean"),
-            "bn_steps_running_var": bn_param.get("running_var")}
-
-
-@produces("bn_test_out", "bn_test_running_mean", "bn_test_running_var")
-def _bn_test(L, i):
-    bn_param = {"mode": "test", "running_mean": i["bn_test_rm"].copy(), "running_var": i["bn_test_rv"].copy()}
-    out, _ = L.batchnorm_forward(i["bn_test_x"].copy(), i["bn_gamma"], i["bn_beta"], bn_param)
-    return {"bn_test_out": out, "bn_test_running_mean": bn_param.get("running_mean"),
-            "bn_test_running_var": bn_param.get("running_var")}
-
-
-@produces("bn_f32_out")
-def _bn_float32(L, i):
-    f32 = lambda k: i[k].astype(np.float32)  # noqa: E731
-    out, _ = L.batchnorm_forward(f32("bn_x"), f32("bn_gamma"), f32("bn_beta"), {"mode": "train"})
-    return {"bn_f32_out": out}
-
-
-def _bn_backward(name):
-    @produces(f"{name}_dx", f"{name}_dgamma", f"{name}_dbeta")
-    def group(L, i):
-        _, cache = L.batchnorm_forward(i["bn_x"].copy(), i["bn_gamma"], i["bn_beta"], {"mode": "train"})
-        dx, dgamma, dbeta = getattr(L, name)(i["bn_dout"].copy(), cache)
-        return {f"{name}_dx": dx, f"{name}_dgamma": dgamma, f"{name}_dbeta": dbeta}
-    return group
-
-
-@produces("ln_out")
-def _ln_forward(L, i):
-    out, _ = L.layernorm_forward(i["ln_x"].copy(), i["ln_gamma"], i["ln_beta"], {})
-    return {"ln_out": out}
-
-
-@produces("ln_f32_out")
-def _ln_float32(L, i):
-    f32 = lambda k: i[k].astype(np.float32)  # noqa: E731
-    out, _ = L.layernorm_forward(f32("ln_x"), f32("ln_gamma"), f32("ln_beta"), {})
-    return {"ln_f32_out": out}
-
-
-@produces("ln_single_out")
-def _ln_single(L, i):
-    out, _ = L.layernorm_forward(i["ln_single_x"].copy(), i["ln_gamma"], i["ln_beta"], {"eps": 1e-3})
-    return {"ln_single_out": out}
-
-
-@produces("ln_dx", "ln_dgamma", "ln_dbeta")
-def _ln_backward(L, i):
-    _, cache = L.layernorm_forward(i["ln_x"].copy(), i["ln_gamma"], i["ln_beta"], {})
-    dx, dgamma, dbeta = L.layernorm_backward(i["ln_dout"].copy(), cache)
-    return {"ln_dx": dx, "ln_dgamma": dgamma, "ln_dbeta": dbeta}
-
-
-@produces("sbn_train_out", "sbn_running_mean", "sbn_running_var")
-def _sbn_train(L, i):
-    bn_param = {"mode": "train", "momentum": 0.8}
-    out, _ = L.spatial_batchnorm_forward(i["sbn_x"].copy(), i["sbn_gamma"], i["sbn_beta"], bn_param)
-    return {"sbn_train_out": out, "sbn_running_mean": bn_param.get("running_mean"),
-            "sbn_running_var": bn_param.get("running_var")}
-
-
-@produces("sbn_test_out")
-def _sbn_test(L, i):
-    bn_param = {"mode": "test", "running_mean": i["sbn_test_rm"].copy(), "running_var": i["sbn_test_rv"].copy()}
-    out, _ = L.spatial_batchnorm_forward(i["sbn_test_x"].copy(), i["sbn_gamma"], i["sbn_beta"], bn_param)
-    return {"sbn_test_out": out}
-
-
-@produces("sbn_dx", "sbn_dgamma", "sbn_dbeta")
-def _sbn_backward(L, i):
-    _, cache = L.spatial_batchnorm_forward(i["sbn_x"].copy(), i["sbn_gamma"], i["sbn_beta"], {"mode": "train"})
-    dx, dgamma, dbeta = L.spatial_batchnorm_backward(i["sbn_dout"].copy(), cache)
-    return {"sbn_dx": dx, "sbn_dgamma": dgamma, "sbn_dbeta": dbeta}
-
-
-def _gn_forward(G):
-    @produces(f"gn_G{G}_out")
-    def group(L, i):
-        out, _ = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"], i["gn_beta"], G, {})
-        return {f"gn_G{G}_out": out}
-    return group
-
-
-@produces("gn_dx", "gn_dgamma", "gn_dbeta")
-def _gn_backward(L, i):
-    _, cache = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"], i["gn_beta"], 2, {})
-    dx, dgamma, dbeta = L.spatial_groupnorm_backward(i["gn_dout"].copy(), cache)
-    return {"gn_dx": dx, "gn_dgamma": dgamma, "gn_dbeta": dbeta}
-
-
-# student function -> the groups that exercise it
-GROUPS = {
-    "batchnorm_forward": (_bn_train, _bn_steps, _bn_test, _bn_float32),
-    "batchnorm_backward": (_bn_backward("batchnorm_backward"),),
-    "batchnorm_backward_alt": (_bn_backward("batchnorm_backward_alt"),),
-    "layernorm_forward": (_ln_forward, _ln_float32, _ln_single),
-    "layernorm_backward": (_ln_backward,),
-    "spatial_batchnorm_forward": (_sbn_train, _sbn_test),
-    "spatial_batchnorm_backward": (_sbn_backward,),
-    "spatial_groupnorm_forward": (_gn_forward(2), _gn_forward(1), _gn_forward(6)),
-    "spatial_groupnorm_backward": (_gn_backward,),
-}
-FUNCTIONS = tuple(GROUPS)
-
-
-@contextmanager
-def time_limit(seconds):
-    """Raise TimeoutError in the block after `seconds` (main thread only; elsewhere no limit)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum, frame):
-        raise TimeoutError(f"took longer than {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def run_quantities(layers, inputs, functions=FUNCTIONS, seconds=20.0):
+def run_quantities(layers, inputs, functions=FUNCTIONS):
     """
-    Run the groups of `functions` on `layers` and return {quantity: value or Failure}.
-
-    A group that raises (or runs longer than `seconds`) yields a Failure for
-    each quantity the reference would have produced in it.
+    Run the value calls of `functions` (normgrade.worker's recipes) on a trusted
+    layers module, in this process: the reference, or a mutant of it. Returns
+    {quantity: value or Failure}; a call that raises yields a Failure for each
+    quantity it declares.
     """
     results = {}
     for function in functions:
-        for group in GROUPS[function]:
+        for call in VALUE_CALLS[function]:
             try:
-                with time_limit(seconds), np.errstate(all="ignore"):
-                    values = group(layers, inputs)
-            except (Exception, SystemExit) as err:  # the student's code may raise anything, exit included
-                values = {name: Failure(err) for name in group.names}
-            results.update(values)
+                values = worker.run_call(layers, inputs, call)
+            except Exception as err:  # a mutant may raise on some inputs
+                values = {name: Failure(worker.error_text(err)) for name in call["produces"]}
+            results.update({name: values.get(name) for name in call["produces"]})
     return results
 
 
@@ -261,9 +91,6 @@ def generate(keys=None, backend="numpy", seed=HIDDEN_SEED):
     """
     inputs = build_inputs(seed)
     reference = _run_reference(inputs, backend)
-    declared = {name for groups in GROUPS.values() for group in groups for name in group.names}
-    if set(reference) != declared:
-        raise RuntimeError(f"groups returned {sorted(reference)}, but declare {sorted(declared)}")
     failed = {k: v for k, v in reference.items() if isinstance(v, Failure)}
     if failed:
         raise RuntimeError(f"the reference failed on the hidden inputs: {failed}")
@@ -312,6 +139,7 @@ class ExpectedValues:
             self._data = {k: npz[k] for k in npz.files}
         self.path = path
         self.inputs = {k[len("inputs/"):]: v for k, v in self._data.items() if k.startswith("inputs/")}
+        self.all_inputs = {**self.inputs, **gradient_inputs(self.inputs)}  # what the worker is sent
         self.answer_keys = json.loads(str(self._data["answer_keys"]))
 
     def expected(self, quantity):

@@ -1,15 +1,16 @@
 """
 `normgrade release --course DIR`: build the nbgrader course and the student release.
 
-1. source/normalization/: the source notebooks, the reference submission
-   (the student package with solutions/normlab/layers.py) and the expected
-   values (normgrade_expected.npz, with the answer keys).
-2. release/normalization/: nbgrader's own `generate_assignment`, then the
-   stub package from assignment/ in place of the reference package, and the
-   expected values removed.
-3. A leak check of release/: it fails if solution code, hidden tests, answer
+1. source/normalization/: the source notebooks and the student package
+   with its stubs (nbgrader restores these provided files when grading). The
+   reference is not in the course at all.
+2. normgrade/expected.npz, beside source/ (never copied next to a notebook):
+   the hidden inputs, the expected values, the mistakes' signatures and the
+   answer keys, for the trusted scorer.
+3. release/normalization/: nbgrader's own `generate_assignment`.
+4. A leak check of release/: it fails if solution code, hidden tests, answer
    keys, expected values or outputs reached it.
-4. A proof, in a scratch copy of the course: the reference submission gets
+5. A proof, in a scratch copy of the course: the reference submission gets
    full auto-graded marks and runs without errors; the bare stubs get no points
    on any code check.
 """
@@ -21,11 +22,12 @@ from pathlib import Path
 import nbformat
 
 from . import expected, stubs
+from .checks import FUNCTIONS
 from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, is_course, paths, run_nbgrader
 from .notebooks import answer_keys, source_notebooks
 from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
-from .submission import assemble_reference, assemble_stubs
+from .submission import assemble_stubs
 
 SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "normgrade")
 
@@ -52,14 +54,11 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True):
         raise FileNotFoundError(f"no notebooks in {notebooks}")
     for path in notebook_paths:
         shutil.copy(path, source / path.name)
-    assemble_reference(source)
-    expected.write(source / expected.EXPECTED_NAME, expected.generate(answer_keys(notebook_paths)))
+    assemble_stubs(source)
+    expected.write(layout["expected"], expected.generate(answer_keys(notebook_paths)))
 
     run_nbgrader(course, "generate_assignment", ASSIGNMENT_ID, "--force")
     release = layout["release"]
-    shutil.rmtree(release / "normlab")
-    assemble_stubs(release)
-    (release / expected.EXPECTED_NAME).unlink()
 
     problems = find_leaks(release, notebook_paths)
     if problems:
@@ -122,7 +121,7 @@ def prove_release(course):
     course; raise unless the reference gets full auto-graded marks with no cell
     errors and the stubs get no points on any code check. Returns both results.
     """
-    from .autograde import grade_one
+    from .autograde import grade
 
     course = Path(course)
     release = paths(course)["release"]
@@ -133,8 +132,7 @@ def prove_release(course):
         shutil.copytree(course, scratch_course, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"))
         reference = make_submission(release, scratch / "reference", reference_layers(), keys)
         bare = make_submission(release, scratch / "stubs")
-        ref_result = grade_one(scratch_course, "reference", reference, "reference")
-        stub_result = grade_one(scratch_course, "stubs", bare, "stubs")
+        ref_result, stub_result = grade([reference, bare], scratch_course)["submissions"]
         errors = _cell_errors(paths(scratch_course)["autograded"] / "reference" / ASSIGNMENT_ID)
 
     failures = []
@@ -144,7 +142,7 @@ def prove_release(course):
                         f"(lost: {lost}) {ref_result.get('error', '')}")
     if errors:
         failures.append("cells of the reference submission raised: " + "; ".join(errors))
-    code_cells = {f"test_{function}" for function in expected.FUNCTIONS}
+    code_cells = {f"test_{function}" for function in FUNCTIONS}
     code_points = [t for t in stub_result["tests"] if t["name"].split("/")[-1] in code_cells and t["score"] > 0]
     if stub_result.get("error") or code_points:
         failures.append(f"the bare stubs earned code points: {[t['name'] for t in code_points]} "

@@ -1,0 +1,155 @@
+"""
+nbgrader preprocessors that keep student code out of grading decisions.
+
+The course's nbgrader_config.py (normgrade.course) sets
+
+    Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor,
+                                         LimitOutput, TrustedScores, SaveAutoGrades, ...]
+
+- SandboxedExecute replaces nbgrader's Execute: the notebook runs in the
+  bubblewrap sandbox (normgrade.sandbox, worker "notebook" mode), only for the
+  outputs and plots an instructor sees in formgrader. Only outputs come back,
+  into the cells nbgrader sanitized; a notebook that fails, hangs or floods
+  keeps no outputs and changes no score.
+- TrustedScores then writes every graded code cell's outputs: the report of
+  the trusted scorer (normgrade.scorer) on stdout and the points as the
+  cell's result, which SaveAutoGrades records as partial credit. Whatever the
+  kernel printed, raised or hid in a graded cell is replaced.
+"""
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Bool, Integer, Unicode
+
+from . import checks
+from .expected import ExpectedValues
+from .sandbox import NOTEBOOK_LIMITS, Sandbox, WorkerDied
+from .scorer import score_answers, score_code
+
+MAX_LAYERS_BYTES = 1 << 20
+UNSANDBOXED_NOTE = "NOTE: graded without a sandbox (--unsandboxed): the instructor chose to run student code unconfined."
+
+
+def student_layers(folder):
+    """(path of normlab/layers.py or None, why it is not used)."""
+    path = Path(folder) / "normlab" / "layers.py"
+    if not path.is_file() or path.is_symlink():
+        return None, "normlab/layers.py is missing from the submission"
+    if path.stat().st_size > MAX_LAYERS_BYTES:
+        return None, f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB"
+    return path, ""
+
+
+def graded_code_cells(nb):
+    """{grade_id: cell} of the auto-graded code cells (tests) of a notebook."""
+    cells = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            cells[meta["grade_id"]] = cell
+    return cells
+
+
+def _outputs(message, points):
+    return [nbformat.v4.new_output("stream", name="stdout", text=message.rstrip() + "\n"),
+            nbformat.v4.new_output("execute_result", data={"text/plain": repr(float(points))}, execution_count=None)]
+
+
+def score_notebook(nb, folder, data, sandbox):
+    """
+    {grade_id: (points, message)} for every auto-graded code cell of `nb`, a
+    submission notebook whose files are in `folder`. Test cells are named
+    test_<function> (normgrade.checks) or test_<question> (inline answers).
+    """
+    cells = graded_code_cells(nb)
+    functions = [gid[len("test_"):] for gid in cells if gid[len("test_"):] in checks.FUNCTIONS]
+    questions = {gid[len("test_"):]: float(cell.metadata["nbgrader"]["points"])
+                 for gid, cell in cells.items() if gid[len("test_"):] in data.answer_keys}
+    layers, why = student_layers(folder)
+    code = score_code(layers, functions, data, sandbox, missing=why) if functions else {}
+    answers = score_answers(nb, questions, data.answer_keys)
+    scored = {}
+    for gid in cells:
+        name = gid[len("test_"):]
+        if name in code:
+            results = code[name]
+            scored[gid] = (sum(r.earned for r in results), checks.report(name, results))
+        elif name in answers:
+            points, why_not = answers[name]
+            scored[gid] = (points, f"{name}: {points:g} / {questions[name]:g} points" + (f"; {why_not}" if why_not else ""))
+        else:
+            scored[gid] = (0.0, f"{gid}: no normgrade check has this name; the cell earns nothing")
+    return scored
+
+
+class TrustedScores(NbGraderPreprocessor):
+    """Write every auto-graded code cell's outputs from the trusted scorer (see the module docstring)."""
+
+    expected_path = Unicode("", help="the staff expected-values file (never inside source/ or a submission)").tag(
+        config=True)
+    unsandboxed = Bool(False, help="run student code without bubblewrap (every report says so)").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        data = ExpectedValues(self.expected_path)
+        sandbox = Sandbox(unsandboxed=self.unsandboxed)
+        scored = score_notebook(nb, resources["metadata"]["path"], data, sandbox)
+        for gid, cell in graded_code_cells(nb).items():
+            points, message = scored[gid]
+            if self.unsandboxed:
+                message = f"{UNSANDBOXED_NOTE}\n{message}"
+            cell.outputs = _outputs(message, points)
+        return nb, resources
+
+
+class SandboxedExecute(NbGraderPreprocessor):
+    """Execute the notebook inside the sandbox and keep only the outputs it produced (see the module docstring)."""
+
+    timeout = Integer(600, help="seconds for the whole notebook").tag(config=True)
+    cell_timeout = Integer(300, help="seconds for one cell").tag(config=True)
+    unsandboxed = Bool(False, help="run student code without bubblewrap (every report says so)").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        folder = Path(resources["metadata"]["path"])
+        layers, why = student_layers(folder)
+        sandbox = Sandbox(unsandboxed=self.unsandboxed)
+        try:
+            executed = execute_notebook(nb, layers, sandbox, self.timeout, self.cell_timeout)
+        except (WorkerDied, ValueError) as err:
+            self.log.warning("%s was not executed: %s", resources.get("unique_key", "notebook"), err)
+            return nb, resources
+        copy_outputs(executed, nb)
+        return nb, resources
+
+
+def execute_notebook(nb, layers_path, sandbox, seconds, cell_seconds):
+    """The notebook executed in the sandbox beside the student's package (a new notebook node)."""
+    limits = NOTEBOOK_LIMITS
+    folder = sandbox.private_folder(layers_path)
+    try:
+        run = sandbox.start("notebook", folder, limits, args=[json.dumps(limits.rlimits()), str(cell_seconds)],
+                            extra_env={"NBGRADER_EXECUTION": "autograde"})
+        try:
+            run.send(nbformat.writes(nb).encode())
+            text = run.read_all(seconds)
+        finally:
+            run.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if not text:
+        raise ValueError("the notebook run returned nothing")
+    executed = nbformat.reads(text.decode(errors="replace"), as_version=4)
+    nbformat.validate(executed)
+    return executed
+
+
+def copy_outputs(executed, nb):
+    """Copy outputs and execution counts of code cells from `executed` into `nb`, where the cells line up."""
+    if len(executed.cells) != len(nb.cells):
+        return
+    for ran, cell in zip(executed.cells, nb.cells):
+        if cell.cell_type == "code" and ran.cell_type == "code" and ran.source == cell.source:
+            cell.outputs = ran.get("outputs", [])
+            cell.execution_count = ran.get("execution_count")

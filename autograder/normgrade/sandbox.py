@@ -1,0 +1,314 @@
+"""
+Running the sandboxed worker (normgrade.worker) on a student's layers.py.
+
+A run gets a private folder holding worker.py and a fresh copy of the
+provided normlab package with the student's layers.py, and starts
+`python -I -B worker.py MODE` under bubblewrap:
+
+- read-only: the system's /usr (and its /lib, /bin links), the Python
+  environment grading runs in (sys.prefix, sys.base_prefix), and the private
+  folder, mounted at /sandbox; an installed normgrade package is hidden;
+- writable: an empty tmpfs at /tmp (size-capped), which is also HOME;
+- nothing else: not the course, source/, the gradebook, expected values, the
+  reference, other students, the home folder or the grader's other modules;
+- new user, PID, network (loopback only), IPC, UTS and cgroup namespaces; no
+  capabilities; a new session; killed with its whole PID namespace when
+  grading ends or dies;
+- set by the worker on itself before it imports student code: rlimits (CPU
+  time, address space, processes, open files, file size, no core files) and
+  a seccomp filter that forbids new processes (root, which is exempt from
+  the process rlimit, included).
+
+Where bubblewrap is missing or user namespaces are blocked, `Sandbox()` raises
+SandboxUnavailable saying how to enable them. `Sandbox(unsandboxed=True)` runs
+the worker as a plain child process with the same rlimits and private folder,
+for an instructor who chose that explicitly; every report then says so.
+"""
+import functools
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import worker
+from .paths import STUDENT_PACKAGE
+
+WORKER_SOURCE = Path(worker.__file__)
+MOUNT = "/sandbox"
+
+ENABLE_HINT = (
+    "Grading runs student code under bubblewrap, which needs unprivileged user namespaces. "
+    "Install it (Debian/Ubuntu: `apt-get install bubblewrap`). On Ubuntu 24.04 allow user namespaces "
+    "with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (or an AppArmor profile for "
+    "/usr/bin/bwrap); elsewhere check `sysctl user.max_user_namespaces` (must be > 0) and "
+    "`kernel.unprivileged_userns_clone=1`; in a container, start it with user namespaces allowed "
+    "(Docker: `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`). "
+    "To grade without a sandbox anyway (student code then runs with your rights), pass --unsandboxed."
+)
+
+
+class SandboxUnavailable(RuntimeError):
+    """Bubblewrap cannot run here; the message says why and how to enable it."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    call_seconds: float = 10.0  # wall time of one call (a hidden-input run of one function)
+    cpu_seconds: int = 60  # CPU time of one worker process
+    memory_bytes: int = 2 << 30  # address space of each process
+    processes: int = 32  # processes and threads in the sandbox
+    open_files: int = 64
+    file_bytes: int = 16 << 20  # largest file it may write
+    tmp_bytes: int = 64 << 20  # the whole of /tmp
+    result_bytes: int = 64 << 20  # everything it sends back in one run
+
+    def rlimits(self):
+        return {"RLIMIT_CPU": int(self.cpu_seconds), "RLIMIT_AS": int(self.memory_bytes),
+                "RLIMIT_NPROC": int(self.processes), "RLIMIT_NOFILE": int(self.open_files),
+                "RLIMIT_FSIZE": int(self.file_bytes), "RLIMIT_CORE": 0}
+
+
+# Limits for executing a notebook: a Jupyter kernel, its threads and matplotlib.
+NOTEBOOK_LIMITS = Limits(call_seconds=600, cpu_seconds=600, memory_bytes=4 << 30, processes=128, open_files=256)
+
+
+def _python_roots():
+    """The folders the Python environment lives in (stdlib, site-packages, the interpreter)."""
+    roots = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    roots.add(Path(sys.executable).resolve().parent)
+    # Keep the outermost folders only: a venv inside a base prefix needs one mount.
+    return sorted(r for r in roots if not any(o != r and o in r.parents for o in roots))
+
+
+def _hidden_paths(roots):
+    """Folders under the mounted roots a student must not read: the grader's own package."""
+    grader = Path(__file__).resolve().parent
+    return [grader] if any(r in grader.parents for r in roots) else []
+
+
+@functools.lru_cache(maxsize=None)
+def probe_bwrap():
+    """None if bubblewrap starts a worker here that sets up its limits and imports the stubs, else the reason."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed"
+    box = Sandbox.__new__(Sandbox)
+    box.unsandboxed, box.bwrap = False, bwrap
+    return box.self_test()
+
+
+class Sandbox:
+    """Starts sandboxed workers. Sandbox() checks bubblewrap first; unsandboxed=True must be chosen explicitly."""
+
+    def __init__(self, unsandboxed=False):
+        self.unsandboxed = bool(unsandboxed)
+        self.bwrap = None
+        if not self.unsandboxed:
+            reason = probe_bwrap()
+            if reason:
+                raise SandboxUnavailable(f"cannot grade safely: {reason}. {ENABLE_HINT}")
+            self.bwrap = shutil.which("bwrap")
+
+    @property
+    def description(self):
+        if self.unsandboxed:
+            return "UNSANDBOXED: student code ran as a plain process with your rights (chosen with --unsandboxed)"
+        return "bubblewrap sandbox"
+
+    # ---- the private folder ----
+
+    @staticmethod
+    def private_folder(layers_path, package_dir=STUDENT_PACKAGE):
+        """A new folder with worker.py and normlab/ (the provided package, the student's layers.py), readable by all."""
+        folder = Path(tempfile.mkdtemp(prefix="normgrade-worker-"))
+        shutil.copy(WORKER_SOURCE, folder / "worker.py")
+        package = folder / "normlab"
+        shutil.copytree(package_dir, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        if layers_path is not None:
+            shutil.copyfile(layers_path, package / "layers.py")
+        for path in [folder, *folder.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        return folder
+
+    # ---- starting a worker ----
+
+    def _bwrap_argv(self, limits):
+        args = [self.bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                "--disable-userns", "--hostname", "sandbox", "--clearenv"]
+        for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            path = Path("/") / name
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                args += ["--ro-bind", str(path), str(path)]
+        if Path("/etc/ld.so.cache").is_file():  # how ctypes finds libseccomp
+            args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        roots = _python_roots()
+        for root in roots:
+            args += ["--ro-bind", str(root), str(root)]
+        for hidden in _hidden_paths(roots):
+            args += ["--tmpfs", str(hidden)]
+        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+        return args
+
+    def _popen(self, command, folder, limits, extra_env=None):
+        """Start `command` (argv inside the sandbox, cwd /sandbox); returns (process, read end of its result pipe)."""
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp", **(extra_env or {})}
+        read_end, write_end = os.pipe()
+        env[worker.RESULT_FD] = str(write_end)
+        try:
+            if self.unsandboxed:
+                argv = [arg.replace(MOUNT, str(folder)) for arg in command]
+                cwd, env = str(folder), dict(env, HOME=str(folder), MPLCONFIGDIR=str(folder), TMPDIR=str(folder))
+            else:
+                argv = self._bwrap_argv(limits)
+                argv += ["--ro-bind", str(folder), MOUNT, "--chdir", MOUNT]
+                for key, value in env.items():
+                    argv += ["--setenv", key, value]
+                argv += command
+                cwd, env = "/", {}
+            process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, pass_fds=[write_end], preexec_fn=_no_core_files,
+                                       start_new_session=True)
+        finally:
+            os.close(write_end)
+        return process, read_end
+
+    def self_test(self, limits=Limits()):
+        """None if a worker starts, sets up its limits and imports the stub package; else what went wrong."""
+        folder = self.private_folder(None)
+        try:
+            run = self.start("calls", folder, limits)
+            try:
+                run.send(worker.encode_frame({"kind": "request", "names": [], "calls": [], "limits": limits.rlimits()}))
+                header, _ = run.next_frame(60)
+            except (OSError, WorkerDied) as err:
+                run_error = run.process.stderr.read(4000).decode(errors="replace").strip() if run else ""
+                return f"the sandbox did not start ({err}): {run_error}"
+            finally:
+                run.close()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        if header.get("kind") != "ready":
+            return f"the sandbox did not start: {header.get('error')}"
+        return None
+
+    def start(self, mode, folder, limits, args=(), extra_env=None):
+        """A running worker: `python -I -B worker.py MODE ARGS` in the private folder."""
+        command = [sys.executable, "-I", "-B", f"{MOUNT}/worker.py", mode, *args]
+        process, read_end = self._popen(command, folder, limits, extra_env)
+        return Run(process, read_end, limits)
+
+
+def _no_core_files():
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def kill(process):
+    """Kill the process group (the sandbox's PID namespace dies with it) and reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class Run:
+    """A running worker: send it a request, read its frames with a deadline, kill it."""
+
+    def __init__(self, process, read_end, limits):
+        self.process, self.fd, self.limits = process, read_end, limits
+        self.buffer = bytearray()
+        self.received = 0
+
+    def send(self, data):
+        try:
+            self.process.stdin.write(data)
+            self.process.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # it died already; reading says how
+
+    def next_frame(self, seconds):
+        """The next frame (header, arrays), or raises WorkerDied with what happened within `seconds`."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                frame = worker.decode_frame(self.buffer, self.limits.result_bytes - self.received)
+            except worker.FrameError as err:
+                raise WorkerDied(f"sent a malformed result ({err})") from None
+            if frame is not None:
+                header, arrays, used = frame
+                del self.buffer[:used]
+                self.received += used
+                return header, arrays
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerDied(f"stopped after {seconds:g} s (time limit)")
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self.fd, 1 << 20)
+            if chunk:
+                self.buffer += chunk
+                if len(self.buffer) + self.received > self.limits.result_bytes:
+                    raise WorkerDied(f"sent more than {self.limits.result_bytes >> 20} MiB of results")
+                continue
+            raise WorkerDied(self._death())
+
+    def read_all(self, seconds):
+        """Everything until the worker closes fd 3 (notebook mode); raises WorkerDied on time or size."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerDied(f"stopped after {seconds:g} s (time limit)")
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return bytes(self.buffer)
+            self.buffer += chunk
+            if len(self.buffer) > self.limits.result_bytes:
+                raise WorkerDied(f"sent more than {self.limits.result_bytes >> 20} MiB")
+
+    def _death(self):
+        """What ended the worker, in words."""
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "closed its result pipe and kept running"
+        if code < 0 or code > 128:  # killed by a signal (bwrap reports 128 + signal)
+            number = -code if code < 0 else code - 128
+            name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+            if number == signal.SIGXCPU:
+                return f"stopped after {self.limits.cpu_seconds} s of CPU time (limit)"
+            if number == signal.SIGXFSZ:
+                return f"wrote a file larger than {self.limits.file_bytes >> 20} MiB (limit)"
+            return f"crashed with signal {number} ({name})"
+        return f"exited with status {code} before it finished"
+
+    def close(self):
+        kill(self.process)
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        if self.process.stderr:
+            self.process.stderr.close()
+
+
+class WorkerDied(RuntimeError):
+    """The worker stopped answering; the message says how (time, signal, exit, size)."""

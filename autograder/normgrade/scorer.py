@@ -1,0 +1,208 @@
+"""
+The trusted scorer: points and messages for one submission, decided outside the sandbox.
+
+    score_code(layers_path, functions, data, sandbox)  -> {function: [checks.Result]}
+    score_answers(notebook_path, questions, keys)      -> {question: (points, message)}
+
+score_code sends the hidden inputs to a sandboxed worker (normgrade.sandbox,
+normgrade.worker) running the student's layers.py, reads back raw values and
+scores them with normgrade.checks. It never imports or runs student code.
+The worker runs the calls in order; if it dies, hangs or floods, the call it
+was running fails with what happened and a fresh worker takes the rest, so a
+failure costs only the checks that needed that call. A module that does not
+import (or hangs while importing) fails every call, once.
+
+score_answers reads the inline answers from the notebook's answer cells as
+Python literals (ast.literal_eval), without running anything.
+"""
+import ast
+import shutil
+import time
+
+import nbformat
+
+from . import checks, worker
+from .checks import Failure, Other
+from .paths import STUDENT_PACKAGE
+from .sandbox import Limits, WorkerDied
+
+SUBMISSION_SECONDS = 120.0  # every worker of one submission together
+
+
+def _describe_error(text, limits):
+    if text.startswith("MemoryError"):
+        return f"ran out of memory (the limit is {limits.memory_bytes / (1 << 30):g} GiB): {text}"
+    return f"raised {text}"
+
+
+def _decode_values(header, arrays, produces):
+    values = {}
+    described = header.get("values")
+    described = described if isinstance(described, dict) else {}
+    for name in produces:
+        item = described.get(name)
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "array" and isinstance(item.get("index"), int) and 0 <= item["index"] < len(arrays):
+            values[name] = arrays[item["index"]]
+        elif kind == "none":
+            values[name] = None
+        elif kind == "other":
+            values[name] = Other(str(item.get("name", "object"))[:60])
+        else:
+            values[name] = Failure("was not returned")
+    return values
+
+
+def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=STUDENT_PACKAGE,
+            budget=SUBMISSION_SECONDS):
+    """Run `calls` on the student's layers.py in the sandbox; {quantity: value, None, Other or Failure}."""
+    values = {}
+    pending = list(calls)
+
+    def fail(call_list, message):
+        for call in call_list:
+            values.update({name: Failure(message) for name in call["produces"]})
+
+    deadline = time.monotonic() + budget
+    folder = sandbox.private_folder(layers_path, package_dir)
+    try:
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fail(pending, f"was not run: the submission used up its {budget:g} s")
+                break
+            run = sandbox.start("calls", folder, limits)
+            try:
+                run.send(_request(pending, inputs, limits))
+                try:
+                    header, _ = run.next_frame(min(limits.call_seconds, left))
+                except WorkerDied as err:
+                    fail(pending, f"normlab could not be imported: it {err}")
+                    break
+                if header.get("kind") != "ready":
+                    error = str(header.get("error", "no answer"))[:2000]
+                    where = "the sandbox could not be set up" if header.get("kind") == "setup_error" else \
+                        "normlab could not be imported"
+                    fail(pending, f"{where}: {error}")
+                    break
+                while pending:
+                    call = pending[0]
+                    try:
+                        header, arrays = run.next_frame(max(0.0, min(limits.call_seconds, deadline - time.monotonic())))
+                    except WorkerDied as err:
+                        fail([pending.pop(0)], str(err))
+                        break
+                    pending.pop(0)
+                    if header.get("kind") != "result" or header.get("id") != call["id"]:
+                        fail([call], "the worker sent an unexpected message")
+                        break
+                    if header.get("error"):
+                        fail([call], _describe_error(str(header["error"])[:2000], limits))
+                    else:
+                        values.update(_decode_values(header, arrays, call["produces"]))
+            finally:
+                run.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return values
+
+
+def _request(calls, inputs, limits):
+    """The request frame: the hidden inputs, the calls (without what the scorer alone needs), the rlimits."""
+    names = sorted(inputs)
+    return worker.encode_frame({"kind": "request", "names": names, "limits": limits.rlimits(),
+                                "calls": [{k: v for k, v in c.items() if k != "produces"} for c in calls]},
+                               [inputs[n] for n in names])
+
+
+def score_code(layers_path, functions, data, sandbox, limits=Limits(), package_dir=STUDENT_PACKAGE,
+               missing="normlab/layers.py is missing from the submission"):
+    """{function: [checks.Result]} for the student's layers.py (None: every call fails with `missing`)."""
+    calls = [call for function in functions for call in checks.calls_for(function)]
+    if layers_path is None:
+        values = {}
+        for call in calls:
+            values.update({name: Failure(missing) for name in call["produces"]})
+    else:
+        values = collect(layers_path, calls, data.all_inputs, sandbox, limits, package_dir)
+    return {function: checks.score(function, values, data) for function in functions}
+
+
+# ---- inline answers -------------------------------------------------------------------
+
+
+class NotLiteral(ValueError):
+    """An answer cell that does not assign a literal."""
+
+
+def read_answer(source, variable):
+    """The literal the cell assigns to `variable` last; raises NotLiteral (or KeyError if it is not assigned)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise NotLiteral(f"the answer cell is not valid Python ({err.msg}, line {err.lineno})") from None
+    found = KeyError(variable)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == variable for t in node.targets):
+            try:
+                found = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                found = NotLiteral(f"write the answer as a literal, like {variable} = 'b'")
+    if isinstance(found, Exception):
+        raise found
+    return found
+
+
+def grade_answer(answer, key, points):
+    """(points, message) of one answer against its key; a dict key earns points per entry."""
+    if isinstance(key, dict):
+        answer = answer if isinstance(answer, dict) else {}
+        right = [k for k in key if answer.get(k) == key[k]]
+        earned = points * len(right) / len(key)
+        wrong = sorted(set(key) - set(right))
+        return earned, ("" if not wrong else f"not right: {', '.join(wrong)}")
+    if answer == key and type(answer) is type(key):
+        return float(points), ""
+    return 0.0, f"{answer!r} is not the answer"
+
+
+def answer_cells(nb):
+    """{variable: source} of the answer cells (grade_id 'answer_<variable>') of a notebook."""
+    cells = {}
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+        if cell.get("cell_type") == "code" and grade_id.startswith("answer_"):
+            cells[grade_id[len("answer_"):]] = cell.get("source", "")
+    return cells
+
+
+def score_answers(nb, questions, keys):
+    """{question: (points, message)} for the inline questions {variable: points} of a notebook node."""
+    sources = answer_cells(nb) if nb is not None else {}
+    scored = {}
+    for variable, points in questions.items():
+        if variable not in sources:
+            scored[variable] = (0.0, f"the answer cell of {variable} is missing")
+            continue
+        try:
+            answer = read_answer(sources[variable], variable)
+        except KeyError:
+            scored[variable] = (0.0, f"the answer cell does not assign {variable}")
+            continue
+        except NotLiteral as err:
+            scored[variable] = (0.0, str(err))
+            continue
+        scored[variable] = grade_answer(answer, keys[variable], points)
+    return scored
+
+
+def read_notebook(path, max_bytes=16 << 20):
+    """The notebook at path, or (None, why not): too large, not JSON, not a notebook."""
+    try:
+        if path.stat().st_size > max_bytes:
+            return None, f"{path.name} is larger than {max_bytes >> 20} MiB"
+        return nbformat.read(path, as_version=4), ""
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except Exception as err:  # invalid JSON, not a notebook, unreadable
+        return None, f"{path.name} could not be read as a notebook ({type(err).__name__})"

@@ -1,0 +1,409 @@
+"""
+The sandboxed side of grading: runs a student's normlab.layers and returns raw values.
+
+This file is the only part of normgrade a student's code can see. It is copied
+into the sandbox beside a fresh copy of the provided normlab package with the
+student's layers.py, and started as `python -I -B worker.py MODE`. Before any
+student code runs it lowers its rlimits and forbids new processes (seccomp).
+It imports nothing but the standard library, NumPy and pyseccomp (nbclient
+and ipykernel in notebook mode), holds no expected value, key or
+point, and decides nothing: the scorer (normgrade.scorer, outside the sandbox)
+compares what comes back with the expected values. Everything this process
+returns is a claim by the student's code, which runs in this same process.
+
+Message format (both directions), a sequence of frames:
+
+    frame  = 8-byte big-endian length of header, header, data of each array
+    header = UTF-8 JSON object; "arrays": [{"dtype": "<f8", "shape": [..]}, ...]
+             lists the arrays whose raw C-order bytes follow, in order
+
+Only numeric dtypes (bool, int, uint, float, complex) cross; nothing is
+pickled, so reading a frame cannot run code.
+
+MODE "calls". The scorer writes one request frame to stdin:
+
+    {"kind": "request", "names": [input name per array], "calls": [call, ...]}
+    call = {"id": str, "recipe": name in RECIPES, ...recipe arguments}
+
+and reads frames from the result pipe (fd $NORMGRADE_RESULT_FD): {"kind": "ready"} once normlab.layers imported
+(or {"kind": "import_error" or "setup_error", "error": text}), then per call, in order,
+
+    {"kind": "result", "id": str, "error": text or null,
+     "values": {quantity: {"type": "array", "index": k} | {"type": "none"}
+                           | {"type": "other", "name": type name}}}
+
+with the arrays that "index" points into, then {"kind": "done"}.
+
+MODE "notebook LIMITS SECONDS". stdin holds a notebook (JSON text); it is
+executed with nbclient in the folder of the package, by a kernel that is this
+file in MODE "kernel" (limits and process filter first, then ipykernel), and
+the executed notebook is written to the result pipe as JSON text. Either way, fds 0 to 2 point at /dev/null while student
+code runs, so nothing it prints can be mistaken for a result.
+"""
+import json
+import os
+import resource
+import struct
+import sys
+import traceback
+
+import numpy as np
+
+LENGTH = struct.Struct(">Q")
+RESULT_FD = "NORMGRADE_RESULT_FD"  # environment variable: the fd of the result pipe
+NUMERIC_KINDS = "biufc"
+MAX_HEADER = 1 << 20
+
+
+# ---- frames --------------------------------------------------------------------------
+
+
+def encode_frame(header, arrays=()):
+    """Bytes of one frame: header (a dict) and the arrays it lists under "arrays"."""
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    header = dict(header, arrays=[{"dtype": a.dtype.str, "shape": list(a.shape)} for a in arrays])
+    text = json.dumps(header).encode()
+    return b"".join([LENGTH.pack(len(text)), text] + [a.tobytes() for a in arrays])
+
+
+class FrameError(ValueError):
+    """Bytes that are not a well-formed frame."""
+
+
+def numeric_dtype(text):
+    """np.dtype of `text`, refusing anything but plain numbers (no objects, records, strings)."""
+    try:
+        dtype = np.dtype(str(text))
+    except TypeError as err:
+        raise FrameError(f"unknown dtype {text!r}") from err
+    if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise FrameError(f"dtype {text!r} is not a plain numeric type")
+    return dtype
+
+
+def decode_frame(buffer, max_bytes):
+    """
+    (header, arrays, bytes used) for the first frame in `buffer`, or None while
+    it is incomplete. Raises FrameError for a malformed frame or one larger than max_bytes.
+    """
+    if len(buffer) < LENGTH.size:
+        return None
+    (size,) = LENGTH.unpack_from(buffer)
+    if size > MAX_HEADER:
+        raise FrameError(f"a header of {size} bytes (at most {MAX_HEADER})")
+    end = LENGTH.size + size
+    if len(buffer) < end:
+        return None
+    try:
+        header = json.loads(bytes(buffer[LENGTH.size:end]))
+        specs = [(numeric_dtype(s["dtype"]), tuple(int(n) for n in s["shape"])) for s in header.get("arrays", [])]
+    except (ValueError, KeyError, TypeError) as err:
+        raise FrameError(f"malformed header: {err}") from err
+    if not isinstance(header, dict) or any(n < 0 for _, shape in specs for n in shape):
+        raise FrameError("malformed header")
+    sizes = [dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for dtype, shape in specs]
+    if end + sum(sizes) > max_bytes:
+        raise FrameError(f"a frame of {end + sum(sizes)} bytes (at most {max_bytes})")
+    if len(buffer) < end + sum(sizes):
+        return None
+    arrays = []
+    for (dtype, shape), nbytes in zip(specs, sizes):
+        arrays.append(np.frombuffer(bytes(buffer[end:end + nbytes]), dtype=dtype).reshape(shape).copy())
+        end += nbytes
+    return header, arrays, end
+
+
+def read_frame(stream, max_bytes=1 << 30):
+    """Read exactly one frame from a binary stream (the worker's request)."""
+    buffer = bytearray()
+    while True:
+        frame = decode_frame(buffer, max_bytes)
+        if frame is not None:
+            return frame[0], frame[1]
+        chunk = stream.read(1 << 16)
+        if not chunk:
+            raise FrameError("the stream ended inside a frame")
+        buffer += chunk
+
+
+# ---- recipes: how each graded quantity is obtained from the student's functions ----------
+# A recipe takes the layers module, the named input arrays and the call's
+# arguments, and returns {quantity: value}. The reference values come from the
+# same recipes (normgrade.expected), so both sides run identical calls.
+
+
+def _bn_train(L, i, call):
+    bn_param = {"mode": "train"}
+    out, _ = L.batchnorm_forward(i["bn_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), bn_param)
+    return {"bn_train_out": out, "bn_train_running_mean": bn_param.get("running_mean"),
+            "bn_train_running_var": bn_param.get("running_var")}
+
+
+def _bn_steps(L, i, call):
+    bn_param = {"mode": "train", "momentum": 0.75, "eps": 1e-3,
+                "running_mean": i["bn_steps_rm"].copy(), "running_var": i["bn_steps_rv"].copy()}
+    for x in i["bn_steps_x"]:
+        L.batchnorm_forward(x.copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), bn_param)
+    return {"bn_steps_running_mean": bn_param.get("running_mean"),
+            "bn_steps_running_var": bn_param.get("running_var")}
+
+
+def _bn_test(L, i, call):
+    bn_param = {"mode": "test", "running_mean": i["bn_test_rm"].copy(), "running_var": i["bn_test_rv"].copy()}
+    out, _ = L.batchnorm_forward(i["bn_test_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), bn_param)
+    return {"bn_test_out": out, "bn_test_running_mean": bn_param.get("running_mean"),
+            "bn_test_running_var": bn_param.get("running_var")}
+
+
+def _bn_float32(L, i, call):
+    f32 = lambda k: i[k].astype(np.float32)  # noqa: E731
+    out, _ = L.batchnorm_forward(f32("bn_x"), f32("bn_gamma"), f32("bn_beta"), {"mode": "train"})
+    return {"bn_f32_out": out}
+
+
+def _bn_backward(L, i, call):
+    name = call["function"]
+    _, cache = L.batchnorm_forward(i["bn_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), {"mode": "train"})
+    dx, dgamma, dbeta = getattr(L, name)(i["bn_dout"].copy(), cache)
+    return {f"{name}_dx": dx, f"{name}_dgamma": dgamma, f"{name}_dbeta": dbeta}
+
+
+def _ln_forward(L, i, call):
+    out, _ = L.layernorm_forward(i["ln_x"].copy(), i["ln_gamma"].copy(), i["ln_beta"].copy(), {})
+    return {"ln_out": out}
+
+
+def _ln_float32(L, i, call):
+    f32 = lambda k: i[k].astype(np.float32)  # noqa: E731
+    out, _ = L.layernorm_forward(f32("ln_x"), f32("ln_gamma"), f32("ln_beta"), {})
+    return {"ln_f32_out": out}
+
+
+def _ln_single(L, i, call):
+    out, _ = L.layernorm_forward(i["ln_single_x"].copy(), i["ln_gamma"].copy(), i["ln_beta"].copy(), {"eps": 1e-3})
+    return {"ln_single_out": out}
+
+
+def _ln_backward(L, i, call):
+    _, cache = L.layernorm_forward(i["ln_x"].copy(), i["ln_gamma"].copy(), i["ln_beta"].copy(), {})
+    dx, dgamma, dbeta = L.layernorm_backward(i["ln_dout"].copy(), cache)
+    return {"ln_dx": dx, "ln_dgamma": dgamma, "ln_dbeta": dbeta}
+
+
+def _sbn_train(L, i, call):
+    bn_param = {"mode": "train", "momentum": 0.8}
+    out, _ = L.spatial_batchnorm_forward(i["sbn_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(), bn_param)
+    return {"sbn_train_out": out, "sbn_running_mean": bn_param.get("running_mean"),
+            "sbn_running_var": bn_param.get("running_var")}
+
+
+def _sbn_test(L, i, call):
+    bn_param = {"mode": "test", "running_mean": i["sbn_test_rm"].copy(), "running_var": i["sbn_test_rv"].copy()}
+    out, _ = L.spatial_batchnorm_forward(i["sbn_test_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(), bn_param)
+    return {"sbn_test_out": out}
+
+
+def _sbn_backward(L, i, call):
+    _, cache = L.spatial_batchnorm_forward(i["sbn_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(),
+                                           {"mode": "train"})
+    dx, dgamma, dbeta = L.spatial_batchnorm_backward(i["sbn_dout"].copy(), cache)
+    return {"sbn_dx": dx, "sbn_dgamma": dgamma, "sbn_dbeta": dbeta}
+
+
+def _gn_forward(L, i, call):
+    G = int(call["groups"])
+    out, _ = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"].copy(), i["gn_beta"].copy(), G, {})
+    return {f"gn_G{G}_out": out}
+
+
+def _gn_backward(L, i, call):
+    _, cache = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"].copy(), i["gn_beta"].copy(), 2, {})
+    dx, dgamma, dbeta = L.spatial_groupnorm_backward(i["gn_dout"].copy(), cache)
+    return {"gn_dx": dx, "gn_dgamma": dgamma, "gn_dbeta": dbeta}
+
+
+def _forward_many(L, i, call):
+    """The forward pass on each (x, gamma, beta) of three stacks: for numerical gradients, taken by the scorer."""
+    forward = getattr(L, call["forward"])
+    outputs = []
+    for x, gamma, beta in zip(i[call["x"]], i[call["gamma"]], i[call["beta"]]):
+        out, _ = forward(x.copy(), gamma.copy(), beta.copy(), *call["extra"], dict(call["param"]))
+        if not isinstance(out, np.ndarray) or (outputs and out.shape != outputs[0].shape):
+            raise TypeError(f"{call['forward']} returned {type(out).__name__} "
+                            f"{getattr(out, 'shape', '')}, not an array of one shape")
+        outputs.append(out)
+    return {call["quantity"]: np.stack(outputs)}
+
+
+def _backward_at(L, i, call):
+    """Forward then backward at one point: the analytic gradients a numerical check compares."""
+    forward, backward = getattr(L, call["forward"]), getattr(L, call["backward"])
+    _, cache = forward(i[call["x"]].copy(), i[call["gamma"]].copy(), i[call["beta"]].copy(), *call["extra"],
+                       dict(call["param"]))
+    grads = backward(i[call["dout"]].copy(), cache)
+    if not isinstance(grads, tuple) or len(grads) != 3:
+        raise TypeError(f"{call['backward']} returned {type(grads).__name__}, expected (dx, dgamma, dbeta)")
+    return {f"{call['quantity']}_{name}": g for name, g in zip(("dx", "dgamma", "dbeta"), grads)}
+
+
+RECIPES = {
+    "bn_train": _bn_train, "bn_steps": _bn_steps, "bn_test": _bn_test, "bn_float32": _bn_float32,
+    "bn_backward": _bn_backward, "ln_forward": _ln_forward, "ln_float32": _ln_float32, "ln_single": _ln_single,
+    "ln_backward": _ln_backward, "sbn_train": _sbn_train, "sbn_test": _sbn_test, "sbn_backward": _sbn_backward,
+    "gn_forward": _gn_forward, "gn_backward": _gn_backward,
+    "forward_many": _forward_many, "backward_at": _backward_at,
+}
+
+
+def run_call(layers, inputs, call):
+    """{quantity: value} of one call; raises what the student's code raised."""
+    with np.errstate(all="ignore"):
+        return RECIPES[call["recipe"]](layers, inputs, call)
+
+
+# ---- the worker process ---------------------------------------------------------------
+
+
+def error_text(err):
+    text = f"{type(err).__name__}: {err}"
+    return text if len(text) <= 2000 else text[:2000] + " ..."
+
+
+def _encode_values(values):
+    described, arrays = {}, []
+    for name, value in values.items():
+        if value is None:
+            described[name] = {"type": "none"}
+        elif isinstance(value, np.ndarray) and value.dtype.kind in NUMERIC_KINDS and value.dtype.fields is None:
+            described[name] = {"type": "array", "index": len(arrays)}
+            arrays.append(value)
+        else:
+            described[name] = {"type": "other", "name": type(value).__name__}
+    return described, arrays
+
+
+def apply_limits(limits):
+    """Lower this process's rlimits (soft and hard) to `limits` {name: value}; children inherit them."""
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+
+
+def deny_new_processes():
+    """
+    A seccomp filter on this process and its threads: no fork, vfork or clone
+    of a new process (threads stay allowed), no clone3 (libc falls back to
+    clone), no ptrace. It holds whatever the user: root is exempt from
+    RLIMIT_NPROC, and a filter is not.
+    """
+    import errno
+
+    import pyseccomp as sc
+
+    rules = sc.SyscallFilter(sc.ALLOW)
+    for name in ("fork", "vfork", "ptrace", "process_vm_writev"):
+        rules.add_rule(sc.ERRNO(errno.EPERM), name)
+    clone_thread = 0x00010000
+    rules.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, clone_thread, 0))
+    rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    rules.load()
+
+
+def _silence_standard_fds():
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def serve_calls(package_dir, out):
+    header, arrays = read_frame(sys.stdin.buffer)
+    inputs = dict(zip(header["names"], arrays))
+    try:
+        apply_limits(header.get("limits", {}))
+        deny_new_processes()
+    except Exception as err:
+        out.write(encode_frame({"kind": "setup_error", "error": error_text(err)}))
+        out.flush()
+        return
+    _silence_standard_fds()
+    sys.path.insert(0, package_dir)
+    try:
+        import normlab.layers as layers
+    except BaseException as err:  # noqa: B902 - a student module may raise anything, SystemExit included
+        out.write(encode_frame({"kind": "import_error", "error": error_text(err)}))
+        out.flush()
+        return
+    out.write(encode_frame({"kind": "ready"}))
+    out.flush()
+    for call in header["calls"]:
+        try:
+            values, error = run_call(layers, inputs, call), None
+        except BaseException as err:  # noqa: B902
+            values, error = {}, error_text(err)
+        try:
+            described, result_arrays = _encode_values(values if isinstance(values, dict) else {})
+            frame = encode_frame({"kind": "result", "id": call["id"], "error": error, "values": described},
+                                 result_arrays)
+        except BaseException as err:  # noqa: B902 - an array subclass may break on the way out
+            frame = encode_frame({"kind": "result", "id": call["id"], "error": error_text(err), "values": {}})
+        out.write(frame)
+        out.flush()
+    out.write(encode_frame({"kind": "done"}))
+    out.flush()
+
+
+KERNEL_NAME = "normgrade-sandboxed"
+
+
+def execute_notebook(package_dir, out, limits, timeout):
+    """Run every cell with nbclient; the kernel is this file in "kernel" mode."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.reads(sys.stdin.read(), as_version=4)
+    apply_limits({k: v for k, v in limits.items() if k != "RLIMIT_NPROC"})
+    spec = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kernels", KERNEL_NAME)
+    os.makedirs(spec)
+    with open(os.path.join(spec, "kernel.json"), "w") as f:
+        argv = [sys.executable, "-I", "-B", os.path.abspath(__file__), "kernel", json.dumps(limits),
+                "-f", "{connection_file}"]
+        json.dump({"argv": argv, "display_name": "Python 3 (sandboxed)", "language": "python"}, f)
+    os.environ["JUPYTER_PATH"] = os.path.dirname(os.path.dirname(spec))
+    _silence_standard_fds()
+    client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name=KERNEL_NAME,
+                            resources={"metadata": {"path": package_dir}})
+    try:
+        client.execute()
+    except BaseException:  # noqa: B902 - a dead kernel ends the run; the outputs so far are kept
+        traceback.print_exc()
+    out.write(nbformat.writes(nb).encode())
+    out.flush()
+
+
+def run_kernel(package_dir, limits, kernel_args):
+    """An IPython kernel for a notebook's cells, with the limits and the process filter set first."""
+    apply_limits(limits)
+    deny_new_processes()
+    sys.path.insert(0, package_dir)
+    from ipykernel.kernelapp import launch_new_instance
+
+    launch_new_instance(argv=kernel_args)
+
+
+def main(argv):
+    mode, package_dir = argv[1], os.path.dirname(os.path.abspath(__file__))
+    if mode == "kernel":
+        return run_kernel(package_dir, json.loads(argv[2]), argv[3:])
+    out = os.fdopen(int(os.environ.pop(RESULT_FD)), "wb")
+    if mode == "calls":
+        serve_calls(package_dir, out)
+    elif mode == "notebook":
+        execute_notebook(package_dir, out, json.loads(argv[2]), float(argv[3]))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    out.close()
+    os._exit(0)  # no interpreter shutdown: nothing the student's code registered at exit runs
+
+
+if __name__ == "__main__":
+    main(sys.argv)
