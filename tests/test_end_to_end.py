@@ -19,7 +19,6 @@ from nbclient import NotebookClient
 
 from normgrade.autograde import grade
 from normgrade.course import paths
-from normgrade.expected import EXPECTED_NAME
 from normgrade.export import write_csv
 from normgrade.feedback import HIDDEN_MARKERS, generate_feedback
 from normgrade.notebooks import answer_keys, source_notebooks
@@ -30,35 +29,67 @@ from normgrade.paths import NOTEBOOKS, STUB_LAYERS
 pytestmark = pytest.mark.slow
 CS231N_LAYERS = Path(__file__).parent / "data" / "cs231n_layers.py"
 
-HOSTILE = reference_layers() + '''
-# Vandalism: everything this code can reach by a relative path, at import time.
-import sys as _sys
-from pathlib import Path as _Path
-
-for _target in ("normgrade_expected.npz", "../../../source/normalization/normgrade_expected.npz",
-                "../../../gradebook.db", "../../../nbgrader_config.py"):
+HOSTILE = reference_layers() + """
+# Vandalism and snooping at import time, by relative and absolute paths.
+import os as _os
+for _target in ("normgrade_expected.npz", "../../../source/normalization/normlab/layers.py",
+                "../../../gradebook.db", "../../../nbgrader_config.py", "{course}/gradebook.db",
+                "{course}/nbgrader_config.py", "{course}/normgrade/expected.npz"):
     try:
-        _Path(_target).write_bytes(b"vandalised")
+        open(_target, "ab").write(b"vandalised")
     except OSError:
         pass
-print("hostile import", file=_sys.stderr)
-'''
+print("hostile import", file=__import__("sys").stderr)
+"""
 
 KILLER = """
 import os as _os
 
 def layernorm_forward(x, gamma, beta, ln_param):
-    _os._exit(1)  # the kernel dies in the middle of grading
+    _os._exit(1)  # the worker dies in the middle of grading
 """
 
-CHEATER = STUB_LAYERS.read_text() + '''
-# Cheating: run the reference solution if it can be found next to the submission.
-from pathlib import Path as _Path
+CHEATER = STUB_LAYERS.read_text() + """
+# Cheating: run the reference solution, or read the expected values, wherever they are.
+import os as _os
+for _folder, _dirs, _files in _os.walk("/"):
+    if _folder.startswith(("/proc", "/sys")):
+        continue
+    for _name in _files:
+        _path = _os.path.join(_folder, _name)
+        if _name == "layers.py" and "BEGIN SOLUTION" in open(_path, errors="ignore").read():
+            exec(open(_path).read().replace("from .backend", "from normlab.backend"))
+"""
 
-for _candidate in ("../../../source/normalization/normlab/layers.py", "../../source/normalization/normlab/layers.py"):
-    if _Path(_candidate).is_file():
-        exec(_Path(_candidate).read_text().replace("from .backend", "from normlab.backend"))
-'''
+# Notebook cells a student adds, run by the kernel when notebooks are executed.
+HOSTILE_CELLS = """
+get_ipython().ast_node_interactivity = "none"   # nbgrader gives full credit to a graded cell without output
+import os, sqlite3
+for path in ("{course}/gradebook.db", "../../../gradebook.db"):
+    try:
+        sqlite3.connect(path).execute("update grade set auto_score = 0")
+    except Exception:
+        pass
+try:
+    open("{course}/nbgrader_config.py", "a").write("\\nraise SystemExit")
+except OSError:
+    pass
+"""
+
+
+def _tamper_graded_cells(path):
+    """Rewrite a graded cell's source and points, fill its outputs, and duplicate another graded cell."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade_id") == "test_batchnorm_forward":
+            cell.source = "print('6 / 6')\n6"
+            meta["points"] = 100
+            cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "6"}, execution_count=1)]
+    duplicate = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_layernorm_forward")
+    nb.cells.append(nbformat.from_dict(dict(duplicate)))
+    nb.cells.insert(1, nbformat.v4.new_code_cell(HOSTILE_CELLS))
+    nbformat.write(nb, path)
 
 
 def _digest(path):
@@ -88,6 +119,13 @@ def test_release_proof_reference_full_marks_stubs_none(course):
     assert all("NotImplementedError" in t["message"] for t in code)
 
 
+def test_the_course_keeps_secrets_out_of_source_and_release(course):
+    layout = paths(course[0])
+    assert layout["expected"].is_file() and layout["source"] not in layout["expected"].parents
+    assert not list(layout["source"].rglob("*.npz")), "nbgrader copies source/ files next to the notebooks"
+    assert (layout["source"] / "normlab" / "layers.py").read_text() == STUB_LAYERS.read_text(), "no reference in the course"
+
+
 def test_release_holds_no_secret(course):
     release = paths(course[0])["release"]
     notebooks = source_notebooks(NOTEBOOKS)
@@ -99,7 +137,7 @@ def test_release_holds_no_secret(course):
 def test_leak_check_catches_planted_secrets(course, keys, tmp_path):
     planted = tmp_path / "release"
     shutil.copytree(paths(course[0])["release"], planted)
-    shutil.copy(paths(course[0])["source"] / EXPECTED_NAME, planted / EXPECTED_NAME)
+    shutil.copy(paths(course[0])["expected"], planted / "expected.npz")
     (planted / "normlab" / "layers.py").write_text(reference_layers())
     (planted / "normlab" / "helpers.py").write_text("x_hat = x_centered * inv_std\n")
     nb_path = planted / "BatchNormalization.ipynb"
@@ -109,7 +147,7 @@ def test_leak_check_catches_planted_secrets(course, keys, tmp_path):
     nb.cells[3].outputs = [nbformat.v4.new_output("stream", text="expected: 0.123")]
     nbformat.write(nb, nb_path)
     problems = "\n".join(find_leaks(planted, source_notebooks(NOTEBOOKS)))
-    for needle in (EXPECTED_NAME, "helpers.py", "not the stub file", "solution code", "BEGIN HIDDEN TESTS",
+    for needle in ("expected.npz", "helpers.py", "not the stub file", "solution code", "BEGIN HIDDEN TESTS",
                    "answer key of inline_batch_size", "has outputs"):
         assert needle in problems, needle
 
@@ -120,9 +158,18 @@ def graded_class(course, keys, tmp_path_factory):
     folder, _ = course
     release = paths(folder)["release"]
     root = tmp_path_factory.mktemp("class")
-    make_submission(release, root / "a_hostile", HOSTILE, keys)
-    make_submission(release, root / "a_kills_kernel", reference_layers() + KILLER, keys)
+    absolute = str(folder.resolve())
+    make_submission(release, root / "a_hostile", HOSTILE.replace("{course}", absolute), keys)
+    make_submission(release, root / "a_kills_worker", reference_layers() + KILLER, keys)
     make_submission(release, root / "b_cheater", CHEATER, keys)
+    tampered = make_submission(release, root / "b_tampered", STUB_LAYERS.read_text(), keys)
+    _tamper_graded_cells(tampered / "BatchNormalization.ipynb")
+    (tampered / "numpy.py").write_text("raise SystemExit('shadowed numpy')\n")
+    (tampered / "normgrade.py").write_text("def grade(*a, **k):\n    return 100\n")
+    (tampered / "junk.bin").write_bytes(bytes(20 << 20))
+    broken = make_submission(release, root / "b_broken_notebooks", reference_layers(), keys)
+    (broken / "BatchNormalization.ipynb").write_text("{ not json")
+    (broken / "SpatialNormalization.ipynb").unlink()
     make_submission(release, root / "c_reference", reference_layers(), keys)
     make_submission(release, root / "d_mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)
     make_submission(release, root / "e_cs231n", CS231N_LAYERS.read_text(), keys)
@@ -133,7 +180,9 @@ def graded_class(course, keys, tmp_path_factory):
     nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in gone]
     nbformat.write(nb, nb_path)
 
-    before = {p: _digest(p) for p in paths(folder)["source"].rglob("*") if p.is_file()}
+    staff = [p for p in folder.rglob("*") if p.is_file() and "submitted" not in p.parts and "autograded" not in p.parts
+             and p.name != "gradebook.db"]
+    before = {p: _digest(p) for p in staff}
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "grade", str(root), "--course", str(folder), "--json"],
                           capture_output=True, text=True, timeout=1800)
@@ -142,7 +191,7 @@ def graded_class(course, keys, tmp_path_factory):
     document = json.loads(done.stdout)
     print(f"\ngraded {len(document['submissions'])} submissions in {elapsed:.1f} s: "
           + ", ".join(f"{s['student']} {s['seconds']} s" for s in document["submissions"]))
-    after = {p: _digest(p) for p in paths(folder)["source"].rglob("*") if p.is_file()}
+    after = {p: _digest(p) for p in staff}
     return document, before, after, root
 
 
@@ -163,14 +212,16 @@ def test_json_document_shape(graded_class):
 
 
 def test_reference_and_cs231n_drop_in_get_full_marks_after_hostile_code(graded_class):
-    students = _by_student(graded_class[0])
-    for name in ("c_reference", "e_cs231n"):
+    document = graded_class[0]
+    assert document["sandbox"] == "bubblewrap sandbox"
+    students = _by_student(document)
+    for name in ("c_reference", "e_cs231n", "a_hostile"):
         assert students[name]["score"] == 36, [t for t in students[name]["tests"] if t["message"]]
 
 
 def test_hostile_code_damages_nothing_outside_its_own_grading(graded_class, course):
     _, before, after, _ = graded_class
-    assert before == after, "a submission changed the course's source files"
+    assert before == after, "a submission changed the course's staff files (config, source, expected values)"
     from nbgrader.api import Gradebook
     from normgrade.course import COURSE_ID, db_url
 
@@ -178,11 +229,30 @@ def test_hostile_code_damages_nothing_outside_its_own_grading(graded_class, cour
         assert {s.id for s in gb.students} >= {"a_hostile", "c_reference", "f_deleted_cells"}
 
 
-def test_a_dying_kernel_costs_only_its_own_points(graded_class):
-    students = _by_student(graded_class[0])
-    killer = students["a_kills_kernel"]
-    assert killer["score"] < 36 and (killer.get("error") or any(t["message"] for t in killer["tests"]))
-    assert students["c_reference"]["score"] == 36
+def test_a_dying_worker_costs_only_the_checks_that_needed_it(graded_class):
+    killer = {t["name"].split("/")[1]: t for t in _by_student(graded_class[0])["a_kills_worker"]["tests"]}
+    for name, test in killer.items():
+        if name in ("test_layernorm_forward", "test_layernorm_backward"):
+            assert test["score"] == 0 and "exited with status 1" in test["message"], test
+        else:
+            assert test["score"] == test["max_score"], test
+
+
+def test_tampered_notebooks_earn_only_their_answers(graded_class, course):
+    tampered = _by_student(graded_class[0])["b_tampered"]
+    code = {t["name"].split("/")[1]: t for t in tampered["tests"]}
+    assert tampered["score"] == 5 and tampered["max_score"] == 36, code  # the five inline answers are right
+    assert code["test_batchnorm_forward"]["max_score"] == 6 and "NotImplementedError" in code["test_batchnorm_forward"]["message"]
+    autograded = paths(course[0])["autograded"] / "b_tampered" / "normalization"
+    assert sorted(p.name for p in autograded.iterdir() if p.is_file()) == [
+        "BatchNormalization.ipynb", "SpatialNormalization.ipynb"], "only what grading needs is copied"
+
+
+def test_broken_and_missing_notebooks_still_grade_the_code(graded_class):
+    broken = _by_student(graded_class[0])["b_broken_notebooks"]
+    assert broken["score"] == 31, broken  # all code points; the inline answers were in the lost notebooks
+    assert any("could not be read as a notebook" in n for n in broken["notes"])
+    assert any("SpatialNormalization.ipynb is missing" in n for n in broken["notes"])
 
 
 def test_the_reference_is_out_of_the_kernels_reach(graded_class):
@@ -240,3 +310,25 @@ def test_a_student_can_run_the_release_notebooks(course, keys, tmp_path):
         nb = nbformat.read(path, as_version=4)
         NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(submission)}}).execute()  # raises on error
         assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])), path.name
+
+
+def test_plain_nbgrader_autograde_gives_the_same_trusted_scores(graded_class, course):
+    """`nbgrader autograde` in the course: notebooks run in the sandbox, points come from the scorer."""
+    from nbgrader.api import Gradebook
+    from normgrade.course import COURSE_ID, db_url, run_nbgrader
+
+    folder = course[0]
+    root = graded_class[3]
+    config_before = _digest(paths(folder)["config"])
+    for student, origin in (("p_tampered", "b_tampered"), ("p_reference", "c_reference")):
+        shutil.copytree(root / origin, paths(folder)["submitted"] / student / "normalization")
+        run_nbgrader(folder, "autograde", "normalization", "--student", student, "--create", timeout=900)
+    with Gradebook(db_url(folder), COURSE_ID) as gb:
+        scores = {s: gb.find_submission("normalization", s).code_score for s in ("p_tampered", "p_reference")}
+        assert gb.find_submission("normalization", "c_reference").code_score == 36, "another student's grade changed"
+    assert scores == {"p_tampered": 5, "p_reference": 36}
+    assert _digest(paths(folder)["config"]) == config_before
+    executed = nbformat.read(paths(folder)["autograded"] / "p_reference" / "normalization" / "BatchNormalization.ipynb",
+                             as_version=4)
+    assert any("image/png" in o.get("data", {}) for c in executed.cells for o in c.get("outputs", [])), \
+        "the notebook ran in the sandbox and its plots are there for formgrader"

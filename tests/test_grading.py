@@ -1,4 +1,4 @@
-"""The grading checks, in process: reference, stubs, mutants, a CS231n drop-in, broken and hostile code."""
+"""The trusted scorer, through the real sandbox: reference, stubs, mutants, a CS231n drop-in, broken code."""
 import json
 import re
 from pathlib import Path
@@ -8,58 +8,62 @@ import numpy as np
 import pytest
 
 from normgrade import checks, expected
-from normgrade.kernel import grade, grade_answer, grade_results
 from normgrade.mutants import MUTANTS, mutate
 from normgrade.notebooks import answer_keys, nbgrader_cells, source_notebooks
-from normgrade.paths import REPO, SOLUTION_LAYERS
-from normgrade.submission import assemble_reference, assemble_stubs
+from normgrade.paths import REPO, SOLUTION_LAYERS, STUB_LAYERS
+from normgrade.sandbox import Limits
+from normgrade.scorer import grade_answer, read_answer, score_answers, score_code, NotLiteral
 
 CS231N_LAYERS = Path(__file__).parent / "data" / "cs231n_layers.py"
+FAST = Limits(call_seconds=3)
 
 
 @pytest.fixture(scope="module")
 def expected_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("expected") / expected.EXPECTED_NAME
+    path = tmp_path_factory.mktemp("expected") / "expected.npz"
     return expected.write(path, expected.generate(answer_keys()))
 
 
-def _package(folder, layers_source=None):
-    assemble_reference(folder)
-    if layers_source is not None:
-        (folder / "normlab" / "layers.py").write_text(layers_source)
-    return folder
+@pytest.fixture(scope="module")
+def data(expected_file):
+    return expected.ExpectedValues(expected_file)
 
 
-def _scores(folder, expected_file):
-    return {f: grade_results(f, folder, expected_file) for f in expected.FUNCTIONS}
+def _layers(tmp_path, source):
+    path = tmp_path / "layers.py"
+    path.write_text(source)
+    return path
+
+
+def _scores(tmp_path, source, data, sandbox, limits=FAST):
+    return score_code(_layers(tmp_path, source), checks.FUNCTIONS, data, sandbox, limits)
 
 
 def _earned(results):
     return sum(r.earned for r in results)
 
 
-def test_reference_earns_every_point(tmp_path, expected_file):
-    for function, results in _scores(_package(tmp_path), expected_file).items():
-        assert _earned(results) == checks.total_points(function), [r.message for r in results if r.message]
+def _lost(scores):
+    return {f: [r.message for r in rs if r.message] for f, rs in scores.items() if _earned(rs) < checks.total_points(f)}
 
 
-def test_stubs_earn_nothing_and_say_why(tmp_path, expected_file):
-    assemble_stubs(tmp_path)
-    for function, results in _scores(tmp_path, expected_file).items():
+def test_reference_earns_every_point(tmp_path, data, sandbox):
+    assert _lost(_scores(tmp_path, SOLUTION_LAYERS.read_text(), data, sandbox)) == {}
+
+
+def test_stubs_earn_nothing_and_say_why(tmp_path, data, sandbox):
+    for function, results in _scores(tmp_path, STUB_LAYERS.read_text(), data, sandbox).items():
         assert _earned(results) == 0
         assert all("NotImplementedError" in r.message for r in results), function
 
 
-def test_a_cs231n_style_layers_file_drops_in(tmp_path, expected_file):
-    folder = _package(tmp_path, CS231N_LAYERS.read_text())
-    for function, results in _scores(folder, expected_file).items():
-        assert _earned(results) == checks.total_points(function), [r.message for r in results if r.message]
+def test_a_cs231n_style_layers_file_drops_in(tmp_path, data, sandbox):
+    assert _lost(_scores(tmp_path, CS231N_LAYERS.read_text(), data, sandbox)) == {}
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
-def test_each_mutant_loses_points_on_its_checks_with_its_message(tmp_path, expected_file, mutant):
-    folder = _package(tmp_path, mutate(SOLUTION_LAYERS.read_text(), mutant))
-    scores = _scores(folder, expected_file)
+def test_each_mutant_loses_points_on_its_checks_with_its_message(tmp_path, data, sandbox, mutant):
+    scores = _scores(tmp_path, mutate(SOLUTION_LAYERS.read_text(), mutant), data, sandbox)
     for function in mutant.affects:
         lost = [r for r in scores[function] if r.message]
         assert lost, f"{mutant.name} lost no points on {function}"
@@ -87,76 +91,32 @@ def test_messages_name_shapes_and_dtypes_exactly(expected_file):
     assert checks.compare(want.copy(), want) is None
 
 
-BROKEN = {
-    "syntax error": "def batchnorm_forward(:\n",
-    "import error": "import not_a_module_anywhere\n",
-    "noisy": (
-        "import sys, warnings\n" + "{reference}\n"
-        "_orig = batchnorm_forward\n"
-        "def batchnorm_forward(*a, **k):\n"
-        "    print('debug output', file=sys.stderr)\n"
-        "    warnings.warn('student warning')\n"
-        "    return _orig(*a, **k)\n"
-    ),
-    "returns None": "{reference}\ndef layernorm_forward(x, gamma, beta, ln_param):\n    return None, None\n",
-    "exits": "{reference}\nimport sys\ndef layernorm_forward(x, gamma, beta, ln_param):\n    sys.exit(3)\n",
-    "exits at import": "import sys\nsys.exit(2)\n",
-}
+def test_answers_are_read_as_literals_without_running_anything():
+    assert read_answer("# comment\nanswer = None\nanswer = 'x'\n", "answer") == "x"
+    assert read_answer("answer = {'batchnorm': 4, 'layernorm': 1}", "answer") == {"batchnorm": 4, "layernorm": 1}
+    with pytest.raises(NotLiteral, match="write the answer as a literal"):
+        read_answer("import os\nanswer = os.system('touch /tmp/pwned') or 'x'", "answer")
+    with pytest.raises(NotLiteral, match="not valid Python"):
+        read_answer("answer = (", "answer")
+    with pytest.raises(KeyError):
+        read_answer("something_else = 'x'", "answer")
 
 
-@pytest.mark.parametrize("kind", BROKEN)
-def test_broken_submissions_get_messages_not_crashes(tmp_path, expected_file, kind, capsys):
-    source = BROKEN[kind].replace("{reference}", SOLUTION_LAYERS.read_text())
-    folder = _package(tmp_path, source)
-    earned = grade("batchnorm_forward", folder, expected_file) + grade("layernorm_forward", folder, expected_file)
-    captured = capsys.readouterr()
-    assert captured.err == "", "anything on stderr would zero the nbgrader cell"
-    if kind in ("syntax error", "import error", "exits at import"):
-        assert earned == 0 and "normlab could not be imported" in captured.out
-    elif kind == "noisy":  # student prints and warnings do not cost points
-        assert earned == checks.total_points("batchnorm_forward") + checks.total_points("layernorm_forward")
-    elif kind == "exits":
-        assert earned == checks.total_points("batchnorm_forward") and "raised SystemExit: 3" in captured.out
-    else:
-        assert "ln_out is a NoneType" in captured.out or "is missing (None)" in captured.out
-
-
-def test_a_hanging_function_is_stopped(tmp_path, expected_file):
-    source = SOLUTION_LAYERS.read_text() + "\ndef layernorm_forward(x, gamma, beta, ln_param):\n    while True:\n        pass\n"
-    folder = _package(tmp_path, source)
-    from normgrade.submission import imported_package
-
-    data = expected.ExpectedValues(expected_file)
-    with imported_package(folder):
-        import normlab.gradient_check
-        import normlab.layers
-
-        results = checks.evaluate("layernorm_forward", normlab.layers, normlab.gradient_check, data, seconds=0.5)
-    assert _earned(results) == 0 and all("took longer than" in r.message for r in results)
-
-
-def test_grading_reads_files_not_notebook_state(tmp_path, expected_file):
-    """A function patched in the running process does not count; the file on disk does."""
-    folder = _package(tmp_path)
-    from normgrade.submission import imported_package
-
-    with imported_package(folder) as package:
-        import normlab.layers
-
-        normlab.layers.layernorm_forward = lambda *a: (None, None)
-        assert grade("layernorm_forward", folder, expected_file) == checks.total_points("layernorm_forward")
-
-
-def test_grade_answer(expected_file, capsys):
-    keys = json.loads(str(np.load(expected_file)["answer_keys"]))
-    assert keys == answer_keys()
-    assert grade_answer("inline_batch_size", keys["inline_batch_size"], 1, expected_file) == 1.0
-    assert grade_answer("inline_batch_size", "a", 1, expected_file) == 0.0
-    assert grade_answer("inline_preprocessing", {"batchnorm": 3, "layernorm": 1}, 2, expected_file) == 1.0
-    assert grade_answer("inline_preprocessing", "3,2", 2, expected_file) == 0.0
-    assert "'a' is not the answer" in capsys.readouterr().out
-    with pytest.raises(KeyError, match="no answer key"):
-        grade_answer("inline_unknown", "a", 1, expected_file)
+def test_grade_answer_and_answer_cells():
+    keys = answer_keys()
+    assert grade_answer(keys["inline_batch_size"], keys["inline_batch_size"], 1) == (1.0, "")
+    assert grade_answer("a" if keys["inline_batch_size"] != "a" else "c", keys["inline_batch_size"], 1)[0] == 0
+    assert grade_answer({**keys["inline_preprocessing"], "layernorm": 9}, keys["inline_preprocessing"], 2)[0] == 1.0
+    assert grade_answer("3,2", keys["inline_preprocessing"], 2)[0] == 0
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("inline_batch_size = __import__('os').getcwd()",
+                                  metadata={"nbgrader": {"grade_id": "answer_inline_batch_size"}}),
+        nbformat.v4.new_code_cell(f"inline_one_group = {keys['inline_one_group']!r}",
+                                  metadata={"nbgrader": {"grade_id": "answer_inline_one_group"}})])
+    scored = score_answers(nb, {"inline_batch_size": 1, "inline_one_group": 1, "inline_groups_equal_channels": 1}, keys)
+    assert scored["inline_batch_size"] == (0.0, "write the answer as a literal, like inline_batch_size = 'b'")
+    assert scored["inline_one_group"] == (1.0, "")
+    assert scored["inline_groups_equal_channels"][0] == 0 and "missing" in scored["inline_groups_equal_channels"][1]
 
 
 def test_expected_values_are_deterministic_and_hidden_inputs_differ_from_public_ones():
@@ -170,20 +130,22 @@ def test_expected_values_are_deterministic_and_hidden_inputs_differ_from_public_
 
 
 def test_notebook_points_match_the_checks():
-    seen = set()
+    """Each auto-graded cell is test_<function> worth its checks, or test_<question> with an answer cell and key."""
+    seen, keys = [], answer_keys()
     for path in source_notebooks():
-        for cell, meta in nbgrader_cells(path):
-            grade_id = meta["grade_id"]
-            call = re.search(r'normgrade\.grade\("(\w+)"\)', cell.source)
-            if call:
-                seen.add(call.group(1))
-                assert grade_id == f"test_{call.group(1)}"
-                assert meta["points"] == checks.total_points(call.group(1)), grade_id
-            answer = re.search(r'normgrade\.grade_answer\("(\w+)", \w+, points=([\d.]+)\)', cell.source)
-            if answer:
-                assert float(answer.group(2)) == meta["points"], grade_id
-                assert answer.group(1) in answer_keys(), grade_id
-    assert seen == set(expected.FUNCTIONS), "every student function has exactly one hidden test cell"
+        cells = nbgrader_cells(path)
+        answer_ids = {meta["grade_id"] for _, meta in cells}
+        for cell, meta in cells:
+            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+                continue
+            name = meta["grade_id"].removeprefix("test_")
+            seen.append(name)
+            if name in checks.FUNCTIONS:
+                assert meta["points"] == checks.total_points(name), name
+                assert f"({meta['points']:g} points)" in cell.source, name
+            else:
+                assert name in keys and f"answer_{name}" in answer_ids, name
+    assert sorted(seen) == sorted(set(checks.FUNCTIONS) | set(keys)), "one graded cell per function and question"
 
 
 def test_every_answer_key_lives_in_exactly_one_place():

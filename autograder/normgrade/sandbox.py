@@ -171,7 +171,7 @@ class Sandbox:
                 cwd, env = str(folder), dict(env, HOME=str(folder), MPLCONFIGDIR=str(folder), TMPDIR=str(folder))
             else:
                 argv = self._bwrap_argv(limits)
-                argv += ["--ro-bind", str(folder), MOUNT, "--chdir", MOUNT]
+                argv += ["--ro-bind", str(folder), MOUNT, "--chdir", MOUNT, "--remount-ro", "/"]
                 for key, value in env.items():
                     argv += ["--setenv", key, value]
                 argv += command
@@ -246,6 +246,8 @@ class Run:
         while True:
             try:
                 frame = worker.decode_frame(self.buffer, self.limits.result_bytes - self.received)
+            except worker.FrameTooLarge:
+                raise WorkerDied(f"sent more than {self.limits.result_bytes >> 20} MiB of results") from None
             except worker.FrameError as err:
                 raise WorkerDied(f"sent a malformed result ({err})") from None
             if frame is not None:

@@ -70,6 +70,10 @@ class FrameError(ValueError):
     """Bytes that are not a well-formed frame."""
 
 
+class FrameTooLarge(FrameError):
+    """A frame larger than the reader allows."""
+
+
 def numeric_dtype(text):
     """np.dtype of `text`, refusing anything but plain numbers (no objects, records, strings)."""
     try:
@@ -90,7 +94,7 @@ def decode_frame(buffer, max_bytes):
         return None
     (size,) = LENGTH.unpack_from(buffer)
     if size > MAX_HEADER:
-        raise FrameError(f"a header of {size} bytes (at most {MAX_HEADER})")
+        raise FrameTooLarge(f"a header of {size} bytes (at most {MAX_HEADER})")
     end = LENGTH.size + size
     if len(buffer) < end:
         return None
@@ -103,7 +107,7 @@ def decode_frame(buffer, max_bytes):
         raise FrameError("malformed header")
     sizes = [dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for dtype, shape in specs]
     if end + sum(sizes) > max_bytes:
-        raise FrameError(f"a frame of {end + sum(sizes)} bytes (at most {max_bytes})")
+        raise FrameTooLarge(f"a frame of {end + sum(sizes)} bytes (at most {max_bytes})")
     if len(buffer) < end + sum(sizes):
         return None
     arrays = []

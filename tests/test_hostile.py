@@ -1,0 +1,261 @@
+"""
+Hostile and broken layers.py files against the trusted scorer and the real bubblewrap sandbox.
+
+Each case is the reference with one attack appended (or a whole hostile
+module), and states exactly which functions must lose points and what the
+message must say. Every other function keeps all its points: a failure costs
+only the checks that needed the failing call.
+"""
+import os
+import socket
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from normgrade import checks, expected
+from normgrade.notebooks import answer_keys
+from normgrade.paths import REPO, SOLUTION_LAYERS, STUB_LAYERS
+from normgrade.sandbox import Limits, Sandbox, SandboxUnavailable, _python_roots
+from normgrade.scorer import score_code
+
+FAST = Limits(call_seconds=3, cpu_seconds=20)
+LAYERNORM = {"layernorm_forward", "layernorm_backward"}  # the backward calls the forward first
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("expected") / "expected.npz"
+    return expected.ExpectedValues(expected.write(path, expected.generate(answer_keys())))
+
+
+def _override(body):
+    """The reference with layernorm_forward replaced by `body` (its statements)."""
+    return SOLUTION_LAYERS.read_text() + "\n\ndef layernorm_forward(x, gamma, beta, ln_param):\n" + textwrap.indent(
+        textwrap.dedent(body), "    ") + "\n"
+
+
+def _grade(tmp_path, source, data, sandbox, limits=FAST):
+    path = tmp_path / "layers.py"
+    path.write_text(source)
+    start = time.monotonic()
+    scores = score_code(path, checks.FUNCTIONS, data, sandbox, limits)
+    return scores, time.monotonic() - start
+
+
+def _check(scores, losing, message, named=("layernorm_forward",)):
+    """
+    Exactly the functions in `losing` lose every point, the value checks of
+    those in `named` with `message`; all other functions keep all their points.
+    """
+    for function, results in scores.items():
+        earned = sum(r.earned for r in results)
+        if function in losing:
+            assert earned == 0, (function, [r.message for r in results])
+            assert function not in named or all(message in r.message for r in results if not r.check.gradient), (
+                function, [r.message for r in results])
+        else:
+            assert earned == checks.total_points(function), (function, [r.message for r in results if r.message])
+
+
+CASES = {
+    "infinite loop": (_override("while True:\n    pass"), LAYERNORM, "stopped after 3 s"),
+    "os._exit": (_override("import os\nos._exit(7)"), LAYERNORM, "exited with status 7"),
+    "segfault": (_override("import ctypes\nctypes.string_at(0)"), LAYERNORM, "crashed with signal 11 (SIGSEGV)"),
+    "memory bomb": (_override("import numpy\nreturn numpy.ones(1 << 32), {}"), LAYERNORM, "ran out of memory"),
+    "fork bomb": (_override("import os\nwhile True:\n    os.fork()"), LAYERNORM, "raised PermissionError"),
+    "subprocess": (_override("import subprocess\nsubprocess.run(['sh', '-c', 'sleep 100 &'])"), LAYERNORM,
+                   "raised PermissionError"),
+    "huge result": (_override("import numpy\nreturn numpy.zeros(12 << 20), {}"), LAYERNORM,
+                    "sent more than 64 MiB of results"),
+    "huge file": (_override("open('/tmp/big', 'wb').write(bytes(32 << 20))"), LAYERNORM,
+                  "raised OSError: [Errno 27] File too large"),
+    "CPU hog in threads": (_override(
+        "import threading\nfor _ in range(4):\n    threading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n"
+        "while True:\n    pass"), LAYERNORM, "stopped after"),
+    "thread bomb": (_override(
+        "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(100,), daemon=True).start()"),
+        LAYERNORM, "raised RuntimeError: can't start new thread"),
+    "sys.exit in a function": (_override("import sys\nsys.exit(3)"), LAYERNORM, "raised SystemExit: 3"),
+    "returns None": (_override("return None, None"), LAYERNORM, "is missing (None)"),
+    "returns a list": (_override("return [[0.0]], {}"), LAYERNORM, "is a list, expected an array"),
+    "returns an object array": (_override("import numpy\nreturn numpy.array([object()]), {}"), LAYERNORM,
+                                "is a ndarray, expected an array"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_failing_call_costs_only_its_checks(tmp_path, data, sandbox, case):
+    source, losing, message = CASES[case]
+    scores, seconds = _grade(tmp_path, source, data, sandbox)
+    _check(scores, losing, message)
+    assert seconds < 60
+
+
+IMPORT_FAILURES = {
+    "syntax error": ("def batchnorm_forward(:\n", "normlab could not be imported: SyntaxError"),
+    "import error": ("import not_a_module_anywhere\n", "normlab could not be imported: ModuleNotFoundError"),
+    "sys.exit at import": ("import sys\nsys.exit(2)\n", "normlab could not be imported: SystemExit: 2"),
+    "hang at import": ("while True:\n    pass\n", "normlab could not be imported: it stopped after 3 s"),
+    "os._exit at import": ("import os\nos._exit(0)\n", "normlab could not be imported: it exited with status 0"),
+}
+
+
+@pytest.mark.parametrize("case", IMPORT_FAILURES)
+def test_a_module_that_does_not_import_earns_nothing_once(tmp_path, data, sandbox, case):
+    source, message = IMPORT_FAILURES[case]
+    scores, seconds = _grade(tmp_path, source, data, sandbox)
+    _check(scores, set(checks.FUNCTIONS), message, named=checks.FUNCTIONS)
+    assert seconds < 15, "an import failure is not retried call after call"
+
+
+def test_output_on_stdout_stderr_and_warnings_costs_nothing(tmp_path, data, sandbox):
+    source = SOLUTION_LAYERS.read_text() + textwrap.dedent('''
+        import os as _os, sys as _sys, warnings as _warnings
+        _reference = layernorm_forward
+        def layernorm_forward(*args):
+            print("debug output")
+            print("to stderr", file=_sys.stderr)
+            _sys.__stderr__.write("to the original stderr\\n")
+            _os.write(2, b"to fd 2\\n")
+            _os.write(1, b"to fd 1\\n")
+            _warnings.warn("student warning")
+            return _reference(*args)
+        ''')
+    scores, _ = _grade(tmp_path, source, data, sandbox)
+    _check(scores, set(), "")
+
+
+def test_forged_results_on_the_pipe_earn_nothing(tmp_path, data, sandbox):
+    """Code that finds the result pipe and writes its own frames only breaks its own calls."""
+    source = STUB_LAYERS.read_text() + textwrap.dedent('''
+        import os as _os
+        from worker import encode_frame as _frame
+        import numpy as _np
+        for _fd in map(int, _os.listdir("/proc/self/fd")):
+            try:
+                _os.write(_fd, _frame({"kind": "ready"}) + _frame(
+                    {"kind": "result", "id": "layernorm_forward/0", "error": None,
+                     "values": {"ln_out": {"type": "array", "index": 0}}}, [_np.zeros((5, 8))]) + b"garbage" * 100)
+            except OSError:
+                pass
+        ''')
+    scores, _ = _grade(tmp_path, source, data, sandbox)
+    assert sum(r.earned for rs in scores.values() for r in rs) == 0
+
+
+def test_degenerate_implementations_earn_nothing(tmp_path, data, sandbox):
+    """Zeros of the right shape: no point for a 'consistent' zero gradient or for statistics left alone."""
+    source = STUB_LAYERS.read_text() + textwrap.dedent('''
+        import numpy as _np
+        def _forward(x, gamma, beta, *rest):
+            return _np.zeros_like(x), (x, gamma, beta)
+        def _backward(dout, cache):
+            x, gamma, beta = cache
+            return _np.zeros_like(x), _np.zeros_like(gamma), _np.zeros_like(beta)
+        batchnorm_forward = layernorm_forward = spatial_batchnorm_forward = spatial_groupnorm_forward = _forward
+        batchnorm_backward = batchnorm_backward_alt = layernorm_backward = _backward
+        spatial_batchnorm_backward = spatial_groupnorm_backward = _backward
+        ''')
+    scores, _ = _grade(tmp_path, source, data, sandbox)
+    assert {f: sum(r.earned for r in rs) for f, rs in scores.items()} == {f: 0 for f in checks.FUNCTIONS}
+    gradient = next(r for r in scores["layernorm_backward"] if r.check.gradient)
+    assert "does not respond to x" in gradient.message
+    unchanged = next(r for r in scores["batchnorm_forward"] if "unchanged" in r.check.label)
+    assert unchanged.message == "not credited while 'test-mode output' fails"
+
+
+SNOOP = textwrap.dedent('''
+    import os as _os, socket as _socket
+
+    def _snoop():
+        seen = {}
+        secrets = ("expected.npz", "normgrade_expected.npz", "gradebook.db", "nbgrader_config.py", "checks.py",
+                   "mutants.py", "scorer.py")
+        found = []
+        for top in ("/", ):
+            for folder, dirs, files in _os.walk(top):
+                dirs[:] = [d for d in dirs if folder != "/" or d not in ("proc", "sys", "dev")]
+                found += [_os.path.join(folder, f) for f in files if f in secrets]
+                found += [_os.path.join(folder, f) for f in files if f == "layers.py"
+                          and "BEGIN SOLUTION" in open(_os.path.join(folder, f), errors="ignore").read()]
+        seen["secrets"] = found
+        seen["processes"] = sorted(p for p in _os.listdir("/proc") if p.isdigit())
+        writable = []
+        for target in ("/sandbox/normlab/layers.py", "/sandbox/worker.py", "/usr/x", "/etc/x", "@HOME@/x", "@COURSE@/x"):
+            try:
+                open(target, "a").close()
+                writable.append(target)
+            except OSError:
+                pass
+        seen["writable"] = writable
+        try:
+            _socket.create_connection(("127.0.0.1", @PORT@), timeout=2)
+            seen["network"] = "connected"
+        except OSError as err:
+            seen["network"] = type(err).__name__
+        seen["listed"] = {p: sorted(_os.listdir(p)) for p in ("@HOME@", "@COURSE@", "@REPO@") if _os.path.isdir(p)}
+        return seen
+
+    def layernorm_forward(x, gamma, beta, ln_param):
+        raise RuntimeError("SNOOP " + repr(_snoop()))
+    ''')
+
+
+def test_what_student_code_can_see_and_reach(tmp_path, data, sandbox):
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "expected.npz").write_bytes(b"secret")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    source = SOLUTION_LAYERS.read_text() + SNOOP.replace("@HOME@", os.path.expanduser("~")).replace(
+        "@COURSE@", str(course)).replace("@REPO@", str(REPO)).replace("@PORT@", str(listener.getsockname()[1]))
+    try:
+        scores, _ = _grade(tmp_path, source, data, sandbox, Limits(call_seconds=30, cpu_seconds=60))
+    finally:
+        listener.close()
+    message = next(r.message for r in scores["layernorm_forward"] if r.message)
+    seen = eval(message.split("SNOOP ", 1)[1].split(". Likely")[0].rstrip("."))  # our own repr, in a test
+    roots = _python_roots()
+    found = [p for p in seen["secrets"] if p != "/sandbox/normlab/layers.py"  # the student's own file
+             and not any(Path(p).is_relative_to(r) for r in roots)]  # library files (nbgrader's test fixtures)
+    assert found == [], "student code found grading secrets or the reference"
+    assert seen["writable"] == [], "student code could write outside its /tmp"
+    assert seen["network"] in ("ConnectionRefusedError", "OSError", "TimeoutError")
+    for folder, names in seen["listed"].items():  # only the way down to the Python environment is there
+        assert all(any((Path(folder) / n) == r or Path(folder) / n in r.parents for r in roots) for n in names), (
+            folder, names)
+    assert str(course) not in seen["listed"]
+    assert len(seen["processes"]) <= 3, f"processes outside the sandbox are visible: {seen['processes']}"
+    assert (course / "expected.npz").read_bytes() == b"secret"
+
+
+def _worker_processes():
+    done = subprocess.run(["pgrep", "-f", "worker.py"], capture_output=True, text=True)
+    return done.stdout.split()
+
+
+def test_no_process_outlives_grading(tmp_path, data, sandbox):
+    source = _override("import threading, time\nthreading.Thread(target=time.sleep, args=(1000,)).start()\n"
+                       "while True:\n    pass")
+    before = _worker_processes()
+    _grade(tmp_path, source, data, sandbox)
+    assert _worker_processes() == before
+
+
+def test_missing_bubblewrap_refuses_with_the_way_to_enable_it(monkeypatch):
+    from normgrade import sandbox as sandbox_module
+
+    monkeypatch.setattr(sandbox_module, "probe_bwrap", lambda: "bubblewrap (bwrap) is not installed")
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap.*--unsandboxed"):
+        Sandbox()
+    assert "UNSANDBOXED" in Sandbox(unsandboxed=True).description
+
+
+def test_unsandboxed_mode_still_grades_in_a_separate_process(tmp_path, data):
+    """Only for instructors who choose it; same scores, same limits, no sandbox."""
+    scores, _ = _grade(tmp_path, _override("import os\nos._exit(7)"), data, Sandbox(unsandboxed=True))
+    _check(scores, LAYERNORM, "exited with status 7")
