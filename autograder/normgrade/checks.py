@@ -14,7 +14,8 @@ runs student code.
   compares them normwise with the student's backward pass. It earns nothing
   when the forward does not respond to x, gamma or beta (a constant forward
   has a "consistent" zero gradient, which proves nothing).
-- A check with `requires` earns its points only if that check passed too:
+- A check with `shown_by` earns its points only if that quantity is a real
+  output (a finite array of the right shape that is not constant):
   "test mode leaves the running statistics unchanged" proves nothing from
   code that does nothing.
 """
@@ -34,11 +35,11 @@ class Check:
     quantities: tuple = ()  # value check: all of these must match the reference
     gradient: str = ""  # gradient check of this backward function (see GRADIENTS)
     loose: bool = False  # float32 results: compare values loosely (dtype and shape stay exact)
-    requires: str = ""  # the label of a check of the same function that must pass too
+    shown_by: str = ""  # a quantity that must be a real output (finite, right shape, not constant) for any credit
 
 
-def _value(function, label, points, *quantities, loose=False, requires=""):
-    return Check(function, label, points, quantities=quantities, loose=loose, requires=requires)
+def _value(function, label, points, *quantities, loose=False, shown_by=""):
+    return Check(function, label, points, quantities=quantities, loose=loose, shown_by=shown_by)
 
 
 def _gradient(function, points):
@@ -54,7 +55,7 @@ CHECKS = (
            "bn_steps_running_mean", "bn_steps_running_var"),
     _value("batchnorm_forward", "test-mode output", 1.5, "bn_test_out"),
     _value("batchnorm_forward", "test mode leaves the running statistics unchanged", 0.5,
-           "bn_test_running_mean", "bn_test_running_var", requires="test-mode output"),
+           "bn_test_running_mean", "bn_test_running_var", shown_by="bn_test_out"),
     _value("batchnorm_backward", "dx", 1.5, "batchnorm_backward_dx"),
     _value("batchnorm_backward", "dgamma (shape (D,))", 0.5, "batchnorm_backward_dgamma"),
     _value("batchnorm_backward", "dbeta (shape (D,))", 0.5, "batchnorm_backward_dbeta"),
@@ -276,7 +277,7 @@ def score(function, values, data):
     values: {quantity: array, None, Other or Failure}, as the worker returned
     them; data: an ExpectedValues (expected values, signatures, hidden inputs).
     """
-    results = {}
+    results = []
     for check in checks_for(function):
         if check.gradient:
             reason = gradient_problem(check.gradient, values, data.all_inputs)
@@ -291,10 +292,18 @@ def score(function, values, data):
                     if likely:
                         reason += f". Likely mistake: {likely}"
                     break
-        if not reason and check.requires and results[check.requires].message:
-            reason = f"not credited while '{check.requires}' fails"
-        results[check.label] = Result(check, 0.0 if reason else check.points, reason or "")
-    return list(results.values())
+        if not reason and check.shown_by:
+            reason = _not_shown(check.shown_by, values.get(check.shown_by), data.expected(check.shown_by))
+        results.append(Result(check, 0.0 if reason else check.points, reason or ""))
+    return results
+
+
+def _not_shown(quantity, value, expected):
+    """None if `value` is a real output for `quantity`, else why the check is not credited."""
+    if not isinstance(value, np.ndarray) or value.shape != expected.shape or not np.all(np.isfinite(value)) \
+            or value.size < 2 or np.all(value == value.flat[0]):
+        return f"not credited: {quantity} is not a real output (missing, wrong shape, not finite, or constant)"
+    return None
 
 
 def report(function, results):

@@ -147,7 +147,8 @@ def read_answer(source, variable):
             try:
                 found = ast.literal_eval(node.value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                found = NotLiteral(f"write the answer as a literal, like {variable} = 'b'")
+                found = NotLiteral(f"write the answer as a literal ({variable} = a string, number or dict of them), "
+                                   "not an expression: answers are read, never run")
     if isinstance(found, Exception):
         raise found
     return found

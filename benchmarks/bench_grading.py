@@ -1,0 +1,140 @@
+"""
+Benchmark: what grading one submission costs, against its peers measured in the same run.
+
+Builds a course and a small class (reference, stubs, typical mistakes, a hanging
+function), then times, interleaved where they repeat:
+
+- the floor: a bare `python -c "import numpy"` (what any isolated worker pays);
+- one sandboxed worker run of all nine functions (normgrade.scorer.score_code);
+- per-submission grading through nbgrader's converter in one process
+  (normgrade.autograde.grade, no notebook execution), median over the class;
+- the same with --execute (the notebooks run in the sandbox);
+- the whole `normgrade grade` command for one submission (start-up included);
+- plain `nbgrader autograde` of the same submission (a new process, notebooks executed).
+
+It prints a table with each figure's ratio to the bare numpy start, and a
+profile of one submission's grading, and writes both with --write.
+
+    python benchmarks/bench_grading.py [--class-size 8] [--write benchmarks/GRADING.md]
+"""
+import argparse
+import cProfile
+import io
+import platform
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from normgrade import checks, expected
+from normgrade.autograde import grade, nbgrader_api
+from normgrade.course import paths, run_nbgrader
+from normgrade.notebooks import answer_keys, source_notebooks
+from normgrade.release import build_course
+from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+from normgrade.sandbox import Sandbox
+from normgrade.scorer import score_code
+from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS
+
+HANGS = reference_layers() + "\ndef layernorm_forward(x, gamma, beta, ln_param):\n    while True:\n        pass\n"
+
+
+def _seconds(action):
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def _class(release, root, keys, size):
+    kinds = [("reference", reference_layers(), keys), ("stubs", STUB_LAYERS.read_text(), {}),
+             ("mistakes", mutant_layers(*TYPICAL_MISTAKES), keys), ("hangs", HANGS, keys)]
+    folders = []
+    for index in range(size):
+        name, source, answers = kinds[index % len(kinds)]
+        folders.append(make_submission(release, root / f"s{index:02d}_{name}", source, answers))
+    return folders
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--class-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="normgrade-bench-"))
+    try:
+        course = work / "course"
+        build_course(course, prove=False)
+        keys = answer_keys(source_notebooks(paths(course)["source"]))
+        folders = _class(paths(course)["release"], work / "class", keys, args.class_size)
+        data = expected.ExpectedValues(paths(course)["expected"])
+        sandbox = Sandbox()
+
+        bare, worker = [], []
+        for _ in range(args.repeats):  # interleaved
+            bare.append(_seconds(lambda: subprocess.run([sys.executable, "-c", "import numpy"], check=True)))
+            worker.append(_seconds(lambda: score_code(SOLUTION_LAYERS, checks.FUNCTIONS, data, sandbox)))
+
+        document = grade(folders, course)
+        per_submission = [s["seconds"] for s in document["submissions"]]
+        by_kind = {}
+        for s in document["submissions"]:
+            by_kind.setdefault(s["student"].split("_", 1)[1], []).append(s["seconds"])
+        executed = grade(folders[:2], course, execute=True)["submissions"]
+
+        command = _seconds(lambda: subprocess.run(
+            [sys.executable, "-m", "normgrade.cli", "grade", str(folders[0]), "--course", str(course), "--json"],
+            check=True, capture_output=True))
+        plain_student = "plain"
+        shutil.copytree(folders[0], paths(course)["submitted"] / plain_student / "normalization")
+        plain = _seconds(lambda: run_nbgrader(course, "autograde", "normalization", "--student", plain_student,
+                                              "--create", "--force", timeout=1800))
+
+        api = nbgrader_api(course)
+        profile = cProfile.Profile()
+        from normgrade.autograde import grade_one
+
+        profile.runcall(grade_one, api, course, "profiled", folders[0], "profiled")
+        stream = io.StringIO()
+        pstats.Stats(profile, stream=stream).sort_stats("cumulative").print_stats(14)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    floor = statistics.median(bare)
+    rows = [
+        ("bare `python -c 'import numpy'` (floor)", floor),
+        ("one sandboxed worker run, all nine functions", statistics.median(worker)),
+        (f"per submission, nbgrader converter in-process (median of {len(per_submission)})",
+         statistics.median(per_submission)),
+        ("per submission, with notebooks executed in the sandbox (median of 2)",
+         statistics.median(s["seconds"] for s in executed)),
+        ("whole `normgrade grade` command, one submission", command),
+        ("plain `nbgrader autograde`, one submission (executes notebooks)", plain),
+    ]
+    lines = [
+        "# Benchmark: grading one submission",
+        "",
+        "Produced by `python benchmarks/bench_grading.py --write benchmarks/GRADING.md` on "
+        f"{platform.machine()}, Python {platform.python_version()}, {len(__import__('os').sched_getaffinity(0))} cores.",
+        "",
+        "| what | seconds | ratio to bare numpy start |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {label} | {value:.2f} | {value / floor:.1f} |" for label, value in rows]
+    lines += ["", "Per submission by kind (seconds): " + ", ".join(
+        f"{kind} {statistics.median(v):.2f}" for kind, v in sorted(by_kind.items())), "",
+        "Profile of one submission (`grade_one`, no execution), by cumulative time:", "", "```",
+        "\n".join(stream.getvalue().strip().splitlines()[:40]), "```", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        args.write.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
