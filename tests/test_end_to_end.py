@@ -244,6 +244,7 @@ def test_tampered_notebooks_earn_only_their_answers(graded_class, course):
     assert tampered["score"] == 5 and tampered["max_score"] == 36, code  # the five inline answers are right
     assert code["test_batchnorm_forward"]["max_score"] == 6 and "NotImplementedError" in code["test_batchnorm_forward"]["message"]
     autograded = paths(course[0])["autograded"] / "b_tampered" / "normalization"
+    assert (autograded / "normlab" / "layers.py").read_text() == STUB_LAYERS.read_text()
     assert sorted(p.name for p in autograded.iterdir() if p.is_file()) == [
         "BatchNormalization.ipynb", "SpatialNormalization.ipynb"], "only what grading needs is copied"
 

@@ -140,7 +140,6 @@ def stage(course, student, folder):
         if nb is None:
             notes.append(f"{blank.name}: {why}; graded from the blank release copy, so its inline answers earn nothing")
             nb = nbformat.read(blank, as_version=4)
-        notes += [f"{blank.name}: {note}" for note in _ungrade_duplicates(nb)]
         nbformat.write(nb, target / blank.name)
     layers = Path(folder) / "normlab" / "layers.py"
     if layers.is_file() and not layers.is_symlink() and layers.stat().st_size <= MAX_LAYERS_BYTES:
@@ -149,27 +148,6 @@ def stage(course, student, folder):
         notes.append(f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB or a link; not graded")
     else:
         notes.append("normlab/layers.py is missing")
-    return notes
-
-
-def _ungrade_duplicates(nb):
-    """
-    Make every nbgrader cell after the first with the same grade_id (or with
-    none) a plain cell; nbgrader 0.9 crashes on such a notebook (its
-    DeduplicateIds leaves a cell OverwriteCells cannot read). Returns notes.
-    """
-    seen, notes = set(), []
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader")
-        if meta is None:
-            continue
-        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
-        if grade_id is None or grade_id in seen:
-            del cell.metadata["nbgrader"]
-            notes.append(f"a second cell named {grade_id} is not graded" if grade_id else
-                         "a cell with broken grading metadata is not graded")
-        else:
-            seen.add(grade_id)
     return notes
 
 

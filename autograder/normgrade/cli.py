@@ -1,6 +1,7 @@
 """The `normgrade` command: staff tooling for the normalization assignment."""
 import argparse
 import sys
+import warnings
 
 from . import autograde, demo, expected, export, feedback, release, stubs
 
@@ -16,10 +17,12 @@ def build_parser():
 
 
 def main(argv=None):
+    # nbgrader's own Gradebook.update_or_create_submission triggers these SQLAlchemy notices on every submission.
+    warnings.filterwarnings("ignore", message="Object of type <Submitted", module="nbgrader")
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # SandboxUnavailable is a RuntimeError
         print(f"normgrade: error: {err}", file=sys.stderr)
         return 2
 

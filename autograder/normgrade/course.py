@@ -16,10 +16,11 @@ NBGRADER_CONFIG = f'''\
 import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades,
-                                    IgnorePattern, LimitOutput, SaveAutoGrades)
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearOutput,
+                                    DeduplicateIds, GetGrades, IgnorePattern, LimitOutput, OverwriteCells,
+                                    OverwriteKernelspec, SaveAutoGrades)
 from normgrade.feedback import ShortTracebacks
-from normgrade.preprocessors import SandboxedExecute, TrustedScores
+from normgrade.preprocessors import SandboxedExecute, TrustedScores, UngradeDuplicates
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
@@ -27,8 +28,12 @@ c.CourseDirectory.course_id = "{COURSE_ID}"
 # Students change only normlab/layers.py: autograde keeps their copy of it and
 # restores every other file of the assignment from source/.
 c.Autograde.exclude_overwriting = {{"{ASSIGNMENT_ID}": ["normlab/layers.py"]}}
-# A graded cell a student deleted is put back before grading.
+# A graded cell a student deleted is put back before grading; a duplicated one is ungraded
+# first (nbgrader 0.9 crashes on it otherwise).
 c.OverwriteCells.add_missing_cells = True
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput, UngradeDuplicates, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+]
 # The only code solution cells are inline-question answers.
 c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
 

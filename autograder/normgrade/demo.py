@@ -41,7 +41,7 @@ def run_demo(folder):
     make_submission(release, submissions / "stubs")
     make_submission(release, submissions / "typical_mistakes", mutant_layers(*TYPICAL_MISTAKES), {**keys, **WRONG_ANSWERS})
 
-    print("3/4 autograding with nbgrader (one process per submission)", flush=True)
+    print("3/4 autograding with nbgrader; student code runs in the bubblewrap sandbox", flush=True)
     document = grade([submissions], course)
     print()
     print(format_table(document))

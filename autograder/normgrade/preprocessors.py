@@ -85,6 +85,29 @@ def score_notebook(nb, folder, data, sandbox):
     return scored
 
 
+class UngradeDuplicates(NbGraderPreprocessor):
+    """
+    Make every nbgrader cell after the first with the same grade_id (or with
+    no grade_id) a plain cell, before nbgrader's DeduplicateIds: nbgrader 0.9
+    leaves such a cell without a grade_id and OverwriteCells then crashes,
+    failing the whole notebook.
+    """
+
+    def preprocess(self, nb, resources):
+        seen = set()
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader")
+            if meta is None:
+                continue
+            grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+            if grade_id is None or grade_id in seen:
+                del cell.metadata["nbgrader"]
+                self.log.warning("a second cell named %s is not graded", grade_id)
+            else:
+                seen.add(grade_id)
+        return nb, resources
+
+
 class TrustedScores(NbGraderPreprocessor):
     """Write every auto-graded code cell's outputs from the trusted scorer (see the module docstring)."""
 
