@@ -101,7 +101,7 @@ def main(argv=None):
 
         profile.runcall(grade_one, api, course, "profiled", folders[0], "profiled")
         stream = io.StringIO()
-        pstats.Stats(profile, stream=stream).sort_stats("cumulative").print_stats(14)
+        pstats.Stats(profile, stream=stream).strip_dirs().sort_stats("cumulative").print_stats(16)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -257,7 +257,7 @@ class Run:
                 return header, arrays
             left = deadline - time.monotonic()
             if left <= 0:
-                raise WorkerDied(f"stopped after {seconds:g} s (time limit)")
+                raise WorkerDied(f"stopped after {seconds:g} s (time limit)", timed_out=True)
             ready, _, _ = select.select([self.fd], [], [], left)
             if not ready:
                 continue
@@ -314,3 +314,7 @@ class Run:
 
 class WorkerDied(RuntimeError):
     """The worker stopped answering; the message says how (time, signal, exit, size)."""
+
+    def __init__(self, message, timed_out=False):
+        super().__init__(message)
+        self.timed_out = timed_out

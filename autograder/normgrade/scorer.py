@@ -9,7 +9,8 @@ normgrade.worker) running the student's layers.py, reads back raw values and
 scores them with normgrade.checks. It never imports or runs student code.
 The worker runs the calls in order; if it dies, hangs or floods, the call it
 was running fails with what happened and a fresh worker takes the rest, so a
-failure costs only the checks that needed that call. A module that does not
+failure costs only the checks that needed that call. After a call stops on
+its time limit, the other calls of the same graded function are not run. A module that does not
 import (or hangs while importing) fails every call, once.
 
 score_answers reads the inline answers from the notebook's answer cells as
@@ -91,6 +92,11 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
                         header, arrays = run.next_frame(max(0.0, min(limits.call_seconds, deadline - time.monotonic())))
                     except WorkerDied as err:
                         fail([pending.pop(0)], str(err))
+                        if err.timed_out:  # the function's other calls would most likely hang too
+                            function = call["id"].split("/")[0]
+                            skipped = [c for c in pending if c["id"].split("/")[0] == function]
+                            pending = [c for c in pending if c not in skipped]
+                            fail(skipped, f"was not run: an earlier call of {function} {err}")
                         break
                     pending.pop(0)
                     if header.get("kind") != "result" or header.get("id") != call["id"]:
