@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test oracle stubs bench demo clean
+.PHONY: test oracle stubs bench bench-grading demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ stubs: $(STAMP)
 ## bench: reference vs PyTorch CPU, ratios written to benchmarks/RESULTS.md
 bench: oracle
 	$(BIN)/python benchmarks/bench_layers.py --write benchmarks/RESULTS.md
+
+## bench-grading: the cost of grading one submission, beside a bare numpy start and plain nbgrader
+bench-grading: $(STAMP)
+	$(BIN)/python benchmarks/bench_grading.py --write benchmarks/GRADING.md
 
 clean:
 	rm -rf $(VENV) demo
