@@ -10,8 +10,9 @@ Expected values: the hidden grading inputs and what the reference returns on the
 - answer_keys:        the keys of the auto-graded inline questions, as JSON,
                       read from the source notebooks.
 
-The file is staff-only: `normgrade release` puts it into source/ (so that
-autograde copies it next to each submission) and proves it is not in release/.
+The file is staff-only: `normgrade release` writes it to the course's
+normgrade/expected.npz, beside source/ (nbgrader copies source/ next to each
+notebook, never this), and only the trusted scorer reads it.
 """
 import argparse
 import json
@@ -27,7 +28,7 @@ from .paths import SOLUTION_LAYERS
 from .reference import load_layers
 
 HIDDEN_SEED = 20261122
-EXPECTED_NAME = "normgrade_expected.npz"
+EXPECTED_NAME = "expected.npz"
 
 
 def build_inputs(seed=HIDDEN_SEED):
