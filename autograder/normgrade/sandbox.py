@@ -44,7 +44,8 @@ WORKER_SOURCE = Path(worker.__file__)
 MOUNT = "/sandbox"
 
 ENABLE_HINT = (
-    "Grading runs student code under bubblewrap, which needs unprivileged user namespaces. "
+    "Grading runs student code under bubblewrap, which needs unprivileged user namespaces. If they are the "
+    "problem: "
     "Install it (Debian/Ubuntu: `apt-get install bubblewrap`). On Ubuntu 24.04 allow user namespaces "
     "with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (or an AppArmor profile for "
     "/usr/bin/bwrap); elsewhere check `sysctl user.max_user_namespaces` (must be > 0) and "
@@ -150,12 +151,13 @@ class Sandbox:
                 args += ["--ro-bind", str(path), str(path)]
         if Path("/etc/ld.so.cache").is_file():  # how ctypes finds libseccomp
             args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        # /tmp first: a Python environment that lives under /tmp is then mounted over it, not hidden by it.
+        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
         roots = _python_roots()
         for root in roots:
             args += ["--ro-bind", str(root), str(root)]
         for hidden in _hidden_paths(roots):
             args += ["--tmpfs", str(hidden)]
-        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
         return args
 
     def _popen(self, command, folder, limits, extra_env=None):
