@@ -333,3 +333,24 @@ def test_plain_nbgrader_autograde_gives_the_same_trusted_scores(graded_class, co
                              as_version=4)
     assert any("image/png" in o.get("data", {}) for c in executed.cells for o in c.get("outputs", [])), \
         "the notebook ran in the sandbox and its plots are there for formgrader"
+
+
+def test_without_bubblewrap_grading_refuses_unless_unsandboxed_is_chosen(graded_class, course, tmp_path):
+    """No silent fallback: a clear refusal, or an explicit --unsandboxed that every report states."""
+    import os
+
+    submission = graded_class[3] / "c_reference"
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))  # no bwrap on PATH
+    command = [sys.executable, "-m", "normgrade.cli", "grade", str(submission), "--course", str(course[0])]
+    refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert refused.returncode == 2
+    assert "bubblewrap (bwrap) is not installed" in refused.stderr and "--unsandboxed" in refused.stderr
+    chosen = subprocess.run(command + ["--unsandboxed", "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert chosen.returncode == 0, chosen.stderr[-2000:]
+    document = json.loads(chosen.stdout)
+    assert document["sandbox"].startswith("UNSANDBOXED")
+    assert document["submissions"][0]["score"] == 36
+    autograded = paths(course[0])["autograded"] / "c_reference" / "normalization" / "BatchNormalization.ipynb"
+    outputs = [o.get("text", "") for c in nbformat.read(autograded, as_version=4).cells
+               if c.metadata.get("nbgrader", {}).get("grade_id") == "test_batchnorm_forward" for o in c.outputs]
+    assert any("graded without a sandbox" in text for text in outputs), "the feedback says so too"

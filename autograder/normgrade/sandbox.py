@@ -44,14 +44,13 @@ WORKER_SOURCE = Path(worker.__file__)
 MOUNT = "/sandbox"
 
 ENABLE_HINT = (
-    "Grading runs student code under bubblewrap, which needs unprivileged user namespaces. If they are the "
-    "problem: "
-    "Install it (Debian/Ubuntu: `apt-get install bubblewrap`). On Ubuntu 24.04 allow user namespaces "
-    "with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (or an AppArmor profile for "
-    "/usr/bin/bwrap); elsewhere check `sysctl user.max_user_namespaces` (must be > 0) and "
-    "`kernel.unprivileged_userns_clone=1`; in a container, start it with user namespaces allowed "
-    "(Docker: `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`). "
-    "To grade without a sandbox anyway (student code then runs with your rights), pass --unsandboxed."
+    "Grading runs student code under bubblewrap with unprivileged user namespaces. Where bubblewrap is "
+    "missing, install it (Debian/Ubuntu: `apt-get install bubblewrap`). Where user namespaces are blocked: "
+    "on Ubuntu 24.04 run `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (or add an AppArmor "
+    "profile for /usr/bin/bwrap); elsewhere `sysctl user.max_user_namespaces` must be above 0 and "
+    "`kernel.unprivileged_userns_clone` 1; in a container, allow them (Docker: `--security-opt "
+    "seccomp=unconfined --security-opt apparmor=unconfined`). To grade without a sandbox anyway (student "
+    "code then runs with your rights, and every report says so), pass --unsandboxed."
 )
 
 
