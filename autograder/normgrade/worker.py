@@ -41,6 +41,7 @@ the executed notebook is written to the result pipe as JSON text. Either way, fd
 code runs, so nothing it prints can be mistaken for a result.
 """
 import json
+import math
 import os
 import resource
 import struct
@@ -60,7 +61,7 @@ MAX_HEADER = 1 << 20
 
 def encode_frame(header, arrays=()):
     """Bytes of one frame: header (a dict) and the arrays it lists under "arrays"."""
-    arrays = [np.ascontiguousarray(a) for a in arrays]
+    arrays = [np.asarray(a, order="C") for a in arrays]  # (ascontiguousarray would make 0-d arrays 1-d)
     header = dict(header, arrays=[{"dtype": a.dtype.str, "shape": list(a.shape)} for a in arrays])
     text = json.dumps(header).encode()
     return b"".join([LENGTH.pack(len(text)), text] + [a.tobytes() for a in arrays])
@@ -100,19 +101,24 @@ def decode_frame(buffer, max_bytes):
         return None
     try:
         header = json.loads(bytes(buffer[LENGTH.size:end]))
+        if not isinstance(header, dict) or not isinstance(header.get("arrays", []), list):
+            raise TypeError("the header is not an object with a list of arrays")
         specs = [(numeric_dtype(s["dtype"]), tuple(int(n) for n in s["shape"])) for s in header.get("arrays", [])]
-    except (ValueError, KeyError, TypeError) as err:
-        raise FrameError(f"malformed header: {err}") from err
-    if not isinstance(header, dict) or any(n < 0 for _, shape in specs for n in shape):
-        raise FrameError("malformed header")
-    sizes = [dtype.itemsize * int(np.prod(shape, dtype=np.int64)) for dtype, shape in specs]
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
+        raise FrameError(f"malformed header: {type(err).__name__}") from err
+    if any(n < 0 for _, shape in specs for n in shape):
+        raise FrameError("malformed header: a negative dimension")
+    sizes = [dtype.itemsize * math.prod(shape) for dtype, shape in specs]  # Python ints: no overflow
     if end + sum(sizes) > max_bytes:
         raise FrameTooLarge(f"a frame of {end + sum(sizes)} bytes (at most {max_bytes})")
     if len(buffer) < end + sum(sizes):
         return None
     arrays = []
     for (dtype, shape), nbytes in zip(specs, sizes):
-        arrays.append(np.frombuffer(bytes(buffer[end:end + nbytes]), dtype=dtype).reshape(shape).copy())
+        try:
+            arrays.append(np.frombuffer(bytes(buffer[end:end + nbytes]), dtype=dtype).reshape(shape).copy())
+        except ValueError as err:  # more dimensions than NumPy allows, say
+            raise FrameError(f"malformed array: {err}") from err
         end += nbytes
     return header, arrays, end
 
