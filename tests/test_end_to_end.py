@@ -97,7 +97,7 @@ def _digest(path):
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory):
+def course(tmp_path_factory, sandbox):  # grading needs the sandbox: skipped (or, under CI, failed) without it
     folder = tmp_path_factory.mktemp("course") / "course"
     start = time.perf_counter()
     proof = build_course(folder)  # raises unless the reference gets full marks and the stubs no code points

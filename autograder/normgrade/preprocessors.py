@@ -162,8 +162,8 @@ class TrustedScores(NbGraderPreprocessor):
 class SandboxedExecute(NbGraderPreprocessor):
     """Execute the notebook inside the sandbox and keep only the outputs it produced (see the module docstring)."""
 
-    timeout = Integer(600, help="seconds for the whole notebook").tag(config=True)
-    cell_timeout = Integer(300, help="seconds for one cell").tag(config=True)
+    timeout = Integer(300, help="seconds for the whole notebook").tag(config=True)
+    cell_timeout = Integer(120, help="seconds for one cell").tag(config=True)
     unsandboxed = Bool(False, help="run student code without bubblewrap (every report says so)").tag(config=True)
 
     def preprocess(self, nb, resources):
