@@ -321,13 +321,13 @@ def test_plain_nbgrader_autograde_gives_the_same_trusted_scores(graded_class, co
     folder = course[0]
     root = graded_class[3]
     config_before = _digest(paths(folder)["config"])
-    for student, origin in (("p_tampered", "b_tampered"), ("p_reference", "c_reference")):
+    for student, origin in (("p_tampered", "b_tampered"), ("p_hostile", "a_hostile"), ("p_reference", "c_reference")):
         shutil.copytree(root / origin, paths(folder)["submitted"] / student / "normalization")
         run_nbgrader(folder, "autograde", "normalization", "--student", student, "--create", timeout=900)
     with Gradebook(db_url(folder), COURSE_ID) as gb:
-        scores = {s: gb.find_submission("normalization", s).code_score for s in ("p_tampered", "p_reference")}
+        scores = {s: gb.find_submission("normalization", s).code_score for s in ("p_tampered", "p_hostile", "p_reference")}
         assert gb.find_submission("normalization", "c_reference").code_score == 36, "another student's grade changed"
-    assert scores == {"p_tampered": 5, "p_reference": 36}
+    assert scores == {"p_tampered": 5, "p_hostile": 36, "p_reference": 36}
     assert _digest(paths(folder)["config"]) == config_before
     executed = nbformat.read(paths(folder)["autograded"] / "p_reference" / "normalization" / "BatchNormalization.ipynb",
                              as_version=4)
