@@ -7,6 +7,7 @@ then a class of submissions is graded through the `normgrade grade` command.
 import csv
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -86,8 +87,15 @@ def _tamper_graded_cells(path):
             cell.source = "print('6 / 6')\n6"
             meta["points"] = 100
             cell.outputs = [nbformat.v4.new_output("execute_result", data={"text/plain": "6"}, execution_count=1)]
+        if meta.get("grade_id") == "test_layernorm_backward":
+            meta.update(grade=False, solution=True)  # so that its output would not count
+        if meta.get("grade_id") == "test_batchnorm_backward_alt":
+            meta["grade_id"] = "answer_bonus"
     duplicate = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_layernorm_forward")
     nb.cells.append(nbformat.from_dict(dict(duplicate)))
+    bonus = nbformat.v4.new_code_cell("100", metadata={"nbgrader": {
+        "grade": True, "solution": False, "locked": False, "grade_id": "test_bonus", "points": 100}})
+    nb.cells.append(bonus)
     nb.cells.insert(1, nbformat.v4.new_code_cell(HOSTILE_CELLS))
     nbformat.write(nb, path)
 
@@ -171,6 +179,13 @@ def graded_class(course, keys, tmp_path_factory):
     (broken / "BatchNormalization.ipynb").write_text("{ not json")
     (broken / "SpatialNormalization.ipynb").unlink()
     make_submission(release, root / "c_reference", reference_layers(), keys)
+    borrowed = make_submission(release, root / "b_linked_package", STUB_LAYERS.read_text(), keys)
+    shutil.rmtree(borrowed / "normlab")
+    (borrowed / "normlab").symlink_to(root / "c_reference" / "normlab")  # a classmate's code
+    (root / "b_linked_folder").symlink_to(paths(folder)["source"])  # the source notebooks hold the keys
+    piped = make_submission(release, root / "b_fifo", reference_layers(), keys)
+    (piped / "BatchNormalization.ipynb").unlink()
+    os.mkfifo(piped / "BatchNormalization.ipynb")  # reading it would wait forever
     make_submission(release, root / "d_mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)
     make_submission(release, root / "e_cs231n", CS231N_LAYERS.read_text(), keys)
     deleted = make_submission(release, root / "f_deleted_cells", reference_layers(), keys)
@@ -247,6 +262,16 @@ def test_tampered_notebooks_earn_only_their_answers(graded_class, course):
     assert (autograded / "normlab" / "layers.py").read_text() == STUB_LAYERS.read_text()
     assert sorted(p.name for p in autograded.iterdir() if p.is_file()) == [
         "BatchNormalization.ipynb", "SpatialNormalization.ipynb"], "only what grading needs is copied"
+
+
+def test_links_and_pipes_are_not_followed(graded_class):
+    students = _by_student(graded_class[0])
+    assert students["b_linked_package"]["score"] == 5, "only the answers: the linked classmate's code is not graded"
+    assert any("not a regular file" in n for n in students["b_linked_package"]["notes"])
+    assert students["b_linked_folder"]["score"] == 0
+    assert any("is a link" in n for n in students["b_linked_folder"]["notes"])
+    assert students["b_fifo"]["score"] == 33  # all code points and the Spatial notebook's two answers
+    assert any("not a regular file" in n for n in students["b_fifo"]["notes"])
 
 
 def test_broken_and_missing_notebooks_still_grade_the_code(graded_class):

@@ -190,3 +190,11 @@ def test_cli_errors_are_clear(tmp_path):
     done = _cli("release", "--course", str(tmp_path / "occupied"))
     assert done.returncode == 2 and "not a normgrade course" in done.stderr
     assert (tmp_path / "occupied" / "notes.txt").read_text() == "mine", "nothing is lost"
+
+
+def test_annotated_and_pathological_answers():
+    assert read_answer("answer: str = 'x'", "answer") == "x"
+    with pytest.raises(NotLiteral, match="too deeply nested or too large"):
+        read_answer("answer = " + "-" * 200000 + "1", "answer")
+    with pytest.raises(NotLiteral):
+        read_answer("answer = " + "[" * 100000 + "]" * 100000, "answer")

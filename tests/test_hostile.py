@@ -163,8 +163,27 @@ def test_degenerate_implementations_earn_nothing(tmp_path, data, sandbox):
     assert {f: sum(r.earned for r in rs) for f, rs in scores.items()} == {f: 0 for f in checks.FUNCTIONS}
     gradient = next(r for r in scores["layernorm_backward"] if r.check.gradient)
     assert "does not respond to x" in gradient.message
-    unchanged = next(r for r in scores["batchnorm_forward"] if "unchanged" in r.check.label)
-    assert "bn_test_out is not a real output" in unchanged.message
+
+
+
+def test_a_fake_linear_forward_earns_no_gradient_points(tmp_path, data, sandbox):
+    """out = x + sum(gamma) + sum(beta) with its exact backward: consistent, and not a normalization."""
+    source = STUB_LAYERS.read_text() + textwrap.dedent('''
+        import numpy as _np
+        def _forward(x, gamma, beta, *rest):
+            return x + gamma.sum() + beta.sum(), (x, gamma, beta)
+        def _backward(dout, cache):
+            x, gamma, beta = cache
+            return dout, _np.full(gamma.shape, dout.sum()), _np.full(beta.shape, dout.sum())
+        batchnorm_forward = layernorm_forward = spatial_batchnorm_forward = _forward
+        spatial_groupnorm_forward = lambda x, gamma, beta, G, gn_param: _forward(x, gamma, beta)
+        batchnorm_backward = batchnorm_backward_alt = layernorm_backward = _backward
+        spatial_batchnorm_backward = spatial_groupnorm_backward = _backward
+        ''')
+    scores, _ = _grade(tmp_path, source, data, sandbox)
+    assert {f: sum(r.earned for r in rs) for f, rs in scores.items()} == {f: 0 for f in checks.FUNCTIONS}
+    gradient = next(r for r in scores["layernorm_backward"] if r.check.gradient)
+    assert "is not a normalization" in gradient.message
 
 
 SNOOP = textwrap.dedent('''

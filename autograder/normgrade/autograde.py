@@ -26,6 +26,7 @@ answers are left to the instructor (formgrader).
 """
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -37,7 +38,7 @@ import nbformat
 from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, db_url, is_course, paths
 from .preprocessors import MAX_LAYERS_BYTES, SandboxedExecute
 from .sandbox import Sandbox
-from .scorer import read_notebook
+from .scorer import plain_file, read_notebook
 
 DEFAULT_COURSE = Path("course")
 MAX_NOTEBOOK_BYTES = 16 << 20
@@ -134,20 +135,25 @@ def stage(course, student, folder):
         shutil.rmtree(target)
     (target / "normlab").mkdir(parents=True)
     notes = []
+    folder = Path(folder)
+    if folder.is_symlink() or (folder.name == ASSIGNMENT_ID and folder.parent.is_symlink()):
+        notes.append("the submission folder is a link to somewhere else: not followed, nothing graded from it")
+        folder = target / "normlab" / "nothing"  # an empty place: every file below is missing
     for blank in sorted(layout["release"].glob("*.ipynb")):
-        source = Path(folder) / blank.name
-        nb, why = read_notebook(source, MAX_NOTEBOOK_BYTES) if not source.is_symlink() else (None, "a link")
+        nb, why = read_notebook(folder / blank.name, folder, MAX_NOTEBOOK_BYTES)
         if nb is None:
             notes.append(f"{blank.name}: {why}; graded from the blank release copy, so its inline answers earn nothing")
             nb = nbformat.read(blank, as_version=4)
         nbformat.write(nb, target / blank.name)
-    layers = Path(folder) / "normlab" / "layers.py"
-    if layers.is_file() and not layers.is_symlink() and layers.stat().st_size <= MAX_LAYERS_BYTES:
-        shutil.copyfile(layers, target / "normlab" / "layers.py")
-    elif layers.is_file():
-        notes.append(f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB or a link; not graded")
-    else:
+    layers = folder / "normlab" / "layers.py"
+    if not os.path.lexists(layers):
         notes.append("normlab/layers.py is missing")
+    elif not plain_file(layers, folder):
+        notes.append("normlab/layers.py is not a regular file inside the submission (a link?): not graded")
+    elif layers.stat().st_size > MAX_LAYERS_BYTES:
+        notes.append(f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB: not graded")
+    else:
+        shutil.copyfile(layers, target / "normlab" / "layers.py")
     return notes
 
 

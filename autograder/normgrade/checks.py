@@ -13,11 +13,12 @@ runs student code.
   pass, from forward outputs at perturbed points this module chose, and
   compares them normwise with the student's backward pass. It earns nothing
   when the forward does not respond to x, gamma or beta (a constant forward
-  has a "consistent" zero gradient, which proves nothing).
-- A check with `shown_by` earns its points only if that quantity is a real
-  output (a finite array of the right shape that is not constant):
-  "test mode leaves the running statistics unchanged" proves nothing from
-  code that does nothing.
+  has a "consistent" zero gradient) or is not a normalization at all (its
+  output changes when x is scaled: `x + c` has a consistent gradient too);
+  a normalization over the wrong axes, or with eps misplaced, still earns it.
+- Invariants are checked together with the output they belong to: "test
+  mode leaves the running statistics unchanged" proves nothing from code
+  that does nothing, so it is part of the test-mode output check.
 """
 import textwrap
 from dataclasses import dataclass
@@ -35,11 +36,10 @@ class Check:
     quantities: tuple = ()  # value check: all of these must match the reference
     gradient: str = ""  # gradient check of this backward function (see GRADIENTS)
     loose: bool = False  # float32 results: compare values loosely (dtype and shape stay exact)
-    shown_by: str = ""  # a quantity that must be a real output (finite, right shape, not constant) for any credit
 
 
-def _value(function, label, points, *quantities, loose=False, shown_by=""):
-    return Check(function, label, points, quantities=quantities, loose=loose, shown_by=shown_by)
+def _value(function, label, points, *quantities, loose=False):
+    return Check(function, label, points, quantities=quantities, loose=loose)
 
 
 def _gradient(function, points):
@@ -53,9 +53,8 @@ CHECKS = (
            "bn_train_running_mean", "bn_train_running_var"),
     _value("batchnorm_forward", "running mean and variance after 3 train steps with momentum 0.75", 1,
            "bn_steps_running_mean", "bn_steps_running_var"),
-    _value("batchnorm_forward", "test-mode output", 1.5, "bn_test_out"),
-    _value("batchnorm_forward", "test mode leaves the running statistics unchanged", 0.5,
-           "bn_test_running_mean", "bn_test_running_var", shown_by="bn_test_out"),
+    _value("batchnorm_forward", "test-mode output, with the running statistics left unchanged", 2,
+           "bn_test_out", "bn_test_running_mean", "bn_test_running_var"),
     _value("batchnorm_backward", "dx", 1.5, "batchnorm_backward_dx"),
     _value("batchnorm_backward", "dgamma (shape (D,))", 0.5, "batchnorm_backward_dgamma"),
     _value("batchnorm_backward", "dbeta (shape (D,))", 0.5, "batchnorm_backward_dbeta"),
@@ -157,11 +156,15 @@ def calls_for(function):
     return [dict(call, id=f"{function}/{index}") for index, call in enumerate(calls)]
 
 
+SCALE = 3.0  # a normalization's output does not change when x is scaled
+
+
 def gradient_inputs(inputs):
     """
-    The perturbed points of the gradient checks, {name: stack}: for each
-    prefix, x, gamma and beta stacks of 2 * (x.size + gamma.size + beta.size)
-    points, each entry of one argument moved by +STEP then -STEP.
+    The points of the gradient checks, {name: stack}: for each prefix, x,
+    gamma and beta stacks of 2 * (x.size + gamma.size + beta.size) points, each
+    entry of one argument moved by +STEP then -STEP, then two more: the base
+    point and the base point with x scaled by SCALE.
     """
     stacks = {}
     for prefix in sorted({g[3] for g in GRADIENTS.values()}):
@@ -174,6 +177,9 @@ def gradient_inputs(inputs):
                     moved[which][index] += sign * STEP
                     for k, value in zip(("x", "gamma", "beta"), moved):
                         points[k].append(value)
+        for factor in (1.0, SCALE):
+            for k, value in zip(("x", "gamma", "beta"), (base[0] * factor, base[1], base[2])):
+                points[k].append(value)
         stacks.update({f"{prefix}_stack_{k}": np.stack(v) for k, v in points.items()})
     return stacks
 
@@ -240,16 +246,21 @@ def gradient_problem(backward, values, inputs):
     if not isinstance(outputs, np.ndarray) or outputs.shape[1:] != dout.shape:
         shape = getattr(outputs, "shape", (None,))[1:]
         return f"{forward} returned output of shape {tuple(shape)}, expected {dout.shape}"
+    outputs, (at_base, at_scaled) = outputs[:-2], outputs[-2:]
     differences = np.sum((outputs[0::2] - outputs[1::2]) * dout, axis=tuple(range(1, outputs.ndim))) / (2 * STEP)
     sizes = [inputs[f"{prefix}_{k}"].size for k in ("x", "gamma", "beta")]
     numeric = [part.reshape(inputs[f"{prefix}_{k}"].shape)
                for part, k in zip(np.split(differences, np.cumsum(sizes)[:-1]), ("x", "gamma", "beta"))]
-    for name, a, n in zip(("dx", "dgamma", "dbeta"), analytic, numeric):
+    for name, n in zip(("dx", "dgamma", "dbeta"), numeric):
         if not np.all(np.isfinite(n)):
             return f"the numerical gradient {name} of your {forward} is not finite"
         if np.linalg.norm(n) <= 1e-9:
             return (f"your {forward} does not respond to {name[1:]} (its numerical gradient is zero), "
                     "so there is nothing to check the backward pass against")
+    if not np.linalg.norm(at_scaled - at_base) <= 1e-3 * np.linalg.norm(at_base):
+        return (f"not credited: your {forward} is not a normalization (its output changes when x is "
+                f"multiplied by {SCALE:g}), so a backward pass consistent with it proves little")
+    for name, a, n in zip(("dx", "dgamma", "dbeta"), analytic, numeric):
         if not isinstance(a, np.ndarray):
             return f"{name} is {'missing (None)' if a is None else 'not an array'}"
         if a.shape != n.shape:
@@ -292,18 +303,8 @@ def score(function, values, data):
                     if likely:
                         reason += f". Likely mistake: {likely}"
                     break
-        if not reason and check.shown_by:
-            reason = _not_shown(check.shown_by, values.get(check.shown_by), data.expected(check.shown_by))
         results.append(Result(check, 0.0 if reason else check.points, reason or ""))
     return results
-
-
-def _not_shown(quantity, value, expected):
-    """None if `value` is a real output for `quantity`, else why the check is not credited."""
-    if not isinstance(value, np.ndarray) or value.shape != expected.shape or not np.all(np.isfinite(value)) \
-            or value.size < 2 or np.all(value == value.flat[0]):
-        return f"not credited: {quantity} is not a real output (missing, wrong shape, not finite, or constant)"
-    return None
 
 
 def report(function, results):

@@ -20,7 +20,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     DeduplicateIds, GetGrades, IgnorePattern, LimitOutput, OverwriteCells,
                                     OverwriteKernelspec, SaveAutoGrades)
 from normgrade.feedback import ShortTracebacks
-from normgrade.preprocessors import SandboxedExecute, TrustedScores, UngradeDuplicates
+from normgrade.preprocessors import SandboxedExecute, TrustedScores, SanitizeGradedCells
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
@@ -28,11 +28,12 @@ c.CourseDirectory.course_id = "{COURSE_ID}"
 # Students change only normlab/layers.py: autograde keeps their copy of it and
 # restores every other file of the assignment from source/.
 c.Autograde.exclude_overwriting = {{"{ASSIGNMENT_ID}": ["normlab/layers.py"]}}
-# A graded cell a student deleted is put back before grading; a duplicated one is ungraded
-# first (nbgrader 0.9 crashes on it otherwise).
+# Graded cells are put back to what the source says (flags, points; unknown or duplicated
+# ones become plain cells: nbgrader 0.9 crashes on them otherwise), then their sources are
+# restored and deleted ones added back.
 c.OverwriteCells.add_missing_cells = True
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput, UngradeDuplicates, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+    ClearOutput, SanitizeGradedCells, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
 ]
 # The only code solution cells are inline-question answers.
 c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}

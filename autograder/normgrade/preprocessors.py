@@ -29,7 +29,7 @@ from traitlets import Bool, Integer, Unicode
 from . import checks
 from .expected import ExpectedValues
 from .sandbox import NOTEBOOK_LIMITS, Sandbox, WorkerDied
-from .scorer import score_answers, score_code
+from .scorer import plain_file, score_answers, score_code
 
 MAX_LAYERS_BYTES = 1 << 20
 UNSANDBOXED_NOTE = "NOTE: graded without a sandbox (--unsandboxed): the instructor chose to run student code unconfined."
@@ -38,8 +38,8 @@ UNSANDBOXED_NOTE = "NOTE: graded without a sandbox (--unsandboxed): the instruct
 def student_layers(folder):
     """(path of normlab/layers.py or None, why it is not used)."""
     path = Path(folder) / "normlab" / "layers.py"
-    if not path.is_file() or path.is_symlink():
-        return None, "normlab/layers.py is missing from the submission"
+    if not plain_file(path, folder):
+        return None, "normlab/layers.py is missing from the submission (or not a regular file)"
     if path.stat().st_size > MAX_LAYERS_BYTES:
         return None, f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB"
     return path, ""
@@ -118,26 +118,45 @@ def score_notebook(nb, folder, expected_path, unsandboxed=False):
     return scored
 
 
-class UngradeDuplicates(NbGraderPreprocessor):
+class SanitizeGradedCells(NbGraderPreprocessor):
     """
-    Make every nbgrader cell after the first with the same grade_id (or with
-    no grade_id) a plain cell, before nbgrader's DeduplicateIds: nbgrader 0.9
-    leaves such a cell without a grade_id and OverwriteCells then crashes,
-    failing the whole notebook.
+    Put every nbgrader cell of a submitted notebook back to what the source
+    says, before nbgrader's own sanitizing (which crashes on the cases below,
+    failing the whole notebook):
+
+    - a cell whose grade_id the assignment does not have, a second cell with
+      the same grade_id, or one without a grade_id becomes a plain cell;
+    - a known cell gets its source's flags back: grade, solution, locked, points.
+
+    OverwriteCells then restores sources and adds back deleted graded cells.
     """
 
     def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook
+
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            source = gb.find_notebook(info["notebook"], info["assignment"])
+            locked = {c.name: bool(c.locked) for c in source.source_cells}
+            points = {c.name: float(c.max_score) for c in source.grade_cells}
+            solutions = {c.name for c in source.solution_cells}
         seen = set()
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader")
             if meta is None:
                 continue
             grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
-            if grade_id is None or grade_id in seen:
+            if grade_id not in locked or grade_id in seen:
                 del cell.metadata["nbgrader"]
-                self.log.warning("a second cell named %s is not graded", grade_id)
+                self.log.warning("cell %r is not a cell of the assignment (or a second copy): not graded", grade_id)
+                continue
+            seen.add(grade_id)
+            meta.update(grade=grade_id in points, solution=grade_id in solutions, locked=locked[grade_id])
+            meta.pop("task", None)
+            if grade_id in points:
+                meta["points"] = points[grade_id]
             else:
-                seen.add(grade_id)
+                meta.pop("points", None)
         return nb, resources
 
 

@@ -25,6 +25,7 @@ the worker as a plain child process with the same rlimits and private folder,
 for an instructor who chose that explicitly; every report then says so.
 """
 import functools
+import json
 import os
 import resource
 import select
@@ -140,7 +141,10 @@ class Sandbox:
     # ---- starting a worker ----
 
     def _bwrap_argv(self, limits):
-        args = [self.bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        # --as-pid-1: the worker is the PID namespace's init, so no unfiltered bwrap process shares the
+        # namespace with student code (one could be taken over through /proc/1/mem).
+        args = [self.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--die-with-parent", "--new-session",
+                "--cap-drop", "ALL",
                 "--disable-userns", "--hostname", "sandbox", "--clearenv"]
         for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             path = Path("/") / name
@@ -151,7 +155,9 @@ class Sandbox:
         if Path("/etc/ld.so.cache").is_file():  # how ctypes finds libseccomp
             args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
         # /tmp first: a Python environment that lives under /tmp is then mounted over it, not hidden by it.
-        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+        # /dev is a tmpfs of bwrap's with no size limit: read-only (its device nodes still work).
+        args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
+                 "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
         roots = _python_roots()
         for root in roots:
             args += ["--ro-bind", str(root), str(root)]
@@ -165,24 +171,29 @@ class Sandbox:
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp", **(extra_env or {})}
         read_end, write_end = os.pipe()
+        info_read, info_write = os.pipe()  # bwrap writes {"child-pid": host pid of the worker} here
         env[worker.RESULT_FD] = str(write_end)
         try:
             if self.unsandboxed:
                 argv = [arg.replace(MOUNT, str(folder)) for arg in command]
                 cwd, env = str(folder), dict(env, HOME=str(folder), MPLCONFIGDIR=str(folder), TMPDIR=str(folder))
             else:
-                argv = self._bwrap_argv(limits)
+                argv = self._bwrap_argv(limits) + ["--info-fd", str(info_write)]
                 argv += ["--ro-bind", str(folder), MOUNT, "--chdir", MOUNT, "--remount-ro", "/"]
                 for key, value in env.items():
                     argv += ["--setenv", key, value]
                 argv += command
                 cwd, env = "/", {}
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE, pass_fds=[write_end], preexec_fn=_no_core_files,
-                                       start_new_session=True)
+                                       stderr=subprocess.PIPE, pass_fds=[write_end, info_write],
+                                       preexec_fn=_no_core_files, start_new_session=True)
+        except BaseException:
+            os.close(info_read)
+            raise
         finally:
             os.close(write_end)
-        return process, read_end
+            os.close(info_write)
+        return process, read_end, info_read
 
     def self_test(self, limits=Limits()):
         """None if a worker starts, sets up its limits and imports the stub package; else what went wrong."""
@@ -192,11 +203,12 @@ class Sandbox:
             try:
                 run.send(worker.encode_frame({"kind": "request", "names": [], "calls": [], "limits": limits.rlimits()}))
                 header, _ = run.next_frame(60)
-            except (OSError, WorkerDied) as err:
-                run_error = run.process.stderr.read(4000).decode(errors="replace").strip() if run else ""
-                return f"the sandbox did not start ({err}): {run_error}"
+            except WorkerDied as err:
+                return f"the sandbox did not start ({err}): {run.process.stderr.read(4000).decode(errors='replace').strip()}"
             finally:
                 run.close()
+        except OSError as err:
+            return f"the sandbox did not start: {err}"
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         if header.get("kind") != "ready":
@@ -206,31 +218,20 @@ class Sandbox:
     def start(self, mode, folder, limits, args=(), extra_env=None):
         """A running worker: `python -I -B worker.py MODE ARGS` in the private folder."""
         command = [sys.executable, "-I", "-B", f"{MOUNT}/worker.py", mode, *args]
-        process, read_end = self._popen(command, folder, limits, extra_env)
-        return Run(process, read_end, limits)
+        process, read_end, info = self._popen(command, folder, limits, extra_env)
+        return Run(process, read_end, info, limits, sandboxed=not self.unsandboxed)
 
 
 def _no_core_files():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def kill(process):
-    """Kill the process group (the sandbox's PID namespace dies with it) and reap it."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 class Run:
     """A running worker: send it a request, read its frames with a deadline, kill it."""
 
-    def __init__(self, process, read_end, limits):
-        self.process, self.fd, self.limits = process, read_end, limits
+    def __init__(self, process, read_end, info_fd, limits, sandboxed=True):
+        self.process, self.fd, self.info_fd, self.limits = process, read_end, info_fd, limits
+        self.sandboxed = sandboxed
         self.buffer = bytearray()
         self.received = 0
 
@@ -258,7 +259,7 @@ class Run:
                 return header, arrays
             left = deadline - time.monotonic()
             if left <= 0:
-                raise WorkerDied(f"stopped after {seconds:g} s (time limit)", timed_out=True)
+                raise WorkerDied(f"stopped after {seconds:.1f}".rstrip("0").rstrip(".") + " s (time limit)", timed_out=True)
             ready, _, _ = select.select([self.fd], [], [], left)
             if not ready:
                 continue
@@ -276,7 +277,7 @@ class Run:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise WorkerDied(f"stopped after {seconds:g} s (time limit)")
+                raise WorkerDied(f"stopped after {seconds:.1f}".rstrip("0").rstrip(".") + " s (time limit)")
             ready, _, _ = select.select([self.fd], [], [], left)
             if not ready:
                 continue
@@ -296,19 +297,49 @@ class Run:
         if code < 0 or code > 128:  # killed by a signal (bwrap reports 128 + signal)
             number = -code if code < 0 else code - 128
             name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
-            if number == signal.SIGXCPU:
-                return f"stopped after {self.limits.cpu_seconds} s of CPU time (limit)"
+            if number in (signal.SIGXCPU, signal.SIGKILL):  # the kernel's answer to the CPU rlimit
+                return f"was killed (signal {number}), most likely for using {self.limits.cpu_seconds} s of CPU time"
             if number == signal.SIGXFSZ:
                 return f"wrote a file larger than {self.limits.file_bytes >> 20} MiB (limit)"
             return f"crashed with signal {number} ({name})"
         return f"exited with status {code} before it finished"
 
-    def close(self):
-        kill(self.process)
+    def _worker_pid(self):
+        """The worker's host PID: bwrap's child (the PID namespace's init), or the process itself unsandboxed."""
+        if not self.sandboxed:
+            return self.process.pid
+        ready, _, _ = select.select([self.info_fd], [], [], 2)
         try:
-            os.close(self.fd)
-        except OSError:
+            return int(json.loads(os.read(self.info_fd, 4096))["child-pid"]) if ready else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def close(self):
+        """
+        Kill the worker and reap it. While bwrap runs it has not reaped its
+        child, so the PID is still the worker's; killing a PID namespace's
+        init kills everything in it. Then bwrap itself.
+        """
+        if self.process.poll() is None:
+            pid = self._worker_pid()
+            for target in ([pid] if pid else []):
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             pass
+        for fd in (self.fd, self.info_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         if self.process.stderr:
             self.process.stderr.close()
 

@@ -17,8 +17,11 @@ score_answers reads the inline answers from the notebook's answer cells as
 Python literals (ast.literal_eval), without running anything.
 """
 import ast
+import os
 import shutil
+import stat
 import time
+from pathlib import Path
 
 import nbformat
 
@@ -147,9 +150,13 @@ def read_answer(source, variable):
         tree = ast.parse(source)
     except SyntaxError as err:
         raise NotLiteral(f"the answer cell is not valid Python ({err.msg}, line {err.lineno})") from None
+    except (MemoryError, RecursionError, ValueError):
+        raise NotLiteral("the answer cell is too deeply nested or too large to read") from None
     found = KeyError(variable)
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == variable for t in node.targets):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
+            and node.value is not None else []
+        if any(isinstance(t, ast.Name) and t.id == variable for t in targets):
             try:
                 found = ast.literal_eval(node.value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -203,13 +210,34 @@ def score_answers(nb, questions, keys):
     return scored
 
 
-def read_notebook(path, max_bytes=16 << 20):
-    """The notebook at path, or (None, why not): too large, not JSON, not a notebook."""
+def plain_file(path, root):
+    """True if `path` is a regular file inside folder `root`, reached without following a link."""
+    path, root = Path(path), Path(root)
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    current = root
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            return False
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def read_notebook(path, root, max_bytes=16 << 20):
+    """The notebook at path (inside submission folder `root`), or (None, why not)."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return None, f"{path.name} is missing"
+    if not plain_file(path, root):
+        return None, f"{path.name} is not a regular file (a link, a folder or a pipe): not read"
     try:
         if path.stat().st_size > max_bytes:
             return None, f"{path.name} is larger than {max_bytes >> 20} MiB"
         return nbformat.read(path, as_version=4), ""
-    except FileNotFoundError:
-        return None, f"{path.name} is missing"
     except Exception as err:  # invalid JSON, not a notebook, unreadable
         return None, f"{path.name} could not be read as a notebook ({type(err).__name__})"

@@ -318,6 +318,14 @@ def deny_new_processes():
     rules.load()
 
 
+def _set_not_dumpable():
+    """prctl(PR_SET_DUMPABLE, 0): /proc/<pid>/mem and ptrace of this process need privileges then."""
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+
+
 def _silence_standard_fds():
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -379,6 +387,7 @@ def execute_notebook(package_dir, out, limits, timeout):
                 "-f", "{connection_file}"]
         json.dump({"argv": argv, "display_name": "Python 3 (sandboxed)", "language": "python"}, f)
     os.environ["JUPYTER_PATH"] = os.path.dirname(os.path.dirname(spec))
+    _set_not_dumpable()  # the kernel (student code, same user) must not write this unfiltered process's memory
     _silence_standard_fds()
     client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name=KERNEL_NAME,
                             resources={"metadata": {"path": package_dir}})
