@@ -296,7 +296,7 @@ def test_deleted_test_cells_are_restored_and_graded(graded_class):
 
 def test_typical_mistakes_lose_points_with_named_mistakes(graded_class):
     mistakes = _by_student(graded_class[0])["d_mistakes"]
-    messages = {t["name"].split("/")[1]: t["message"] for t in mistakes["tests"]}
+    messages = {t["name"].split("/")[1]: " ".join(t["message"].split()) for t in mistakes["tests"]}  # unwrapped
     assert 0 < mistakes["score"] < 36
     assert "unbiased variance" in messages["test_batchnorm_forward"]
     assert "test mode drops the scale and shift" in messages["test_batchnorm_forward"]
