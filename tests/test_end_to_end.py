@@ -153,10 +153,11 @@ def test_leak_check_catches_planted_secrets(course, keys, tmp_path):
     nb.cells[1].source += "\n### BEGIN HIDDEN TESTS\nimport normgrade\n### END HIDDEN TESTS\n"
     nb.cells[2].source = f"inline_batch_size = {keys['inline_batch_size']!r}"
     nb.cells[3].outputs = [nbformat.v4.new_output("stream", text="expected: 0.123")]
+    nb.cells.append(nbformat.v4.new_markdown_cell("    **Your answer:**\n\n    YOUR ANSWER HERE"))
     nbformat.write(nb, nb_path)
     problems = "\n".join(find_leaks(planted, source_notebooks(NOTEBOOKS)))
     for needle in ("expected.npz", "helpers.py", "not the stub file", "solution code", "BEGIN HIDDEN TESTS",
-                   "answer key of inline_batch_size", "has outputs"):
+                   "answer key of inline_batch_size", "has outputs", "renders as a code block"):
         assert needle in problems, needle
 
 

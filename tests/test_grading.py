@@ -198,3 +198,17 @@ def test_annotated_and_pathological_answers():
         read_answer("answer = " + "-" * 200000 + "1", "answer")
     with pytest.raises(NotLiteral):
         read_answer("answer = " + "[" * 100000 + "]" * 100000, "answer")
+
+
+def test_notebooks_validate_and_markdown_renders_as_prose(tmp_path):
+    from normgrade.notebooks import rendering_problems
+
+    assert rendering_problems(source_notebooks()) == []
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("    **Your answer:**\n\n    YOUR ANSWER HERE"),
+                                         nbformat.v4.new_markdown_cell("Fine:\n\n```python\nx = 1\n```\n- a\n    b")])
+    nbformat.write(nb, tmp_path / "planted.ipynb")
+    (tmp_path / "broken.ipynb").write_text("{ not json")
+    problems = rendering_problems([tmp_path / "planted.ipynb", tmp_path / "broken.ipynb"])
+    assert len(problems) == 2
+    assert "planted.ipynb cell 0: a line indented by 4 spaces renders as a code block" in problems[0]
+    assert "broken.ipynb is not a valid notebook" in problems[1]

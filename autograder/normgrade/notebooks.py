@@ -39,3 +39,33 @@ def answer_keys(paths=None):
             target = tree.body[0].targets[0].id
             keys[target] = ast.literal_eval(tree.body[0].value)
     return keys
+
+
+def _indented_code(tokens):
+    """True if a mistune AST holds an indented code block (4 leading spaces: shown as code, not prose)."""
+    return any(t.get("type") == "block_code" and t.get("style") == "indent" or _indented_code(t.get("children", []))
+               for t in tokens)
+
+
+def rendering_problems(paths):
+    """
+    What a student would see wrong in the notebooks at `paths`: a notebook that
+    does not validate, or a markdown cell with an indented code block (text
+    that Jupyter shows as code). Markdown is parsed with mistune, nbconvert's parser.
+    """
+    import mistune
+
+    parse = mistune.create_markdown(renderer=None)
+    problems = []
+    for path in paths:
+        try:
+            nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)
+        except Exception as err:  # not JSON, not a valid notebook
+            problems.append(f"{path.name} is not a valid notebook: {type(err).__name__}: {err}")
+            continue
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type == "markdown" and _indented_code(parse(cell.source)):
+                problems.append(f"{path.name} cell {index}: a line indented by 4 spaces renders as a code block, "
+                                f"not prose: {cell.source.strip().splitlines()[0][:60]!r}")
+    return problems

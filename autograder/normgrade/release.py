@@ -24,7 +24,7 @@ import nbformat
 from . import expected, stubs
 from .checks import FUNCTIONS
 from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, is_course, paths, run_nbgrader
-from .notebooks import answer_keys, source_notebooks
+from .notebooks import answer_keys, rendering_problems, source_notebooks
 from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
 from .submission import assemble_stubs
@@ -99,6 +99,7 @@ def find_leaks(release, notebook_paths):
     for path in sorted(release.rglob("*.py")):
         for text in {l.strip() for l in path.read_text().splitlines()} & secret_lines:
             problems.append(f"{path.relative_to(release)} holds solution code: {text!r}")
+    problems += rendering_problems(sorted(release.glob("*.ipynb")))
     keys = answer_keys(notebook_paths)
     for path in sorted(release.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
