@@ -9,6 +9,7 @@ only the checks that needed the failing call.
 import os
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -252,17 +253,27 @@ def test_what_student_code_can_see_and_reach(tmp_path, data, sandbox):
     assert (course / "expected.npz").read_bytes() == b"secret"
 
 
-def _worker_processes():
-    done = subprocess.run(["pgrep", "-f", "worker.py"], capture_output=True, text=True)
-    return done.stdout.split()
+def _named(name):
+    return subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
 
 
 def test_no_process_outlives_grading(tmp_path, data, sandbox):
-    source = _override("import threading, time\nthreading.Thread(target=time.sleep, args=(1000,)).start()\n"
+    """A worker that names itself, starts a sleeping thread and hangs: nothing by that name is left after."""
+    name = f"ngleak{os.getpid() % 100000}"
+    source = _override(f"open('/proc/self/comm', 'w').write({name!r})\n"
+                       "import threading, time\nthreading.Thread(target=time.sleep, args=(1000,)).start()\n"
                        "while True:\n    pass")
-    before = _worker_processes()
     _grade(tmp_path, source, data, sandbox)
-    assert _worker_processes() == before
+    assert _named(name) == []
+    # The check can fail: the same code in a process of our own is found by that name.
+    probe = subprocess.Popen([sys.executable, "-c", f"open('/proc/self/comm', 'w').write({name!r}); "
+                              "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.5)
+        assert _named(name) == [str(probe.pid)]
+    finally:
+        probe.kill()
+        probe.wait()
 
 
 def test_missing_bubblewrap_refuses_with_the_way_to_enable_it(monkeypatch):

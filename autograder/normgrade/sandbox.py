@@ -316,21 +316,24 @@ class Run:
 
     def close(self):
         """
-        Kill the worker and reap it. While bwrap runs it has not reaped its
-        child, so the PID is still the worker's; killing a PID namespace's
-        init kills everything in it. Then bwrap itself.
+        Kill the worker and wait until it is gone. While bwrap runs it has
+        not reaped its child, so the PID is still the worker's; killing a PID
+        namespace's init kills everything in it, and bwrap exits once it has
+        reaped it. bwrap is killed only if that does not happen.
         """
         if self.process.poll() is None:
             pid = self._worker_pid()
-            for target in ([pid] if pid else []):
+            if pid:
                 try:
-                    os.kill(target, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
+                    self.process.wait(timeout=5)  # bwrap reaps the worker, then exits: nothing is left
+                except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+                    pass
+            if self.process.poll() is None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
