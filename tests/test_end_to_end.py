@@ -93,6 +93,7 @@ def _tamper_graded_cells(path):
             meta["grade_id"] = "answer_bonus"
     duplicate = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_layernorm_forward")
     nb.cells.append(nbformat.from_dict(dict(duplicate)))
+    nb.cells.append(nbformat.v4.new_code_cell("1", metadata={"nbgrader": {"grade": True, "grade_id": ["x"], "points": 9}}))
     bonus = nbformat.v4.new_code_cell("100", metadata={"nbgrader": {
         "grade": True, "solution": False, "locked": False, "grade_id": "test_bonus", "points": 100}})
     nb.cells.append(bonus)
@@ -349,11 +350,21 @@ def test_plain_nbgrader_autograde_gives_the_same_trusted_scores(graded_class, co
     config_before = _digest(paths(folder)["config"])
     for student, origin in (("p_tampered", "b_tampered"), ("p_hostile", "a_hostile"), ("p_reference", "c_reference")):
         shutil.copytree(root / origin, paths(folder)["submitted"] / student / "normalization")
+    # A copier's submitted/ folder of links: nbgrader's copy follows them, the scorer must not.
+    copier = paths(folder)["submitted"] / "p_copier" / "normalization"
+    shutil.copytree(root / "c_reference", copier)
+    shutil.rmtree(copier / "normlab")
+    (copier / "normlab").symlink_to(paths(folder)["submitted"] / "p_reference" / "normalization" / "normlab")
+    for name in ("BatchNormalization.ipynb", "SpatialNormalization.ipynb"):
+        (copier / name).unlink()
+        (copier / name).symlink_to(paths(folder)["submitted"] / "p_reference" / "normalization" / name)
+    for student in ("p_tampered", "p_hostile", "p_reference", "p_copier"):
         run_nbgrader(folder, "autograde", "normalization", "--student", student, "--create", timeout=900)
     with Gradebook(db_url(folder), COURSE_ID) as gb:
-        scores = {s: gb.find_submission("normalization", s).code_score for s in ("p_tampered", "p_hostile", "p_reference")}
+        scores = {s: gb.find_submission("normalization", s).code_score
+                  for s in ("p_tampered", "p_hostile", "p_reference", "p_copier")}
         assert gb.find_submission("normalization", "c_reference").code_score == 36, "another student's grade changed"
-    assert scores == {"p_tampered": 5, "p_hostile": 36, "p_reference": 36}
+    assert scores == {"p_tampered": 5, "p_hostile": 36, "p_reference": 36, "p_copier": 0}
     assert _digest(paths(folder)["config"]) == config_before
     executed = nbformat.read(paths(folder)["autograded"] / "p_reference" / "normalization" / "BatchNormalization.ipynb",
                              as_version=4)

@@ -212,3 +212,49 @@ def test_notebooks_validate_and_markdown_renders_as_prose(tmp_path):
     assert len(problems) == 2
     assert "planted.ipynb cell 0: a line indented by 4 spaces renders as a code block" in problems[0]
     assert "broken.ipynb is not a valid notebook" in problems[1]
+
+
+def test_student_ids_never_collide():
+    from normgrade.autograde import _unique_ids
+
+    found = [(name, Path(name), name) for name in ("b.b", "b_b", "b_b_2", "b b", "", "b_b")]
+    ids = [student for student, _, _ in _unique_ids(found)]
+    assert len(set(ids)) == len(ids), ids
+    assert ids[1] == "b_b" and ids[2] == "b_b_2", "a folder already named like an id keeps it"
+
+
+def test_executed_outputs_are_plain_text_and_images_and_capped():
+    from normgrade.preprocessors import MAX_OUTPUTS_PER_CELL, copy_outputs
+
+    source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x"), nbformat.v4.new_code_cell("y")])
+    executed = nbformat.reads(nbformat.writes(source), as_version=4)  # as it comes back from the sandbox
+    executed.cells[0].outputs = [
+        nbformat.v4.new_output("display_data", data={"text/html": "<script>alert(1)</script>",
+                                                     "application/javascript": "alert(1)", "text/plain": "ok"}),
+        nbformat.v4.new_output("display_data", data={"text/html": "<img src=x onerror=alert(1)>"}),
+        nbformat.v4.new_output("stream", name="stdout", text="A" * 1_000_000),
+    ] + [nbformat.v4.new_output("stream", name="stdout", text="x")] * 100
+    executed.cells[1].source = "changed by the kernel"
+    executed.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="forged")]
+    copy_outputs(executed, source)
+    kept = source.cells[0].outputs
+    assert kept[0]["data"] == {"text/plain": "ok"}
+    assert all("html" not in json.dumps(o) and "javascript" not in json.dumps(o) for o in kept)
+    assert len(kept) <= MAX_OUTPUTS_PER_CELL and len(kept[1]["text"]) == 200_000
+    assert source.cells[1].outputs == [], "outputs of a cell whose source differs are not copied"
+
+
+def test_the_table_shows_no_terminal_control_characters():
+    from normgrade.autograde import format_table
+
+    document = {"sandbox": "bubblewrap sandbox", "submissions": [{
+        "path": "s", "student": "s", "score": 0, "max_score": 36, "seconds": 1, "notes": ["\x1b]0;pwned\x07"],
+        "tests": [{"name": "N/test_x", "score": 0, "max_score": 3,
+                   "message": "x: 0 / 3 points\n - lost 3 on 'y': raised ValueError: \x1b[2J\x1b[H ALL GOOD 36 / 36"}]}]}
+    table = format_table(document)
+    assert "\x1b" not in table and "\x07" not in table and "?[2J" in table
+
+
+def test_long_answer_cells_are_not_parsed():
+    with pytest.raises(NotLiteral, match="longer than"):
+        read_answer("answer = [" + "0," * 7_000_000 + "]", "answer")

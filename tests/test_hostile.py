@@ -79,6 +79,11 @@ CASES = {
     "thread bomb": (_override(
         "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(100,), daemon=True).start()"),
         LAYERNORM, "raised RuntimeError: can't start new thread"),
+    "System V shared memory": (_override(
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "if libc.shmget(0, 512 << 20, 0o1600) < 0:\n    raise OSError(ctypes.get_errno(), 'shmget refused')"),
+        LAYERNORM, "raised PermissionError: [Errno 1] shmget refused"),
+    "memfd": (_override("import os\nos.memfd_create('hold')"), LAYERNORM, "raised PermissionError"),
     "sys.exit in a function": (_override("import sys\nsys.exit(3)"), LAYERNORM, "raised SystemExit: 3"),
     "returns None": (_override("return None, None"), LAYERNORM, "is missing (None)"),
     "returns a list": (_override("return [[0.0]], {}"), LAYERNORM, "is a list, expected an array"),

@@ -75,13 +75,22 @@ def discover(paths_given):
 
 
 def _unique_ids(found):
-    seen, result = {}, []
+    """
+    Student ids from folder names: characters other than letters, digits, _ and -
+    become _, and a name already taken (by a folder or an earlier suffix) gets
+    the first free suffix _2, _3, ..., so no two submissions share an id.
+    """
+    taken = {re.sub(r"[^A-Za-z0-9_-]", "_", s) or "student" for s, _, _ in found if re.fullmatch(r"[A-Za-z0-9_-]+", s)}
+    used, result = set(), []
     for student, folder, given in found:
-        student = re.sub(r"[^A-Za-z0-9_-]", "_", student) or "student"
-        seen[student] = seen.get(student, 0) + 1
-        if seen[student] > 1:
-            student = f"{student}_{seen[student]}"
-        result.append((student, folder, given))
+        wanted = re.sub(r"[^A-Za-z0-9_-]", "_", student) or "student"
+        if wanted in used or (wanted != student and wanted in taken):
+            suffix = 2
+            while f"{wanted}_{suffix}" in used or f"{wanted}_{suffix}" in taken:
+                suffix += 1
+            wanted = f"{wanted}_{suffix}"
+        used.add(wanted)
+        result.append((wanted, folder, given))
     return result
 
 
@@ -215,8 +224,16 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False):
     return {"sandbox": sandbox.description, "submissions": submissions}
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text):
+    """Text from a student (messages include what their code raised) without terminal control characters."""
+    return _CONTROL.sub("?", str(text))
+
+
 def format_table(document):
-    """A readable table of the results, with the messages of lost points."""
+    """A readable table of the results, with the messages of lost points (control characters shown as ?)."""
     lines = [f"graded in: {document.get('sandbox', '?')}"]
     rows = document["submissions"]
     width = max([len(r["path"]) for r in rows] + [10])
@@ -231,9 +248,9 @@ def format_table(document):
         if r.get("error"):
             lines.append(f"  grading failed: {r['error'].splitlines()[0]}")
         for note in r.get("notes", []):
-            lines.append(f"  note: {note}")
+            lines.append(f"  note: {_printable(note)}")
         for t in lost:
-            message = " ".join(t["message"].split())  # the report, unwrapped
+            message = _printable(" ".join(t["message"].split()))  # the report, unwrapped
             first = message.split(" - lost ")[1] if " - lost " in message else message
             lines.append(f"  {t['name']}: {t['score']:g} / {t['max_score']:g}  {'lost ' if ' - lost ' in message else ''}"
                          f"{first[:170]}")

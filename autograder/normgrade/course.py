@@ -46,11 +46,14 @@ c.Autograde.autograde_preprocessors = [
     SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
     TrustedScores, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
-c.TrustedScores.expected_path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                             "{STAFF_FOLDER}", "{EXPECTED_FILE}")
+c.TrustedScores.expected_path = c.SandboxedExecute.expected_path = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "{STAFF_FOLDER}", "{EXPECTED_FILE}")
 # Set both to True only to grade without bubblewrap; every report then says so.
 c.TrustedScores.unsandboxed = False
 c.SandboxedExecute.unsandboxed = False
+
+# Pages render student output and markdown: no script or event handler may run in formgrader.
+c.HTMLExporter.sanitize_html = True
 
 # Feedback shows the messages of the hidden tests, never their code (not even in a traceback).
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]

@@ -35,14 +35,27 @@ MAX_LAYERS_BYTES = 1 << 20
 UNSANDBOXED_NOTE = "NOTE: graded without a sandbox (--unsandboxed): the instructor chose to run student code unconfined."
 
 
-def student_layers(folder):
-    """(path of normlab/layers.py or None, why it is not used)."""
+def student_layers(folder, submitted=None):
+    """
+    (path of normlab/layers.py in `folder`, or None, and why it is not used).
+    `submitted`: the folder nbgrader copied `folder` from; nbgrader's copy
+    follows links, so the file must be a plain file there too.
+    """
     path = Path(folder) / "normlab" / "layers.py"
-    if not plain_file(path, folder):
-        return None, "normlab/layers.py is missing from the submission (or not a regular file)"
+    origin = Path(submitted) / "normlab" / "layers.py" if submitted else path
+    if not plain_file(path, folder) or not plain_file(origin, submitted or folder):
+        return None, "normlab/layers.py is missing from the submission (or not a regular file: a link?)"
     if path.stat().st_size > MAX_LAYERS_BYTES:
         return None, f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB"
     return path, ""
+
+
+def submitted_folder(expected_path, info):
+    """submitted/<student>/<assignment> of the course whose expected values are at `expected_path`."""
+    from .course import paths
+
+    course = Path(expected_path).parent.parent
+    return paths(course)["submitted"] / info["student"] / info["assignment"]
 
 
 def graded_code_cells(nb):
@@ -67,23 +80,22 @@ def load_expected(path, stamp):
 
 
 @functools.lru_cache(maxsize=2)
-def _scored_code(layers, digest, expected_path, stamp, unsandboxed):
+def _scored_code(layers, digest, why, expected_path, stamp, unsandboxed):
     """
     Every function scored for one layers.py: one sandboxed worker run serves
     all notebooks of a submission (nbgrader preprocesses them one by one).
     Keyed by the file's digest, so a changed file is scored again.
     """
-    why = student_layers(Path(layers).parent.parent)[1] if digest is None else ""
-    return score_code(Path(layers) if digest else None, checks.FUNCTIONS, load_expected(expected_path, stamp),
+    return score_code(Path(layers) if layers else None, checks.FUNCTIONS, load_expected(expected_path, stamp),
                       Sandbox(unsandboxed=unsandboxed), missing=why)
 
 
-def scored_code(folder, expected_path, unsandboxed):
-    """{function: [checks.Result]} for the submission in `folder` (see _scored_code)."""
-    layers, _ = student_layers(folder)
-    path = Path(folder) / "normlab" / "layers.py"
+def scored_code(folder, expected_path, unsandboxed, submitted=None):
+    """{function: [checks.Result]} for the submission in `folder` (see _scored_code and student_layers)."""
+    layers, why = student_layers(folder, submitted)
     digest = hashlib.sha256(layers.read_bytes()).hexdigest() if layers else None
-    return _scored_code(str(path), digest, str(expected_path), _stamp(expected_path), bool(unsandboxed))
+    return _scored_code(str(layers) if layers else None, digest, why, str(expected_path), _stamp(expected_path),
+                        bool(unsandboxed))
 
 
 def _stamp(path):
@@ -91,19 +103,25 @@ def _stamp(path):
     return info.st_mtime_ns, info.st_size
 
 
-def score_notebook(nb, folder, expected_path, unsandboxed=False):
+def score_notebook(nb, folder, expected_path, unsandboxed=False, submitted=None, notebook=None):
     """
     {grade_id: (points, message)} for every auto-graded code cell of `nb`, a
     submission notebook whose files are in `folder`. Test cells are named
     test_<function> (normgrade.checks) or test_<question> (inline answers).
+    `submitted` (with the notebook's name) is the folder nbgrader copied
+    `folder` from: a notebook that was a link there has its answers ignored.
     """
     data = load_expected(str(expected_path), _stamp(expected_path))
     cells = graded_code_cells(nb)
     questions = {gid[len("test_"):]: float(cell.metadata["nbgrader"]["points"])
                  for gid, cell in cells.items() if gid[len("test_"):] in data.answer_keys}
     functions = [gid[len("test_"):] for gid in cells if gid[len("test_"):] in checks.FUNCTIONS]
-    code = scored_code(folder, expected_path, unsandboxed) if functions else {}
-    answers = score_answers(nb, questions, data.answer_keys)
+    code = scored_code(folder, expected_path, unsandboxed, submitted) if functions else {}
+    if submitted and notebook and not plain_file(Path(submitted) / f"{notebook}.ipynb", submitted):
+        answers = {q: (0.0, "the submitted notebook is not a regular file (a link?): its answers are not read")
+                   for q in questions}
+    else:
+        answers = score_answers(nb, questions, data.answer_keys)
     scored = {}
     for gid in cells:
         name = gid[len("test_"):]
@@ -146,7 +164,7 @@ class SanitizeGradedCells(NbGraderPreprocessor):
             if meta is None:
                 continue
             grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
-            if grade_id not in locked or grade_id in seen:
+            if not isinstance(grade_id, str) or grade_id not in locked or grade_id in seen:
                 del cell.metadata["nbgrader"]
                 self.log.warning("cell %r is not a cell of the assignment (or a second copy): not graded", grade_id)
                 continue
@@ -169,7 +187,9 @@ class TrustedScores(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         Sandbox(unsandboxed=self.unsandboxed)  # refuses, saying how to enable it, where bubblewrap cannot run
-        scored = score_notebook(nb, resources["metadata"]["path"], self.expected_path, self.unsandboxed)
+        info = resources["nbgrader"]
+        scored = score_notebook(nb, resources["metadata"]["path"], self.expected_path, self.unsandboxed,
+                                submitted_folder(self.expected_path, info), info["notebook"])
         for gid, cell in graded_code_cells(nb).items():
             points, message = scored[gid]
             if self.unsandboxed:
@@ -185,9 +205,12 @@ class SandboxedExecute(NbGraderPreprocessor):
     cell_timeout = Integer(120, help="seconds for one cell").tag(config=True)
     unsandboxed = Bool(False, help="run student code without bubblewrap (every report says so)").tag(config=True)
 
+    expected_path = Unicode("", help="the staff expected-values file; it locates the course").tag(config=True)
+
     def preprocess(self, nb, resources):
         folder = Path(resources["metadata"]["path"])
-        layers, why = student_layers(folder)
+        submitted = submitted_folder(self.expected_path, resources["nbgrader"]) if self.expected_path else None
+        layers, _ = student_layers(folder, submitted)
         sandbox = Sandbox(unsandboxed=self.unsandboxed)
         try:
             executed = execute_notebook(nb, layers, sandbox, self.timeout, self.cell_timeout)
@@ -219,11 +242,53 @@ def execute_notebook(nb, layers_path, sandbox, seconds, cell_seconds):
     return executed
 
 
+SAFE_DATA = ("text/plain", "image/png", "image/jpeg")  # no HTML or JavaScript reaches formgrader
+MAX_OUTPUTS_PER_CELL = 20
+MAX_OUTPUT_CHARS = 200_000  # one output's text, or one image's base64
+MAX_NOTEBOOK_OUTPUT_CHARS = 8_000_000
+
+
+def _safe_output(output):
+    """A copy of one output with only plain text and images, each capped; None if nothing is left."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        text = str(output.get("text", ""))
+        return nbformat.v4.new_output("stream", name=output.get("name", "stdout"), text=text[:MAX_OUTPUT_CHARS])
+    if kind == "error":
+        return nbformat.v4.new_output("error", ename=str(output.get("ename", ""))[:200],
+                                      evalue=str(output.get("evalue", ""))[:MAX_OUTPUT_CHARS // 10],
+                                      traceback=[str(t)[:5000] for t in output.get("traceback", [])[:50]])
+    if kind in ("display_data", "execute_result"):
+        data = {k: v for k, v in output.get("data", {}).items()
+                if k in SAFE_DATA and isinstance(v, str) and len(v) <= MAX_OUTPUT_CHARS}
+        if not data:
+            return None
+        if kind == "execute_result":
+            return nbformat.v4.new_output(kind, data=data, execution_count=output.get("execution_count"))
+        return nbformat.v4.new_output(kind, data=data)
+    return None
+
+
 def copy_outputs(executed, nb):
-    """Copy outputs and execution counts of code cells from `executed` into `nb`, where the cells line up."""
+    """
+    Copy the outputs of code cells from `executed` into `nb`, where the cells
+    line up: plain text and images only (no HTML or script for formgrader to
+    render), at most MAX_OUTPUTS_PER_CELL per cell, MAX_OUTPUT_CHARS each and
+    MAX_NOTEBOOK_OUTPUT_CHARS in all.
+    """
     if len(executed.cells) != len(nb.cells):
         return
+    budget = MAX_NOTEBOOK_OUTPUT_CHARS
     for ran, cell in zip(executed.cells, nb.cells):
-        if cell.cell_type == "code" and ran.cell_type == "code" and ran.source == cell.source:
-            cell.outputs = ran.get("outputs", [])
-            cell.execution_count = ran.get("execution_count")
+        if cell.cell_type != "code" or ran.cell_type != "code" or ran.source != cell.source:
+            continue
+        kept = []
+        for output in ran.get("outputs", [])[:MAX_OUTPUTS_PER_CELL]:
+            safe = _safe_output(output)
+            size = len(json.dumps(safe)) if safe else 0
+            if safe is not None and size <= budget:
+                kept.append(safe)
+                budget -= size
+        cell.outputs = kept
+        count = ran.get("execution_count")
+        cell.execution_count = count if isinstance(count, int) else None

@@ -144,8 +144,13 @@ class NotLiteral(ValueError):
     """An answer cell that does not assign a literal."""
 
 
+MAX_ANSWER_CHARS = 10_000
+
+
 def read_answer(source, variable):
     """The literal the cell assigns to `variable` last; raises NotLiteral (or KeyError if it is not assigned)."""
+    if len(source) > MAX_ANSWER_CHARS:
+        raise NotLiteral(f"the answer cell is longer than {MAX_ANSWER_CHARS} characters: not read")
     try:
         tree = ast.parse(source)
     except SyntaxError as err:

@@ -302,15 +302,18 @@ def deny_new_processes():
     """
     A seccomp filter on this process and its threads: no fork, vfork or clone
     of a new process (threads stay allowed), no clone3 (libc falls back to
-    clone), no ptrace. It holds whatever the user: root is exempt from
-    RLIMIT_NPROC, and a filter is not.
+    clone), no ptrace, no System V or POSIX shared memory or message queues,
+    no memfd. It holds whatever the user: root is exempt from RLIMIT_NPROC,
+    and a filter is not.
     """
     import errno
 
     import pyseccomp as sc
 
     rules = sc.SyscallFilter(sc.ALLOW)
-    for name in ("fork", "vfork", "ptrace", "process_vm_writev"):
+    # Shared memory and memfd would hold memory outside the address-space limit (and outlive the process).
+    for name in ("fork", "vfork", "ptrace", "process_vm_writev", "shmget", "shmat", "msgget", "mq_open",
+                 "memfd_create"):
         rules.add_rule(sc.ERRNO(errno.EPERM), name)
     clone_thread = 0x00010000
     rules.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, clone_thread, 0))
