@@ -152,44 +152,34 @@ def test_forged_results_on_the_pipe_earn_nothing(tmp_path, data, sandbox):
     assert sum(r.earned for rs in scores.values() for r in rs) == 0
 
 
-def test_degenerate_implementations_earn_nothing(tmp_path, data, sandbox):
-    """Zeros of the right shape: no point for a 'consistent' zero gradient or for statistics left alone."""
-    source = STUB_LAYERS.read_text() + textwrap.dedent('''
-        import numpy as _np
-        def _forward(x, gamma, beta, *rest):
-            return _np.zeros_like(x), (x, gamma, beta)
-        def _backward(dout, cache):
-            x, gamma, beta = cache
-            return _np.zeros_like(x), _np.zeros_like(gamma), _np.zeros_like(beta)
-        batchnorm_forward = layernorm_forward = spatial_batchnorm_forward = spatial_groupnorm_forward = _forward
-        batchnorm_backward = batchnorm_backward_alt = layernorm_backward = _backward
-        spatial_batchnorm_backward = spatial_groupnorm_backward = _backward
-        ''')
-    scores, _ = _grade(tmp_path, source, data, sandbox)
+FAKE = '''
+import numpy as _np
+def _forward(x, gamma, beta, *rest):
+    return {out}, (x, gamma, beta)
+def _backward(dout, cache):
+    x, gamma, beta = cache
+    return {grads}
+batchnorm_forward = layernorm_forward = spatial_batchnorm_forward = spatial_groupnorm_forward = _forward
+batchnorm_backward = batchnorm_backward_alt = layernorm_backward = _backward
+spatial_batchnorm_backward = spatial_groupnorm_backward = _backward
+'''
+FAKES = {  # forward output, its exact backward, why the gradient check gives nothing
+    "zeros of the right shape": ("_np.zeros_like(x)", "_np.zeros_like(x), _np.zeros_like(gamma), _np.zeros_like(beta)",
+                                 "does not respond to x"),
+    "x + sum(gamma) + sum(beta)": ("x + gamma.sum() + beta.sum()",
+                                   "dout, _np.full(gamma.shape, dout.sum()), _np.full(beta.shape, dout.sum())",
+                                   "is not a normalization"),
+}
+
+
+@pytest.mark.parametrize("fake", FAKES)
+def test_fake_implementations_with_consistent_gradients_earn_nothing(tmp_path, data, sandbox, fake):
+    """No point for a gradient consistent with a forward that normalizes nothing, or for statistics left alone."""
+    out, grads, message = FAKES[fake]
+    scores, _ = _grade(tmp_path, STUB_LAYERS.read_text() + FAKE.format(out=out, grads=grads), data, sandbox)
     assert {f: sum(r.earned for r in rs) for f, rs in scores.items()} == {f: 0 for f in checks.FUNCTIONS}
     gradient = next(r for r in scores["layernorm_backward"] if r.check.gradient)
-    assert "does not respond to x" in gradient.message
-
-
-
-def test_a_fake_linear_forward_earns_no_gradient_points(tmp_path, data, sandbox):
-    """out = x + sum(gamma) + sum(beta) with its exact backward: consistent, and not a normalization."""
-    source = STUB_LAYERS.read_text() + textwrap.dedent('''
-        import numpy as _np
-        def _forward(x, gamma, beta, *rest):
-            return x + gamma.sum() + beta.sum(), (x, gamma, beta)
-        def _backward(dout, cache):
-            x, gamma, beta = cache
-            return dout, _np.full(gamma.shape, dout.sum()), _np.full(beta.shape, dout.sum())
-        batchnorm_forward = layernorm_forward = spatial_batchnorm_forward = _forward
-        spatial_groupnorm_forward = lambda x, gamma, beta, G, gn_param: _forward(x, gamma, beta)
-        batchnorm_backward = batchnorm_backward_alt = layernorm_backward = _backward
-        spatial_batchnorm_backward = spatial_groupnorm_backward = _backward
-        ''')
-    scores, _ = _grade(tmp_path, source, data, sandbox)
-    assert {f: sum(r.earned for r in rs) for f, rs in scores.items()} == {f: 0 for f in checks.FUNCTIONS}
-    gradient = next(r for r in scores["layernorm_backward"] if r.check.gradient)
-    assert "is not a normalization" in gradient.message
+    assert message in gradient.message
 
 
 SNOOP = textwrap.dedent('''
