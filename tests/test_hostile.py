@@ -84,6 +84,9 @@ CASES = {
         "if libc.shmget(0, 512 << 20, 0o1600) < 0:\n    raise OSError(ctypes.get_errno(), 'shmget refused')"),
         LAYERNORM, "raised PermissionError: [Errno 1] shmget refused"),
     "memfd": (_override("import os\nos.memfd_create('hold')"), LAYERNORM, "raised PermissionError"),
+    "new user namespace": (_override(
+        "import ctypes\nif ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:\n"
+        "    raise OSError(ctypes.get_errno(), 'unshare refused')"), LAYERNORM, "raised PermissionError"),
     "sys.exit in a function": (_override("import sys\nsys.exit(3)"), LAYERNORM, "raised SystemExit: 3"),
     "returns None": (_override("return None, None"), LAYERNORM, "is missing (None)"),
     "returns a list": (_override("return [[0.0]], {}"), LAYERNORM, "is a list, expected an array"),

@@ -95,6 +95,12 @@ def _hidden_paths(roots):
 
 
 @functools.lru_cache(maxsize=None)
+def _bwrap_supports(bwrap, option):
+    done = subprocess.run([bwrap, "--help"], capture_output=True, text=True)
+    return option in done.stdout + done.stderr
+
+
+@functools.lru_cache(maxsize=None)
 def probe_bwrap():
     """None if bubblewrap starts a worker here that sets up its limits and imports the stubs, else the reason."""
     bwrap = shutil.which("bwrap")
@@ -144,8 +150,9 @@ class Sandbox:
         # --as-pid-1: the worker is the PID namespace's init, so no unfiltered bwrap process shares the
         # namespace with student code (one could be taken over through /proc/1/mem).
         args = [self.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--die-with-parent", "--new-session",
-                "--cap-drop", "ALL",
-                "--disable-userns", "--hostname", "sandbox", "--clearenv"]
+                "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
+        if _bwrap_supports(self.bwrap, "--disable-userns"):  # bubblewrap 0.8+; the seccomp filter denies unshare too
+            args.append("--disable-userns")
         for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
             path = Path("/") / name
             if path.is_symlink():
@@ -166,7 +173,11 @@ class Sandbox:
         return args
 
     def _popen(self, command, folder, limits, extra_env=None):
-        """Start `command` (argv inside the sandbox, cwd /sandbox); returns (process, read end of its result pipe)."""
+        """
+        Start `command` (argv inside the sandbox, cwd /sandbox). Returns the
+        process, the read end of its result pipe and the read end of bwrap's
+        info pipe (which names the worker's host PID).
+        """
         env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp", **(extra_env or {})}

@@ -303,7 +303,7 @@ def deny_new_processes():
     A seccomp filter on this process and its threads: no fork, vfork or clone
     of a new process (threads stay allowed), no clone3 (libc falls back to
     clone), no ptrace, no System V or POSIX shared memory or message queues,
-    no memfd. It holds whatever the user: root is exempt from RLIMIT_NPROC,
+    no memfd, no new namespaces (unshare, setns). It holds whatever the user: root is exempt from RLIMIT_NPROC,
     and a filter is not.
     """
     import errno
@@ -313,7 +313,7 @@ def deny_new_processes():
     rules = sc.SyscallFilter(sc.ALLOW)
     # Shared memory and memfd would hold memory outside the address-space limit (and outlive the process).
     for name in ("fork", "vfork", "ptrace", "process_vm_writev", "shmget", "shmat", "msgget", "mq_open",
-                 "memfd_create"):
+                 "memfd_create", "unshare", "setns"):
         rules.add_rule(sc.ERRNO(errno.EPERM), name)
     clone_thread = 0x00010000
     rules.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, clone_thread, 0))
