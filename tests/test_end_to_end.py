@@ -185,6 +185,8 @@ def graded_class(course, keys, tmp_path_factory):
     shutil.rmtree(borrowed / "normlab")
     (borrowed / "normlab").symlink_to(root / "c_reference" / "normlab")  # a classmate's code
     (root / "b_linked_folder").symlink_to(paths(folder)["source"])  # the source notebooks hold the keys
+    no_package = make_submission(release, root / "b_no_package", None, keys)
+    shutil.rmtree(no_package / "normlab")
     piped = make_submission(release, root / "b_fifo", reference_layers(), keys)
     (piped / "BatchNormalization.ipynb").unlink()
     os.mkfifo(piped / "BatchNormalization.ipynb")  # reading it would wait forever
@@ -274,6 +276,14 @@ def test_links_and_pipes_are_not_followed(graded_class):
     assert any("is a link" in n for n in students["b_linked_folder"]["notes"])
     assert students["b_fifo"]["score"] == 33  # all code points and the Spatial notebook's two answers
     assert any("not a regular file" in n for n in students["b_fifo"]["notes"])
+
+
+def test_a_submission_without_its_package_earns_its_answers(graded_class):
+    missing = _by_student(graded_class[0])["b_no_package"]
+    assert missing["score"] == 5
+    assert "normlab/layers.py is missing from the submission" in missing["notes"]
+    code = [t for t in missing["tests"] if not t["name"].split("/")[1].startswith("test_inline")]
+    assert all("normlab/layers.py is missing" in t["message"] for t in code)
 
 
 def test_broken_and_missing_notebooks_still_grade_the_code(graded_class):

@@ -8,7 +8,8 @@ notebooks and normlab/) or a class folder holding one such folder per student
 1. Only what grading needs is copied into the course's submitted/ folder:
    each notebook of the assignment (at most 16 MiB, valid JSON, else the
    blank release copy, so its code is still graded) and normlab/layers.py
-   (at most 1 MiB). Nothing else, whatever the submission holds.
+   (a regular file, at most 1 MiB: preprocessors.student_layers). Nothing
+   else, whatever the submission holds; links are not followed.
 2. nbgrader's own autograde converter runs in this process, with the
    course's configuration: its sanitizing (graded cells restored from the
    gradebook, deleted ones added back), then TrustedScores, which writes the
@@ -26,7 +27,6 @@ answers are left to the instructor (formgrader).
 """
 import argparse
 import json
-import os
 import re
 import shutil
 import sys
@@ -36,9 +36,9 @@ from pathlib import Path
 import nbformat
 
 from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, db_url, is_course, paths
-from .preprocessors import MAX_LAYERS_BYTES, SandboxedExecute
+from .preprocessors import SandboxedExecute, student_layers
 from .sandbox import Sandbox
-from .scorer import plain_file, read_notebook
+from .scorer import read_notebook
 
 DEFAULT_COURSE = Path("course")
 MAX_NOTEBOOK_BYTES = 16 << 20
@@ -154,13 +154,9 @@ def stage(course, student, folder):
             notes.append(f"{blank.name}: {why}; graded from the blank release copy, so its inline answers earn nothing")
             nb = nbformat.read(blank, as_version=4)
         nbformat.write(nb, target / blank.name)
-    layers = folder / "normlab" / "layers.py"
-    if not os.path.lexists(layers):
-        notes.append("normlab/layers.py is missing")
-    elif not plain_file(layers, folder):
-        notes.append("normlab/layers.py is not a regular file inside the submission (a link?): not graded")
-    elif layers.stat().st_size > MAX_LAYERS_BYTES:
-        notes.append(f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB: not graded")
+    layers, why = student_layers(folder)
+    if layers is None:
+        notes.append(why)
     else:
         shutil.copyfile(layers, target / "normlab" / "layers.py")
     return notes

@@ -19,6 +19,7 @@ The course's nbgrader_config.py (normgrade.course) sets
 import functools
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer, Unicode
 
 from . import checks
+from .course import paths
 from .expected import ExpectedValues
 from .sandbox import NOTEBOOK_LIMITS, Sandbox, WorkerDied
 from .scorer import plain_file, score_answers, score_code
@@ -43,17 +45,17 @@ def student_layers(folder, submitted=None):
     """
     path = Path(folder) / "normlab" / "layers.py"
     origin = Path(submitted) / "normlab" / "layers.py" if submitted else path
+    if not os.path.lexists(path):
+        return None, "normlab/layers.py is missing from the submission"
     if not plain_file(path, folder) or not plain_file(origin, submitted or folder):
-        return None, "normlab/layers.py is missing from the submission (or not a regular file: a link?)"
+        return None, "normlab/layers.py is not a regular file inside the submission (a link?): not graded"
     if path.stat().st_size > MAX_LAYERS_BYTES:
-        return None, f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB"
+        return None, f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB: not graded"
     return path, ""
 
 
 def submitted_folder(expected_path, info):
     """submitted/<student>/<assignment> of the course whose expected values are at `expected_path`."""
-    from .course import paths
-
     course = Path(expected_path).parent.parent
     return paths(course)["submitted"] / info["student"] / info["assignment"]
 
@@ -237,8 +239,11 @@ def execute_notebook(nb, layers_path, sandbox, seconds, cell_seconds):
         shutil.rmtree(folder, ignore_errors=True)
     if not text:
         raise ValueError("the notebook run returned nothing")
-    executed = nbformat.reads(text.decode(errors="replace"), as_version=4)
-    nbformat.validate(executed)
+    try:  # what came back is data from the sandbox: anything unreadable is a failed run, nothing more
+        executed = nbformat.reads(text.decode(errors="replace"), as_version=4)
+        nbformat.validate(executed)
+    except Exception as err:
+        raise ValueError(f"the executed notebook could not be read ({type(err).__name__})") from err
     return executed
 
 
