@@ -98,6 +98,7 @@ def _tamper_graded_cells(path):
         "grade": True, "solution": False, "locked": False, "grade_id": "test_bonus", "points": 100}})
     nb.cells.append(bonus)
     nb.cells.insert(1, nbformat.v4.new_code_cell(HOSTILE_CELLS))
+    nb.cells.insert(2, nbformat.v4.new_markdown_cell('<img src="x" onerror="alert(document.cookie)"> <script>alert(1)</script>'))
     nbformat.write(nb, path)
 
 
@@ -326,6 +327,10 @@ def test_feedback_is_html_only_and_hides_grading_code(graded_class, course):
         for page in html:
             text = page.read_text()
             assert not any(marker in text for marker in HIDDEN_MARKERS)
+    tampered = (paths(course[0])["feedback"] / "b_tampered" / "normalization" / "BatchNormalization.html").read_text()
+    # The tags reach the page as text (&lt;img ...), never as live HTML.
+    assert "<script>alert(1)" not in tampered and '<img src="x" onerror' not in tampered, "student markdown ran"
+    assert "&lt;script&gt;alert(1)" in tampered
     mistakes = (paths(course[0])["feedback"] / "d_mistakes" / "normalization" / "BatchNormalization.html").read_text()
     assert "unbiased variance" in mistakes  # the hidden tests' messages do reach the student
 

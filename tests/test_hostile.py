@@ -202,7 +202,8 @@ SNOOP = textwrap.dedent('''
         seen["secrets"] = found
         seen["processes"] = sorted(p for p in _os.listdir("/proc") if p.isdigit())
         writable = []
-        for target in ("/sandbox/normlab/layers.py", "/sandbox/worker.py", "/usr/x", "/etc/x", "@HOME@/x", "@COURSE@/x"):
+        for target in ("/sandbox/normlab/layers.py", "/sandbox/worker.py", "/usr/x", "/etc/x", "/dev/x", "/dev/shm/x",
+                       "/x", "@HOME@/x", "@COURSE@/x"):
             try:
                 open(target, "a").close()
                 writable.append(target)

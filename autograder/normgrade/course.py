@@ -16,6 +16,7 @@ NBGRADER_CONFIG = f'''\
 import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors.sanitize import SanitizeHTML
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearOutput,
                                     DeduplicateIds, GetGrades, IgnorePattern, LimitOutput, OverwriteCells,
                                     OverwriteKernelspec, SaveAutoGrades)
@@ -43,16 +44,19 @@ c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
 # graded cells' outputs are then written by the trusted scorer, from raw values a
 # sandboxed worker returned. Nothing the notebook's kernel does changes a point.
 c.Autograde.autograde_preprocessors = [
-    SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+    SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SanitizeHTML,
     TrustedScores, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
+# Formgrader and feedback render the autograded notebook, and nbgrader's templates render markdown
+# unsanitized: SanitizeHTML (nbconvert's, with bleach) escapes script and event handlers in it first.
+c.SanitizeHTML.enabled = True
 c.TrustedScores.expected_path = c.SandboxedExecute.expected_path = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "{STAFF_FOLDER}", "{EXPECTED_FILE}")
 # Set both to True only to grade without bubblewrap; every report then says so.
 c.TrustedScores.unsandboxed = False
 c.SandboxedExecute.unsandboxed = False
 
-# Pages render student output and markdown: no script or event handler may run in formgrader.
+# Outputs, too, are rendered sanitized where the template honours it.
 c.HTMLExporter.sanitize_html = True
 
 # Feedback shows the messages of the hidden tests, never their code (not even in a traceback).

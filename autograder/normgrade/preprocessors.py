@@ -4,7 +4,7 @@ nbgrader preprocessors that keep student code out of grading decisions.
 The course's nbgrader_config.py (normgrade.course) sets
 
     Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor,
-                                         LimitOutput, TrustedScores, SaveAutoGrades, ...]
+                                         LimitOutput, SanitizeHTML, TrustedScores, SaveAutoGrades, ...]
 
 - SandboxedExecute replaces nbgrader's Execute: the notebook runs in the
   bubblewrap sandbox (normgrade.sandbox, worker "notebook" mode), only for the
