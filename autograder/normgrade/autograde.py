@@ -10,33 +10,48 @@ notebooks and normlab/) or a class folder holding one such folder per student
    blank release copy, so its code is still graded) and normlab/layers.py
    (a regular file, at most 1 MiB: preprocessors.student_layers). Nothing
    else, whatever the submission holds; links are not followed.
-2. nbgrader's own autograde converter runs in this process, with the
+2. The submission is claimed in the ledger (normgrade.ledger): one graded
+   before from the same content is not graded again (unless --regrade).
+3. Its layers.py is scored by the trusted scorer from raw values a sandboxed
+   worker returned, then nbgrader's own autograde converter runs with the
    course's configuration: its sanitizing (graded cells restored from the
-   gradebook, deleted ones added back), then TrustedScores, which writes the
-   graded cells' outputs from the scorer (points decided here from raw values
-   a sandboxed worker returned), and SaveAutoGrades into the gradebook.
+   gradebook, deleted ones added back), TrustedScores (which writes the graded
+   cells' outputs from those scores) and SaveAutoGrades into the gradebook.
    Notebooks are not executed unless --execute (then in the sandbox too).
+4. The outcome goes into the ledger.
 
-No student code runs in this process. The result:
+Submissions are graded --workers at a time, each in its own child process
+(normgrade.parallel), or on a Dask cluster (--dask). Ctrl-C stops the run
+cleanly and keeps what was graded; a run killed any other way is resumed by
+running the same command again. No student code runs in these processes.
+The result:
 
-    {"sandbox": "...", "submissions": [{"path", "student", "score", "max_score", "seconds",
-                      "tests": [{"name", "score", "max_score", "message"}], "notes": [...]}]}
+    {"sandbox": "...", "gradebook": URL, "submissions": [{"path", "student", "status", "score",
+                      "max_score", "seconds", "tests": [{"name", "score", "max_score", "message"}],
+                      "notes": [...], "error" (when failed)}], "interrupted": [PATH...] (after Ctrl-C)}
 
-score and max_score count the auto-graded points only; manually graded
-answers are left to the instructor (formgrader).
+status is graded, unchanged (graded by an earlier run from the same content:
+its stored result) or failed (error says why). score and max_score count
+the auto-graded points only; manually graded answers are left to the
+instructor (formgrader).
 """
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from tqdm import tqdm
 
+from . import ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, db_url, is_course, paths
-from .preprocessors import SandboxedExecute, student_layers
+from .preprocessors import SandboxedExecute, scored_code, student_layers
 from .sandbox import Sandbox
 from .scorer import read_notebook
 
@@ -113,12 +128,12 @@ def _messages(autograded_dir):
     return messages
 
 
-def _results(course, student):
-    """The auto-graded cells of a student's submission, from the gradebook."""
+def _results(url, student):
+    """The auto-graded cells of a student's submission, from the gradebook at `url`."""
     from nbgrader.api import Gradebook
 
     tests = []
-    with Gradebook(db_url(course), COURSE_ID) as gb:
+    with Gradebook(url, COURSE_ID) as gb:
         submission = gb.find_submission(ASSIGNMENT_ID, student)
         for notebook in submission.notebooks:
             for grade in notebook.grades:
@@ -162,14 +177,15 @@ def stage(course, student, folder):
     return notes
 
 
-def nbgrader_api(course, unsandboxed=False, execute=False):
-    """nbgrader's API on the course, with its nbgrader_config.py, in this process."""
+def nbgrader_api(course, unsandboxed=False, execute=False, url=None):
+    """nbgrader's API on the course, with its nbgrader_config.py and the gradebook at `url`, in this process."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config.loader import PyFileConfigLoader
 
     config = PyFileConfigLoader(CONFIG_NAME, path=str(Path(course).resolve())).load_config()
     config.TrustedScores.unsandboxed = config.SandboxedExecute.unsandboxed = bool(unsandboxed)
+    config.CourseDirectory.db_url = db_url(course, url)
     if not execute:
         config.Autograde.autograde_preprocessors = [
             p for p in config.Autograde.autograde_preprocessors if p is not SandboxedExecute]
@@ -177,47 +193,136 @@ def nbgrader_api(course, unsandboxed=False, execute=False):
     return NbGraderAPI(coursedir=coursedir, config=config)
 
 
-def grade_one(api, course, student, folder, given):
-    """Autograde one submission folder as `student` in the course; return its result dict."""
+@dataclass(frozen=True)
+class Task:
+    """One submission to grade: all a process needs, here or on a Dask worker (paths as that machine sees them)."""
+    course: str
+    url: str  # the gradebook
+    student: str
+    folder: str
+    given: str  # the path as the user gave it, for the report
+    run_id: str
+    regrade: bool = False
+    execute: bool = False
+    unsandboxed: bool = False
+
+
+def grade_submission(task):
+    """
+    Grade one submission exactly once (normgrade.ledger): stage it, claim it in
+    the ledger, score its code in the sandbox, run nbgrader's autograde into the
+    gradebook, record the outcome. Return its result dict, with "status":
+    graded, unchanged (graded before from the same content; the stored result)
+    or failed (with "error").
+    """
     start = time.perf_counter()
-    result = {"path": given, "student": student}
-    notes = stage(course, student, folder)
-    outcome = api.autograde(ASSIGNMENT_ID, student, force=True, create=True)
-    if not outcome.get("success"):
-        log = (outcome.get("error") or outcome.get("log") or "").strip().splitlines()
-        result.update(error="nbgrader autograde failed: " + "\n".join(log[-15:]), score=0.0,
-                      max_score=_max_auto_score(course), tests=[])
+    course = Path(task.course)
+    layout = paths(course)
+    notes = stage(course, task.student, task.folder)
+    staged = layout["submitted"] / task.student / ASSIGNMENT_ID
+    digest = ledger.content_hash(staged, layout["expected"], execute=task.execute, unsandboxed=task.unsandboxed)
+    with ledger.gradebook_lock(course, task.url):
+        claim = ledger.claim(task.url, task.student, digest, task.run_id, task.regrade)
+    if claim.action == "unchanged":
+        return dict(claim.result, path=task.given, status="unchanged", seconds=round(time.perf_counter() - start, 2))
+    result = {"path": task.given, "student": task.student, "attempts": claim.attempts}
+    if claim.action == "give_up":
+        result.update(status="failed", score=0.0, max_score=0.0, tests=[], notes=notes,
+                      error=f"the grading process died in each of {claim.attempts} attempts; not tried again")
     else:
-        messages = _messages(paths(course)["autograded"] / student / ASSIGNMENT_ID)
-        tests = _results(course, student)
-        for test in tests:
-            message = messages.get((test.pop("notebook"), test.pop("cell")), "")
-            test["message"] = "" if test["score"] == test["max_score"] else message
-        result.update(score=round(sum(t["score"] for t in tests), 6),
-                      max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests)
-    result["notes"] = notes
+        # The sandboxed scoring runs before the gradebook lock; TrustedScores then finds it done.
+        scored_code(staged, layout["expected"], task.unsandboxed, submitted=staged)
+        with ledger.gradebook_lock(course, task.url):
+            result.update(_autograde(course, task))
+            result["notes"] = notes
+            result["seconds"] = round(time.perf_counter() - start, 2)
+            ledger.finish(task.url, task.student, result)
+        return result
     result["seconds"] = round(time.perf_counter() - start, 2)
+    with ledger.gradebook_lock(course, task.url):
+        ledger.finish(task.url, task.student, result)
     return result
 
 
-def _max_auto_score(course):
+def _autograde(course, task):
+    """nbgrader's autograde of the staged submission; {status, score, max_score, tests[, error]}."""
+    api = nbgrader_api(course, task.unsandboxed, task.execute, task.url)
+    outcome = api.autograde(ASSIGNMENT_ID, task.student, force=True, create=True)
+    if not outcome.get("success"):
+        log = (outcome.get("error") or outcome.get("log") or "").strip().splitlines()
+        return dict(status="failed", error="nbgrader autograde failed: " + "\n".join(log[-15:]), score=0.0,
+                    max_score=_max_auto_score(task.url), tests=[])
+    messages = _messages(paths(course)["autograded"] / task.student / ASSIGNMENT_ID)
+    tests = _results(task.url, task.student)
+    for test in tests:
+        message = messages.get((test.pop("notebook"), test.pop("cell")), "")
+        test["message"] = "" if test["score"] == test["max_score"] else message
+    return dict(status="graded", score=round(sum(t["score"] for t in tests), 6),
+                max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests)
+
+
+def _max_auto_score(url):
     from nbgrader.api import Gradebook
 
-    with Gradebook(db_url(course), COURSE_ID) as gb:
+    with Gradebook(url, COURSE_ID) as gb:
         assignment = gb.find_assignment(ASSIGNMENT_ID)
         return float(sum(nb.max_code_score for nb in assignment.notebooks))
 
 
-def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False):
-    """Grade every submission found in paths_given; return the JSON document (a dict)."""
-    course = Path(course)
+def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, workers=1, url=None,
+          dask=None, regrade=False, progress=False):
+    """
+    Grade every submission found in paths_given, `workers` at a time (or on the
+    Dask scheduler at `dask`), exactly once in the gradebook at `url` (default:
+    the course's); return the JSON document (a dict). Ctrl-C returns what was
+    graded, with "interrupted": the submissions left for the next run.
+    """
+    course = Path(course).resolve()
     found = discover(paths_given)
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {workers}")
     sandbox = Sandbox(unsandboxed=unsandboxed)  # refuses here, before anything, where bubblewrap cannot run
-    api = nbgrader_api(course, unsandboxed, execute)
-    submissions = [grade_one(api, course, s, f, g) for s, f, g in found]
-    return {"sandbox": sandbox.description, "submissions": submissions}
+    url = db_url(course, url)
+    run_id = uuid.uuid4().hex
+    tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade, execute, unsandboxed)
+             for s, f, g in found]
+    results = {}
+    with ledger.run_lock(course):
+        ledger.prepare(course, url)
+        tqdm.monitor_interval = 0  # no monitor thread: the local runner forks while the bar is open
+        bar = tqdm(total=len(tasks), unit="submission", disable=not progress, file=sys.stderr,
+                   desc="grading" if dask else f"grading ({workers} worker{'s' * (workers > 1)})")
+
+        def on_result(task, result):
+            results[task.student] = result
+            failed = sum(r.get("status") == "failed" for r in results.values())
+            bar.set_postfix(failed=failed, left=len(tasks) - len(results), refresh=False)
+            bar.update()
+
+        interrupted = []
+        try:
+            if dask:
+                parallel.run_dask(tasks, grade_submission, dask, on_result)
+            else:
+                parallel.run_local(tasks, grade_submission, workers, on_result)
+        except parallel.Interrupted as stop:
+            interrupted = sorted(task.given for task in stop.unfinished)
+        finally:
+            bar.close()
+    document = {"sandbox": sandbox.description, "gradebook": _safe_url(url),
+                "submissions": [results[t.student] for t in tasks if t.student in results]}
+    if interrupted:
+        document["interrupted"] = interrupted
+    return document
+
+
+def _safe_url(url):
+    """The gradebook URL without its password, for reports."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -233,16 +338,17 @@ def format_table(document):
     lines = [f"graded in: {document.get('sandbox', '?')}"]
     rows = document["submissions"]
     width = max([len(r["path"]) for r in rows] + [10])
-    lines.append(f"{'submission':<{width}}  {'score':>13}  {'seconds':>7}")
+    lines.append(f"{'submission':<{width}}  {'score':>13}  {'seconds':>7}  status")
     for r in rows:
-        lines.append(f"{r['path']:<{width}}  {r['score']:>6g} / {r['max_score']:<4g}  {r.get('seconds', 0):>7.1f}")
+        lines.append(f"{r['path']:<{width}}  {r['score']:>6g} / {r['max_score']:<4g}  {r.get('seconds', 0):>7.1f}"
+                     f"  {r.get('status', '')}")
     for r in rows:
         lost = [t for t in r["tests"] if t["score"] < t["max_score"]]
         if r.get("error") or lost or r.get("notes"):
             lines.append("")
             lines.append(f"{r['path']} ({r['student']}):")
         if r.get("error"):
-            lines.append(f"  grading failed: {r['error'].splitlines()[0]}")
+            lines.append(f"  grading failed: {_printable(r['error'].splitlines()[0])}")
         for note in r.get("notes", []):
             lines.append(f"  note: {_printable(note)}")
         for t in lost:
@@ -250,6 +356,15 @@ def format_table(document):
             first = message.split(" - lost ")[1] if " - lost " in message else message
             lines.append(f"  {t['name']}: {t['score']:g} / {t['max_score']:g}  {'lost ' if ' - lost ' in message else ''}"
                          f"{first[:170]}")
+    counts = {status: sum(r.get("status") == status for r in rows) for status in ("graded", "unchanged", "failed")}
+    lines += ["", f"{counts['graded']} graded, {counts['unchanged']} unchanged since they were graded "
+                  f"(--regrade grades them again), {counts['failed']} failed"]
+    for r in rows:
+        if r.get("status") == "failed":
+            lines.append(f"  failed: {r['path']}: {_printable(r.get('error', '').splitlines()[0] if r.get('error') else '')}")
+    if document.get("interrupted"):
+        lines.append(f"interrupted: {len(document['interrupted'])} submissions not graded; run the same command "
+                     "again to grade them (what was graded is kept)")
     return "\n".join(lines)
 
 
@@ -261,7 +376,18 @@ def add_parser(subparsers):
     parser.add_argument("paths", nargs="+", metavar="PATH", help="a submission folder or a class folder of them")
     parser.add_argument("--course", type=Path, default=DEFAULT_COURSE,
                         help=f"the course directory (default ./{DEFAULT_COURSE}; built by `normgrade release` when missing)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="submissions graded at once, each in its own process (default: the number of cores)")
+    parser.add_argument("--db-url", metavar="URL",
+                        help="the gradebook, e.g. postgresql+psycopg://user@host/db (default: the course config's "
+                             "CourseDirectory.db_url, else the course's gradebook.db)")
+    parser.add_argument("--dask", metavar="ADDRESS",
+                        help="grade on this Dask scheduler (tcp://host:8786) instead of local processes; every "
+                             "worker needs the course and submissions at the same paths, and a shared gradebook")
+    parser.add_argument("--regrade", action="store_true",
+                        help="grade again submissions already graded from the same content")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--execute", action="store_true",
                         help="also execute the notebooks (in the sandbox), for the plots formgrader shows")
     parser.add_argument("--unsandboxed", action="store_true",
@@ -277,6 +403,8 @@ def run(args):
 
         print(f"no course at {args.course}: building it with `normgrade release`", file=sys.stderr, flush=True)
         build_course(args.course, prove=False)
-    document = grade(args.paths, args.course, unsandboxed=args.unsandboxed, execute=args.execute)
+    document = grade(args.paths, args.course, unsandboxed=args.unsandboxed, execute=args.execute,
+                     workers=args.workers, url=args.db_url, dask=args.dask, regrade=args.regrade,
+                     progress=not args.no_progress and sys.stderr.isatty())
     print(json.dumps(document, indent=2) if args.json else format_table(document))
-    return 0
+    return 130 if document.get("interrupted") else 0

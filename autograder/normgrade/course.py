@@ -82,7 +82,21 @@ def paths(course):
     }
 
 
-def db_url(course):
+def db_url(course, override=None):
+    """
+    The gradebook's SQLAlchemy URL: `override` if given, else the course
+    config's c.CourseDirectory.db_url if it sets one (as formgrader reads it),
+    else the course's own SQLite gradebook.db.
+    """
+    if override:
+        return str(override)
+    config = Path(course) / CONFIG_NAME
+    if config.is_file():
+        from traitlets.config.loader import PyFileConfigLoader
+
+        loaded = PyFileConfigLoader(CONFIG_NAME, path=str(Path(course).resolve())).load_config()
+        if "db_url" in loaded.CourseDirectory:
+            return str(loaded.CourseDirectory.db_url)
     return f"sqlite:///{(Path(course) / 'gradebook.db').resolve()}"
 
 

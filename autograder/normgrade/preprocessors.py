@@ -28,7 +28,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer, Unicode
 
 from . import checks
-from .course import paths
+from .course import COURSE_ID, paths
 from .expected import ExpectedValues
 from .sandbox import NOTEBOOK_LIMITS, Sandbox, WorkerDied
 from .scorer import plain_file, score_answers, score_code
@@ -81,23 +81,28 @@ def load_expected(path, stamp):
     return ExpectedValues(path)
 
 
-@functools.lru_cache(maxsize=2)
-def _scored_code(layers, digest, why, expected_path, stamp, unsandboxed):
-    """
-    Every function scored for one layers.py: one sandboxed worker run serves
-    all notebooks of a submission (nbgrader preprocesses them one by one).
-    Keyed by the file's digest, so a changed file is scored again.
-    """
-    return score_code(Path(layers) if layers else None, checks.FUNCTIONS, load_expected(expected_path, stamp),
-                      Sandbox(unsandboxed=unsandboxed), missing=why)
+_SCORED = {}  # the last few submissions' scores in this process: {key: {function: [checks.Result]}}
+_SCORED_KEPT = 2
 
 
 def scored_code(folder, expected_path, unsandboxed, submitted=None):
-    """{function: [checks.Result]} for the submission in `folder` (see _scored_code and student_layers)."""
+    """
+    {function: [checks.Result]} for the layers.py of the submission in
+    `folder` (see student_layers). One sandboxed worker run serves all
+    notebooks of a submission (nbgrader preprocesses them one by one), and
+    `normgrade grade` scores a submission before it takes the gradebook:
+    results are kept by the file's content (not its path), so a changed file
+    is scored again and a copy elsewhere is not.
+    """
     layers, why = student_layers(folder, submitted)
     digest = hashlib.sha256(layers.read_bytes()).hexdigest() if layers else None
-    return _scored_code(str(layers) if layers else None, digest, why, str(expected_path), _stamp(expected_path),
-                        bool(unsandboxed))
+    key = (digest, why, str(expected_path), _stamp(expected_path), bool(unsandboxed))
+    if key not in _SCORED:
+        _SCORED[key] = score_code(layers, checks.FUNCTIONS, load_expected(str(expected_path), key[3]),
+                                  Sandbox(unsandboxed=unsandboxed), missing=why)
+        while len(_SCORED) > _SCORED_KEPT:
+            del _SCORED[next(iter(_SCORED))]
+    return _SCORED[key]
 
 
 def _stamp(path):
@@ -155,7 +160,7 @@ class SanitizeGradedCells(NbGraderPreprocessor):
         from nbgrader.api import Gradebook
 
         info = resources["nbgrader"]
-        with Gradebook(info["db_url"]) as gb:
+        with Gradebook(info["db_url"], COURSE_ID) as gb:
             source = gb.find_notebook(info["notebook"], info["assignment"])
             locked = {c.name: bool(c.locked) for c in source.source_cells}
             points = {c.name: float(c.max_score) for c in source.grade_cells}

@@ -1,0 +1,133 @@
+"""
+Running per-submission grading tasks: in local child processes, or on a Dask cluster.
+
+Both take the same tasks and the same picklable function (normgrade.autograde.
+grade_submission), and call on_result(task, result) in this process as each
+ends. The function itself keeps the ledger (claims, attempts, outcome), so
+whichever runner ran it, and however often, the gradebook holds one grading
+per submission.
+
+Local (run_local): one forked child per task, at most `workers` at a time.
+A fresh child per submission costs a fork (this process has imported
+nbgrader and NumPy already) and makes a crash attributable: a child that
+dies without a result is started again, and the task's own attempt count
+stops it after the second death. Children die with this process
+(PR_SET_PDEATHSIG), ignore Ctrl-C, and on Ctrl-C here get SIGTERM, which
+unwinds them (their sandboxes close), then SIGKILL after a grace period; the
+sandboxes die with them (bubblewrap --die-with-parent).
+
+Dask (run_dask): the tasks are submitted to an existing distributed
+scheduler; a task whose worker is lost is rerun by Dask on another.
+"""
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import traceback
+from collections import deque
+
+PR_SET_PDEATHSIG = 1
+GRACE_SECONDS = 10
+MAX_STARTS = 3  # the task gives up by itself on its third start after two deaths
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped the run; the tasks not finished are in `unfinished`."""
+
+    def __init__(self, unfinished):
+        super().__init__(f"interrupted with {len(unfinished)} submissions not graded")
+        self.unfinished = unfinished
+
+
+def crash_result(task, why):
+    """The result of a task whose process died or raised without giving one."""
+    return {"path": task.given, "student": task.student, "status": "failed", "error": why,
+            "score": 0.0, "max_score": 0.0, "tests": [], "notes": [], "seconds": 0.0}
+
+
+def _child(function, task, parent_pid, connection):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: finally blocks close the sandboxes
+    try:
+        result = function(task)
+    except Exception:
+        result = crash_result(task, "grading raised: " + traceback.format_exc(limit=-3).strip()[-2000:])
+    connection.send(result)
+    connection.close()
+
+
+def run_local(tasks, function, workers, on_result):
+    """Run function(task) for every task in forked children, `workers` at a time (see the module docstring)."""
+    context = multiprocessing.get_context("fork")
+    pending = deque(tasks)
+    starts = {}
+    running = {}  # receiving connection -> (process, task)
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                task = pending.popleft()
+                starts[task.student] = starts.get(task.student, 0) + 1
+                receive, send = context.Pipe(duplex=False)
+                process = context.Process(target=_child, args=(function, task, os.getpid(), send),
+                                          name=f"normgrade-{task.student}")
+                process.start()
+                send.close()
+                running[receive] = (process, task)
+            for receive in multiprocessing.connection.wait(list(running)):
+                process, task = running.pop(receive)
+                try:
+                    result = receive.recv()
+                except EOFError:  # it died without a result
+                    result = None
+                receive.close()
+                process.join()
+                if result is not None:
+                    on_result(task, result)
+                elif starts[task.student] < MAX_STARTS:
+                    pending.appendleft(task)
+                else:
+                    on_result(task, crash_result(task, f"the grading process died {starts[task.student]} times "
+                                                       f"(last exit code {process.exitcode})"))
+    except KeyboardInterrupt:
+        _stop([process for process, _ in running.values()])
+        raise Interrupted([task for _, task in running.values()] + list(pending)) from None
+
+
+def _stop(processes):
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(GRACE_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def run_dask(tasks, function, address, on_result):
+    """Run function(task) for every task on the Dask scheduler at `address`."""
+    from distributed import Client, as_completed
+
+    with Client(address, timeout="30s") as client:
+        futures = {client.submit(function, task, key=f"normgrade-{task.run_id}-{task.student}", pure=False): task
+                   for task in tasks}
+        done = set()
+        try:
+            for future in as_completed(futures):
+                task = futures[future]
+                try:
+                    result = future.result()
+                except Exception as err:  # KilledWorker after repeated worker deaths, or a task's own error
+                    result = crash_result(task, f"grading on the cluster failed: {type(err).__name__}: {err}"[:2000])
+                done.add(future)
+                on_result(task, result)
+        except KeyboardInterrupt:
+            unfinished = [futures[f] for f in futures if f not in done]
+            client.cancel([f for f in futures if f not in done])
+            raise Interrupted(unfinished) from None
