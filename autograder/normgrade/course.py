@@ -1,4 +1,5 @@
 """An nbgrader course directory for the assignment: its layout, its config, and running nbgrader in it."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -104,11 +105,35 @@ def is_course(course):
     return (Path(course) / CONFIG_NAME).is_file() and paths(course)["source"].is_dir()
 
 
+def scripts_path():
+    """
+    PATH with this Python's scripts folder first. nbgrader runs helpers by name
+    (`alembic heads`, when it creates a gradebook): they must be found beside
+    this Python, as in an activated venv, even when it was started by path.
+    """
+    scripts = str(Path(sys.executable).parent)
+    rest = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != scripts]
+    return os.pathsep.join([scripts, *rest])
+
+
+@contextlib.contextmanager
+def scripts_on_path():
+    """Run the block with scripts_path() as PATH (for nbgrader called in this process)."""
+    saved = os.environ.get("PATH")
+    os.environ["PATH"] = scripts_path()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["PATH"]
+        else:
+            os.environ["PATH"] = saved
+
+
 def run_nbgrader(course, *args, timeout=None):
     """Run `nbgrader ARGS` in the course directory with this Python; return its log, raise NbgraderError."""
     command = [sys.executable, "-m", "nbgrader", *args]
-    # nbgrader runs helpers (alembic) by name: find them beside this Python, as in an activated venv.
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env = dict(os.environ, PATH=scripts_path())
     try:
         done = subprocess.run(command, cwd=course, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as err:

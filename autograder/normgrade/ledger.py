@@ -46,7 +46,7 @@ from pathlib import Path
 from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table, Text, create_engine, select
 from sqlalchemy.pool import NullPool
 
-from .course import ASSIGNMENT_ID, COURSE_ID, STAFF_FOLDER, paths
+from .course import ASSIGNMENT_ID, COURSE_ID, STAFF_FOLDER, paths, scripts_on_path
 
 MAX_ATTEMPTS = 2  # a submission whose grading process died twice in one run is reported, not retried again
 
@@ -119,7 +119,7 @@ def prepare(course, url):
     from nbgrader.api import Gradebook, MissingEntry
 
     own = paths(course)["gradebook"]
-    with Gradebook(url, COURSE_ID) as target:
+    with scripts_on_path(), Gradebook(url, COURSE_ID) as target:
         try:
             target.find_assignment(ASSIGNMENT_ID)
         except MissingEntry:

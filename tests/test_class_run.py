@@ -1,0 +1,335 @@
+"""
+Grading a class: parallel workers, exactly-once resume after SIGKILL, Ctrl-C,
+PostgreSQL (a real server of the tests' own) and a real Dask LocalCluster.
+
+The expected scores are not hard-coded: the reference earns the course's
+maximum (its proof), the stubs earn only their answers, and every run must
+agree with one plain sequential run of the same class.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from normgrade import ledger, parallel
+from normgrade.autograde import Task, grade, grade_submission
+from normgrade.course import ASSIGNMENT_ID, COURSE_ID, db_url, paths
+from normgrade.notebooks import answer_keys, source_notebooks
+from normgrade.paths import STUB_LAYERS
+from normgrade.release import build_course
+from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+
+pytestmark = pytest.mark.slow
+
+HANGS = reference_layers() + "\ndef layernorm_forward(x, gamma, beta, ln_param):\n    while True:\n        pass\n"
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory, sandbox):
+    folder = tmp_path_factory.mktemp("course") / "course"
+    build_course(folder, prove=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def klass(course, tmp_path_factory):
+    """A class of nine: three each of the reference, the stubs and typical mistakes."""
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    root = tmp_path_factory.mktemp("class")
+    kinds = [("reference", reference_layers(), keys), ("stubs", STUB_LAYERS.read_text(), {}),
+             ("mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)]
+    for index in range(9):
+        name, source, answers = kinds[index % 3]
+        make_submission(paths(course)["release"], root / f"s{index}_{name}", source, answers)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sequential(course, klass):
+    """{student: (score, [test scores])} of one plain sequential run: what every other run must agree with."""
+    document = grade([klass], course, workers=1)
+    return _scores(document)
+
+
+def _scores(document):
+    return {s["student"]: (s["score"], [t["score"] for t in s["tests"]]) for s in document["submissions"]}
+
+
+def _fresh_course(course, tmp_path):
+    """A copy of the built course with an empty gradebook history (the release's gradebook, nothing graded)."""
+    import shutil
+
+    copy = tmp_path / "course"
+    shutil.copytree(course, copy, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"), symlinks=True)
+    url = db_url(copy)
+    from sqlalchemy import text
+
+    with ledger.engine(url).begin() as db:  # the module's other runs graded into the original's gradebook
+        for table in ("grade", "comment", "submitted_notebook", "submitted_assignment", "student"):
+            db.execute(text(f"DELETE FROM {table}"))
+        if ledger.engine(url).dialect.has_table(db, ledger.GRADING.name):
+            db.execute(ledger.GRADING.delete())
+    return copy
+
+
+def _gradebook(url):
+    """{student: auto score} of the submissions in the gradebook at url, and the number of submission rows."""
+    from nbgrader.api import Gradebook, SubmittedAssignment
+
+    with Gradebook(url, COURSE_ID) as gb:
+        submissions = gb.db.query(SubmittedAssignment).all()
+        return {s.student.id: float(s.code_score) for s in submissions}, len(submissions)
+
+
+def test_the_class_reference_full_stubs_zero_mistakes_between(sequential):
+    by_kind = {}
+    for student, (score, tests) in sequential.items():
+        by_kind.setdefault(student.split("_")[1], set()).add(score)
+    assert by_kind["reference"] == {36.0}
+    assert by_kind["stubs"] == {0.0}  # no code, no answers
+    assert len(by_kind["mistakes"]) == 1 and 0 < by_kind["mistakes"].pop() < 36
+
+
+def test_two_workers_give_the_sequential_scores_and_skip_what_is_unchanged(course, klass, sequential, tmp_path):
+    copy = _fresh_course(course, tmp_path)
+    first = grade([klass], copy, workers=2)
+    assert _scores(first) == sequential
+    assert {s["status"] for s in first["submissions"]} == {"graded"}
+    assert all(s["seconds"] > 0 for s in first["submissions"])
+
+    again = grade([klass], copy, workers=2)
+    assert {s["status"] for s in again["submissions"]} == {"unchanged"}
+    assert _scores(again) == sequential
+
+    changed = klass / "s1_stubs" / "normlab" / "layers.py"
+    original = changed.read_text()
+    try:
+        changed.write_text(reference_layers())
+        third = grade([klass], copy, workers=2)
+    finally:
+        changed.write_text(original)
+    statuses = {s["student"]: s["status"] for s in third["submissions"]}
+    assert statuses.pop("s1_stubs") == "graded" and set(statuses.values()) == {"unchanged"}
+    reference = {s["student"]: s for s in first["submissions"]}["s0_reference"]
+    code_points = sum(t["score"] for t in reference["tests"] if "test_inline" not in t["name"])
+    assert 0 < code_points < 36 and _scores(third)["s1_stubs"][0] == code_points  # its code now, still no answers
+
+    regraded = grade([klass], copy, workers=2, regrade=True)
+    assert {s["status"] for s in regraded["submissions"]} == {"graded"}
+    assert _scores(regraded) == sequential
+    scores, rows = _gradebook(db_url(copy))
+    assert rows == 9 and scores == {student: score for student, (score, _) in sequential.items()}
+
+
+def _crashing(task):
+    """
+    grade_submission in a child process that dies in the middle of nbgrader's
+    autograde: once for one student, every time for another.
+    """
+    import normgrade.autograde
+
+    marker = Path(task.course) / f"crashed-{task.student}"
+    if task.student == "s0_reference" and not marker.exists() or task.student == "s2_mistakes":
+        def dies(course, task):
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        normgrade.autograde._autograde = dies  # in this forked child only
+    return grade_submission(task)
+
+
+def test_a_grading_process_that_dies_is_retried_once_then_reported(course, klass, sequential, tmp_path):
+    copy = _fresh_course(course, tmp_path)
+    url = db_url(copy)
+    ledger.prepare(copy, url)
+    found = sorted(p for p in klass.iterdir())[:4]
+    tasks = [Task(str(copy), url, p.name, str(p), str(p), "run1") for p in found]
+    results = {}
+    parallel.run_local(tasks, _crashing, 2, lambda task, result: results.__setitem__(task.student, result))
+    assert results["s0_reference"]["status"] == "graded" and results["s0_reference"]["attempts"] == 2
+    assert results["s0_reference"]["score"] == sequential["s0_reference"][0]
+    assert results["s2_mistakes"]["status"] == "failed"
+    assert "died in each of 2 attempts" in results["s2_mistakes"]["error"]
+    assert results["s1_stubs"]["attempts"] == 1 and results["s1_stubs"]["status"] == "graded"
+    rows = {row["student"]: row for row in ledger.rows(url)}
+    assert rows["s2_mistakes"]["status"] == "failed" and rows["s0_reference"]["status"] == "graded"
+
+
+def _processes_mentioning(needle):
+    """pids of live processes whose command line contains `needle` (zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "stat").read_text().split(") ")[1].startswith("Z"):
+                continue
+            if needle.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            pass
+    return found
+
+
+def _bwrap_pids():
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "bwrap":
+                found.add(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def _wait_gone(needle, bwrap_before, seconds=20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _processes_mentioning(needle) and not (_bwrap_pids() - bwrap_before):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"processes outlived the run: {_processes_mentioning(needle)}, "
+                         f"bwrap {_bwrap_pids() - bwrap_before}")
+
+
+def _command(klass, course, *extra):
+    return [sys.executable, "-m", "normgrade.cli", "grade", str(klass), "--course", str(course), "--json",
+            "--workers", "2", *extra]
+
+
+def _wait_for_ledger(url, graded, process, log, seconds=300):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the run ended before it could be stopped: {Path(log).read_text()[-3000:]}"
+        try:
+            rows = ledger.rows(url)
+        except Exception:  # the table is being created
+            rows = []
+        if sum(row["status"] == "graded" for row in rows) >= graded:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run did not get that far")
+
+
+def _kill_and_resume(course, klass, sequential, url, graded_before_kill, tmp_path):
+    bwrap_before = _bwrap_pids()
+    extra = ["--db-url", url] if url else []
+    url = url or db_url(course)
+    log = tmp_path / "first-run.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(_command(klass, course, *extra), stdout=subprocess.DEVNULL, stderr=stderr)
+    _wait_for_ledger(url, graded_before_kill, process, log)
+    os.kill(process.pid, signal.SIGKILL)  # the parent only: its children must die with it
+    process.wait()
+    _wait_gone(str(klass), bwrap_before)
+    kept = {row["student"] for row in ledger.rows(url) if row["status"] == "graded"}
+    assert len(kept) >= graded_before_kill
+
+    done = subprocess.run(_command(klass, course, *extra), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(done.stdout)
+    statuses = {s["student"]: s["status"] for s in document["submissions"]}
+    assert {s for s, status in statuses.items() if status == "unchanged"} == kept  # not graded twice
+    assert {s for s, status in statuses.items() if status == "graded"} == set(sequential) - kept
+    assert _scores(document) == sequential
+    scores, rows = _gradebook(url)
+    assert rows == len(sequential), "exactly one submission per student in the gradebook"
+    assert scores == {student: score for student, (score, _) in sequential.items()}
+    assert {row["status"] for row in ledger.rows(url)} == {"graded"}
+    _wait_gone(str(klass), bwrap_before)
+
+
+@pytest.mark.parametrize("graded_before_kill", [1, 5])
+def test_sigkill_then_resume_grades_each_submission_exactly_once_sqlite(course, klass, sequential, tmp_path,
+                                                                        graded_before_kill):
+    _kill_and_resume(_fresh_course(course, tmp_path), klass, sequential, None, graded_before_kill, tmp_path)
+
+
+def test_sigkill_then_resume_grades_each_submission_exactly_once_postgres(course, klass, sequential, tmp_path,
+                                                                          postgres):
+    _kill_and_resume(course, klass, sequential, postgres(), 3, tmp_path)
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_what_was_graded(course, klass, sequential, tmp_path):
+    copy = _fresh_course(course, tmp_path)
+    hanging = tmp_path / "class"
+    import shutil
+
+    shutil.copytree(klass, hanging)
+    (hanging / "s9_hangs").mkdir()
+    shutil.copytree(klass / "s0_reference", hanging / "s9_hangs", dirs_exist_ok=True)
+    (hanging / "s9_hangs" / "normlab" / "layers.py").write_text(HANGS)
+    bwrap_before = _bwrap_pids()
+    log = tmp_path / "run.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(_command(hanging, copy, "--workers", "2"), stdout=subprocess.PIPE,
+                                   stderr=stderr, text=True, start_new_session=True)
+    _wait_for_ledger(db_url(copy), 2, process, log)
+    deadline = time.monotonic() + 60  # stop it while the hanging submission's sandbox runs, if it gets there
+    while time.monotonic() < deadline and not any(r["student"] == "s9_hangs" for r in ledger.rows(db_url(copy))):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, log.read_text()[-3000:]
+    document = json.loads(out)
+    assert document["interrupted"], "something was still to grade"
+    graded = {s["student"] for s in document["submissions"] if s["status"] == "graded"}
+    assert len(graded) >= 2
+    rows = {row["student"]: row["status"] for row in ledger.rows(db_url(copy))}
+    assert {s for s, status in rows.items() if status == "graded"} == graded
+    _wait_gone(str(hanging), bwrap_before)
+    scores = _scores(document)
+    assert all(scores[s] == sequential[s] for s in graded if s in sequential)
+
+
+def test_postgres_gradebook_holds_the_sequential_scores(course, klass, sequential, postgres):
+    url = postgres()
+    document = grade([klass], course, workers=2, url=url)
+    assert _scores(document) == sequential
+    assert document["gradebook"].startswith("postgresql+psycopg://")
+    scores, rows = _gradebook(url)
+    assert rows == 9 and scores == {student: score for student, (score, _) in sequential.items()}
+
+
+def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(course, klass, sequential, tmp_path):
+    from distributed import LocalCluster
+
+    copy = _fresh_course(course, tmp_path)
+    url = db_url(copy)
+    bwrap_before = _bwrap_pids()
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        document = grade([klass], copy, dask=cluster.scheduler_address)
+        assert _scores(document) == sequential
+        assert {s["status"] for s in document["submissions"]} == {"graded"}
+
+        # A worker lost in the middle of a task: Dask runs the task again elsewhere.
+        import threading
+
+        killed = []
+
+        def kill_a_grading_worker():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not killed:
+                for row in ledger.rows(url):
+                    if row["status"] == "running" and row["pid"] and row["pid"] != os.getpid():
+                        os.kill(row["pid"], signal.SIGKILL)
+                        killed.append(row["student"])
+                        return
+                time.sleep(0.02)
+
+        killer = threading.Thread(target=kill_a_grading_worker)
+        killer.start()
+        again = grade([klass], copy, dask=cluster.scheduler_address, regrade=True)
+        killer.join()
+    assert killed, "no worker was caught grading"
+    assert _scores(again) == sequential
+    victim = {s["student"]: s for s in again["submissions"]}[killed[0]]
+    assert victim["status"] == "graded" and victim["attempts"] == 2
+    scores, rows = _gradebook(url)
+    assert rows == 9 and scores == {student: score for student, (score, _) in sequential.items()}
+    _wait_gone(str(klass), bwrap_before)
