@@ -311,18 +311,11 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
             interrupted = sorted(task.given for task in stop.unfinished)
         finally:
             bar.close()
-    document = {"sandbox": sandbox.description, "gradebook": _safe_url(url),
+    document = {"sandbox": sandbox.description, "gradebook": ledger.safe_url(url),
                 "submissions": [results[t.student] for t in tasks if t.student in results]}
     if interrupted:
         document["interrupted"] = interrupted
     return document
-
-
-def _safe_url(url):
-    """The gradebook URL without its password, for reports."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -73,6 +73,13 @@ def engine(url):
     return create_engine(url, poolclass=NullPool, future=True)
 
 
+def safe_url(url):
+    """The URL without its password, for reports."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def is_sqlite(url):
     return str(url).startswith("sqlite")
 

@@ -12,9 +12,10 @@ A fresh child per submission costs a fork (this process has imported
 nbgrader and NumPy already) and makes a crash attributable: a child that
 dies without a result is started again, and the task's own attempt count
 stops it after the second death. Children die with this process
-(PR_SET_PDEATHSIG), ignore Ctrl-C, and on Ctrl-C here get SIGTERM, which
-unwinds them (their sandboxes close), then SIGKILL after a grace period; the
-sandboxes die with them (bubblewrap --die-with-parent).
+(PR_SET_PDEATHSIG) and ignore Ctrl-C; on Ctrl-C here they get SIGTERM, remove
+their temporary folder and exit at once (SIGKILL after a grace period). A
+sandboxed worker ends as soon as the process that started it is gone
+(worker.exit_with_the_grader), so nothing outlives the run.
 
 Dask (run_dask): the tasks are submitted to an existing distributed
 scheduler; a task whose worker is lost is rerun by Dask on another.
@@ -23,12 +24,14 @@ import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
-import sys
+import tempfile
 import traceback
 from collections import deque
 
 PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 GRACE_SECONDS = 10
 MAX_STARTS = 3  # the task gives up by itself on its third start after two deaths
 
@@ -48,16 +51,26 @@ def crash_result(task, why):
 
 
 def _child(function, task, parent_pid, connection):
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+    # Everything this child puts in temporary folders (the sandboxes' private folders) goes in its own.
+    tempfile.tempdir = scratch = tempfile.mkdtemp(prefix="normgrade-grading-")
+
+    def stop(*_):
+        # Not an exception: nbgrader would catch it and record an interrupted grading as failed. Its sandboxed
+        # workers end when this process is gone (worker.exit_with_the_grader); the ledger keeps it `running`.
+        shutil.rmtree(scratch, ignore_errors=True)
+        os._exit(143)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: finally blocks close the sandboxes
+    signal.signal(signal.SIGTERM, stop)
     try:
         result = function(task)
     except Exception:
         result = crash_result(task, "grading raised: " + traceback.format_exc(limit=-3).strip()[-2000:])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     connection.send(result)
     connection.close()
 
@@ -96,7 +109,17 @@ def run_local(tasks, function, workers, on_result):
                                                        f"(last exit code {process.exitcode})"))
     except KeyboardInterrupt:
         _stop([process for process, _ in running.values()])
-        raise Interrupted([task for _, task in running.values()] + list(pending)) from None
+        unfinished = list(pending)
+        for receive, (_, task) in running.items():  # a child may have finished while it was being stopped
+            try:
+                result = receive.recv() if receive.poll() else None
+            except (EOFError, OSError):
+                result = None
+            if result is None:
+                unfinished.append(task)
+            else:
+                on_result(task, result)
+        raise Interrupted(unfinished) from None
 
 
 def _stop(processes):

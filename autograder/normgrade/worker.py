@@ -44,8 +44,10 @@ import json
 import math
 import os
 import resource
+import select
 import struct
 import sys
+import threading
 import traceback
 
 import numpy as np
@@ -303,8 +305,8 @@ def deny_new_processes():
     A seccomp filter on this process and its threads: no fork, vfork or clone
     of a new process (threads stay allowed), no clone3 (libc falls back to
     clone), no ptrace, no System V or POSIX shared memory or message queues,
-    no memfd, no new namespaces (unshare, setns). It holds whatever the user: root is exempt from RLIMIT_NPROC,
-    and a filter is not.
+    no memfd, no new namespaces (unshare, setns). It holds whatever the user:
+    root is exempt from RLIMIT_NPROC, and a filter is not.
     """
     import errno
 
@@ -318,6 +320,7 @@ def deny_new_processes():
     clone_thread = 0x00010000
     rules.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, clone_thread, 0))
     rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    rules.set_attr(sc.Attr.CTL_TSYNC, 1)  # every thread already running too (exit_with_the_grader's)
     rules.load()
 
 
@@ -412,11 +415,30 @@ def run_kernel(package_dir, limits, kernel_args):
     launch_new_instance(argv=kernel_args)
 
 
+def exit_with_the_grader(result_fd):
+    """
+    End this process as soon as the grader is gone. The grader holds the only
+    read end of the result pipe, so when it dies (killed, Ctrl-C) the write
+    end reports POLLERR; a daemon thread waits for that. Without it, a worker
+    in a student's endless call would outlive a grader killed mid-run.
+    """
+    watched = os.dup(result_fd)  # stays open after the result pipe is closed at the end
+
+    def watch():
+        poller = select.poll()
+        poller.register(watched, 0)  # POLLERR and POLLHUP are always reported
+        poller.poll()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="grader-watch", daemon=True).start()
+
+
 def main(argv):
     mode, package_dir = argv[1], os.path.dirname(os.path.abspath(__file__))
     if mode == "kernel":
         return run_kernel(package_dir, json.loads(argv[2]), argv[3:])
     out = os.fdopen(int(os.environ.pop(RESULT_FD)), "wb")
+    exit_with_the_grader(out.fileno())
     if mode == "calls":
         serve_calls(package_dir, out)
     elif mode == "notebook":

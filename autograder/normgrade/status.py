@@ -1,0 +1,97 @@
+"""
+`normgrade status --course DIR [PATH...]`: where a class run stands, from the gradebook.
+
+Counts the submissions graded, failed and pending (left `running` by a run
+that was stopped, and, given the class folders as PATHs, those no run has
+reached yet), lists the failures with their reasons, and summarizes the
+auto-graded scores: count, mean, quartiles and a histogram.
+
+    {"gradebook": URL, "graded": n, "failed": n, "pending": n,
+     "failures": [{"student", "error"}], "pending_students": [...],
+     "scores": {"count", "max_score", "mean", "min", "q1", "median", "q3", "max", "histogram": [[low, high, n]...]}}
+"""
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from . import ledger
+from .autograde import DEFAULT_COURSE, discover
+from .course import db_url, is_course
+
+BINS = 10
+
+
+def class_status(course, url=None, paths_given=()):
+    """The status document of the course's gradebook (see the module docstring)."""
+    if not is_course(course):
+        raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
+    url = db_url(course, url)
+    rows = ledger.rows(url)
+    by_status = {}
+    for row in rows:
+        by_status.setdefault(row["status"], []).append(row)
+    known = {row["student"] for row in rows}
+    unseen = [student for student, _, _ in discover(paths_given) if student not in known] if paths_given else []
+    graded = by_status.get("graded", [])
+    return {
+        "gradebook": ledger.safe_url(url),
+        "graded": len(graded),
+        "failed": len(by_status.get("failed", [])),
+        "pending": len(by_status.get("running", [])) + len(unseen),
+        "failures": [{"student": row["student"], "error": json.loads(row["result"]).get("error", "")}
+                     for row in by_status.get("failed", [])],
+        "pending_students": sorted([row["student"] for row in by_status.get("running", [])] + unseen),
+        "scores": summarize([row["score"] for row in graded], max((row["max_score"] or 0) for row in graded)
+                            if graded else 0.0),
+    }
+
+
+def summarize(scores, max_score):
+    """Count, mean, quartiles and a BINS-bin histogram over [0, max_score] of a list of scores."""
+    if not scores:
+        return {"count": 0, "max_score": max_score}
+    ordered = sorted(scores)
+    q1, median, q3 = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 3
+    width = (max_score or 1.0) / BINS
+    counts = [0] * BINS
+    for score in ordered:
+        counts[min(int(score / width), BINS - 1)] += 1
+    return {"count": len(ordered), "max_score": max_score, "mean": round(statistics.fmean(ordered), 3),
+            "min": ordered[0], "q1": q1, "median": median, "q3": q3, "max": ordered[-1],
+            "histogram": [[round(i * width, 3), round((i + 1) * width, 3), n] for i, n in enumerate(counts)]}
+
+
+def format_status(document):
+    lines = [f"gradebook: {document['gradebook']}",
+             f"{document['graded']} graded, {document['failed']} failed, {document['pending']} pending"]
+    scores = document["scores"]
+    if scores["count"]:
+        lines.append(f"scores (auto-graded, out of {scores['max_score']:g}): mean {scores['mean']:g}, "
+                     f"min {scores['min']:g}, quartiles {scores['q1']:g} / {scores['median']:g} / {scores['q3']:g}, "
+                     f"max {scores['max']:g}")
+        peak = max(n for _, _, n in scores["histogram"])
+        for low, high, n in scores["histogram"]:
+            lines.append(f"  {low:>6g} - {high:<6g} {'#' * round(40 * n / peak) if peak else ''} {n}")
+    for failure in document["failures"]:
+        first_line = (failure["error"] or "?").splitlines()[0]
+        lines.append(f"failed: {failure['student']}: {first_line[:200]}")
+    if document["pending_students"]:
+        lines.append("pending: " + ", ".join(document["pending_students"]))
+    return "\n".join(lines)
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("status", help="how many submissions are graded, failed, pending; the scores",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="class folders, to count submissions not reached yet")
+    parser.add_argument("--course", type=Path, default=DEFAULT_COURSE, help=f"the course (default ./{DEFAULT_COURSE})")
+    parser.add_argument("--db-url", metavar="URL", help="the gradebook (default: as `normgrade grade`)")
+    parser.add_argument("--json", action="store_true", help="print the JSON document")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    document = class_status(args.course, args.db_url, args.paths)
+    print(json.dumps(document, indent=2) if args.json else format_status(document))
+    return 0
