@@ -162,7 +162,8 @@ def test_a_grading_process_that_dies_is_retried_once_then_reported(course, klass
     found = sorted(p for p in klass.iterdir())[:4]
     tasks = [Task(str(copy), url, p.name, str(p), str(p), "run1") for p in found]
     results = {}
-    parallel.run_local(tasks, _crashing, 2, lambda task, result: results.__setitem__(task.student, result))
+    parallel.run_local(tasks, _crashing, 2, lambda task, result: results.__setitem__(task.student, result),
+                       str(tmp_path))
     assert results["s0_reference"]["status"] == "graded" and results["s0_reference"]["attempts"] == 2
     assert results["s0_reference"]["score"] == sequential["s0_reference"][0]
     assert results["s2_mistakes"]["status"] == "failed"
@@ -241,6 +242,7 @@ def _kill_and_resume(course, klass, sequential, url, graded_before_kill, tmp_pat
     _wait_gone(str(klass), bwrap_before)
     kept = {row["student"] for row in ledger.rows(url) if row["status"] == "graded"}
     assert len(kept) >= graded_before_kill
+    scratch = course / "normgrade" / "scratch"  # what the killed children had there stays until the next run
 
     done = subprocess.run(_command(klass, course, *extra), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -253,6 +255,7 @@ def _kill_and_resume(course, klass, sequential, url, graded_before_kill, tmp_pat
     assert rows == len(sequential), "exactly one submission per student in the gradebook"
     assert scores == {student: score for student, (score, _) in sequential.items()}
     assert {row["status"] for row in ledger.rows(url)} == {"graded"}
+    assert not any(scratch.iterdir()), "nothing left there after a finished run"
     _wait_gone(str(klass), bwrap_before)
 
 

@@ -275,6 +275,39 @@ def test_no_process_outlives_grading(tmp_path, data, sandbox):
         probe.wait()
 
 
+GRADER = """
+import sys
+from pathlib import Path
+from normgrade import checks, expected
+from normgrade.sandbox import Sandbox
+from normgrade.scorer import score_code
+score_code(Path(sys.argv[1]), checks.FUNCTIONS, expected.ExpectedValues(sys.argv[2]), Sandbox())
+"""
+
+
+@pytest.mark.parametrize("hang", ["import time\ntime.sleep(1000)", "while True:\n    pass"])
+def test_a_killed_grader_leaves_no_worker_behind(tmp_path, data, sandbox, hang):
+    """The grader is SIGKILLed while a student's call sleeps or spins: its worker ends at once anyway."""
+    name = f"ngorphan{os.getpid() % 10000}"
+    layers = tmp_path / "layers.py"
+    layers.write_text(_override(f"open('/proc/self/comm', 'w').write({name!r})\n" + hang))
+    bwrap_before = set(_named("bwrap"))
+    grader = subprocess.Popen([sys.executable, "-c", GRADER, str(layers), str(data.path)])
+    try:
+        deadline = time.monotonic() + 60
+        while not _named(name):
+            assert time.monotonic() < deadline and grader.poll() is None, "the worker never got to the hang"
+            time.sleep(0.05)
+    finally:
+        grader.kill()
+        grader.wait()
+    deadline = time.monotonic() + 5  # far below the worker's CPU limit and the sleep
+    while (_named(name) or set(_named("bwrap")) - bwrap_before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _named(name) == [], "the worker outlived its grader"
+    assert set(_named("bwrap")) <= bwrap_before, "bubblewrap outlived the grader"
+
+
 def test_missing_bubblewrap_refuses_with_the_way_to_enable_it(monkeypatch):
     from normgrade import sandbox as sandbox_module
 

@@ -50,7 +50,7 @@ import nbformat
 from tqdm import tqdm
 
 from . import ledger, parallel
-from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, db_url, is_course, paths
+from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, STAFF_FOLDER, db_url, is_course, paths
 from .preprocessors import SandboxedExecute, scored_code, student_layers
 from .sandbox import Sandbox
 from .scorer import read_notebook
@@ -306,7 +306,10 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
             if dask:
                 parallel.run_dask(tasks, grade_submission, dask, on_result)
             else:
-                parallel.run_local(tasks, grade_submission, workers, on_result)
+                scratch = Path(course) / STAFF_FOLDER / "scratch"  # what a killed run left there goes now
+                shutil.rmtree(scratch, ignore_errors=True)
+                scratch.mkdir(parents=True)
+                parallel.run_local(tasks, grade_submission, workers, on_result, str(scratch))
         except parallel.Interrupted as stop:
             interrupted = sorted(task.given for task in stop.unfinished)
         finally:

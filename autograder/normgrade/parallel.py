@@ -50,12 +50,13 @@ def crash_result(task, why):
             "score": 0.0, "max_score": 0.0, "tests": [], "notes": [], "seconds": 0.0}
 
 
-def _child(function, task, parent_pid, connection):
+def _child(function, task, parent_pid, scratch_root, connection):
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
-    # Everything this child puts in temporary folders (the sandboxes' private folders) goes in its own.
-    tempfile.tempdir = scratch = tempfile.mkdtemp(prefix="normgrade-grading-")
+    # Everything this child puts in temporary folders (the sandboxes' private folders) goes in its own,
+    # under scratch_root, which the next run empties if this one is killed.
+    tempfile.tempdir = scratch = tempfile.mkdtemp(prefix=f"{task.student}-", dir=scratch_root)
 
     def stop(*_):
         # Not an exception: nbgrader would catch it and record an interrupted grading as failed. Its sandboxed
@@ -75,8 +76,12 @@ def _child(function, task, parent_pid, connection):
     connection.close()
 
 
-def run_local(tasks, function, workers, on_result):
-    """Run function(task) for every task in forked children, `workers` at a time (see the module docstring)."""
+def run_local(tasks, function, workers, on_result, scratch_root=None):
+    """
+    Run function(task) for every task in forked children, `workers` at a time
+    (see the module docstring); each child's temporary files go in a folder
+    of its own under scratch_root (default: the system's temporary folder).
+    """
     context = multiprocessing.get_context("fork")
     pending = deque(tasks)
     starts = {}
@@ -87,7 +92,7 @@ def run_local(tasks, function, workers, on_result):
                 task = pending.popleft()
                 starts[task.student] = starts.get(task.student, 0) + 1
                 receive, send = context.Pipe(duplex=False)
-                process = context.Process(target=_child, args=(function, task, os.getpid(), send),
+                process = context.Process(target=_child, args=(function, task, os.getpid(), scratch_root, send),
                                           name=f"normgrade-{task.student}")
                 process.start()
                 send.close()

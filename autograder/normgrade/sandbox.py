@@ -149,7 +149,10 @@ class Sandbox:
     def _bwrap_argv(self, limits):
         # --as-pid-1: the worker is the PID namespace's init, so no unfiltered bwrap process shares the
         # namespace with student code (one could be taken over through /proc/1/mem).
-        args = [self.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--die-with-parent", "--new-session",
+        # No --die-with-parent: when the grader dies while bwrap sets up, bwrap 0.8's sandbox process is left
+        # waiting forever for its dead parent. The worker ends itself when the grader is gone instead
+        # (worker.exit_with_the_grader), and close() kills bwrap's whole process group.
+        args = [self.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--new-session",
                 "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
         if _bwrap_supports(self.bwrap, "--disable-userns"):  # bubblewrap 0.8+; the seccomp filter denies unshare too
             args.append("--disable-userns")
