@@ -51,3 +51,40 @@ def postgres():
         pytest.skip(str(err))
     with server:
         yield server.new_database
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """
+    A real headless Chromium driven by Selenium (Debian's `chromium` and
+    `chromium-driver`; nothing is downloaded). Skips with the reason where
+    they are missing; CI installs them, so there it must run.
+    """
+    import os
+    import shutil
+
+    binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    driver_path = shutil.which("chromedriver")
+    reason = None
+    if not binary or not driver_path:
+        reason = "no Chromium and chromedriver here (apt-get install chromium chromium-driver)"
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        reason = "selenium is not installed (pip install -e '.[test]')"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests: {reason}")
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1100,1400"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

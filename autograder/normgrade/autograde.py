@@ -28,7 +28,9 @@ The result:
 
     {"sandbox": "...", "gradebook": URL, "submissions": [{"path", "student", "status", "score",
                       "max_score", "seconds", "tests": [{"name", "score", "max_score", "message"}],
-                      "notes": [...], "error" (when failed)}], "interrupted": [PATH...] (after Ctrl-C)}
+                      "notes": [...], "mistakes": [{"function", "check", "mistake"}] (known
+                      mistakes the wrong values matched: normgrade.mutants), "error" (when
+                      failed)}], "interrupted": [PATH...] (after Ctrl-C)}
 
 status is graded, unchanged (graded by an earlier run from the same content:
 its stored result) or failed (error says why). score and max_score count
@@ -231,9 +233,11 @@ def grade_submission(task):
                       error=f"the grading process died in each of {claim.attempts} attempts; not tried again")
     else:
         # The sandboxed scoring runs before the gradebook lock; TrustedScores then finds it done.
-        scored_code(staged, layout["expected"], task.unsandboxed, submitted=staged)
+        scores = scored_code(staged, layout["expected"], task.unsandboxed, submitted=staged)
         with ledger.gradebook_lock(course, task.url):
             result.update(_autograde(course, task))
+            result["mistakes"] = [{"function": function, "check": r.check.label, "mistake": r.mistake}
+                                  for function, results in scores.items() for r in results if r.mistake]
             result["notes"] = notes
             result["seconds"] = round(time.perf_counter() - start, 2)
             ledger.finish(task.url, task.student, result)

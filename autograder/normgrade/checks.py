@@ -223,12 +223,12 @@ def compare(value, expected, loose=False):
 
 
 def diagnose(value, signatures, loose=False):
-    """The message of the first known mistake whose signature `value` matches, or None."""
+    """The name of the first known mistake (a mutant) whose signature `value` matches, or None."""
     if not isinstance(value, np.ndarray):
         return None
     for mutant, signature in signatures.items():
         if compare(value, signature, loose) is None:
-            return MUTANTS_BY_NAME[mutant].message
+            return mutant
     return None
 
 
@@ -279,6 +279,7 @@ class Result:
     check: Check
     earned: float
     message: str  # empty when the check passed
+    mistake: str = ""  # the known mistake (mutants.py) the wrong value matched, if any
 
 
 def score(function, values, data):
@@ -293,7 +294,7 @@ def score(function, values, data):
         if check.gradient:
             reason = gradient_problem(check.gradient, values, data.all_inputs)
         else:
-            reason = None
+            reason = likely = None
             for quantity in check.quantities:
                 value = values.get(quantity, Failure("was not returned"))
                 problem = compare(value, data.expected(quantity), check.loose)
@@ -301,9 +302,9 @@ def score(function, values, data):
                     reason = f"{quantity} {problem}"
                     likely = diagnose(value, data.signatures(quantity), check.loose)
                     if likely:
-                        reason += f". Likely mistake: {likely}"
+                        reason += f". Likely mistake: {MUTANTS_BY_NAME[likely].message}"
                     break
-        results.append(Result(check, 0.0 if reason else check.points, reason or ""))
+        results.append(Result(check, 0.0 if reason else check.points, reason or "", likely or ""))
     return results
 
 

@@ -1,0 +1,102 @@
+"""
+The class report (`normgrade report`): its data from a really graded class, and the page in a real browser.
+
+The expectations come from the grading document of the same run (each
+student's tests and recognized mistakes), not from numbers written here.
+"""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from normgrade import ledger
+from normgrade.autograde import grade
+from normgrade.course import db_url, paths
+from normgrade.notebooks import answer_keys, source_notebooks
+from normgrade.paths import STUB_LAYERS
+from normgrade.release import build_course
+from normgrade.report import class_report, write_report
+from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+
+pytestmark = pytest.mark.slow
+
+HOSTILE_ERROR = "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>"
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, sandbox):
+    """A course with a graded class of six, plus one failure recorded through the ledger, as the grader does."""
+    course = tmp_path_factory.mktemp("course") / "course"
+    build_course(course, prove=False)
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    root = tmp_path_factory.mktemp("class")
+    kinds = [("reference", reference_layers(), keys), ("stubs", STUB_LAYERS.read_text(), {}),
+             ("mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)]
+    for index in range(6):
+        name, source, answers = kinds[index % 3]
+        make_submission(paths(course)["release"], root / f"s{index}_{name}", source, answers)
+    document = grade([root], course, workers=2)
+    url = db_url(course)
+    with ledger.gradebook_lock(course, url):
+        ledger.claim(url, "z_failed", "0" * 64, "run-x")
+        ledger.finish(url, "z_failed", {"error": HOSTILE_ERROR, "score": 0.0, "max_score": 0.0})
+    return course, document
+
+
+def test_report_data_agrees_with_the_grading_document(graded):
+    course, document = graded
+    data = class_report(course)
+    submissions = document["submissions"]
+    assert data["counts"] == {"graded": 6, "failed": 1, "running": 0}
+    assert data["scores"]["count"] == 6
+    assert data["scores"]["mean"] == pytest.approx(sum(s["score"] for s in submissions) / 6, abs=1e-3)
+
+    by_test = {}
+    for s in submissions:
+        for t in s["tests"]:
+            by_test.setdefault(t["name"], []).append(t["score"] / t["max_score"])
+    assert {t["name"]: pytest.approx(t["share"]) for t in data["tests"]} == {
+        name: sum(shares) / len(shares) for name, shares in by_test.items()}
+
+    expected = {}
+    for s in submissions:
+        for pair in {(m["function"], m["mistake"]) for m in s["mistakes"]}:
+            expected[pair] = expected.get(pair, 0) + 1
+    assert {(m["function"], m["mistake"]): m["count"] for m in data["mistakes"]} == expected
+    assert expected, "the typical mistakes are recognized somewhere"
+    assert {mistake for _, mistake in expected} <= set(TYPICAL_MISTAKES)
+    assert all(not s["mistakes"] for s in submissions if "mistakes" not in s["student"])
+    assert [f["student"] for f in data["failures"]] == ["z_failed"]
+
+
+def test_report_page_in_a_real_browser(graded, browser, tmp_path):
+    course, document = graded
+    out = tmp_path / "report.html"
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "report", "--course", str(course), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "http://" not in out.read_text() and "https://" not in out.read_text(), "self-contained: no network"
+
+    browser.get(out.as_uri())
+    assert browser.title == "normlab class report", "a student's text must not run as script"
+    widths = browser.execute_script("return [...document.images].map(i => [i.id, i.naturalWidth])")
+    assert {name for name, width in widths if width > 0} == {"figure-histogram", "figure-tests", "figure-mistakes"}
+    failures = browser.find_element("id", "failures").text
+    assert "<script>" in failures and "onerror" in failures, "the failure's text is shown as text"
+
+    def column(index):
+        rows = browser.find_elements("css selector", "#students tbody tr")
+        return [row.find_elements("tag name", "td")[index].text for row in rows]
+
+    score_header = browser.find_elements("css selector", "#students th")[1]
+    score_header.click()
+    ascending = [float(v) for v in column(1) if v]
+    score_header.click()
+    descending = [float(v) for v in column(1) if v]
+    assert ascending == sorted(ascending) and descending == sorted(descending, reverse=True)
+    assert len(column(0)) == 7
+    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert severe == []
+    browser.save_screenshot(str(tmp_path / "report.png"))
