@@ -34,9 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from normgrade.course import paths, run_nbgrader  # noqa: E402
 from normgrade.notebooks import answer_keys, source_notebooks  # noqa: E402
-from normgrade.paths import STUB_LAYERS  # noqa: E402
 from normgrade.release import build_course  # noqa: E402
-from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers  # noqa: E402
+from normgrade.samples import make_class, make_submission, reference_layers  # noqa: E402
 
 HANGS = reference_layers() + "\ndef layernorm_forward(x, gamma, beta, ln_param):\n    while True:\n        pass\n"
 KILLS = reference_layers() + "\ndef batchnorm_forward(x, gamma, beta, bn_param):\n    import os\n    os._exit(3)\n"
@@ -51,21 +50,16 @@ for _root in ("/", "/tmp", _os.path.expanduser("~")):
 HOSTILE = {"hangs": HANGS, "kills_worker": KILLS, "vandal": VANDAL}
 
 
-def make_class(course, root, size, hostile_each=2):
+def make_benchmark_class(course, root, size, hostile_each=2):
     keys = answer_keys(source_notebooks(paths(course)["source"]))
     release = paths(course)["release"]
-    kinds = [("reference", reference_layers(), keys), ("stubs", STUB_LAYERS.read_text(), {}),
-             ("mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)]
     count = 0
     for name, source in HOSTILE.items():
         for _ in range(hostile_each):
             make_submission(release, root / f"s{count:03d}_{name}", source, keys)
             count += 1
-    while count < size:
-        name, source, answers = kinds[count % 3]
-        make_submission(release, root / f"s{count:03d}_{name}", source, answers)
-        count += 1
-    return count
+    make_class(release, root, size - count, keys, first=count)
+    return size
 
 
 def fresh_course(built, folder):
@@ -97,7 +91,7 @@ def main(argv=None):
         built = work / "built"
         build_course(built, prove=False)
         klass = work / "class"
-        size = make_class(built, klass, args.size)
+        size = make_benchmark_class(built, klass, args.size)
         runs, scores = [], None
         configs = [("SQLite", 1), ("SQLite", 2), ("PostgreSQL", 1), ("PostgreSQL", 2)]
         server = None

@@ -19,12 +19,11 @@ import pytest
 
 from normgrade import ledger, parallel
 from normgrade.autograde import Task, grade, grade_submission
-from normgrade.course import ASSIGNMENT_ID, COURSE_ID, db_url, paths
+from normgrade.course import COURSE_ID, db_url, paths
 from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.paths import STUB_LAYERS
 from normgrade.release import build_course
 from normgrade.status import class_status
-from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+from normgrade.samples import make_class, reference_layers
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +42,7 @@ def klass(course, tmp_path_factory):
     """A class of nine: three each of the reference, the stubs and typical mistakes."""
     keys = answer_keys(source_notebooks(paths(course)["source"]))
     root = tmp_path_factory.mktemp("class")
-    kinds = [("reference", reference_layers(), keys), ("stubs", STUB_LAYERS.read_text(), {}),
-             ("mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)]
-    for index in range(9):
-        name, source, answers = kinds[index % 3]
-        make_submission(paths(course)["release"], root / f"s{index}_{name}", source, answers)
+    make_class(paths(course)["release"], root, 9, keys)
     return root
 
 
@@ -108,7 +103,7 @@ def test_two_workers_give_the_sequential_scores_and_skip_what_is_unchanged(cours
     assert {s["status"] for s in again["submissions"]} == {"unchanged"}
     assert _scores(again) == sequential
 
-    changed = klass / "s1_stubs" / "normlab" / "layers.py"
+    changed = klass / "s001_stubs" / "normlab" / "layers.py"
     original = changed.read_text()
     try:
         changed.write_text(reference_layers())
@@ -116,10 +111,10 @@ def test_two_workers_give_the_sequential_scores_and_skip_what_is_unchanged(cours
     finally:
         changed.write_text(original)
     statuses = {s["student"]: s["status"] for s in third["submissions"]}
-    assert statuses.pop("s1_stubs") == "graded" and set(statuses.values()) == {"unchanged"}
-    reference = {s["student"]: s for s in first["submissions"]}["s0_reference"]
+    assert statuses.pop("s001_stubs") == "graded" and set(statuses.values()) == {"unchanged"}
+    reference = {s["student"]: s for s in first["submissions"]}["s000_reference"]
     code_points = sum(t["score"] for t in reference["tests"] if "test_inline" not in t["name"])
-    assert 0 < code_points < 36 and _scores(third)["s1_stubs"][0] == code_points  # its code now, still no answers
+    assert 0 < code_points < 36 and _scores(third)["s001_stubs"][0] == code_points  # its code now, still no answers
 
     regraded = grade([klass], copy, workers=2, regrade=True)
     assert {s["status"] for s in regraded["submissions"]} == {"graded"}
@@ -146,7 +141,7 @@ def _crashing(task):
     import normgrade.autograde
 
     marker = Path(task.course) / f"crashed-{task.student}"
-    if task.student == "s0_reference" and not marker.exists() or task.student == "s2_mistakes":
+    if task.student == "s000_reference" and not marker.exists() or task.student == "s002_mistakes":
         def dies(course, task):
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -164,13 +159,13 @@ def test_a_grading_process_that_dies_is_retried_once_then_reported(course, klass
     results = {}
     parallel.run_local(tasks, _crashing, 2, lambda task, result: results.__setitem__(task.student, result),
                        str(tmp_path))
-    assert results["s0_reference"]["status"] == "graded" and results["s0_reference"]["attempts"] == 2
-    assert results["s0_reference"]["score"] == sequential["s0_reference"][0]
-    assert results["s2_mistakes"]["status"] == "failed"
-    assert "died in each of 2 attempts" in results["s2_mistakes"]["error"]
-    assert results["s1_stubs"]["attempts"] == 1 and results["s1_stubs"]["status"] == "graded"
+    assert results["s000_reference"]["status"] == "graded" and results["s000_reference"]["attempts"] == 2
+    assert results["s000_reference"]["score"] == sequential["s000_reference"][0]
+    assert results["s002_mistakes"]["status"] == "failed"
+    assert "died in each of 2 attempts" in results["s002_mistakes"]["error"]
+    assert results["s001_stubs"]["attempts"] == 1 and results["s001_stubs"]["status"] == "graded"
     rows = {row["student"]: row for row in ledger.rows(url)}
-    assert rows["s2_mistakes"]["status"] == "failed" and rows["s0_reference"]["status"] == "graded"
+    assert rows["s002_mistakes"]["status"] == "failed" and rows["s000_reference"]["status"] == "graded"
 
 
 def _processes_mentioning(needle):
@@ -276,9 +271,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_graded(course, klass, sequentia
     import shutil
 
     shutil.copytree(klass, hanging)
-    (hanging / "s9_hangs").mkdir()
-    shutil.copytree(klass / "s0_reference", hanging / "s9_hangs", dirs_exist_ok=True)
-    (hanging / "s9_hangs" / "normlab" / "layers.py").write_text(HANGS)
+    (hanging / "s999_hangs").mkdir()
+    shutil.copytree(klass / "s000_reference", hanging / "s999_hangs", dirs_exist_ok=True)
+    (hanging / "s999_hangs" / "normlab" / "layers.py").write_text(HANGS)
     bwrap_before = _bwrap_pids()
     scratch_before = set(Path(tempfile.gettempdir()).glob("normgrade-*"))
     log = tmp_path / "run.log"
@@ -287,7 +282,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_graded(course, klass, sequentia
                                    stderr=stderr, text=True, start_new_session=True)
     _wait_for_ledger(db_url(copy), 2, process, log)
     deadline = time.monotonic() + 60  # stop it while the hanging submission's sandbox runs, if it gets there
-    while time.monotonic() < deadline and not any(r["student"] == "s9_hangs" for r in ledger.rows(db_url(copy))):
+    while time.monotonic() < deadline and not any(r["student"] == "s999_hangs" for r in ledger.rows(db_url(copy))):
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     out, _ = process.communicate(timeout=60)

@@ -6,7 +6,8 @@ config clears hidden test code from it and cuts tracebacks of graded cells to
 one line, so students see the messages of the hidden tests, not the tests)
 and copies every other file of the autograded
 folder next to it. Those copies are removed here: a student gets back only
-the HTML pages. Each page is then checked for hidden test code.
+the HTML pages. Each page is then checked for hidden test code, and gets a
+note that shows when MathJax (from a CDN) could not be loaded.
 """
 import argparse
 from pathlib import Path
@@ -17,6 +18,24 @@ from traitlets import Bool
 from .course import ASSIGNMENT_ID, paths, run_nbgrader
 
 HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN SOLUTION")
+
+# nbconvert's pages load MathJax from a CDN. Offline it does not load and the formulas stay LaTeX source:
+# the page then says so instead of looking broken.
+MATH_NOTE = """<div id="normlab-math-note" style="display:none; padding:0.6em 1em; margin:0.5em; background:#fff3cd;
+border:1px solid #e0c060; font-family:sans-serif">The formulas on this page are shown as LaTeX source: MathJax,
+which renders them, could not be loaded (it comes from cdnjs.cloudflare.com; this computer may be offline).</div>
+<script>window.addEventListener("load", function () {
+  if (!(window.MathJax && window.MathJax.Hub)) { document.getElementById("normlab-math-note").style.display = "block"; }
+});</script>
+"""
+
+
+def add_math_note(page):
+    """Insert MATH_NOTE at the top of the body of an HTML page written by nbconvert (once)."""
+    text = page.read_text(encoding="utf-8")
+    if "normlab-math-note" not in text and "<body" in text:
+        start = text.index(">", text.index("<body")) + 1
+        page.write_text(text[:start] + "\n" + MATH_NOTE + text[start:], encoding="utf-8")
 
 
 class ShortTracebacks(Preprocessor):
@@ -59,6 +78,7 @@ def generate_feedback(course, student=None):
         submitted = paths(course)["submitted"] / name / ASSIGNMENT_ID
         own = " ".join(p.read_text(errors="replace") for p in submitted.glob("*.ipynb"))
         for page in html:
+            add_math_note(page)
             text = page.read_text(errors="replace")
             leaked = [m for m in HIDDEN_MARKERS if m in text and m not in own]
             if leaked:

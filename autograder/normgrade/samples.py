@@ -42,3 +42,20 @@ def mutant_layers(*names):
     for name in names:
         source = mutate(source, BY_NAME[name])
     return source
+
+
+def make_class(release_dir, root, size, keys, first=0):
+    """
+    A class folder of `size` submissions s<index>_<kind>: the reference (with
+    the answer keys), the bare stubs (no answers) and the typical mistakes
+    (with the keys), in turn. Returns the folders.
+    """
+    from .paths import STUB_LAYERS
+
+    kinds = [("reference", reference_layers(), keys), ("stubs", STUB_LAYERS.read_text(), {}),
+             ("mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)]
+    folders = []
+    for index in range(first, first + size):
+        name, source, answers = kinds[index % 3]
+        folders.append(make_submission(release_dir, Path(root) / f"s{index:03d}_{name}", source, answers))
+    return folders

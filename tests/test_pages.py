@@ -1,13 +1,12 @@
 """
-The class report (`normgrade report`): its data from a really graded class, and the page in a real browser.
+What instructors and students see, in a real headless Chromium (Selenium): the class report
+(`normgrade report`) and a student's feedback page (`normgrade feedback`), from a really graded class.
 
 The expectations come from the grading document of the same run (each
-student's tests and recognized mistakes), not from numbers written here.
+student's tests, messages and recognized mistakes), not from numbers written here.
 """
-import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,10 +14,9 @@ from normgrade import ledger
 from normgrade.autograde import grade
 from normgrade.course import db_url, paths
 from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.paths import STUB_LAYERS
 from normgrade.release import build_course
-from normgrade.report import class_report, write_report
-from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+from normgrade.report import class_report
+from normgrade.samples import TYPICAL_MISTAKES, make_class
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +30,7 @@ def graded(tmp_path_factory, sandbox):
     build_course(course, prove=False)
     keys = answer_keys(source_notebooks(paths(course)["source"]))
     root = tmp_path_factory.mktemp("class")
-    kinds = [("reference", reference_layers(), keys), ("stubs", STUB_LAYERS.read_text(), {}),
-             ("mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)]
-    for index in range(6):
-        name, source, answers = kinds[index % 3]
-        make_submission(paths(course)["release"], root / f"s{index}_{name}", source, answers)
+    make_class(paths(course)["release"], root, 6, keys)
     document = grade([root], course, workers=2)
     url = db_url(course)
     with ledger.gradebook_lock(course, url):
@@ -100,3 +94,29 @@ def test_report_page_in_a_real_browser(graded, browser, tmp_path):
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
     browser.save_screenshot(str(tmp_path / "report.png"))
+
+
+def test_feedback_page_in_a_real_browser(graded, browser, tmp_path):
+    from normgrade.feedback import generate_feedback
+
+    course, document = graded
+    student = next(s for s in document["submissions"] if "mistakes" in s["student"])
+    pages = generate_feedback(course, student["student"])[student["student"]]
+    assert [p.name for p in pages] == ["BatchNormalization.html", "SpatialNormalization.html"]
+    seen = ""
+    for page in pages:
+        source = page.read_text()
+        assert "HIDDEN TESTS" not in source and "normgrade" not in source, "no grading code in the page"
+        browser.get(page.as_uri())
+        seen += browser.find_element("tag name", "body").text
+        rendered = browser.execute_script(
+            "return document.querySelectorAll('.MathJax, .MathJax_CHTML, mjx-container').length")
+        note = browser.find_element("id", "normlab-math-note")
+        assert rendered > 0 or note.is_displayed(), "formulas rendered, or the page says why not"
+        assert not (rendered > 0 and note.is_displayed()), "the note shows only when MathJax is missing"
+        browser.save_screenshot(str(tmp_path / f"{page.stem}.png"))
+    lost = [t for t in student["tests"] if t["score"] < t["max_score"] and "test_inline" not in t["name"]]
+    assert lost, "the typical mistakes lose points"
+    for test in lost:
+        first = " ".join(test["message"].split())[:60]  # the start of the scorer's report for that cell
+        assert first in " ".join(seen.split()), f"{test['name']}: its message is not on the page"

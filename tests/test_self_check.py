@@ -1,0 +1,134 @@
+"""
+The students' self-check (normlab/check.py, `python -m normlab.check`): the public checks of every function.
+
+It must pass the reference, call the stubs "not started", catch the typical
+mistakes where the notebooks' published examples and properties can, and
+never touch the autograder's hidden inputs or expected values.
+"""
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
+from normgrade.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
+from normlab import check as self_check_module
+
+
+def _package(tmp_path, source):
+    """A student's copy of the package with `source` as layers.py; returns the folder holding normlab/."""
+    root = tmp_path / "student"
+    shutil.copytree(STUDENT_PACKAGE, root / "normlab", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "normlab" / "layers.py").write_text(source)
+    return root
+
+
+def _layers(root):
+    """That copy's layers module, imported under its own name (not the installed normlab)."""
+    spec = importlib.util.spec_from_file_location("student_normlab.layers", root / "normlab" / "layers.py",
+                                                  submodule_search_locations=None)
+    # The layers module imports `.backend`: load it as a submodule of a package rooted at the copy.
+    package_spec = importlib.util.spec_from_file_location("student_normlab", root / "normlab" / "__init__.py",
+                                                          submodule_search_locations=[str(root / "normlab")])
+    package = importlib.util.module_from_spec(package_spec)
+    sys.modules["student_normlab"] = package
+    package_spec.loader.exec_module(package)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["student_normlab.layers"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _forget_student_modules():
+    yield
+    for name in [n for n in sys.modules if n.startswith("student_normlab")]:
+        del sys.modules[name]
+
+
+def test_reference_passes_every_public_check(tmp_path):
+    rows = self_check_module.summary(_layers(_package(tmp_path, reference_layers())))
+    assert [status for _, status, _ in rows] == [self_check_module.PASSES] * 9
+    assert [function for function, _, _ in rows] == list(self_check_module.FUNCTIONS)
+
+
+def test_stubs_are_not_started_with_the_stubs_own_message(tmp_path):
+    rows = self_check_module.summary(_layers(_package(tmp_path, STUB_LAYERS.read_text())))
+    assert {status for _, status, _ in rows} == {self_check_module.NOT_STARTED}
+    assert all("not implemented yet" in message for _, _, message in rows)
+
+
+def test_typical_mistakes_fail_here_with_what_to_fix(tmp_path):
+    rows = {f: (s, m) for f, s, m in self_check_module.summary(
+        _layers(_package(tmp_path, mutant_layers(*TYPICAL_MISTAKES))))}
+    assert rows["batchnorm_forward"][0] == self_check_module.FAILS
+    assert "published output" in rows["batchnorm_forward"][1] and "biased variance" in rows["batchnorm_forward"][1]
+    assert rows["spatial_groupnorm_forward"][0] == self_check_module.FAILS
+    assert "g*C//G" in rows["spatial_groupnorm_forward"][1]
+    assert rows["layernorm_forward"][0] == self_check_module.PASSES  # untouched by these mistakes
+
+
+# Mistakes the mutants do not cover, written as students write them (the reference with one function redone).
+WRONG = {
+    "layernorm_over_the_batch": """
+def layernorm_forward(x, gamma, beta, ln_param):
+    return batchnorm_forward(x, gamma, beta, {"mode": "train"})  # statistics per feature, not per example
+""",
+    "layernorm_backward_doubled": """
+_layernorm_backward = layernorm_backward
+def layernorm_backward(dout, cache):
+    dx, dgamma, dbeta = _layernorm_backward(dout, cache)
+    return 2 * dx, dgamma, dbeta
+""",
+    "groupnorm_always_per_channel": """
+_spatial_groupnorm_forward = spatial_groupnorm_forward
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    return _spatial_groupnorm_forward(x, gamma, beta, x.shape[1], gn_param)  # instance norm whatever G is
+""",
+}
+
+
+def test_every_public_check_can_fail(tmp_path):
+    """Each registered check fails for some known mistake (mutants.py, WRONG): none is vacuous."""
+    from normgrade.mutants import MUTANTS
+
+    sources = {m.name: mutant_layers(m.name) for m in MUTANTS}
+    sources.update({name: reference_layers() + body for name, body in WRONG.items()})
+    layers = [_layers(_package(tmp_path / name, source)) for name, source in sources.items()]
+    for function, checks in self_check_module.PUBLIC_CHECKS.items():
+        for check_function in checks:
+            outcomes = {self_check_module._run(check_function, module)[0] for module in layers}
+            assert self_check_module.FAILS in outcomes, f"{check_function.__name__} passes every mutant"
+
+
+def test_check_in_a_notebook_prints_each_check_and_fails_the_cell(tmp_path, capsys):
+    layers = _layers(_package(tmp_path, mutant_layers("unbiased_variance")))
+    with pytest.raises(AssertionError, match="batchnorm_forward: differs from the published output"):
+        self_check_module.check("batchnorm_forward", layers)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and printed[0].startswith("FAILED: a small published example")
+    self_check_module.check("layernorm_forward", layers)  # passes: prints, raises nothing
+    assert capsys.readouterr().out.count("passed: ") == 2
+
+
+@pytest.mark.parametrize("source, code, line", [
+    (SOLUTION_LAYERS.read_text(), 0, "9 of 9 functions pass the public checks"),
+    (STUB_LAYERS.read_text(), 1, "0 of 9 functions pass the public checks"),
+])
+def test_python_dash_m_from_the_students_folder(tmp_path, source, code, line):
+    root = _package(tmp_path, source)
+    done = subprocess.run([sys.executable, "-m", "normlab.check"], cwd=root, capture_output=True, text=True,
+                          timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
+    assert done.returncode == code, done.stderr
+    assert line in done.stdout and "does not guarantee the hidden checks" in done.stdout
+    assert str(root / "normlab") in subprocess.run(
+        [sys.executable, "-c", "import normlab; print(normlab.__path__[0])"], cwd=root, capture_output=True,
+        text=True, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)}).stdout, "the student's copy ran"
+
+
+def test_the_self_check_reads_nothing_of_the_autograder():
+    source = Path(self_check_module.__file__).read_text()
+    assert "normgrade" not in source and "expected.npz" not in source and "open(" not in source
