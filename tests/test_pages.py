@@ -7,6 +7,8 @@ student's tests, messages and recognized mistakes), not from numbers written her
 """
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +122,94 @@ def test_feedback_page_in_a_real_browser(graded, browser, tmp_path):
     for test in lost:
         first = " ".join(test["message"].split())[:60]  # the start of the scorer's report for that cell
         assert first in " ".join(seen.split()), f"{test['name']}: its message is not on the page"
+
+
+@pytest.fixture
+def jupyterlab(graded, tmp_path):
+    """A real JupyterLab server on a student's release copy (the reference and the right answers)."""
+    import os
+    import secrets
+    import signal
+    import socket
+
+    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.samples import make_submission, reference_layers
+
+    course, _ = graded
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    folder = make_submission(paths(course)["release"], tmp_path / "student", reference_layers(), keys)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = secrets.token_hex(16)
+    # NBGRADER_EXECUTION shrinks the experiments, as when nbgrader runs the notebooks.
+    env = dict(os.environ, NBGRADER_EXECUTION="autograde",
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    log = open(tmp_path / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--LabApp.expose_app_in_browser=True",
+         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],  # no layout restored from another run
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "jupyterlab.log").read_text()
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", token, folder
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+        log.close()
+
+
+CURRENT = "const w = jupyterapp.shell.currentWidget;"
+
+
+@pytest.mark.parametrize("notebook", ["BatchNormalization", "SpatialNormalization"])
+def test_release_notebook_runs_in_jupyterlab(jupyterlab, browser, notebook, tmp_path):
+    """A student's view: open the notebook in JupyterLab, run all cells; no error, every plot an image, prose answers."""
+    url, token, folder = jupyterlab
+    browser.get(f"{url}/lab/tree/{notebook}.ipynb?token={token}")
+    deadline = time.monotonic() + 120
+    while browser.execute_script("const w = window.jupyterapp && jupyterapp.shell.currentWidget;"
+                                 "return w && w.context ? w.context.path : null;") != f"{notebook}.ipynb":
+        assert time.monotonic() < deadline, "the notebook did not open"
+        time.sleep(0.2)
+    browser.set_script_timeout(600)
+    outcome = browser.execute_async_script("""
+const done = arguments[arguments.length - 1];
+(async () => {
+  const w = jupyterapp.shell.currentWidget;
+  await w.context.ready;
+  await w.sessionContext.ready;
+  while (!(w.sessionContext.session && w.sessionContext.session.kernel
+           && w.sessionContext.session.kernel.connectionStatus === 'connected')) {
+    await new Promise(resolve => setTimeout(resolve, 100));
+  }
+  done(String(await jupyterapp.commands.execute('notebook:run-all-cells')));
+})().catch(error => done('error ' + error));""")
+    assert outcome == "true", outcome
+    cells = browser.execute_script(CURRENT + """
+return [...w.content.widgets].map(c => {
+  const outputs = [];
+  if (c.model.type === 'code') { for (let i = 0; i < c.model.outputs.length; i++) outputs.push(c.model.outputs.get(i).toJSON()); }
+  return {type: c.model.type, source: c.model.sharedModel.getSource(), count: c.model.executionCount === undefined ? null : c.model.executionCount,
+          outputs: outputs, pre: c.node.querySelectorAll('.jp-RenderedMarkdown pre').length,
+          images: [...c.node.querySelectorAll('.jp-RenderedImage img')].map(i => i.naturalWidth)};
+});""")
+    code = [c for c in cells if c["type"] == "code"]
+    assert [c["source"][:80] for c in code if not c["count"]] == [], "every code cell ran"
+    errors = [f"{o['ename']}: {o['evalue']}" for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    assert errors == []
+    plots = [c for c in code if "plt.show()" in c["source"] or "plot_normalization_axes(" in c["source"]]
+    assert plots, "the notebook has experiments with plots"
+    for cell in plots:
+        assert cell["images"] and all(width > 0 for width in cell["images"]), cell["source"][:200]
+    answers = [c for c in cells if c["type"] == "markdown" and "Your answer" in c["source"]]
+    assert answers and all(c["pre"] == 0 for c in answers), "answer cells render as prose, not code blocks"
+    browser.save_screenshot(str(tmp_path / f"{notebook}.png"))
