@@ -213,3 +213,84 @@ return [...w.content.widgets].map(c => {
     answers = [c for c in cells if c["type"] == "markdown" and "Your answer" in c["source"]]
     assert answers and all(c["pre"] == 0 for c in answers), "answer cells render as prose, not code blocks"
     browser.save_screenshot(str(tmp_path / f"{notebook}.png"))
+
+
+def _serve(command, cwd, log_path, port):
+    """Start a Jupyter server process in its own session; wait until it listens on port."""
+    import socket
+
+    log = open(log_path, "w")
+    server = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return server, log
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, Path(log_path).read_text()[-3000:]
+            time.sleep(0.2)
+
+
+def test_formgrader_manual_grade_reaches_the_gradebook_and_export(graded, browser, tmp_path):
+    """An instructor's view: formgrader, a written answer, a score and a comment; the gradebook and the CSV hold them."""
+    import csv
+    import os
+    import secrets
+    import signal
+    import socket
+
+    from nbgrader.api import Gradebook
+
+    from normgrade.course import COURSE_ID
+
+    course, document = graded
+    student = next(s["student"] for s in document["submissions"] if "mistakes" in s["student"])
+    with Gradebook(db_url(course), COURSE_ID) as gb:
+        notebook = gb.find_submission_notebook("BatchNormalization", "normalization", student)
+        written = next(g for g in notebook.grades if g.cell.cell_type == "markdown")
+        notebook_id, cell, points = notebook.id, written.name, written.max_score
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = secrets.token_hex(16)
+    (tmp_path / "exchange").mkdir()
+    server, log = _serve([sys.executable, "-m", "jupyter", "server", "--no-browser", "--ip=127.0.0.1",
+                          f"--port={port}", "--allow-root", f"--IdentityProvider.token={token}",
+                          f"--Exchange.root={tmp_path / 'exchange'}"], course, tmp_path / "server.log", port)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/?token={token}")  # logs in (a cookie)
+        browser.get(f"http://127.0.0.1:{port}/formgrader/submissions/{notebook_id}/")
+        deadline = time.monotonic() + 60
+        while not browser.execute_script(  # formgrader's script has filled in the auto scores
+                "const i = document.getElementById('test_batchnorm_forward'); return !!(i && i.placeholder);"):
+            assert time.monotonic() < deadline, "formgrader did not load the grades"
+            time.sleep(0.2)
+        from selenium.webdriver.common.keys import Keys
+
+        score = browser.find_element("id", cell)
+        score.clear()
+        score.send_keys(str(points / 2), Keys.TAB)
+        comment = browser.find_element("id", f"{cell}-comment")
+        comment.clear()
+        comment.send_keys("Right idea; say why the gradients vanish.", Keys.TAB)
+        deadline = time.monotonic() + 30
+        while True:
+            with Gradebook(db_url(course), COURSE_ID) as gb:
+                grade_row = gb.find_grade(cell, "BatchNormalization", "normalization", student)
+                comment_row = gb.find_comment(cell, "BatchNormalization", "normalization", student)
+                saved = (grade_row.manual_score, comment_row.manual_comment)
+            if saved == (points / 2, "Right idea; say why the gradients vanish."):
+                break
+            assert time.monotonic() < deadline, f"formgrader did not save: {saved}"
+            time.sleep(0.3)
+        browser.save_screenshot(str(tmp_path / "formgrader.png"))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+        log.close()
+    out = tmp_path / "grades.csv"
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "export", "--course", str(course), "--csv", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    row = next(r for r in csv.DictReader(out.open()) if r["student"] == student)
+    assert float(row[f"BatchNormalization/{cell}"]) == points / 2
