@@ -5,8 +5,8 @@ Builds the course in DIR/course, writes three submissions into
 DIR/submissions (the reference with the right inline answers; the bare
 stubs; one with typical mistakes and two wrong answers), autogrades them with
 nbgrader into DIR/course/gradebook.db, prints the grade table, and writes the
-students' feedback (DIR/course/feedback), a per-question CSV (DIR/grades.csv)
-and the JSON document (DIR/grades.json).
+students' feedback (DIR/course/feedback), a per-question CSV (DIR/grades.csv),
+the JSON document (DIR/grades.json) and the class report (DIR/report.html).
 """
 import argparse
 import json
@@ -19,6 +19,7 @@ from .export import write_csv
 from .feedback import generate_feedback
 from .notebooks import answer_keys, source_notebooks
 from .release import build_course
+from .report import write_report
 from .samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
 
 WRONG_ANSWERS = {"inline_batch_size": "c", "inline_preprocessing": {"batchnorm": 3, "layernorm": 1}}
@@ -47,15 +48,17 @@ def run_demo(folder):
     print(format_table(document))
     print()
 
-    print("4/4 writing feedback and the per-question CSV", flush=True)
+    print("4/4 writing feedback, the per-question CSV and the class report", flush=True)
     pages = generate_feedback(course)
     write_csv(course, folder / "grades.csv")
+    write_report(course, folder / "report.html")
     (folder / "grades.json").write_text(json.dumps(document, indent=2))
     for student, html in pages.items():
         print(f"  feedback for {student}: {', '.join(str(p) for p in html)}")
     print(f"  per-question grades: {folder / 'grades.csv'}")
     print(f"  JSON: {folder / 'grades.json'}")
-    print(f"  gradebook: {paths(course)['gradebook']} (open it with `nbgrader formgrader` from {course})")
+    print(f"  class report: {folder / 'report.html'}")
+    print(f"  gradebook: {paths(course)['gradebook']} (manual grading: `jupyter server` in {course}, then /formgrader)")
     return document
 
 
