@@ -315,7 +315,7 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
                 scratch.mkdir(parents=True)
                 parallel.run_local(tasks, grade_submission, workers, on_result, str(scratch))
         except parallel.Interrupted as stop:
-            interrupted = sorted(task.given for task in stop.unfinished)
+            interrupted = sorted(task.given for task in stop.unfinished if task.student not in results)
         finally:
             bar.close()
     document = {"sandbox": sandbox.description, "gradebook": ledger.safe_url(url),

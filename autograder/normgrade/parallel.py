@@ -98,12 +98,11 @@ def run_local(tasks, function, workers, on_result, scratch_root=None):
                 send.close()
                 running[receive] = (process, task)
             for receive in multiprocessing.connection.wait(list(running)):
-                process, task = running.pop(receive)
+                process, task = running[receive]  # stays there until handled: Ctrl-C may come at any line
                 try:
                     result = receive.recv()
                 except EOFError:  # it died without a result
                     result = None
-                receive.close()
                 process.join()
                 if result is not None:
                     on_result(task, result)
@@ -112,13 +111,15 @@ def run_local(tasks, function, workers, on_result, scratch_root=None):
                 else:
                     on_result(task, crash_result(task, f"the grading process died {starts[task.student]} times "
                                                        f"(last exit code {process.exitcode})"))
+                del running[receive]
+                receive.close()
     except KeyboardInterrupt:
         _stop([process for process, _ in running.values()])
         unfinished = list(pending)
         for receive, (_, task) in running.items():  # a child may have finished while it was being stopped
             try:
                 result = receive.recv() if receive.poll() else None
-            except (EOFError, OSError):
+            except Exception:  # nothing, or half a message that Ctrl-C interrupted
                 result = None
             if result is None:
                 unfinished.append(task)
