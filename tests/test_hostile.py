@@ -285,9 +285,26 @@ score_code(Path(sys.argv[1]), checks.FUNCTIONS, expected.ExpectedValues(sys.argv
 """
 
 
-@pytest.mark.parametrize("hang", ["import time\ntime.sleep(1000)", "while True:\n    pass"])
+BLIND_THE_WATCHDOG = """
+import ctypes, os, time
+ctypes.CDLL(None).prctl(1, 0)  # try to undo bwrap's --die-with-parent (PR_SET_PDEATHSIG)
+sink = os.open('/dev/null', os.O_WRONLY)
+for fd in range(3, 64):  # every pipe, the result pipe and its watchdog's copy included, now leads nowhere
+    if fd != sink:
+        try:
+            os.dup2(sink, fd)
+        except OSError:
+            pass
+time.sleep(1000)
+"""
+
+
+@pytest.mark.parametrize("hang", ["import time\ntime.sleep(1000)", "while True:\n    pass", BLIND_THE_WATCHDOG])
 def test_a_killed_grader_leaves_no_worker_behind(tmp_path, data, sandbox, hang):
-    """The grader is SIGKILLed while a student's call sleeps or spins: its worker ends at once anyway."""
+    """
+    The grader is SIGKILLed while a student's call sleeps, spins, or blinds the
+    worker's watchdog and tries to undo --die-with-parent: its worker ends at once anyway.
+    """
     name = f"ngorphan{os.getpid() % 10000}"
     layers = tmp_path / "layers.py"
     layers.write_text(_override(f"open('/proc/self/comm', 'w').write({name!r})\n" + hang))

@@ -54,7 +54,7 @@ from tqdm import tqdm
 from . import ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, STAFF_FOLDER, db_url, is_course, paths
 from .preprocessors import SandboxedExecute, scored_code, student_layers
-from .sandbox import Sandbox
+from .sandbox import Sandbox, kill_orphans
 from .scorer import read_notebook
 
 DEFAULT_COURSE = Path("course")
@@ -311,6 +311,7 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
                 parallel.run_dask(tasks, grade_submission, dask, on_result)
             else:
                 scratch = Path(course) / STAFF_FOLDER / "scratch"  # what a killed run left there goes now
+                kill_orphans(scratch)
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir(parents=True)
                 parallel.run_local(tasks, grade_submission, workers, on_result, str(scratch))

@@ -30,6 +30,8 @@ import tempfile
 import traceback
 from collections import deque
 
+from . import sandbox
+
 PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 GRACE_SECONDS = 10
@@ -59,8 +61,9 @@ def _child(function, task, parent_pid, scratch_root, connection):
     tempfile.tempdir = scratch = tempfile.mkdtemp(prefix=f"{task.student}-", dir=scratch_root)
 
     def stop(*_):
-        # Not an exception: nbgrader would catch it and record an interrupted grading as failed. Its sandboxed
-        # workers end when this process is gone (worker.exit_with_the_grader); the ledger keeps it `running`.
+        # Not an exception: nbgrader would catch it and record an interrupted grading as failed. The
+        # ledger keeps the submission `running`, for the next run.
+        sandbox.kill_all()
         shutil.rmtree(scratch, ignore_errors=True)
         os._exit(143)
 

@@ -149,10 +149,11 @@ class Sandbox:
     def _bwrap_argv(self, limits):
         # --as-pid-1: the worker is the PID namespace's init, so no unfiltered bwrap process shares the
         # namespace with student code (one could be taken over through /proc/1/mem).
-        # No --die-with-parent: when the grader dies while bwrap sets up, bwrap 0.8's sandbox process is left
-        # waiting forever for its dead parent. The worker ends itself when the grader is gone instead
-        # (worker.exit_with_the_grader), and close() kills bwrap's whole process group.
-        args = [self.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--new-session",
+        # --die-with-parent: bwrap and the worker die with the thread that started them (the worker cannot
+        # undo it: its seccomp filter denies prctl(PR_SET_PDEATHSIG)). One gap: killed while bwrap sets
+        # up, bwrap 0.8 leaves its sandbox process waiting forever (before any student code runs);
+        # kill_orphans() removes those, and a dying grader kills its live sandboxes itself (kill_all).
+        args = [self.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--die-with-parent", "--new-session",
                 "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
         if _bwrap_supports(self.bwrap, "--disable-userns"):  # bubblewrap 0.8+; the seccomp filter denies unshare too
             args.append("--disable-userns")
@@ -201,6 +202,7 @@ class Sandbox:
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, pass_fds=[write_end, info_write],
                                        preexec_fn=_no_core_files, start_new_session=True)
+            _LIVE.add(process.pid)
         except BaseException:
             os.close(info_read)
             raise
@@ -238,6 +240,39 @@ class Sandbox:
 
 def _no_core_files():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+_LIVE = set()  # process groups of this process's running sandboxes (bwrap and its setup child share one)
+
+
+def kill_all():
+    """Kill every sandbox this process started and has not closed (for a grader that must stop at once)."""
+    for group in list(_LIVE):
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def kill_orphans(folder):
+    """
+    Kill bubblewrap processes left without a parent whose private folder is
+    under `folder` (a run's scratch folder): what a grader killed while a
+    sandbox was being set up leaves behind. Returns their PIDs.
+    """
+    needle = str(Path(folder).resolve()).encode()
+    killed = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or (entry / "comm").read_text().strip() != "bwrap":
+                continue
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == 1 and needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return killed
 
 
 class Run:
@@ -352,6 +387,7 @@ class Run:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        _LIVE.discard(self.process.pid)
         for fd in (self.fd, self.info_fd):
             try:
                 os.close(fd)

@@ -305,7 +305,8 @@ def deny_new_processes():
     A seccomp filter on this process and its threads: no fork, vfork or clone
     of a new process (threads stay allowed), no clone3 (libc falls back to
     clone), no ptrace, no System V or POSIX shared memory or message queues,
-    no memfd, no new namespaces (unshare, setns). It holds whatever the user:
+    no memfd, no new namespaces (unshare, setns), no prctl(PR_SET_PDEATHSIG)
+    (which would undo bwrap's --die-with-parent). It holds whatever the user:
     root is exempt from RLIMIT_NPROC, and a filter is not.
     """
     import errno
@@ -320,6 +321,8 @@ def deny_new_processes():
     clone_thread = 0x00010000
     rules.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, clone_thread, 0))
     rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    pr_set_pdeathsig = 1  # bwrap --die-with-parent: the worker dies with bwrap; it must not undo that
+    rules.add_rule(sc.ERRNO(errno.EPERM), "prctl", sc.Arg(0, sc.EQ, pr_set_pdeathsig))
     rules.set_attr(sc.Attr.CTL_TSYNC, 1)  # every thread already running too (exit_with_the_grader's)
     rules.load()
 
