@@ -279,8 +279,11 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_graded(course, klass, sequentia
     scratch_before = set(Path(tempfile.gettempdir()).glob("normgrade-*"))
     log = tmp_path / "run.log"
     with open(log, "w") as stderr:
+        # As a terminal's shell starts a foreground job: in its own group, with SIGINT's default action
+        # (a background job, e.g. under `cmd &` in a script, inherits SIGINT ignored).
         process = subprocess.Popen(_command(hanging, copy, "--workers", "2"), stdout=subprocess.PIPE,
-                                   stderr=stderr, text=True, start_new_session=True)
+                                   stderr=stderr, text=True, start_new_session=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_ledger(db_url(copy), 2, process, log)
     deadline = time.monotonic() + 60  # stop it while the hanging submission's sandbox runs, if it gets there
     while time.monotonic() < deadline and not any(r["student"] == "s999_hangs" for r in ledger.rows(db_url(copy))):
