@@ -185,12 +185,14 @@ def _processes_mentioning(needle):
 
 
 def _bwrap_pids():
+    """PIDs of live bwrap processes (not zombies waiting for init to reap them)."""
     found = set()
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "bwrap":
+            if (entry.name.isdigit() and (entry / "comm").read_text().strip() == "bwrap"
+                    and not (entry / "stat").read_text().split(") ")[1].startswith("Z")):
                 found.add(int(entry.name))
-        except OSError:
+        except (OSError, IndexError):
             pass
     return found
 
