@@ -23,6 +23,7 @@ from normgrade.course import COURSE_ID, db_url, paths
 from normgrade.notebooks import answer_keys, source_notebooks
 from normgrade.release import build_course
 from normgrade.status import class_status
+from normgrade.paths import STUB_LAYERS
 from normgrade.samples import make_class, reference_layers
 
 pytestmark = pytest.mark.slow
@@ -357,3 +358,27 @@ def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(c
     scores, rows = _gradebook(url)
     assert rows == 9 and scores == {student: score for student, (score, _) in sequential.items()}
     _wait_gone(str(klass), bwrap_before)
+
+
+def test_a_regrade_from_a_broken_notebook_leaves_no_stale_grade(course, klass, tmp_path):
+    """Red-team finding: an invalid notebook (a cell id with a space) failed in nbgrader and the old 36 stayed."""
+    import shutil
+
+    copy = _fresh_course(course, tmp_path)
+    root = tmp_path / "class"
+    shutil.copytree(klass / "s000_reference", root / "stale")
+    first = grade([root], copy, workers=1)["submissions"][0]
+    assert first["score"] == 36.0
+    shutil.copy(STUB_LAYERS, root / "stale" / "normlab" / "layers.py")
+    path = root / "stale" / "BatchNormalization.ipynb"
+    raw = json.loads(path.read_text())
+    raw["cells"][0]["id"] = "bad id"
+    path.write_text(json.dumps(raw))
+    spatial = root / "stale" / "SpatialNormalization.ipynb"
+    spatial.write_text(spatial.read_text().replace('"source": [', '"source": ["\\ud800",', 1))
+    again = grade([root], copy, workers=1)["submissions"][0]
+    assert again["status"] == "graded", again.get("error")
+    notes = " ".join(again["notes"])
+    assert "BatchNormalization.ipynb is not a valid notebook" in notes and "SpatialNormalization.ipynb could not be" in notes
+    scores, rows = _gradebook(db_url(copy))
+    assert rows == 1 and scores["stale"] == again["score"] == 0.0  # stub code, blank answers: nothing stale left

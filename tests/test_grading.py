@@ -214,13 +214,18 @@ def test_notebooks_validate_and_markdown_renders_as_prose(tmp_path):
     assert "broken.ipynb is not a valid notebook" in problems[1]
 
 
-def test_student_ids_never_collide():
-    from normgrade.autograde import _unique_ids
+def test_student_ids_never_collide_within_or_across_runs():
+    from normgrade.autograde import _unique_ids, student_id
 
-    found = [(name, Path(name), name) for name in ("b.b", "b_b", "b_b_2", "b b", "", "b_b")]
-    ids = [student for student, _, _ in _unique_ids(found)]
+    names = ("b.b", "b_b", "b_b_2", "b b", "", "jo.doe", "jo_doe", "\x1b]0;PWNED\x07")
+    ids = [student for student, _, _ in _unique_ids([(name, Path(name or "x"), name) for name in names])]
     assert len(set(ids)) == len(ids), ids
-    assert ids[1] == "b_b" and ids[2] == "b_b_2", "a folder already named like an id keeps it"
+    assert ids[1] == "b_b" and ids[2] == "b_b_2" and ids[6] == "jo_doe", "a folder already named like an id keeps it"
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids)
+    # The id depends on the name alone: "jo.doe" graded in a later run cannot replace "jo_doe"'s grade.
+    assert student_id("jo.doe") == ids[5] != "jo_doe"
+    with pytest.raises(ValueError, match="both be graded as student 'bob'.*late/bob.*ontime/bob"):
+        _unique_ids([("bob", Path("late/bob"), "late/bob"), ("bob", Path("ontime/bob"), "ontime/bob")])
 
 
 def test_executed_outputs_are_plain_text_and_images_and_capped():

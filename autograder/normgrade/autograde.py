@@ -38,6 +38,7 @@ the auto-graded points only; manually graded answers are left to the
 instructor (formgrader).
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -73,7 +74,10 @@ def discover(paths_given):
         if not folder.is_dir():
             raise FileNotFoundError(f"{given}: no such folder")
         if _is_submission(folder):
-            found.append((folder.resolve().name, folder, str(given)))
+            named = folder.resolve()
+            if named.name == ASSIGNMENT_ID:  # <id>/normalization: the id is the parent's name
+                named = named.parent
+            found.append((named.name, folder, str(given)))
             continue
         students = []
         for child in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -91,23 +95,29 @@ def discover(paths_given):
     return _unique_ids(found)
 
 
+def student_id(name):
+    """
+    The student id of a submission folder's name, the same in every run: a
+    name of letters, digits, _ and - is kept; any other name gets its other
+    characters replaced by _ and a suffix from its own SHA-256, so "jo.doe"
+    (jo_doe_<hash>) never takes the id of a folder named "jo_doe".
+    """
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        return name
+    readable = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:40] or "student"
+    return f"{readable}_{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+
+
 def _unique_ids(found):
-    """
-    Student ids from folder names: characters other than letters, digits, _ and -
-    become _, and a name already taken (by a folder or an earlier suffix) gets
-    the first free suffix _2, _3, ..., so no two submissions share an id.
-    """
-    taken = {re.sub(r"[^A-Za-z0-9_-]", "_", s) or "student" for s, _, _ in found if re.fullmatch(r"[A-Za-z0-9_-]+", s)}
-    used, result = set(), []
-    for student, folder, given in found:
-        wanted = re.sub(r"[^A-Za-z0-9_-]", "_", student) or "student"
-        if wanted in used or (wanted != student and wanted in taken):
-            suffix = 2
-            while f"{wanted}_{suffix}" in used or f"{wanted}_{suffix}" in taken:
-                suffix += 1
-            wanted = f"{wanted}_{suffix}"
-        used.add(wanted)
-        result.append((wanted, folder, given))
+    """found with student ids (student_id); two submissions with the same id in one run are refused."""
+    result, seen = [], {}
+    for name, folder, given in found:
+        student = student_id(name)
+        if student in seen:
+            raise ValueError(f"two submissions would both be graded as student {student!r}: {seen[student]} and "
+                             f"{given}; grade them in separate runs, or rename one")
+        seen[student] = given
+        result.append((student, folder, given))
     return result
 
 
@@ -244,6 +254,7 @@ def grade_submission(task):
         return result
     result["seconds"] = round(time.perf_counter() - start, 2)
     with ledger.gradebook_lock(course, task.url):
+        forget_submission(task.url, task.student)
         ledger.finish(task.url, task.student, result)
     return result
 
@@ -253,8 +264,10 @@ def _autograde(course, task):
     api = nbgrader_api(course, task.unsandboxed, task.execute, task.url)
     outcome = api.autograde(ASSIGNMENT_ID, task.student, force=True, create=True)
     if not outcome.get("success"):
-        log = (outcome.get("error") or outcome.get("log") or "").strip().splitlines()
-        return dict(status="failed", error="nbgrader autograde failed: " + "\n".join(log[-15:]), score=0.0,
+        log = "\n".join([outcome.get("log") or "", outcome.get("error") or ""]).strip().splitlines()
+        errors = [line for line in log if "[ERROR]" in line][:10]  # what nbgrader says went wrong, then where
+        forget_submission(task.url, task.student)
+        return dict(status="failed", error="nbgrader autograde failed: " + "\n".join(errors + log[-15:]), score=0.0,
                     max_score=_max_auto_score(task.url), tests=[])
     messages = _messages(paths(course)["autograded"] / task.student / ASSIGNMENT_ID)
     tests = _results(task.url, task.student)
@@ -263,6 +276,17 @@ def _autograde(course, task):
         test["message"] = "" if test["score"] == test["max_score"] else message
     return dict(status="graded", score=round(sum(t["score"] for t in tests), 6),
                 max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests)
+
+
+def forget_submission(url, student):
+    """Remove the student's submission from nbgrader's gradebook: a failed grading leaves no earlier grade behind."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(url, COURSE_ID) as gb:
+        try:
+            gb.remove_submission(ASSIGNMENT_ID, student)
+        except MissingEntry:
+            pass
 
 
 def _max_auto_score(url):

@@ -243,6 +243,11 @@ def read_notebook(path, root, max_bytes=16 << 20):
     try:
         if path.stat().st_size > max_bytes:
             return None, f"{path.name} is larger than {max_bytes >> 20} MiB"
-        return nbformat.read(path, as_version=4), ""
-    except Exception as err:  # invalid JSON, not a notebook, unreadable
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)  # nbgrader refuses an invalid one (a cell id with a space) and fails the submission
+        nbformat.writes(nb).encode("utf-8")  # and one that cannot be written back (a lone surrogate)
+        return nb, ""
+    except nbformat.ValidationError as err:
+        return None, f"{path.name} is not a valid notebook ({err.message[:200]})"
+    except Exception as err:  # invalid JSON, not a notebook, unreadable, not encodable
         return None, f"{path.name} could not be read as a notebook ({type(err).__name__})"
