@@ -253,11 +253,13 @@ def test_the_table_shows_no_terminal_control_characters():
     from normgrade.autograde import format_table
 
     document = {"sandbox": "bubblewrap sandbox", "submissions": [{
-        "path": "s", "student": "s", "score": 0, "max_score": 36, "seconds": 1, "notes": ["\x1b]0;pwned\x07"],
+        "path": "class/s\x1b]0;PWNED\x07\nfake 36 / 36", "student": "s", "score": 0, "max_score": 36, "seconds": 1,
+        "status": "failed", "error": "nbgrader autograde failed", "notes": ["\x1b]0;pwned\x07"],
         "tests": [{"name": "N/test_x", "score": 0, "max_score": 3,
                    "message": "x: 0 / 3 points\n - lost 3 on 'y': raised ValueError: \x1b[2J\x1b[H ALL GOOD 36 / 36"}]}]}
     table = format_table(document)
     assert "\x1b" not in table and "\x07" not in table and "?[2J" in table
+    assert "\nfake 36 / 36" not in table, "a folder name cannot start a line of its own"
 
 
 def test_long_answer_cells_are_not_parsed():

@@ -362,16 +362,17 @@ def format_table(document):
     """A readable table of the results, with the messages of lost points (control characters shown as ?)."""
     lines = [f"graded in: {document.get('sandbox', '?')}"]
     rows = document["submissions"]
-    width = max([len(r["path"]) for r in rows] + [10])
+    paths_shown = {id(r): re.sub(r"\s", " ", _printable(r["path"])) for r in rows}  # students name the folders
+    width = max([len(shown) for shown in paths_shown.values()] + [10])
     lines.append(f"{'submission':<{width}}  {'score':>13}  {'seconds':>7}  status")
     for r in rows:
-        lines.append(f"{r['path']:<{width}}  {r['score']:>6g} / {r['max_score']:<4g}  {r.get('seconds', 0):>7.1f}"
+        lines.append(f"{paths_shown[id(r)]:<{width}}  {r['score']:>6g} / {r['max_score']:<4g}  {r.get('seconds', 0):>7.1f}"
                      f"  {r.get('status', '')}")
     for r in rows:
         lost = [t for t in r["tests"] if t["score"] < t["max_score"]]
         if r.get("error") or lost or r.get("notes"):
             lines.append("")
-            lines.append(f"{r['path']} ({r['student']}):")
+            lines.append(f"{paths_shown[id(r)]} ({r['student']}):")
         if r.get("error"):
             lines.append(f"  grading failed: {_printable(r['error'].splitlines()[0])}")
         for note in r.get("notes", []):
@@ -386,7 +387,7 @@ def format_table(document):
                   f"(--regrade grades them again), {counts['failed']} failed"]
     for r in rows:
         if r.get("status") == "failed":
-            lines.append(f"  failed: {r['path']}: {_printable(r.get('error', '').splitlines()[0] if r.get('error') else '')}")
+            lines.append(f"  failed: {paths_shown[id(r)]}: {_printable(r.get('error', '').splitlines()[0] if r.get('error') else '')}")
     if document.get("interrupted"):
         lines.append(f"interrupted: {len(document['interrupted'])} submissions not graded; run the same command "
                      "again to grade them (what was graded is kept)")

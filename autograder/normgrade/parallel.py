@@ -58,7 +58,7 @@ def _child(function, task, parent_pid, scratch_root, connection):
         os._exit(1)
     # Everything this child puts in temporary folders (the sandboxes' private folders) goes in its own,
     # under scratch_root, which the next run empties if this one is killed.
-    tempfile.tempdir = scratch = tempfile.mkdtemp(prefix=f"{task.student}-", dir=scratch_root)
+    tempfile.tempdir = scratch = tempfile.mkdtemp(prefix=f"{task.student[:40]}-", dir=scratch_root)
 
     def stop(*_):
         # Not an exception: nbgrader would catch it and record an interrupted grading as failed. The
