@@ -5,6 +5,7 @@ What instructors and students see, in a real headless Chromium (Selenium): the c
 The expectations come from the grading document of the same run (each
 student's tests, messages and recognized mistakes), not from numbers written here.
 """
+import contextlib
 import subprocess
 import sys
 import time
@@ -124,13 +125,47 @@ def test_feedback_page_in_a_real_browser(graded, browser, tmp_path):
         assert first in " ".join(seen.split()), f"{test['name']}: its message is not on the page"
 
 
-@pytest.fixture
-def jupyterlab(graded, tmp_path):
-    """A real JupyterLab server on a student's release copy (the reference and the right answers)."""
+@contextlib.contextmanager
+def jupyter_server(module, cwd, log_path, *options, env=None):
+    """
+    Run `python -m MODULE` (jupyterlab, jupyter server) on a free local port with
+    a fresh token, in its own session; yield (base URL, token) once it listens,
+    and stop it after.
+    """
     import os
     import secrets
     import signal
     import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = secrets.token_hex(16)
+    env = dict(env or os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", *module.split(), "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
+             f"--IdentityProvider.token={token}", *options],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.5).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and server.poll() is None, Path(log_path).read_text()[-3000:]
+                    time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}", token
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+
+
+@pytest.fixture
+def jupyterlab(graded, tmp_path):
+    """A real JupyterLab server on a student's release copy (the reference and the right answers)."""
+    import os
 
     from normgrade.notebooks import answer_keys, source_notebooks
     from normgrade.samples import make_submission, reference_layers
@@ -138,33 +173,12 @@ def jupyterlab(graded, tmp_path):
     course, _ = graded
     keys = answer_keys(source_notebooks(paths(course)["source"]))
     folder = make_submission(paths(course)["release"], tmp_path / "student", reference_layers(), keys)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    token = secrets.token_hex(16)
     # NBGRADER_EXECUTION shrinks the experiments, as when nbgrader runs the notebooks.
-    env = dict(os.environ, NBGRADER_EXECUTION="autograde",
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    log = open(tmp_path / "jupyterlab.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--LabApp.expose_app_in_browser=True",
-         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],  # no layout restored from another run
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, (tmp_path / "jupyterlab.log").read_text()
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}", token, folder
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
-        log.close()
+    with jupyter_server("jupyterlab", folder, tmp_path / "jupyterlab.log", f"--ServerApp.root_dir={folder}",
+                        "--LabApp.expose_app_in_browser=True",
+                        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",  # no layout restored from another run
+                        env=dict(os.environ, NBGRADER_EXECUTION="autograde")) as (url, token):
+        yield url, token, folder
 
 
 CURRENT = "const w = jupyterapp.shell.currentWidget;"
@@ -215,29 +229,9 @@ return [...w.content.widgets].map(c => {
     browser.save_screenshot(str(tmp_path / f"{notebook}.png"))
 
 
-def _serve(command, cwd, log_path, port):
-    """Start a Jupyter server process in its own session; wait until it listens on port."""
-    import socket
-
-    log = open(log_path, "w")
-    server = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return server, log
-        except OSError:
-            assert time.monotonic() < deadline and server.poll() is None, Path(log_path).read_text()[-3000:]
-            time.sleep(0.2)
-
-
 def test_formgrader_manual_grade_reaches_the_gradebook_and_export(graded, browser, tmp_path):
     """An instructor's view: formgrader, a written answer, a score and a comment; the gradebook and the CSV hold them."""
     import csv
-    import os
-    import secrets
-    import signal
-    import socket
 
     from nbgrader.api import Gradebook
 
@@ -249,17 +243,11 @@ def test_formgrader_manual_grade_reaches_the_gradebook_and_export(graded, browse
         notebook = gb.find_submission_notebook("BatchNormalization", "normalization", student)
         written = next(g for g in notebook.grades if g.cell.cell_type == "markdown")
         notebook_id, cell, points = notebook.id, written.name, written.max_score
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    token = secrets.token_hex(16)
     (tmp_path / "exchange").mkdir()
-    server, log = _serve([sys.executable, "-m", "jupyter", "server", "--no-browser", "--ip=127.0.0.1",
-                          f"--port={port}", "--allow-root", f"--IdentityProvider.token={token}",
-                          f"--Exchange.root={tmp_path / 'exchange'}"], course, tmp_path / "server.log", port)
-    try:
-        browser.get(f"http://127.0.0.1:{port}/?token={token}")  # logs in (a cookie)
-        browser.get(f"http://127.0.0.1:{port}/formgrader/submissions/{notebook_id}/")
+    with jupyter_server("jupyter server", course, tmp_path / "server.log",
+                        f"--Exchange.root={tmp_path / 'exchange'}") as (url, token):
+        browser.get(f"{url}/?token={token}")  # logs in (a cookie)
+        browser.get(f"{url}/formgrader/submissions/{notebook_id}/")
         deadline = time.monotonic() + 60
         while not browser.execute_script(  # formgrader's script has filled in the auto scores
                 "const i = document.getElementById('test_batchnorm_forward'); return !!(i && i.placeholder);"):
@@ -284,10 +272,6 @@ def test_formgrader_manual_grade_reaches_the_gradebook_and_export(graded, browse
             assert time.monotonic() < deadline, f"formgrader did not save: {saved}"
             time.sleep(0.3)
         browser.save_screenshot(str(tmp_path / "formgrader.png"))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
-        log.close()
     out = tmp_path / "grades.csv"
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "export", "--course", str(course), "--csv", str(out)],
                           capture_output=True, text=True, timeout=300)

@@ -237,24 +237,20 @@ def grade_submission(task):
         claim = ledger.claim(task.url, task.student, digest, task.run_id, task.regrade)
     if claim.action == "unchanged":
         return dict(claim.result, path=task.given, status="unchanged", seconds=round(time.perf_counter() - start, 2))
-    result = {"path": task.given, "student": task.student, "attempts": claim.attempts}
-    if claim.action == "give_up":
-        result.update(status="failed", score=0.0, max_score=0.0, tests=[], notes=notes,
-                      error=f"the grading process died in each of {claim.attempts} attempts; not tried again")
-    else:
+    result = {"path": task.given, "student": task.student, "attempts": claim.attempts, "notes": notes}
+    if claim.action == "grade":
         # The sandboxed scoring runs before the gradebook lock; TrustedScores then finds it done.
         scores = scored_code(staged, layout["expected"], task.unsandboxed, submitted=staged)
-        with ledger.gradebook_lock(course, task.url):
-            result.update(_autograde(course, task))
-            result["mistakes"] = [{"function": function, "check": r.check.label, "mistake": r.mistake}
-                                  for function, results in scores.items() for r in results if r.mistake]
-            result["notes"] = notes
-            result["seconds"] = round(time.perf_counter() - start, 2)
-            ledger.finish(task.url, task.student, result)
-        return result
-    result["seconds"] = round(time.perf_counter() - start, 2)
+        result["mistakes"] = [{"function": function, "check": r.check.label, "mistake": r.mistake}
+                              for function, results in scores.items() for r in results if r.mistake]
     with ledger.gradebook_lock(course, task.url):
-        forget_submission(task.url, task.student)
+        if claim.action == "grade":
+            result.update(_autograde(course, task))
+        else:  # give_up
+            forget_submission(task.url, task.student)
+            result.update(status="failed", score=0.0, max_score=0.0, tests=[],
+                          error=f"the grading process died in each of {claim.attempts} attempts; not tried again")
+        result["seconds"] = round(time.perf_counter() - start, 2)
         ledger.finish(task.url, task.student, result)
     return result
 
@@ -334,7 +330,7 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
             if dask:
                 parallel.run_dask(tasks, grade_submission, dask, on_result)
             else:
-                scratch = Path(course) / STAFF_FOLDER / "scratch"  # what a killed run left there goes now
+                scratch = course / STAFF_FOLDER / "scratch"  # what a killed run left there goes now
                 kill_orphans(scratch)
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir(parents=True)
