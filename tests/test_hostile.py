@@ -347,3 +347,37 @@ def test_unsandboxed_mode_still_grades_in_a_separate_process(tmp_path, data):
     """Only for instructors who choose it; same scores, same limits, no sandbox."""
     scores, _ = _grade(tmp_path, _override("import os\nos._exit(7)"), data, Sandbox(unsandboxed=True))
     _check(scores, LAYERNORM, "exited with status 7")
+
+
+def test_kill_orphans_kills_parentless_bwrap_of_its_scratch_folder_only(tmp_path, sandbox):
+    """What a killed run can leave: a bwrap whose parent died, naming a folder under the run's scratch folder."""
+    from normgrade.sandbox import kill_orphans
+
+    scratch, elsewhere = tmp_path / "scratch", tmp_path / "elsewhere"
+    scratch.mkdir()
+    elsewhere.mkdir()
+
+    def orphan(folder):  # started by a shell that exits at once: its parent becomes init
+        subprocess.run(["setsid", "bash", "-c", f"{sandbox.bwrap} --ro-bind / / --setenv X {folder} sleep 300 "
+                        ">/dev/null 2>&1 &"], check=True)
+        deadline = time.monotonic() + 10
+        while True:
+            for pid in _named("bwrap"):
+                if str(folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return int(pid)
+            assert time.monotonic() < deadline, "the orphan did not start"
+            time.sleep(0.05)
+
+    mine, other = orphan(scratch / "s1-x" / "normgrade-worker-y"), orphan(elsewhere)
+    try:
+        assert kill_orphans(scratch) == [mine]
+        deadline = time.monotonic() + 10
+        while str(mine) in _named("bwrap") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert str(mine) not in _named("bwrap") and str(other) in _named("bwrap")
+    finally:
+        for pid in (mine, other):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
