@@ -384,3 +384,14 @@ def test_a_regrade_from_a_broken_notebook_leaves_no_stale_grade(course, klass, t
     assert "BatchNormalization.ipynb is not a valid notebook" in notes and "SpatialNormalization.ipynb could not be" in notes
     scores, rows = _gradebook(db_url(copy))
     assert rows == 1 and scores["stale"] == again["score"] == 0.0  # stub code, blank answers: nothing stale left
+
+
+def test_prepare_creates_every_course_row_nbgrader_opens(course, postgres):
+    """nbgrader's preprocessors open the gradebook with the default course id; workers must not race to create it."""
+    from sqlalchemy import text
+
+    url = postgres()
+    ledger.prepare(course, url)
+    with ledger.engine(url).connect() as db:
+        rows = {row[0] for row in db.execute(text("SELECT id FROM course"))}
+    assert rows == {COURSE_ID, "default_course"}

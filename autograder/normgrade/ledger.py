@@ -135,6 +135,10 @@ def prepare(course, url):
                                    "gradebook.db to copy it from: rebuild the course with `normgrade release`") from None
             with Gradebook(f"sqlite:///{own.resolve()}", COURSE_ID) as source:
                 copy_assignment(source, target)
+    # nbgrader's own preprocessors open Gradebook(url) with the default course id, which creates that
+    # course's row on first use: two workers doing it at once on a fresh PostgreSQL database collide
+    # (UniqueViolation on course_pkey). Create it here, once, before any worker starts.
+    Gradebook(url).close()
     GRADING.metadata.create_all(engine(url))
 
 
