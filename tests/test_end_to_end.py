@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,14 @@ for _folder, _dirs, _files in _os.walk("/"):
 """
 
 # Notebook cells a student adds, run by the kernel when notebooks are executed.
+# Each link would run script on a staff click in formgrader or the feedback page if rendered live.
+HOSTILE_LINKS = """[solution](javascript:fetch('/formgrader/api/...'))
+
+<javascript:alert(1)> [ref][r] ![pic](data:text/html;base64,PHNjcmlwdD4=)
+
+[r]: jav&#x61;script:alert(2)
+"""
+
 HOSTILE_CELLS = """
 get_ipython().ast_node_interactivity = "none"   # nbgrader gives full credit to a graded cell without output
 import os, sqlite3
@@ -99,6 +108,8 @@ def _tamper_graded_cells(path):
     nb.cells.append(bonus)
     nb.cells.insert(1, nbformat.v4.new_code_cell(HOSTILE_CELLS))
     nb.cells.insert(2, nbformat.v4.new_markdown_cell('<img src="x" onerror="alert(document.cookie)"> <script>alert(1)</script>'))
+    nb.cells.insert(3, nbformat.v4.new_markdown_cell(HOSTILE_LINKS))
+    nb.cells.insert(4, nbformat.v4.new_markdown_cell("[the CS231n notes](https://cs231n.github.io/)"))
     nbformat.write(nb, path)
 
 
@@ -331,6 +342,11 @@ def test_feedback_is_html_only_and_hides_grading_code(graded_class, course):
     # The tags reach the page as text (&lt;img ...), never as live HTML.
     assert "<script>alert(1)" not in tampered and '<img src="x" onerror' not in tampered, "student markdown ran"
     assert "&lt;script&gt;alert(1)" in tampered
+    # Markdown links are not HTML (bleach misses them): a cell with a javascript: or data: link is shown as text.
+    hrefs = re.findall(r'(?:href|src)\s*=\s*"([^"]*)"', tampered)
+    assert not [h for h in hrefs if re.match(r"\s*(javascript|data:text|vbscript)", h, re.I)], hrefs
+    assert "links were not safe to render" in tampered
+    assert '<a href="https://cs231n.github.io/">the CS231n notes</a>' in tampered, "a safe link stays a link"
     mistakes = (paths(course[0])["feedback"] / "d_mistakes" / "normalization" / "BatchNormalization.html").read_text()
     assert "unbiased variance" in mistakes  # the hidden tests' messages do reach the student
 

@@ -265,3 +265,26 @@ def test_the_table_shows_no_terminal_control_characters():
 def test_long_answer_cells_are_not_parsed():
     with pytest.raises(NotLiteral, match="longer than"):
         read_answer("answer = [" + "0," * 7_000_000 + "]", "answer")
+
+
+@pytest.mark.parametrize("markdown", [
+    "[x](javascript:alert(1))", "<javascript:alert(1)>", "[a][r]\n\n[r]: jav&#x61;script:alert(1)",
+    "![i](data:text/html,<script>x</script>)", "[x](<JavaScript:a>)", "[x](vbscript:msgbox)",
+    "[x](%20javascript:alert(1))",
+])
+def test_markdown_links_with_a_script_scheme_are_found(markdown):
+    from normgrade.preprocessors import unsafe_urls
+
+    found = unsafe_urls(markdown)
+    assert found or "%20" in markdown, markdown
+    if "%20" in markdown:  # a relative URL: the browser does not run it
+        assert found == []
+
+
+def test_safe_markdown_links_are_left_alone():
+    from normgrade.preprocessors import unsafe_urls
+
+    png = {"p.png": {"image/png": "iVBORw0KGgo="}}
+    assert unsafe_urls("[ok](https://a.b) [rel](foo.html) [m](mailto:a@b) ![p](attachment:p.png) [#](#top) "
+                       "<https://x.y> `[x](javascript:1)` $a(b):c$", png) == []
+    assert unsafe_urls("![p](attachment:gone.png)"), "a cell formgrader cannot render is not rendered"

@@ -4,13 +4,16 @@ nbgrader preprocessors that keep student code out of grading decisions.
 The course's nbgrader_config.py (normgrade.course) sets
 
     Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor,
-                                         LimitOutput, SanitizeHTML, TrustedScores, SaveAutoGrades, ...]
+                                         LimitOutput, SanitizeHTML, SafeMarkdownLinks, TrustedScores,
+                                         SaveAutoGrades, ...]
 
 - SandboxedExecute replaces nbgrader's Execute: the notebook runs in the
   bubblewrap sandbox (normgrade.sandbox, worker "notebook" mode), only for the
   outputs and plots an instructor sees in formgrader. Only outputs come back,
   into the cells nbgrader sanitized; a notebook that fails, hangs or floods
   keeps no outputs and changes no score.
+- SafeMarkdownLinks shows as text a markdown cell whose links use a scheme
+  like javascript: (bleach cleans HTML tags, not markdown links).
 - TrustedScores then writes every graded code cell's outputs: the report of
   the trusted scorer (normgrade.scorer) on stdout and the points as the
   cell's result, which SaveAutoGrades records as partial credit. Whatever the
@@ -18,9 +21,12 @@ The course's nbgrader_config.py (normgrade.course) sets
 """
 import functools
 import hashlib
+import html
 import json
 import os
+import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -302,3 +308,65 @@ def copy_outputs(executed, nb):
         cell.outputs = kept
         count = ran.get("execution_count")
         cell.execution_count = count if isinstance(count, int) else None
+
+
+SAFE_URL_SCHEMES = ("http", "https", "mailto", "attachment")  # and URLs with no scheme (relative, #anchor)
+URL_ATTRIBUTES = ("href", "src", "srcset", "action", "formaction", "xlink:href", "poster", "background", "cite")
+
+
+class _Urls(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.urls = []
+
+    def handle_starttag(self, tag, attrs):
+        self.urls += [(tag, name, value or "") for name, value in attrs if name in URL_ATTRIBUTES]
+
+
+def unsafe_urls(markdown, attachments=None):
+    """
+    The URLs in the HTML that nbconvert renders `markdown` to whose scheme is
+    not in SAFE_URL_SCHEMES ("javascript:", "vbscript:", "data:" other than an
+    image's PNG, JPEG or GIF, ...). Markdown links are not HTML, so bleach
+    (SanitizeHTML) does not see them. A cell nbconvert cannot render (a
+    missing attachment) counts as unsafe: formgrader would fail on it.
+    """
+    from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+    parser = _Urls()
+    try:  # the renderer nbconvert's HTMLExporter renders markdown cells with
+        parser.feed(MarkdownWithMath(renderer=IPythonRenderer(escape=False, attachments=attachments or {}))
+                    .render(markdown))
+        parser.close()
+    except Exception as err:  # noqa: BLE001 - whatever the renderer chokes on is not shown live
+        return [f"(not renderable: {type(err).__name__})"]
+    unsafe = []
+    for tag, name, url in parser.urls:
+        plain = re.sub(r"[\x00-\x20\x7f]", "", url).lower()  # browsers ignore these inside a scheme
+        scheme = re.match(r"([a-z][a-z0-9+.\-]*):", plain)
+        if not scheme or scheme.group(1) in SAFE_URL_SCHEMES:
+            continue
+        if tag == "img" and name == "src" and re.match(r"data:image/(png|jpeg|gif)[;,]", plain):
+            continue  # an attachment, embedded by nbconvert
+        unsafe.append(url)
+    return unsafe
+
+
+class SafeMarkdownLinks(NbGraderPreprocessor):
+    """
+    Formgrader and the feedback pages render student markdown as live HTML:
+    a markdown cell whose links or images use another scheme than
+    SAFE_URL_SCHEMES ([x](javascript:...), <javascript:...>, a reference
+    definition, an entity-encoded scheme) is shown as its text instead, in a
+    <pre> block, so a staff click runs nothing. Runs after SanitizeHTML.
+    """
+
+    def preprocess(self, nb, resources):
+        for cell in nb.cells:
+            unsafe = unsafe_urls(cell.source, cell.get("attachments")) if cell.cell_type == "markdown" else []
+            if unsafe:
+                self.log.warning("a markdown cell links to %r: shown as text", unsafe[:3])
+                cell.source = ("<pre>(this cell's links were not safe to render; its text:)\n"
+                               f"{html.escape(cell.source)}</pre>")
+                cell.pop("attachments", None)
+        return nb, resources
