@@ -395,3 +395,32 @@ def test_prepare_creates_every_course_row_nbgrader_opens(course, postgres):
     with ledger.engine(url).connect() as db:
         rows = {row[0] for row in db.execute(text("SELECT id FROM course"))}
     assert rows == {COURSE_ID, "default_course"}
+
+
+def _staging_fails(task):
+    """grade_submission in a child where reading the student's files raises (an I/O error, say) before the claim."""
+    import normgrade.autograde
+
+    def unreadable(folder, submitted=None):
+        raise OSError(5, "Input/output error", str(folder))
+
+    normgrade.autograde.student_layers = unreadable  # in this forked child only
+    return grade_submission(task)
+
+
+def test_a_grading_that_raises_before_its_claim_is_recorded_failed_and_leaves_no_stale_grade(course, klass, tmp_path):
+    copy = _fresh_course(course, tmp_path)
+    url = db_url(copy)
+    folder = klass / "s000_reference"
+    assert grade([folder], copy, workers=1)["submissions"][0]["score"] == 36.0
+    results = {}
+    task = Task(str(copy), url, folder.name, str(folder), str(folder), "run2")
+    parallel.run_local([task], _staging_fails, 1, lambda t, result: results.__setitem__(t.student, result),
+                       str(tmp_path))
+    result = results[folder.name]
+    assert result["status"] == "failed" and "Input/output error" in result["error"]
+    rows = {row["student"]: row for row in ledger.rows(url)}
+    assert rows[folder.name]["status"] == "failed", "the ledger (status, report) lists the failure"
+    assert _gradebook(url)[0] == {}, "the earlier 36 is not left standing"
+    status = class_status(copy)
+    assert status["failed"] == 1 and status["failures"][0]["student"] == folder.name, status

@@ -45,6 +45,7 @@ import re
 import shutil
 import sys
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,6 +229,21 @@ def grade_submission(task):
     or failed (with "error").
     """
     start = time.perf_counter()
+    try:
+        return _grade_once(task, start)
+    except Exception:
+        # Whatever raised (an unreadable file while staging, say), the run reports it and so does the ledger
+        # (`normgrade status`, the report); no earlier grade of this student is left standing.
+        result = {"path": task.given, "student": task.student, "status": "failed", "score": 0.0, "max_score": 0.0,
+                  "tests": [], "notes": [], "seconds": round(time.perf_counter() - start, 2),
+                  "error": "grading raised: " + traceback.format_exc(limit=-3).strip()[-2000:]}
+        with ledger.gradebook_lock(task.course, task.url):
+            forget_submission(task.url, task.student)
+            ledger.record_failure(task.url, task.student, task.run_id, result)
+        return result
+
+
+def _grade_once(task, start):
     course = Path(task.course)
     layout = paths(course)
     notes = stage(course, task.student, task.folder)
