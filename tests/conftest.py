@@ -10,6 +10,23 @@ def ref():
     return load_layers()
 
 
+@pytest.fixture(scope="session")
+def expected_file(tmp_path_factory):
+    """An expected-values file of the current reference and answer keys (normgrade expected)."""
+    from normgrade import expected
+    from normgrade.notebooks import answer_keys
+
+    path = tmp_path_factory.mktemp("expected") / "expected.npz"
+    return expected.write(path, expected.generate(answer_keys()))
+
+
+@pytest.fixture(scope="session")
+def data(expected_file):
+    from normgrade import expected
+
+    return expected.ExpectedValues(expected_file)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

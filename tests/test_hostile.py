@@ -16,20 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from normgrade import checks, expected
-from normgrade.notebooks import answer_keys
+from normgrade import checks
 from normgrade.paths import REPO, SOLUTION_LAYERS, STUB_LAYERS
 from normgrade.sandbox import Limits, Sandbox, SandboxUnavailable, _python_roots
 from normgrade.scorer import score_code
 
 FAST = Limits(call_seconds=3, cpu_seconds=20)
 LAYERNORM = {"layernorm_forward", "layernorm_backward"}  # the backward calls the forward first
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("expected") / "expected.npz"
-    return expected.ExpectedValues(expected.write(path, expected.generate(answer_keys())))
 
 
 def _override(body):
@@ -287,7 +280,7 @@ def test_no_process_outlives_grading(tmp_path, data, sandbox):
 GRADER = """
 import sys
 from pathlib import Path
-from normgrade import checks, expected
+from normgrade import checks
 from normgrade.sandbox import Sandbox
 from normgrade.scorer import score_code
 score_code(Path(sys.argv[1]), checks.FUNCTIONS, expected.ExpectedValues(sys.argv[2]), Sandbox())

@@ -5,8 +5,6 @@ Expected values: the hidden grading inputs and what the reference returns on the
 - inputs/<name>:      the hidden inputs, deterministic from HIDDEN_SEED (and
                       different from the public ones in the notebooks);
 - expected/<q>:       every graded quantity q, computed by the reference;
-- mutant/<m>/<q>:     the same quantities from each known-wrong implementation
-                      (normgrade.mutants), to name the likely mistake;
 - answer_keys:        the keys of the auto-graded inline questions, as JSON,
                       read from the source notebooks.
 
@@ -16,15 +14,12 @@ notebook, never this), and only the trusted scorer reads it.
 """
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import worker
 from .checks import FUNCTIONS, VALUE_CALLS, Failure, gradient_inputs
-from .mutants import MUTANTS, mutate
-from .paths import SOLUTION_LAYERS
 from .reference import load_layers
 
 HIDDEN_SEED = 20261122
@@ -43,7 +38,7 @@ def build_inputs(seed=HIDDEN_SEED):
     sbn_x = normal((4, 3, 3, 2)) * np.array([1.0, 0.003, 2.0])[:, None, None] + normal((3, 1, 1)) * 4
     gn_x = normal((3, 6, 2, 3)) * rng.uniform(0.5, 3, (1, 6, 1, 1)) + normal((1, 6, 1, 1)) * 3
     gn_x[1, :3] *= 0.002  # one tiny group
-    return {
+    inputs = {
         "bn_x": bn_x, "bn_gamma": normal(6), "bn_beta": normal(6), "bn_dout": normal((12, 6)),
         "bn_steps_x": steps, "bn_steps_rm": normal(6), "bn_steps_rv": rng.uniform(0.5, 2, 6),
         "bn_test_x": normal((7, 6)) * 2 + 1, "bn_test_rm": normal(6), "bn_test_rv": rng.uniform(0.1, 3, 6),
@@ -63,6 +58,15 @@ def build_inputs(seed=HIDDEN_SEED):
         "num_gn_x": normal((2, 4, 2, 1)) * 2 + 1, "num_gn_gamma": normal((1, 4, 1, 1)),
         "num_gn_beta": normal((1, 4, 1, 1)), "num_gn_dout": normal((2, 4, 2, 1)),
     }
+    # Where the maths branches: one example, one feature; float32 with a large mean (no tiny spread
+    # here: float32 cannot resolve 0.003 at 1e4).
+    inputs.update({
+        "bn_n1_x": normal((1, 6)) * 3 + 1, "bn_d1_x": normal((12, 1)) * 2 - 1,
+        "bn_d1_gamma": normal(1), "bn_d1_beta": normal(1),
+        "bn_big_x": normal((12, 6)) * np.array([1.0, 4.0, 0.5, 0.5, 2.0, 1.0]) + 1e4,
+        "ln_big_x": normal((5, 8)) * np.array([[1.0], [3.0], [0.5], [0.5], [2.0]]) + 1e4,
+    })
+    return inputs
 
 
 def run_quantities(layers, inputs, functions=FUNCTIONS):
@@ -97,12 +101,6 @@ def generate(keys=None, backend="numpy", seed=HIDDEN_SEED):
         raise RuntimeError(f"the reference failed on the hidden inputs: {failed}")
     data = {f"inputs/{k}": v for k, v in inputs.items()}
     data.update({f"expected/{k}": np.asarray(v) for k, v in reference.items()})
-    source = SOLUTION_LAYERS.read_text()
-    for mutant in MUTANTS:
-        layers = _load_source(mutant.name, mutate(source, mutant))
-        for name, value in run_quantities(layers, inputs).items():
-            if value is not None and not isinstance(value, Failure):
-                data[f"mutant/{mutant.name}/{name}"] = np.asarray(value)
     data["answer_keys"] = np.array(json.dumps(keys or {}, sort_keys=True))
     data["seed"] = np.array(seed)
     return data
@@ -121,14 +119,6 @@ def _run_reference(inputs, backend):
     return {k: v if v is None or isinstance(v, Failure) else to_numpy(v) for k, v in results.items()}
 
 
-def _load_source(name, source):
-    """Import layers source text through a private file, as a module of the student package."""
-    with tempfile.TemporaryDirectory(prefix=f"normgrade-{name}-") as folder:
-        path = Path(folder) / "layers.py"
-        path.write_text(source)
-        return load_layers(path)
-
-
 class ExpectedValues:
     """Read access to an expected-values file."""
 
@@ -145,15 +135,6 @@ class ExpectedValues:
 
     def expected(self, quantity):
         return self._data[f"expected/{quantity}"]
-
-    def signatures(self, quantity):
-        """{mutant name: its value of `quantity`} for every mutant that produced one."""
-        suffix = f"/{quantity}"
-        return {
-            k[len("mutant/"):-len(suffix)]: v
-            for k, v in self._data.items()
-            if k.startswith("mutant/") and k.endswith(suffix)
-        }
 
 
 def write(path, data):
@@ -179,9 +160,8 @@ def run(args):
     data = generate(answer_keys(), backend=args.backend)
     write(args.out, data)
     n_expected = sum(k.startswith("expected/") for k in data)
-    n_mutant = sum(k.startswith("mutant/") for k in data)
-    print(f"wrote {args.out}: {n_expected} expected quantities, {n_mutant} mutant signatures "
-          f"({len(MUTANTS)} mutants), {len(json.loads(str(data['answer_keys'])))} answer keys "
+    print(f"wrote {args.out}: {n_expected} expected quantities, "
+          f"{len(json.loads(str(data['answer_keys'])))} answer keys "
           f"(backend {args.backend})")
     return 0
 

@@ -8,7 +8,7 @@ its figures embedded (matplotlib, PNG as data URLs; no network needed):
 - the summary: graded, failed and pending submissions, mean and quartiles;
 - the score histogram;
 - mean points per test, as a share of its points (what the class struggles with);
-- the known mistakes the checks recognized (normgrade.mutants), most frequent first;
+- the mistakes the checks diagnosed (normgrade.diagnosis), most frequent first;
 - the grading failures, with their reasons;
 - the students, with score and status, sortable by any column (a few lines of
   inline JavaScript; the table reads fine without it).
@@ -26,7 +26,6 @@ from pathlib import Path
 from . import ledger
 from .autograde import DEFAULT_COURSE
 from .course import db_url, is_course
-from .mutants import BY_NAME as MUTANTS
 from .status import summarize
 
 
@@ -56,8 +55,7 @@ def class_report(course, url=None):
         "scores": summarize([row["score"] for row in graded], max_score),
         "tests": [{"name": name, "share": earned / total if total else 0.0, "mean": earned / len(graded),
                    "points": total / len(graded)} for name, (earned, total) in sorted(tests.items())],
-        "mistakes": [{"function": function, "mistake": mistake, "count": count,
-                      "description": MUTANTS[mistake].message if mistake in MUTANTS else mistake}
+        "mistakes": [{"function": function, "mistake": mistake, "count": count}
                      for (function, mistake), count in mistakes.most_common()],
         "failures": [{"student": row["student"], "error": results[row["student"]].get("error", "")}
                      for row in rows if row["status"] == "failed"],
@@ -154,7 +152,7 @@ def render_html(data, images):
         parts.append("<table class='sortable' id='mistakes'><thead><tr><th>function</th><th>mistake</th>"
                      "<th>students</th></tr></thead><tbody>")
         for m in data["mistakes"]:
-            parts.append(f"<tr><td>{e(m['function'])}</td><td>{e(m['description'])}</td>"
+            parts.append(f"<tr><td>{e(m['function'])}</td><td>{e(m['mistake'])}</td>"
                          f"<td class='number'>{m['count']}</td></tr>")
         parts.append("</tbody></table>")
     if data["failures"]:

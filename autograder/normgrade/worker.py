@@ -152,7 +152,7 @@ def _bn_train(L, i, call):
 
 
 def _bn_steps(L, i, call):
-    bn_param = {"mode": "train", "momentum": 0.75, "eps": 1e-3,
+    bn_param = {"mode": "train", "momentum": call["momentum"], "eps": call["eps"],
                 "running_mean": i["bn_steps_rm"].copy(), "running_var": i["bn_steps_rv"].copy()}
     for x in i["bn_steps_x"]:
         L.batchnorm_forward(x.copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), bn_param)
@@ -167,9 +167,17 @@ def _bn_test(L, i, call):
             "bn_test_running_var": bn_param.get("running_var")}
 
 
+def _bn_edge(L, i, call):
+    """Train mode on a batch of one example, and on a single feature."""
+    out_n1, _ = L.batchnorm_forward(i["bn_n1_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), {"mode": "train"})
+    out_d1, _ = L.batchnorm_forward(i["bn_d1_x"].copy(), i["bn_d1_gamma"].copy(), i["bn_d1_beta"].copy(),
+                                    {"mode": "train"})
+    return {"bn_n1_out": out_n1, "bn_d1_out": out_d1}
+
+
 def _bn_float32(L, i, call):
     f32 = lambda k: i[k].astype(np.float32)  # noqa: E731
-    out, _ = L.batchnorm_forward(f32("bn_x"), f32("bn_gamma"), f32("bn_beta"), {"mode": "train"})
+    out, _ = L.batchnorm_forward(f32("bn_big_x"), f32("bn_gamma"), f32("bn_beta"), {"mode": "train"})
     return {"bn_f32_out": out}
 
 
@@ -187,12 +195,12 @@ def _ln_forward(L, i, call):
 
 def _ln_float32(L, i, call):
     f32 = lambda k: i[k].astype(np.float32)  # noqa: E731
-    out, _ = L.layernorm_forward(f32("ln_x"), f32("ln_gamma"), f32("ln_beta"), {})
+    out, _ = L.layernorm_forward(f32("ln_big_x"), f32("ln_gamma"), f32("ln_beta"), {})
     return {"ln_f32_out": out}
 
 
 def _ln_single(L, i, call):
-    out, _ = L.layernorm_forward(i["ln_single_x"].copy(), i["ln_gamma"].copy(), i["ln_beta"].copy(), {"eps": 1e-3})
+    out, _ = L.layernorm_forward(i["ln_single_x"].copy(), i["ln_gamma"].copy(), i["ln_beta"].copy(), {"eps": call["eps"]})
     return {"ln_single_out": out}
 
 
@@ -203,7 +211,7 @@ def _ln_backward(L, i, call):
 
 
 def _sbn_train(L, i, call):
-    bn_param = {"mode": "train", "momentum": 0.8}
+    bn_param = {"mode": "train", "momentum": call["momentum"]}
     out, _ = L.spatial_batchnorm_forward(i["sbn_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(), bn_param)
     return {"sbn_train_out": out, "sbn_running_mean": bn_param.get("running_mean"),
             "sbn_running_var": bn_param.get("running_var")}
@@ -229,9 +237,11 @@ def _gn_forward(L, i, call):
 
 
 def _gn_backward(L, i, call):
-    _, cache = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"].copy(), i["gn_beta"].copy(), 2, {})
+    G = int(call["groups"])
+    _, cache = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"].copy(), i["gn_beta"].copy(), G, {})
     dx, dgamma, dbeta = L.spatial_groupnorm_backward(i["gn_dout"].copy(), cache)
-    return {"gn_dx": dx, "gn_dgamma": dgamma, "gn_dbeta": dbeta}
+    prefix = "gn" if G == 2 else f"gn_G{G}"
+    return {f"{prefix}_dx": dx, f"{prefix}_dgamma": dgamma, f"{prefix}_dbeta": dbeta}
 
 
 def _forward_many(L, i, call):
@@ -259,7 +269,7 @@ def _backward_at(L, i, call):
 
 
 RECIPES = {
-    "bn_train": _bn_train, "bn_steps": _bn_steps, "bn_test": _bn_test, "bn_float32": _bn_float32,
+    "bn_train": _bn_train, "bn_edge": _bn_edge, "bn_steps": _bn_steps, "bn_test": _bn_test, "bn_float32": _bn_float32,
     "bn_backward": _bn_backward, "ln_forward": _ln_forward, "ln_float32": _ln_float32, "ln_single": _ln_single,
     "ln_backward": _ln_backward, "sbn_train": _sbn_train, "sbn_test": _sbn_test, "sbn_backward": _sbn_backward,
     "gn_forward": _gn_forward, "gn_backward": _gn_backward,

@@ -1,0 +1,513 @@
+"""
+A corpus of realistic student implementations, each with what the grader must say about it.
+
+Every entry is the reference layers.py with some functions rewritten the way
+students write them (loops, a tuple cache, keepdims slips, reshapes of the
+wrong order), taken from the families seen in public CS231n code and from the
+mutants, alone and combined. `wrong` maps each function the entry gets wrong to
+the diagnosis keys (normgrade.diagnosis.key, split at "; ") its feedback must
+state; a function not in `wrong` must keep full points unless it depends on a
+wrong forward pass. `tests/test_diagnosis.py` grades every entry through the
+real sandboxed scorer and counts, over all wrong functions, how many are named,
+how many are left unnamed (what differs is said, no guess) and how many got a
+wrong diagnosis (must be none).
+"""
+import ast
+import textwrap
+from dataclasses import dataclass, field
+
+from normgrade.paths import SOLUTION_LAYERS
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    sources: tuple  # function definitions (text) that replace the reference's functions of the same names
+    wrong: dict = field(default_factory=dict)  # function -> set of diagnosis keys that must be stated
+
+
+def layers_source(sources, base=None):
+    """The reference layers.py with each function defined in `sources` replaced (by name)."""
+    text = base if base is not None else SOLUTION_LAYERS.read_text()
+    for source in sources:
+        source = textwrap.dedent(source).strip("\n")
+        names = [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
+        tree = ast.parse(text)
+        lines = text.split("\n")
+        for name in names:
+            node = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+            if node is None:
+                raise ValueError(f"the reference has no function {name}")
+        # Replace from the last function up, so that line numbers stay valid.
+        nodes = sorted((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names),
+                       key=lambda n: n.lineno, reverse=True)
+        for i, node in enumerate(nodes):
+            lines[node.lineno - 1:node.end_lineno] = source.split("\n") if i == len(nodes) - 1 else []
+        text = "\n".join(lines)
+    return text
+
+
+# ---- a student's batch norm family: tuple cache, step-by-step backward -----------------------
+
+BN_FORWARD = '''
+def batchnorm_forward(x, gamma, beta, bn_param):
+    mode = bn_param["mode"]
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    N, D = x.shape
+    running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))
+    running_var = bn_param.get("running_var", np.zeros(D, dtype=x.dtype))
+    out, cache = None, None
+    if mode == "train":
+        mu = np.mean(x, axis=0)
+        var = np.var(x, axis=0)
+        x_hat = (x - mu) / np.sqrt(var + eps)
+        out = gamma * x_hat + beta
+        cache = (x, mu, var, eps, gamma, x_hat)
+        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var = momentum * running_var + (1 - momentum) * var
+    elif mode == "test":
+        x_hat = (x - running_mean) / np.sqrt(running_var + eps)
+        out = gamma * x_hat + beta
+    bn_param["running_mean"] = running_mean
+    bn_param["running_var"] = running_var
+    return out.astype(x.dtype), cache
+'''
+
+BN_BACKWARD = '''
+def batchnorm_backward(dout, cache):
+    x, mu, var, eps, gamma, x_hat = cache
+    N = x.shape[0]
+    dbeta = np.sum(dout, axis=0)
+    dgamma = np.sum(dout * x_hat, axis=0)
+    dx_hat = dout * gamma
+    dvar = np.sum(dx_hat * (x - mu) * -0.5 * (var + eps) ** -1.5, axis=0)
+    dmu = np.sum(-dx_hat / np.sqrt(var + eps), axis=0) + dvar * np.mean(-2 * (x - mu), axis=0)
+    dx = dx_hat / np.sqrt(var + eps) + dvar * 2 * (x - mu) / N + dmu / N
+    return dx, dgamma, dbeta
+'''
+
+BN_ALT = '''
+def batchnorm_backward_alt(dout, cache):
+    x, mu, var, eps, gamma, x_hat = cache
+    N = x.shape[0]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx_hat = dout * gamma
+    dx = (N * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0)) / (N * np.sqrt(var + eps))
+    return dx, dgamma, dbeta
+'''
+
+BN_FAMILY = (BN_FORWARD, BN_BACKWARD, BN_ALT)
+
+
+def bn(forward=BN_FORWARD, backward=BN_BACKWARD, alt=BN_ALT, **replace):
+    """The student's batch norm family with some lines replaced: replace={old: new} over all three."""
+    sources = [forward, backward, alt]
+    for old, new in replace.items():
+        hits = [i for i, s in enumerate(sources) if old in s]
+        assert len(hits) == 1 and sources[hits[0]].count(old) == 1, f"{old!r} is not exactly once"
+        sources[hits[0]] = sources[hits[0]].replace(old, new)
+    return tuple(sources)
+
+
+LN_FORWARD = '''
+def layernorm_forward(x, gamma, beta, ln_param):
+    eps = ln_param.get("eps", 1e-5)
+    mu = x.mean(axis=1, keepdims=True)
+    var = x.var(axis=1, keepdims=True)
+    std = np.sqrt(var + eps)
+    x_hat = (x - mu) / std
+    out = gamma * x_hat + beta
+    cache = (x, mu, var, std, x_hat, gamma, eps)
+    return out.astype(x.dtype), cache
+'''
+
+LN_BACKWARD = '''
+def layernorm_backward(dout, cache):
+    x, mu, var, std, x_hat, gamma, eps = cache
+    D = x.shape[1]
+    dgamma = np.sum(dout * x_hat, axis=0)
+    dbeta = np.sum(dout, axis=0)
+    dx_hat = dout * gamma
+    dvar = np.sum(dx_hat * (x - mu), axis=1, keepdims=True) * -0.5 * (var + eps) ** -1.5
+    dmu = -np.sum(dx_hat, axis=1, keepdims=True) / np.sqrt(var + eps) \\
+        - 2 * dvar * np.mean(x - mu, axis=1, keepdims=True)
+    dx = dx_hat / np.sqrt(var + eps) + 2 * dvar * (x - mu) / D + dmu / D
+    return dx, dgamma, dbeta
+'''
+
+
+def ln(forward=LN_FORWARD, backward=LN_BACKWARD, **replace):
+    sources = [forward, backward]
+    for old, new in replace.items():
+        hits = [i for i, s in enumerate(sources) if old in s]
+        assert len(hits) == 1 and sources[hits[0]].count(old) == 1, f"{old!r} is not exactly once"
+        sources[hits[0]] = sources[hits[0]].replace(old, new)
+    return tuple(sources)
+
+
+SBN_FORWARD = '''
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    N, C, H, W = x.shape
+    x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)
+    out_flat, cache = batchnorm_forward(x_flat, gamma, beta, bn_param)
+    out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+    return out, cache
+'''
+
+SBN_BACKWARD = '''
+def spatial_batchnorm_backward(dout, cache):
+    N, C, H, W = dout.shape
+    dout_flat = dout.transpose(0, 2, 3, 1).reshape(-1, C)
+    dx_flat, dgamma, dbeta = batchnorm_backward_alt(dout_flat, cache)
+    dx = dx_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)
+    return dx, dgamma, dbeta
+'''
+
+GN_FORWARD = '''
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    eps = gn_param.get("eps", 1e-5)
+    N, C, H, W = x.shape
+    x_group = x.reshape(N, G, C // G, H, W)
+    mean = x_group.mean(axis=(2, 3, 4), keepdims=True)
+    var = x_group.var(axis=(2, 3, 4), keepdims=True)
+    x_hat = ((x_group - mean) / np.sqrt(var + eps)).reshape(N, C, H, W)
+    out = gamma * x_hat + beta
+    cache = (x_hat, gamma, var, eps, G)
+    return out.astype(x.dtype), cache
+'''
+
+GN_BACKWARD = '''
+def spatial_groupnorm_backward(dout, cache):
+    x_hat, gamma, var, eps, G = cache
+    N, C, H, W = dout.shape
+    dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)
+    dgamma = (dout * x_hat).sum(axis=(0, 2, 3), keepdims=True)
+    dx_hat = (dout * gamma).reshape(N, G, -1)
+    x_hat_g = x_hat.reshape(N, G, -1)
+    M = x_hat_g.shape[2]
+    inv_std = 1.0 / np.sqrt(var.reshape(N, G, 1) + eps)
+    dx = inv_std / M * (M * dx_hat - dx_hat.sum(axis=2, keepdims=True)
+                        - x_hat_g * (dx_hat * x_hat_g).sum(axis=2, keepdims=True))
+    return dx.reshape(N, C, H, W), dgamma, dbeta
+'''
+
+
+def gn(forward=GN_FORWARD, backward=GN_BACKWARD, **replace):
+    sources = [forward, backward]
+    for old, new in replace.items():
+        hits = [i for i, s in enumerate(sources) if old in s]
+        assert len(hits) == 1 and sources[hits[0]].count(old) == 1, f"{old!r} is not exactly once"
+        sources[hits[0]] = sources[hits[0]].replace(old, new)
+    return tuple(sources)
+
+
+BNF, BNB, ALT = "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt"
+LNF, LNB = "layernorm_forward", "layernorm_backward"
+SBF, SBB = "spatial_batchnorm_forward", "spatial_batchnorm_backward"
+GNF, GNB = "spatial_groupnorm_forward", "spatial_groupnorm_backward"
+
+def spatial(keys):
+    """A batch norm forward mistake is spatial batch norm's too: the reference's calls the student's batchnorm_forward."""
+    return {BNF: keys, SBF: keys}
+
+
+# ---- right, written differently: every point earned ------------------------------------------
+
+CORRECT = (
+    Entry("student batch norm family (tuple cache, step by step)", BN_FAMILY),
+    Entry("student layer norm", ln()),
+    Entry("spatial batch norm through the student's batch norm", BN_FAMILY + (SBN_FORWARD, SBN_BACKWARD)),
+    Entry("student group norm", gn()),
+    Entry("batch norm with loops over features", bn(forward=BN_FORWARD.replace(
+        '''        mu = np.mean(x, axis=0)
+        var = np.var(x, axis=0)''', '''        mu = np.zeros(D)
+        var = np.zeros(D)
+        for j in range(D):
+            mu[j] = sum(x[i, j] for i in range(N)) / N
+            var[j] = sum((x[i, j] - mu[j]) ** 2 for i in range(N)) / N'''))),
+    Entry("float32 kept in float32 with two-pass statistics", bn(forward=BN_FORWARD.replace(
+        "    return out.astype(x.dtype), cache", "    return out.astype(x.dtype, copy=False), cache"))),
+    Entry("layer norm through batch norm on the transpose", (LN_FORWARD.replace(
+        '''    mu = x.mean(axis=1, keepdims=True)
+    var = x.var(axis=1, keepdims=True)''', '''    mu = x.T.mean(axis=0).T[:, None]
+    var = x.T.var(axis=0).T[:, None]'''), LN_BACKWARD)),
+    Entry("group norm with a loop over groups", gn(forward='''
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    eps = gn_param.get("eps", 1e-5)
+    N, C, H, W = x.shape
+    x_hat = np.empty_like(x, dtype=np.float64)
+    var = np.empty((N, G, 1, 1, 1))
+    size = C // G
+    for n in range(N):
+        for g in range(G):
+            block = x[n, g * size:(g + 1) * size]
+            var[n, g] = block.var()
+            x_hat[n, g * size:(g + 1) * size] = (block - block.mean()) / np.sqrt(block.var() + eps)
+    out = gamma * x_hat + beta
+    return out.astype(x.dtype), (x_hat, gamma, var, eps, G)
+''')),
+)
+
+# ---- wrong, as students get it wrong ------------------------------------------------------------
+
+WRONG = (
+    # batch norm forward
+    Entry("unbiased variance, by a loop", bn(**{
+        "        var = np.var(x, axis=0)":
+        "        var = np.array([np.sum((x[:, j] - mu[j]) ** 2) / (N - 1) for j in range(D)])"}),
+        spatial({"variance: unbiased", "running variance: unbiased"})),
+    Entry("eps outside the square root", bn(**{
+        "        x_hat = (x - mu) / np.sqrt(var + eps)": "        x_hat = (x - mu) / (np.sqrt(var) + eps)"}),
+        spatial({"eps: outside"})),
+    Entry("running variance updated with var + eps", bn(**{
+        "running_var + (1 - momentum) * var": "running_var + (1 - momentum) * (var + eps)"}),
+        spatial({"running variance: var + eps"})),
+    Entry("test mode divides by sqrt(var) + eps", bn(**{
+        "        x_hat = (x - running_mean) / np.sqrt(running_var + eps)":
+        "        x_hat = (x - running_mean) / (np.sqrt(running_var) + eps)"}),
+        spatial({"eps: outside"})),
+    Entry("test mode without eps", bn(**{
+        "        x_hat = (x - running_mean) / np.sqrt(running_var + eps)":
+        "        x_hat = (x - running_mean) / np.sqrt(running_var)"}),
+        spatial({"eps: missing"})),
+    Entry("test mode keeps gamma, drops beta and eps", bn(**{
+        '''        x_hat = (x - running_mean) / np.sqrt(running_var + eps)
+        out = gamma * x_hat + beta''': '''        out = gamma * (x - running_mean) / np.sqrt(running_var)'''}),
+        spatial({"affine: gamma only", "eps: missing"})),
+    Entry("test mode uses the test batch's statistics", bn(**{
+        "        x_hat = (x - running_mean) / np.sqrt(running_var + eps)":
+        "        x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)"}),
+        spatial({"test statistics: test batch"})),
+    Entry("CS231n stub left as it was (pass, write-back kept)", (BN_FORWARD.replace(
+        BN_FORWARD[BN_FORWARD.index("    if mode == \"train\":"):BN_FORWARD.index("    bn_param[\"running_mean\"]")],
+        "    pass\n").replace("    return out.astype(x.dtype), cache", "    return out, cache"),),
+        {BNF: {"not implemented"}, SBF: {"raises"}}),
+    Entry("reversed momentum and eps outside", bn(**{
+        "        x_hat = (x - mu) / np.sqrt(var + eps)": "        x_hat = (x - mu) / (np.sqrt(var) + eps)",
+        "running_mean = momentum * running_mean + (1 - momentum) * mu":
+        "running_mean = (1 - momentum) * running_mean + momentum * mu",
+        "running_var = momentum * running_var + (1 - momentum) * var":
+        "running_var = (1 - momentum) * running_var + momentum * var"}),
+        spatial({"eps: outside", "momentum: reversed"})),
+    Entry("statistics over the features (axis 1, keepdims)", bn(**{
+        "        mu = np.mean(x, axis=0)\n        var = np.var(x, axis=0)":
+        "        mu = np.mean(x, axis=1, keepdims=True)\n        var = np.var(x, axis=1, keepdims=True)"}),
+        {BNF: {"statistics: per example", "shape: (12, 6) for (6,)"},
+         SBF: {"statistics: per pixel over C", "shape: (24, 3) for (3,)"}}),
+    Entry("train mode forgets gamma and beta", bn(**{
+        "        out = gamma * x_hat + beta\n        cache": "        out = x_hat\n        cache"}),
+        spatial({"affine: neither"})),
+    Entry("train mode forgets beta", bn(**{
+        "        out = gamma * x_hat + beta\n        cache": "        out = gamma * x_hat\n        cache"}),
+        spatial({"affine: gamma only"})),
+    Entry("running statistics kept in local names", bn(**{
+        '''    bn_param["running_mean"] = running_mean
+    bn_param["running_var"] = running_var
+''': ""}),
+        spatial({"write back: missing"})),
+    Entry("returns float64 for float32 input", bn(**{
+        "    return out.astype(x.dtype), cache": "    return out, cache",
+        "        mu = np.mean(x, axis=0)": "        x = x.astype(np.float64)\n        mu = np.mean(x, axis=0)"}),
+        {BNF: {"dtype: float64 for float32"}}),
+    Entry("E[x^2] - E[x]^2 in float32", bn(**{
+        "        var = np.var(x, axis=0)": "        var = np.mean(x ** 2, axis=0) - mu ** 2"}),
+        {BNF: {"precision: float32"}}),
+    Entry("eps missing in the forward pass, with a backward exact for it", bn(**{
+        "        x_hat = (x - mu) / np.sqrt(var + eps)": "        x_hat = (x - mu) / np.sqrt(var)",
+        "        cache = (x, mu, var, eps, gamma, x_hat)": "        cache = (x, mu, var, 0.0, gamma, x_hat)"}),
+        spatial({"eps: missing"})),  # the backward passes are right for it: told to fix the forward first
+    # batch norm backward
+    Entry("backward without the mean term", bn(**{
+        "    dx = dx_hat / np.sqrt(var + eps) + dvar * 2 * (x - mu) / N + dmu / N":
+        "    dx = dx_hat / np.sqrt(var + eps) + dvar * 2 * (x - mu) / N"}),
+        {BNB: {"dx terms: no mean term"}}),
+    Entry("backward keepdims on dgamma and dbeta", bn(**{
+        "    dbeta = np.sum(dout, axis=0)\n    dgamma = np.sum(dout * x_hat, axis=0)":
+        "    dbeta = np.sum(dout, axis=0, keepdims=True)\n    dgamma = np.sum(dout * x_hat, axis=0, keepdims=True)"}),
+        {BNB: {"shape: (1, 6) for (6,)"}}),
+    Entry("backward swaps dgamma and dbeta", bn(**{
+        "    dbeta = np.sum(dout, axis=0)\n    dgamma = np.sum(dout * x_hat, axis=0)":
+        "    dgamma = np.sum(dout, axis=0)\n    dbeta = np.sum(dout * x_hat, axis=0)"}),
+        {BNB: {"dgamma: swapped", "dbeta: swapped"}}),
+    Entry("backward without eps", bn(**{
+        '''    dvar = np.sum(dx_hat * (x - mu) * -0.5 * (var + eps) ** -1.5, axis=0)
+    dmu = np.sum(-dx_hat / np.sqrt(var + eps), axis=0) + dvar * np.mean(-2 * (x - mu), axis=0)
+    dx = dx_hat / np.sqrt(var + eps) + dvar * 2 * (x - mu) / N + dmu / N''': '''    dvar = np.sum(dx_hat * (x - mu) * -0.5 * var ** -1.5, axis=0)
+    dmu = np.sum(-dx_hat / np.sqrt(var), axis=0) + dvar * np.mean(-2 * (x - mu), axis=0)
+    dx = dx_hat / np.sqrt(var) + dvar * 2 * (x - mu) / N + dmu / N'''}),
+        {BNB: {"eps: missing"}}),
+    Entry("backward forgets gamma", bn(**{"    dx_hat = dout * gamma\n    dvar": "    dx_hat = dout\n    dvar"}),
+        {BNB: {"gamma: missing"}}),
+    # the alternative backward
+    Entry("alt backward with sqrt(var - eps)", bn(**{
+        "/ (N * np.sqrt(var + eps))": "/ (N * np.sqrt(var - eps))"}),
+        {ALT: {"eps: minus"}, SBB: {"eps: minus"}}),
+    Entry("alt backward without the variance term", bn(**{
+        "    dx = (N * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0)) / (N * np.sqrt(var + eps))":
+        "    dx = (N * dx_hat - dx_hat.sum(axis=0)) / (N * np.sqrt(var + eps))"}),
+        {ALT: {"dx terms: no variance term"}, SBB: {"dx terms: no variance term"}}),
+    Entry("alt backward with a plus sign", bn(**{
+        "dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat)": "dx_hat.sum(axis=0) + x_hat * (dx_hat * x_hat)"}),
+        {ALT: {"dx terms: variance term sign"}, SBB: {"dx terms: variance term sign"}}),
+    Entry("alt backward forgets the 1 / N", bn(**{
+        "    dx = (N * dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0)) / (N * np.sqrt(var + eps))":
+        "    dx = (dx_hat - dx_hat.sum(axis=0) - x_hat * (dx_hat * x_hat).sum(axis=0)) / np.sqrt(var + eps)"}),
+        {ALT: {"dx terms: sums"}, SBB: {"dx terms: sums"}}),
+    # layer norm
+    Entry("layer norm over the batch axis", ln(**{
+        "    mu = x.mean(axis=1, keepdims=True)\n    var = x.var(axis=1, keepdims=True)":
+        "    mu = x.mean(axis=0, keepdims=True)\n    var = x.var(axis=0, keepdims=True)"}),
+        {LNF: {"statistics: per feature"}}),
+    Entry("layer norm with the unbiased variance", ln(**{
+        "    var = x.var(axis=1, keepdims=True)": "    var = x.var(axis=1, ddof=1, keepdims=True)"}),
+        {LNF: {"variance: unbiased"}}),
+    Entry("layer norm ignores ln_param's eps", ln(**{
+        '    eps = ln_param.get("eps", 1e-5)': "    eps = 1e-5"}),
+        {LNF: {"eps value: default"}}),
+    Entry("layer norm eps outside, beta forgotten", ln(**{
+        "    std = np.sqrt(var + eps)": "    std = np.sqrt(var) + eps",
+        "    out = gamma * x_hat + beta": "    out = gamma * x_hat"}),
+        {LNF: {"eps: outside", "affine: gamma only"}}),
+    Entry("layer norm backward without eps", ln(**{
+        "    dvar = np.sum(dx_hat * (x - mu), axis=1, keepdims=True) * -0.5 * (var + eps) ** -1.5":
+        "    dvar = np.sum(dx_hat * (x - mu), axis=1, keepdims=True) * -0.5 * var ** -1.5",
+        "    dmu = -np.sum(dx_hat, axis=1, keepdims=True) / np.sqrt(var + eps)":
+        "    dmu = -np.sum(dx_hat, axis=1, keepdims=True) / np.sqrt(var)",
+        "    dx = dx_hat / np.sqrt(var + eps) + 2": "    dx = dx_hat / np.sqrt(var) + 2"}),
+        {LNB: {"eps: missing"}}),
+    Entry("layer norm backward with an uncentred x", ln(**{
+        "    dvar = np.sum(dx_hat * (x - mu), axis=1, keepdims=True)":
+        "    dvar = np.sum(dx_hat * x, axis=1, keepdims=True)"}),
+        {LNB: {"centring: uncentred"}}),
+    Entry("layer norm backward summed over the batch axis", (LN_FORWARD, '''
+def layernorm_backward(dout, cache):
+    x, mu, var, std, x_hat, gamma, eps = cache
+    dgamma = np.sum(dout * x_hat, axis=0)
+    dbeta = np.sum(dout, axis=0)
+    dx_hat = dout * gamma
+    dx = (dx_hat - dx_hat.mean(axis=0) - x_hat * (dx_hat * x_hat).mean(axis=0)) / std
+    return dx, dgamma, dbeta
+'''), {LNB: {"dx axis: per feature"}}),
+    Entry("layer norm backward forgets gamma, and eps", ln(**{
+        "    dx_hat = dout * gamma": "    dx_hat = dout",
+        "    dvar = np.sum(dx_hat * (x - mu), axis=1, keepdims=True) * -0.5 * (var + eps) ** -1.5":
+        "    dvar = np.sum(dx_hat * (x - mu), axis=1, keepdims=True) * -0.5 * var ** -1.5",
+        "    dmu = -np.sum(dx_hat, axis=1, keepdims=True) / np.sqrt(var + eps)":
+        "    dmu = -np.sum(dx_hat, axis=1, keepdims=True) / np.sqrt(var)",
+        "    dx = dx_hat / np.sqrt(var + eps) + 2": "    dx = dx_hat / np.sqrt(var) + 2"}),
+        {LNB: {"eps: missing", "gamma: missing"}}),
+    # spatial batch norm
+    Entry("spatial batch norm per position over N only", BN_FAMILY + ('''
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    N, C, H, W = x.shape
+    mu = x.mean(axis=0)
+    var = x.var(axis=0)
+    x_hat = (x - mu) / np.sqrt(var + bn_param.get("eps", 1e-5))
+    out = gamma[None, :, None, None] * x_hat + beta[None, :, None, None]
+    momentum = bn_param.get("momentum", 0.9)
+    bn_param["running_mean"] = momentum * bn_param.get("running_mean", np.zeros(C)) + (1 - momentum) * mu.mean(axis=(1, 2))
+    bn_param["running_var"] = momentum * bn_param.get("running_var", np.zeros(C)) + (1 - momentum) * var.mean(axis=(1, 2))
+    return out, (x, mu, var, bn_param.get("eps", 1e-5), gamma, x_hat)
+''',), {SBF: {"statistics: per position over N"}}),
+    Entry("spatial batch norm reshaped without the transpose", BN_FAMILY + (SBN_FORWARD.replace(
+        "    x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)", "    x_flat = x.reshape(-1, C)").replace(
+        "    out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)", "    out = out_flat.reshape(N, C, H, W)"),),
+        {SBF: {"statistics: no transpose"}}),
+    Entry("spatial batch norm per example and channel", BN_FAMILY + ('''
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    N, C, H, W = x.shape
+    flat = x.reshape(N * C, H * W).T
+    out, cache = batchnorm_forward(flat, np.ones(N * C), np.zeros(N * C), bn_param)
+    out = out.T.reshape(N, C, H, W) * gamma.reshape(1, C, 1, 1) + beta.reshape(1, C, 1, 1)
+    return out, cache
+''',), {SBF: {"statistics: instance"}}),
+    # group norm
+    Entry("group norm per pixel over the group's channels", gn(**{
+        "    mean = x_group.mean(axis=(2, 3, 4), keepdims=True)\n    var = x_group.var(axis=(2, 3, 4), keepdims=True)":
+        "    mean = x_group.mean(axis=2, keepdims=True)\n    var = x_group.var(axis=2, keepdims=True)"}),
+        {GNF: {"statistics: pixel groups"}}),
+    Entry("group norm per channel whatever G", gn(**{
+        "    x_group = x.reshape(N, G, C // G, H, W)": "    x_group = x.reshape(N, C, 1, H, W)"}),
+        {GNF: {"statistics: instance"}}),
+    Entry("group norm with interleaved groups, by a loop", gn(forward='''
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    eps = gn_param.get("eps", 1e-5)
+    N, C, H, W = x.shape
+    x_hat = np.zeros_like(x)
+    var = np.zeros((N, G, 1, 1, 1))
+    for n in range(N):
+        for g in range(G):
+            channels = list(range(g, C, G))
+            block = x[n, channels]
+            var[n, g] = block.var()
+            x_hat[n, channels] = (block - block.mean()) / np.sqrt(block.var() + eps)
+    out = gamma * x_hat + beta
+    return out, (x_hat, gamma, var, eps, G)
+'''), {GNF: {"statistics: interleaved groups"}}),
+    Entry("group norm ignores G (layer norm)", gn(**{
+        "    x_group = x.reshape(N, G, C // G, H, W)": "    x_group = x.reshape(N, 1, C, H, W)"}),
+        {GNF: {"statistics: layer"}}),
+    Entry("group norm interleaved, eps outside", gn(**{
+        "    x_group = x.reshape(N, G, C // G, H, W)": "    x_group = x.reshape(N, C // G, G, H, W)",
+        "    mean = x_group.mean(axis=(2, 3, 4), keepdims=True)\n    var = x_group.var(axis=(2, 3, 4), keepdims=True)":
+        "    mean = x_group.mean(axis=(1, 3, 4), keepdims=True)\n    var = x_group.var(axis=(1, 3, 4), keepdims=True)",
+        "    x_hat = ((x_group - mean) / np.sqrt(var + eps)).reshape(N, C, H, W)":
+        "    x_hat = ((x_group - mean) / (np.sqrt(var) + eps)).reshape(N, C, H, W)"}),
+        {GNF: {"statistics: interleaved groups", "eps: outside"}}),
+    Entry("group norm forgets beta", gn(**{"    out = gamma * x_hat + beta": "    out = gamma * x_hat"}),
+        {GNF: {"affine: gamma only"}}),
+    Entry("group norm backward crashes for G = 1 (squeeze)", gn(**{
+        "    inv_std = 1.0 / np.sqrt(var.reshape(N, G, 1) + eps)":
+        "    inv_std = (1.0 / np.sqrt(var + eps)).squeeze()[:, :, None]"}),
+        {GNB: {"raises"}}),
+    Entry("group norm backward without the variance term", gn(**{
+        "    dx = inv_std / M * (M * dx_hat - dx_hat.sum(axis=2, keepdims=True)\n"
+        "                        - x_hat_g * (dx_hat * x_hat_g).sum(axis=2, keepdims=True))":
+        "    dx = inv_std / M * (M * dx_hat - dx_hat.sum(axis=2, keepdims=True))"}),
+        {GNB: {"dx terms: no variance term"}}),
+    Entry("group norm backward sums dgamma without keepdims", gn(**{
+        "    dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)\n    dgamma = (dout * x_hat).sum(axis=(0, 2, 3), keepdims=True)":
+        "    dbeta = dout.sum(axis=(0, 2, 3))\n    dgamma = (dout * x_hat).sum(axis=(0, 2, 3))"}),
+        {GNB: {"shape: (6,) for (1, 6, 1, 1)"}}),
+)
+
+# Realistic mistakes no probe models: they must be left unnamed (what differs is said), never misnamed.
+UNMODELLED = (
+    Entry("backward: dvar without its -1/2", bn(**{
+        "    dvar = np.sum(dx_hat * (x - mu) * -0.5 * (var + eps) ** -1.5, axis=0)":
+        "    dvar = np.sum(dx_hat * (x - mu) * (var + eps) ** -1.5, axis=0)"}),
+        {BNB: set()}),
+    Entry("spatial batch norm backward without the transpose", BN_FAMILY + (SBN_FORWARD, SBN_BACKWARD.replace(
+        "    dout_flat = dout.transpose(0, 2, 3, 1).reshape(-1, C)", "    dout_flat = dout.reshape(-1, C)").replace(
+        "    dx = dx_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)", "    dx = dx_flat.reshape(N, C, H, W)")),
+        {SBB: set()}),
+    Entry("group norm: mean per group, variance per channel", gn(**{
+        "    var = x_group.var(axis=(2, 3, 4), keepdims=True)": "    var = x_group.var(axis=(3, 4), keepdims=True)",
+        "    cache = (x_hat, gamma, var, eps, G)": "    cache = (x_hat, gamma, var.mean(axis=2, keepdims=True), eps, G)"}),
+        {GNF: set()}),
+    Entry("running variance without momentum", bn(**{
+        "running_var = momentum * running_var + (1 - momentum) * var": "running_var = var"}),
+        spatial(set())),
+)
+
+# ---- not implemented: raising, returning None, returning the inputs --------------------------
+
+_SIGNATURES = {
+    BNF: "x, gamma, beta, bn_param", LNF: "x, gamma, beta, ln_param", SBF: "x, gamma, beta, bn_param",
+    GNF: "x, gamma, beta, G, gn_param", BNB: "dout, cache", ALT: "dout, cache", LNB: "dout, cache",
+    SBB: "dout, cache", GNB: "dout, cache",
+}
+
+
+def unimplemented(function, how):
+    args = _SIGNATURES[function]
+    body = {"raises": "    raise NotImplementedError",
+            "returns None": "    return None, None" if "x" in args.split(",")[0] else "    return None, None, None",
+            "returns its inputs": "    return x, {}" if args.startswith("x") else "    return dout, cache, cache"}[how]
+    return Entry(f"{function} {how}", (f"def {function}({args}):\n{body}\n",))
+
+
+UNIMPLEMENTED = tuple(unimplemented(f, how) for f in _SIGNATURES for how in ("raises", "returns None",
+                                                                            "returns its inputs"))
