@@ -101,14 +101,19 @@ def batchnorm_backward_alt(dout, cache):
 BN_FAMILY = (BN_FORWARD, BN_BACKWARD, BN_ALT)
 
 
-def bn(forward=BN_FORWARD, backward=BN_BACKWARD, alt=BN_ALT, **replace):
-    """The student's batch norm family with some lines replaced: replace={old: new} over all three."""
-    sources = [forward, backward, alt]
+def _replaced(sources, replace):
+    """The sources with each text `old` of replace={old: new} (exactly once in all of them) made `new`."""
+    sources = list(sources)
     for old, new in replace.items():
         hits = [i for i, s in enumerate(sources) if old in s]
         assert len(hits) == 1 and sources[hits[0]].count(old) == 1, f"{old!r} is not exactly once"
         sources[hits[0]] = sources[hits[0]].replace(old, new)
     return tuple(sources)
+
+
+def bn(forward=BN_FORWARD, backward=BN_BACKWARD, alt=BN_ALT, **replace):
+    """The student's batch norm family with some lines replaced: replace={old: new} over all three."""
+    return _replaced((forward, backward, alt), replace)
 
 
 LN_FORWARD = '''
@@ -139,12 +144,7 @@ def layernorm_backward(dout, cache):
 
 
 def ln(forward=LN_FORWARD, backward=LN_BACKWARD, **replace):
-    sources = [forward, backward]
-    for old, new in replace.items():
-        hits = [i for i, s in enumerate(sources) if old in s]
-        assert len(hits) == 1 and sources[hits[0]].count(old) == 1, f"{old!r} is not exactly once"
-        sources[hits[0]] = sources[hits[0]].replace(old, new)
-    return tuple(sources)
+    return _replaced((forward, backward), replace)
 
 
 SBN_FORWARD = '''
@@ -195,12 +195,7 @@ def spatial_groupnorm_backward(dout, cache):
 
 
 def gn(forward=GN_FORWARD, backward=GN_BACKWARD, **replace):
-    sources = [forward, backward]
-    for old, new in replace.items():
-        hits = [i for i, s in enumerate(sources) if old in s]
-        assert len(hits) == 1 and sources[hits[0]].count(old) == 1, f"{old!r} is not exactly once"
-        sources[hits[0]] = sources[hits[0]].replace(old, new)
-    return tuple(sources)
+    return _replaced((forward, backward), replace)
 
 
 BNF, BNB, ALT = "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt"

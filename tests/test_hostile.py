@@ -280,7 +280,7 @@ def test_no_process_outlives_grading(tmp_path, data, sandbox):
 GRADER = """
 import sys
 from pathlib import Path
-from normgrade import checks
+from normgrade import checks, expected
 from normgrade.sandbox import Sandbox
 from normgrade.scorer import score_code
 score_code(Path(sys.argv[1]), checks.FUNCTIONS, expected.ExpectedValues(sys.argv[2]), Sandbox())
