@@ -301,7 +301,22 @@ WRONG = (
         '''    bn_param["running_mean"] = running_mean
     bn_param["running_var"] = running_var
 ''': ""}),
-        spatial({"write back: missing"})),
+        {BNF: {"write back: missing", "running statistics: unchanged"}, SBF: {"write back: missing"}}),
+    Entry("running statistics never updated (the provided write-back lines kept)", bn(**{
+        "        running_mean = momentum * running_mean + (1 - momentum) * mu\n"
+        "        running_var = momentum * running_var + (1 - momentum) * var\n": ""}),
+        spatial({"running statistics: unchanged"})),
+    Entry("bn_param['running_mean'] read without .get, test mode without eps", bn(**{
+        '    running_mean = bn_param.get("running_mean", np.zeros(D, dtype=x.dtype))':
+        '    running_mean = bn_param["running_mean"]',
+        '    running_var = bn_param.get("running_var", np.zeros(D, dtype=x.dtype))':
+        '    running_var = bn_param["running_var"]',
+        "        x_hat = (x - running_mean) / np.sqrt(running_var + eps)":
+        "        x_hat = (x - running_mean) / np.sqrt(running_var)"}),
+        spatial({"eps: missing"})),
+    Entry("eps 1e-5 hard-coded, bn_param's ignored", bn(**{
+        '    eps = bn_param.get("eps", 1e-5)': "    eps = 1e-5"}),
+        {BNF: {"eps value: default"}}),
     Entry("returns float64 for float32 input", bn(**{
         "    return out.astype(x.dtype), cache": "    return out, cache",
         "        mu = np.mean(x, axis=0)": "        x = x.astype(np.float64)\n        mu = np.mean(x, axis=0)"}),
@@ -365,6 +380,13 @@ WRONG = (
         "    std = np.sqrt(var + eps)": "    std = np.sqrt(var) + eps",
         "    out = gamma * x_hat + beta": "    out = gamma * x_hat"}),
         {LNF: {"eps: outside", "affine: gamma only"}}),
+    Entry("layer norm with eps 1e-8 hard-coded", ln(**{
+        '    eps = ln_param.get("eps", 1e-5)': "    eps = 1e-8"}),
+        {LNF: {"eps: missing"}}),
+    Entry("layer norm: only the mean over the batch axis", ln(**{
+        "    mu = x.mean(axis=1, keepdims=True)\n    var = x.var(axis=1, keepdims=True)":
+        "    mu = x.mean(axis=0, keepdims=True)\n    var = x.var(axis=1, keepdims=True)"}),
+        {LNF: {"mean: per feature"}}),
     Entry("layer norm backward without eps", ln(**{
         "    dvar = np.sum(dx_hat * (x - mu), axis=1, keepdims=True) * -0.5 * (var + eps) ** -1.5":
         "    dvar = np.sum(dx_hat * (x - mu), axis=1, keepdims=True) * -0.5 * var ** -1.5",
@@ -451,6 +473,8 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
         "    x_hat = ((x_group - mean) / np.sqrt(var + eps)).reshape(N, C, H, W)":
         "    x_hat = ((x_group - mean) / (np.sqrt(var) + eps)).reshape(N, C, H, W)"}),
         {GNF: {"statistics: interleaved groups", "eps: outside"}}),
+    Entry("group norm with eps 1e-5 hard-coded", gn(**{'    eps = gn_param.get("eps", 1e-5)': "    eps = 1e-5"}),
+        {GNF: {"eps value: default"}}),
     Entry("group norm forgets beta", gn(**{"    out = gamma * x_hat + beta": "    out = gamma * x_hat"}),
         {GNF: {"affine: gamma only"}}),
     Entry("group norm backward crashes for G = 1 (squeeze)", gn(**{

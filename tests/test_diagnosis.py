@@ -24,8 +24,8 @@ QUANTITIES = sorted(checks.CALL_OF)
 FACTS = ("shape: ", "dtype: ", "raises")
 # What a backward pass is told when its forward pass is wrong: a statement about the forward pass.
 DEPENDENT = {"forward: wrong", "backward: consistent with it"}
-# What an unimplemented function may be told (a forward pass that returns x does not write back either).
-UNIMPLEMENTED_KEYS = {"not implemented", "output: x", "dx: dout", "write back: missing"}
+# What an unimplemented function may be told (a forward pass that returns x writes nothing back either).
+UNIMPLEMENTED_KEYS = {"not implemented", "output: x", "dx: dout", "running statistics: unchanged", "write back: missing"}
 
 
 def _check_of(quantity):

@@ -58,7 +58,8 @@ def _gradient(function, points):
 
 CHECKS = (
     _value("batchnorm_forward", "train-mode output", 1.5, "bn_train_out"),
-    _value("batchnorm_forward", "train-mode output for a single example (N = 1) and a single feature (D = 1)", 0.5,
+    _value("batchnorm_forward", "train-mode output for a single example (N = 1) and a single feature (D = 1), "
+                                "with eps from bn_param", 0.5,
            "bn_n1_out", "bn_d1_out"),
     _value("batchnorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, values",
            0.5, "bn_f32_out", loose=True),
@@ -66,7 +67,7 @@ CHECKS = (
            "bn_train_running_mean", "bn_train_running_var"),
     _value("batchnorm_forward", "running mean and variance after 3 train steps with momentum 0.75", 1,
            "bn_steps_running_mean", "bn_steps_running_var"),
-    _value("batchnorm_forward", "test-mode output, with the running statistics left unchanged", 2,
+    _value("batchnorm_forward", "test-mode output with eps from bn_param, the running statistics left unchanged", 2,
            "bn_test_out", "bn_test_running_mean", "bn_test_running_var"),
     _value("batchnorm_backward", "dx", 1.5, "batchnorm_backward_dx"),
     _value("batchnorm_backward", "dgamma (shape (D,))", 0.5, "batchnorm_backward_dgamma"),
@@ -91,7 +92,8 @@ CHECKS = (
     _value("spatial_batchnorm_backward", "dgamma and dbeta (shape (C,))", 0.5, "sbn_dgamma", "sbn_dbeta"),
     _gradient("spatial_batchnorm_backward", 1.5),
     _value("spatial_groupnorm_forward", "output with G=2 groups", 2, "gn_G2_out"),
-    _value("spatial_groupnorm_forward", "output with G=1 (layer norm over C, H, W)", 0.5, "gn_G1_out"),
+    _value("spatial_groupnorm_forward", "output with G=1 (layer norm over C, H, W) and eps from gn_param", 0.5,
+           "gn_G1_out"),
     _value("spatial_groupnorm_forward", "output with G=C (instance norm)", 0.5, "gn_G6_out"),
     _value("spatial_groupnorm_backward", "dx with G=2 groups", 0.5, "gn_dx"),
     _value("spatial_groupnorm_backward", "dx with G=1 and with G=C", 0.5, "gn_G1_dx", "gn_G6_dx"),
@@ -126,9 +128,9 @@ def _bn_backward_call(name):
 VALUE_CALLS = {
     "batchnorm_forward": (
         _call("bn_train", ("bn_train_out", "bn_train_running_mean", "bn_train_running_var")),
-        _call("bn_edge", ("bn_n1_out", "bn_d1_out")),
+        _call("bn_edge", ("bn_n1_out", "bn_d1_out"), eps=1e-3),
         _call("bn_steps", ("bn_steps_running_mean", "bn_steps_running_var"), momentum=0.75, eps=1e-3),
-        _call("bn_test", ("bn_test_out", "bn_test_running_mean", "bn_test_running_var")),
+        _call("bn_test", ("bn_test_out", "bn_test_running_mean", "bn_test_running_var"), eps=1e-3),
         _call("bn_float32", ("bn_f32_out",)),
     ),
     "batchnorm_backward": (_bn_backward_call("batchnorm_backward"),),
@@ -140,7 +142,9 @@ VALUE_CALLS = {
                                         momentum=0.8),
                                   _call("sbn_test", ("sbn_test_out",))),
     "spatial_batchnorm_backward": (_call("sbn_backward", ("sbn_dx", "sbn_dgamma", "sbn_dbeta")),),
-    "spatial_groupnorm_forward": tuple(_call("gn_forward", (f"gn_G{G}_out",), groups=G) for G in (2, 1, 6)),
+    "spatial_groupnorm_forward": (_call("gn_forward", ("gn_G2_out",), groups=2),
+                                  _call("gn_forward", ("gn_G1_out",), groups=1, eps=1e-3),
+                                  _call("gn_forward", ("gn_G6_out",), groups=6)),
     "spatial_groupnorm_backward": (_call("gn_backward", ("gn_dx", "gn_dgamma", "gn_dbeta"), groups=2),
                                    *(_call("gn_backward", (f"gn_G{G}_dx",), groups=G) for G in (1, 6))),
 }
@@ -175,15 +179,16 @@ def calls_for(function):
     return [dict(call, id=f"{function}/{index}") for index, call in enumerate(calls)]
 
 
-SCALE = 3.0  # a normalization's output does not change when x is scaled
+SCALE = 3.0  # a normalization's output does not change when x is scaled ...
+SPREAD = 100.0  # ... where eps is negligible: x * SPREAD has no feature of variance near eps
 
 
 def gradient_inputs(inputs):
     """
     The points of the gradient checks, {name: stack}: for each prefix, x,
     gamma and beta stacks of 2 * (x.size + gamma.size + beta.size) points, each
-    entry of one argument moved by +STEP then -STEP, then two more: the base
-    point and the base point with x scaled by SCALE.
+    entry of one argument moved by +STEP then -STEP, then two more for the
+    scale test: the base point with x multiplied by SPREAD, and by SPREAD * SCALE.
     """
     stacks = {}
     for prefix in sorted({g[3] for g in GRADIENTS.values()}):
@@ -196,7 +201,7 @@ def gradient_inputs(inputs):
                     moved[which][index] += sign * STEP
                     for k, value in zip(("x", "gamma", "beta"), moved):
                         points[k].append(value)
-        for factor in (1.0, SCALE):
+        for factor in (SPREAD, SPREAD * SCALE):
             for k, value in zip(("x", "gamma", "beta"), (base[0] * factor, base[1], base[2])):
                 points[k].append(value)
         stacks.update({f"{prefix}_stack_{k}": np.stack(v) for k, v in points.items()})
@@ -244,33 +249,46 @@ def compare(value, expected, loose=False):
 CALL_OF = {quantity: call for calls in VALUE_CALLS.values() for call in calls for quantity in call["produces"]}
 
 
+RUNNING = ("bn_train_running_", "bn_steps_running_", "sbn_running_")  # running statistics after train steps
+
+
 def explain(function, quantity, value, values, data, check):
     """
     (text to add to the reason, mistake key) for a quantity that failed its
     check: a diagnosis confirmed by a probe (normgrade.diagnosis), else what
-    differs. Nothing is diagnosed in a function that has no output yet.
+    differs. A train step's running statistics are not diagnosed in a function
+    that has no train-mode output yet (a stub that only writes them back); a
+    backward pass whose forward pass is wrong is told so first.
     """
     expected = data.expected(quantity)
+    notes, keys = [], []
     forward = diagnosis.FORWARD_OF.get(quantity)
     if forward and isinstance(values.get(forward), np.ndarray) and compare(values[forward], data.expected(forward)):
         forward_function = GRADIENTS[function][0]
         consistent = gradient_problem(function, values, data.all_inputs) is None
-        text = (f". Your {forward_function} is wrong on these inputs (see its own checks), and {function} works "
-                "from its cache: fix the forward pass first")
-        if consistent:
-            text += "; your backward pass does match your forward pass (the gradient check passes)"
-        return text, "forward: wrong" + ("; backward: consistent with it" if consistent else "")
+        notes.append(f"Your {forward_function} is wrong on these inputs (see its own checks), and {function} works "
+                     "from its cache: fix the forward pass first" +
+                     ("; your backward pass does match your forward pass (the gradient check passes)"
+                      if consistent else ""))
+        keys += ["forward: wrong"] + (["backward: consistent with it"] if consistent else [])
+        if consistent:  # the backward is right for its forward: whatever dx lacks is the forward's
+            return f". {notes[0]}", "; ".join(keys)
+    text, key = _explain_value(function, quantity, value, values, data, check, expected)
+    return "".join(f". {note}" for note in notes) + text, "; ".join(keys + ([key] if key else []))
+
+
+def _explain_value(function, quantity, value, values, data, check, expected):
     if isinstance(value, Failure):
         if value.message.startswith("raised NotImplementedError"):
             return "", "not implemented"
         return "", "raises" if value.message.startswith("raised") else ""
     main = diagnosis.MAIN_OUTPUT.get(function)
-    if main and quantity != main and not isinstance(values.get(main), np.ndarray):
+    if quantity.startswith(RUNNING) and main and not isinstance(values.get(main), np.ndarray):
         return (f". {function} returns no train-mode output yet ({main} {compare(values.get(main), expected)}), "
-                "so nothing more can be said: implement the forward pass first", "not implemented")
-    if value is None and "running" in quantity:
-        return (f". Diagnosis: {diagnosis.sentence((('write back', 'missing'),))}",
-                diagnosis.key((("write back", "missing"),)))
+                "so its running statistics mean nothing: implement the forward pass first", "not implemented")
+    if value is None and quantity.startswith(RUNNING):
+        parts = (("write back", "missing"),)  # bn_param has no running statistics after a train step
+        return f". Diagnosis: {diagnosis.sentence(parts)}", diagnosis.key(parts)
     if value is None:
         return ". Not implemented yet?", "not implemented"
     if not isinstance(value, np.ndarray):

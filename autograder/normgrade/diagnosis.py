@@ -131,14 +131,24 @@ def forward_hypotheses(layer, x, gamma, beta, eps, G=None, eps_given=True):
     found = [Hypothesis(_parts(output="x"), np.asarray(x, dtype=np.float64))]
     eps_values = [(None, eps)] + ([("default", DEFAULT_EPS)]
                                   if eps_given and eps != DEFAULT_EPS else [])
-    for layout, unbiased, place, (eps_part, eps_value), affine in itertools.product(
-            layouts, (False, True), EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
+    shape = np.shape(x)
+    for (layout, mean_only), unbiased, place, (eps_part, eps_value), affine in itertools.product(
+            [(layout, False) for layout in layouts] + [(layout, True) for layout in layouts if layout != right],
+            (False, True), EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
         v, mean, var = _statistics(x, layout, G, unbiased)
-        x_hat = (v - mean) * _inv_std(var, eps_value, place)
-        parts = _parts(statistics=None if layout == right else layout, variance="unbiased" if unbiased else None,
+        if mean_only:  # the mean over the wrong axes, the variance over the right ones
+            centred = (v - mean).reshape(shape)
+            v, _, var = _statistics(x, right, G, unbiased)
+            v, layout_of_view = LAYOUTS[right][0](centred, G), right
+            x_hat = v * _inv_std(var, eps_value, place)
+        else:
+            layout_of_view = layout
+            x_hat = (v - mean) * _inv_std(var, eps_value, place)
+        parts = _parts(statistics=None if layout == right or mean_only else layout,
+                       mean=layout if mean_only else None, variance="unbiased" if unbiased else None,
                        eps=None if place == "inside" else place, eps_value=eps_part if place != "missing" else None,
                        affine=None if affine == "both" else affine)
-        found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, layout, np.shape(x))))
+        found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, layout_of_view, shape)))
     return found
 
 
@@ -149,7 +159,7 @@ def _scaled(x_hat, gamma, beta, affine, layout, shape):
     return _affine(x_hat.reshape(shape), gamma, beta, affine)
 
 
-def test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts=("per feature",)):
+def test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts=("per feature",), eps_given=True):
     """
     Batch norm test-mode outputs: running or batch statistics, eps, affine;
     the first layout is the right one (the running statistics have one value
@@ -157,17 +167,19 @@ def test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts
     """
     found = [Hypothesis(_parts(output="x"), np.asarray(x, dtype=np.float64))]
     shape = np.shape(x)
-    for layout, stats, place, affine in itertools.product(layouts, ("running", "batch"), EPS_PLACES[:3],
-                                                          ("both", "gamma only", "beta only", "neither")):
+    eps_values = [(None, eps)] + ([("default", DEFAULT_EPS)] if eps_given and eps != DEFAULT_EPS else [])
+    for layout, stats, place, (eps_part, eps_value), affine in itertools.product(
+            layouts, ("running", "batch"), EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
         v, batch_mean, batch_var = _statistics(x, layout, None)
         axes = LAYOUTS[layout][1]
         keep = [1 if a in axes else n for a, n in enumerate(v.shape)]
         mean, var = ((np.reshape(running_mean, keep), np.reshape(running_var, keep)) if stats == "running"
                      else (batch_mean, batch_var))
-        x_hat = (v - mean) * _inv_std(var, eps, place)
+        x_hat = (v - mean) * _inv_std(var, eps_value, place)
         parts = _parts(statistics=None if layout == layouts[0] else layout,
                        test_statistics=None if stats == "running" else "test batch",
-                       eps=None if place == "inside" else place, affine=None if affine == "both" else affine)
+                       eps=None if place == "inside" else place, eps_value=eps_part if place != "missing" else None,
+                       affine=None if affine == "both" else affine)
         found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, layout, shape)))
     return found
 
@@ -180,7 +192,8 @@ def running_hypotheses(xs, running_mean, running_var, momentum, eps, which, layo
     right one) the layouts whose statistics have the same shape.
     """
     start = running_mean if which == "mean" else running_var
-    found = [Hypothesis(_parts(write_back="missing"), np.asarray(start, dtype=np.float64))]
+    # Unchanged: not updated, or not written back; the value cannot tell which.
+    found = [Hypothesis(_parts(running_statistics="unchanged"), np.asarray(start, dtype=np.float64))]
     for layout, reversed_, variance in itertools.product(layouts, (False, True), ("biased", "unbiased", "var + eps")):
         if which == "mean" and variance != "biased":
             continue
@@ -274,7 +287,7 @@ PHRASES = {
     "statistics": "the mean and variance are taken {layout}; {function} takes them {right}",
     "variance unbiased": "the variance is the unbiased one (dividing by N - 1); normalization divides by N",
     "eps outside": "eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps",
-    "eps missing": "eps is missing: divide by sqrt(var + eps), not sqrt(var)",
+    "eps missing": "eps is missing (or far too small to matter): divide by sqrt(var + eps), not sqrt(var)",
     "eps minus": "eps is subtracted: it is sqrt(var + eps), not sqrt(var - eps)",
     "eps value default": "eps is always the default 1e-5; use the value the param dict gives",
     "affine gamma only": "beta is not added: out = gamma * x_hat + beta",
@@ -290,6 +303,9 @@ PHRASES = {
                                   "normalization only",
     "write back missing": "the running statistics are not written back: bn_param['running_mean'] and "
                           "bn_param['running_var'] must hold the updated values after a train step",
+    "running statistics unchanged": "the running statistics are unchanged after a train step: they are not "
+                                    "updated, or not written back into bn_param",
+    "mean": "the mean is taken {layout}, the variance {right}: both are taken {right}",
     "dx axis": "the means in dx are taken {layout}; they must be taken {right}, like the statistics",
     "dx terms no mean term": "dx lacks the term that comes through the mean (- mean(dx_hat))",
     "dx terms no variance term": "dx lacks the term that comes through the variance "
@@ -374,6 +390,7 @@ FORWARD_OF = {  # a backward quantity -> the forward output its cache came from
     "gn_dx": "gn_G2_out", "gn_dgamma": "gn_G2_out", "gn_dbeta": "gn_G2_out",
     "gn_G1_dx": "gn_G1_out", "gn_G6_dx": "gn_G6_out",
 }
+# The train-mode output whose absence makes a train step's running statistics mean nothing (a stub's).
 MAIN_OUTPUT = {"batchnorm_forward": "bn_train_out", "spatial_batchnorm_forward": "sbn_train_out"}
 FLOAT64_OF = {"bn_f32_out": "bn_train_out", "ln_f32_out": "ln_out"}  # the same computation on float64 input
 
@@ -402,10 +419,10 @@ def _probe(quantity, i, call):
     if quantity in ("bn_train_out", "bn_n1_out", "bn_f32_out"):
         x = {"bn_train_out": i["bn_x"], "bn_n1_out": i["bn_n1_x"],
              "bn_f32_out": i["bn_big_x"].astype(np.float32)}[quantity]
-        return forward_hypotheses(bn[0], x, bn[1], bn[2], eps, eps_given=False), "batchnorm"
+        return forward_hypotheses(bn[0], x, bn[1], bn[2], eps, eps_given="eps" in call), "batchnorm"
     if quantity == "bn_d1_out":
         return forward_hypotheses("batchnorm", i["bn_d1_x"], i["bn_d1_gamma"], i["bn_d1_beta"], eps,
-                                  eps_given=False), "batchnorm"
+                                  eps_given="eps" in call), "batchnorm"
     if quantity.startswith(("bn_train_running_", "bn_steps_running_", "sbn_running_")):
         which = quantity.rsplit("_", 1)[1]
         if quantity.startswith("bn_steps"):
@@ -421,9 +438,10 @@ def _probe(quantity, i, call):
         unchanged = i["bn_test_rm"] if which == "mean" else i["bn_test_rv"]
         return [Hypothesis((), np.asarray(unchanged, dtype=np.float64))] + [
             Hypothesis((("test mode", "updates"),) + h.parts, h.value) for h in found
-            if ("write back", "missing") not in h.parts], None
+            if ("running statistics", "unchanged") not in h.parts], None
     if quantity == "bn_test_out":
-        return test_mode_hypotheses(i["bn_test_x"], bn[1], bn[2], i["bn_test_rm"], i["bn_test_rv"], eps), "batchnorm"
+        return test_mode_hypotheses(i["bn_test_x"], bn[1], bn[2], i["bn_test_rm"], i["bn_test_rv"], eps,
+                                    eps_given="eps" in call), "batchnorm"
     if quantity == "sbn_test_out":
         return test_mode_hypotheses(i["sbn_test_x"], _channels(i["sbn_gamma"]), _channels(i["sbn_beta"]),
                                     i["sbn_test_rm"], i["sbn_test_rv"], eps,
@@ -431,14 +449,14 @@ def _probe(quantity, i, call):
     if quantity in ("ln_out", "ln_f32_out", "ln_single_out"):
         x = {"ln_out": i["ln_x"], "ln_f32_out": i["ln_big_x"].astype(np.float32), "ln_single_out": i["ln_single_x"]}
         return forward_hypotheses("layernorm", x[quantity], i["ln_gamma"], i["ln_beta"], eps,
-                                  eps_given=quantity == "ln_single_out"), "layernorm"
+                                  eps_given="eps" in call), "layernorm"
     if quantity == "sbn_train_out":
         return forward_hypotheses("spatial_batchnorm", i["sbn_x"], _channels(i["sbn_gamma"]),
-                                  _channels(i["sbn_beta"]), eps, eps_given=False), "spatial_batchnorm"
+                                  _channels(i["sbn_beta"]), eps, eps_given="eps" in call), "spatial_batchnorm"
     if quantity.startswith("gn_G") and quantity.endswith("_out"):
         G = int(quantity[len("gn_G"):-len("_out")])
         return forward_hypotheses("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_beta"], eps, G=G,
-                                  eps_given=False), "groupnorm"
+                                  eps_given="eps" in call), "groupnorm"
     backward = {  # quantity -> (layer, x, gamma broadcastable to x, dout, G, the other layout, param axes)
         "batchnorm_backward": ("batchnorm", i["bn_x"], i["bn_gamma"], i["bn_dout"], None, "per example", 0),
         "batchnorm_backward_alt": ("batchnorm", i["bn_x"], i["bn_gamma"], i["bn_dout"], None, "per example", 0),

@@ -48,15 +48,17 @@ def build_inputs(seed=HIDDEN_SEED):
         "sbn_test_x": normal((2, 3, 3, 2)) * 2, "sbn_test_rm": normal(3), "sbn_test_rv": rng.uniform(0.2, 2, 3),
         "gn_x": gn_x, "gn_gamma": normal((1, 6, 1, 1)), "gn_beta": normal((1, 6, 1, 1)),
         "gn_dout": normal((3, 6, 2, 3)),
-        # Small inputs for the numerical-gradient consistency checks.
-        "num_bn_x": normal((5, 3)) * 2 + 1, "num_bn_gamma": normal(3), "num_bn_beta": normal(3),
-        "num_bn_dout": normal((5, 3)),
-        "num_ln_x": normal((3, 4)) * 2 + 1, "num_ln_gamma": normal(4), "num_ln_beta": normal(4),
-        "num_ln_dout": normal((3, 4)),
-        "num_sbn_x": normal((2, 2, 2, 2)) * 2 + 1, "num_sbn_gamma": normal(2), "num_sbn_beta": normal(2),
-        "num_sbn_dout": normal((2, 2, 2, 2)),
-        "num_gn_x": normal((2, 4, 2, 1)) * 2 + 1, "num_gn_gamma": normal((1, 4, 1, 1)),
-        "num_gn_beta": normal((1, 4, 1, 1)), "num_gn_dout": normal((2, 4, 2, 1)),
+        # Small inputs for the numerical-gradient consistency checks. One feature / row / channel / group
+        # has a spread of 0.01 (variance 1e-4), so that a backward pass that treats eps differently from
+        # its forward pass is seen; group norm has C // G != G, so that swapped group axes are seen.
+        "num_bn_x": normal((5, 3)) * np.array([2.0, 0.01, 1.0]) + 1, "num_bn_gamma": normal(3),
+        "num_bn_beta": normal(3), "num_bn_dout": normal((5, 3)),
+        "num_ln_x": normal((3, 4)) * np.array([[2.0], [0.01], [1.0]]) + 1, "num_ln_gamma": normal(4),
+        "num_ln_beta": normal(4), "num_ln_dout": normal((3, 4)),
+        "num_sbn_x": normal((2, 2, 2, 2)) * np.array([2.0, 0.01])[:, None, None] + 1, "num_sbn_gamma": normal(2),
+        "num_sbn_beta": normal(2), "num_sbn_dout": normal((2, 2, 2, 2)),
+        "num_gn_x": normal((2, 6, 2, 1)) * np.array([1.0, 1.0, 1.0, 0.01, 0.01, 0.01])[:, None, None] + 1,
+        "num_gn_gamma": normal((1, 6, 1, 1)), "num_gn_beta": normal((1, 6, 1, 1)), "num_gn_dout": normal((2, 6, 2, 1)),
     }
     # Where the maths branches: one example, one feature; float32 with a large mean (no tiny spread
     # here: float32 cannot resolve 0.003 at 1e4).

@@ -68,7 +68,7 @@ MUTANTS = (
     ),
     Mutant(
         "running_not_written_back",
-        ("write back: missing",),
+        ("running statistics: unchanged",),
         (("        running_mean = xp.astype(\n", "        new_running_mean = xp.astype(\n"),
          ("        running_var = xp.astype(\n", "        new_running_var = xp.astype(\n")),
         ("batchnorm_forward", "spatial_batchnorm_forward"),

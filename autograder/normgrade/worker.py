@@ -161,7 +161,8 @@ def _bn_steps(L, i, call):
 
 
 def _bn_test(L, i, call):
-    bn_param = {"mode": "test", "running_mean": i["bn_test_rm"].copy(), "running_var": i["bn_test_rv"].copy()}
+    bn_param = {"mode": "test", "running_mean": i["bn_test_rm"].copy(), "running_var": i["bn_test_rv"].copy(),
+                "eps": call["eps"]}
     out, _ = L.batchnorm_forward(i["bn_test_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), bn_param)
     return {"bn_test_out": out, "bn_test_running_mean": bn_param.get("running_mean"),
             "bn_test_running_var": bn_param.get("running_var")}
@@ -169,9 +170,9 @@ def _bn_test(L, i, call):
 
 def _bn_edge(L, i, call):
     """Train mode on a batch of one example, and on a single feature."""
-    out_n1, _ = L.batchnorm_forward(i["bn_n1_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), {"mode": "train"})
-    out_d1, _ = L.batchnorm_forward(i["bn_d1_x"].copy(), i["bn_d1_gamma"].copy(), i["bn_d1_beta"].copy(),
-                                    {"mode": "train"})
+    param = {"mode": "train", "eps": call["eps"]}
+    out_n1, _ = L.batchnorm_forward(i["bn_n1_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), dict(param))
+    out_d1, _ = L.batchnorm_forward(i["bn_d1_x"].copy(), i["bn_d1_gamma"].copy(), i["bn_d1_beta"].copy(), dict(param))
     return {"bn_n1_out": out_n1, "bn_d1_out": out_d1}
 
 
@@ -232,7 +233,8 @@ def _sbn_backward(L, i, call):
 
 def _gn_forward(L, i, call):
     G = int(call["groups"])
-    out, _ = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"].copy(), i["gn_beta"].copy(), G, {})
+    gn_param = {"eps": call["eps"]} if "eps" in call else {}
+    out, _ = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"].copy(), i["gn_beta"].copy(), G, gn_param)
     return {f"gn_G{G}_out": out}
 
 
