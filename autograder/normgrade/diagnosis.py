@@ -16,12 +16,12 @@ named only when no other explanation fits. Where nothing matches,
 `describe_difference` says what differs (how many entries, where, a sample,
 a pattern such as a constant factor) and guesses nothing.
 
-Forward parts: statistics (the axes they are taken over), variance (biased or
-unbiased), eps (inside the square root, outside, missing, the default instead
-of the param dict's), affine (gamma and beta applied or not), output (x
-returned unchanged); in test mode, which statistics; for the running
-statistics: momentum's direction, the variance they are updated with,
-write-back. Backward parts (dx): eps, the terms of the closed form (the mean
+Forward parts: statistics (the axes they are taken over; or only the mean's),
+variance (biased or unbiased), eps (inside the square root, outside,
+missing, the default instead of the param dict's), affine (gamma and beta
+applied or not), output (x returned unchanged); in test mode, which
+statistics; for the running statistics: momentum's direction, the variance
+they are updated with, left unchanged (not updated, or not written back). Backward parts (dx): eps, the terms of the closed form (the mean
 term, the variance term, its sign, sums where means belong), the axis, gamma,
 an uncentred x; and dgamma / dbeta.
 
@@ -136,19 +136,17 @@ def forward_hypotheses(layer, x, gamma, beta, eps, G=None, eps_given=True):
             [(layout, False) for layout in layouts] + [(layout, True) for layout in layouts if layout != right],
             (False, True), EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
         v, mean, var = _statistics(x, layout, G, unbiased)
-        if mean_only:  # the mean over the wrong axes, the variance over the right ones
+        view_layout = layout
+        if mean_only:  # x centred with the wrong axes' mean, divided by the right axes' spread
             centred = (v - mean).reshape(shape)
-            v, _, var = _statistics(x, right, G, unbiased)
-            v, layout_of_view = LAYOUTS[right][0](centred, G), right
-            x_hat = v * _inv_std(var, eps_value, place)
-        else:
-            layout_of_view = layout
-            x_hat = (v - mean) * _inv_std(var, eps_value, place)
+            _, _, var = _statistics(x, right, G, unbiased)
+            v, mean, view_layout = LAYOUTS[right][0](centred, G), 0.0, right
+        x_hat = (v - mean) * _inv_std(var, eps_value, place)
         parts = _parts(statistics=None if layout == right or mean_only else layout,
                        mean=layout if mean_only else None, variance="unbiased" if unbiased else None,
                        eps=None if place == "inside" else place, eps_value=eps_part if place != "missing" else None,
                        affine=None if affine == "both" else affine)
-        found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, layout_of_view, shape)))
+        found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, view_layout, shape)))
     return found
 
 
