@@ -203,3 +203,11 @@ def test_a_backward_exact_for_a_wrong_forward_keeps_its_gradient_points(corpus_r
         assert gradient.earned == gradient.check.points, gradient.message
         dx = next(r for r in scores[function] if r.check.label == "dx")
         assert dx.earned == 0 and "fix the forward pass first" in dx.message and "does match" in dx.message
+
+
+@pytest.mark.slow
+def test_a_cs231n_stub_with_its_write_back_lines_earns_nothing_and_is_called_not_implemented(corpus_results):
+    """It once earned 0.5 for leaving the running statistics alone in test mode, and was told they are not written back."""
+    results = corpus_results["CS231n stub left as it was (pass, write-back kept)"]["batchnorm_forward"]
+    assert [r.earned for r in results] == [0.0] * len(results)
+    assert _stated(results) == {"not implemented"}
