@@ -71,6 +71,9 @@ HOSTILE_LINKS = """[solution](javascript:fetch('/formgrader/api/...'))
 
 [r]: jav&#x61;script:alert(2)
 """
+# Bleach passes it (one allowed <a title="...">); markdown cuts the raw HTML block at the blank line inside the
+# title, and the link's URL becomes attributes of the outer <a>: script on focus, without a click.
+HOSTILE_ATTRIBUTES = '<ul>\n<li><a href="http://a" title="\n\n[x](x/autofocus/onfocus=document.title=1337//)\n\n">z</a></li></ul>'
 
 HOSTILE_CELLS = """
 get_ipython().ast_node_interactivity = "none"   # nbgrader gives full credit to a graded cell without output
@@ -110,6 +113,7 @@ def _tamper_graded_cells(path):
     nb.cells.insert(2, nbformat.v4.new_markdown_cell('<img src="x" onerror="alert(document.cookie)"> <script>alert(1)</script>'))
     nb.cells.insert(3, nbformat.v4.new_markdown_cell(HOSTILE_LINKS))
     nb.cells.insert(4, nbformat.v4.new_markdown_cell("[the CS231n notes](https://cs231n.github.io/)"))
+    nb.cells.insert(5, nbformat.v4.new_markdown_cell(HOSTILE_ATTRIBUTES))
     nbformat.write(nb, path)
 
 
@@ -345,7 +349,8 @@ def test_feedback_is_html_only_and_hides_grading_code(graded_class, course):
     # Markdown links are not HTML (bleach misses them): a cell with a javascript: or data: link is shown as text.
     hrefs = re.findall(r'(?:href|src)\s*=\s*"([^"]*)"', tampered)
     assert not [h for h in hrefs if re.match(r"\s*(javascript|data:text|vbscript)", h, re.I)], hrefs
-    assert "links were not safe to render" in tampered
+    assert "not safe to render as HTML" in tampered
+    assert not re.search(r"<[a-z]+[^>]*\son[a-z]+\s*=", tampered, re.I), "an event handler reached the page"
     assert '<a href="https://cs231n.github.io/">the CS231n notes</a>' in tampered, "a safe link stays a link"
     mistakes = (paths(course[0])["feedback"] / "d_mistakes" / "normalization" / "BatchNormalization.html").read_text()
     assert "the variance is the unbiased one" in " ".join(mistakes.split())  # the hidden tests' messages reach the student

@@ -262,20 +262,39 @@ def test_long_answer_cells_are_not_parsed():
     "[x](javascript:alert(1))", "<javascript:alert(1)>", "[a][r]\n\n[r]: jav&#x61;script:alert(1)",
     "![i](data:text/html,<script>x</script>)", "[x](<JavaScript:a>)", "[x](vbscript:msgbox)",
     "[x](%20javascript:alert(1))",
+    # Red team: a raw HTML block ends at the blank line inside the title, so markdown's href=" closes it and
+    # the scheme-less URL becomes attributes of the outer <a> (nbgrader's templates do not clean again).
+    '<ul>\n<li><a href="http://a" title="\n\n[x](x/autofocus/onfocus=document.title=1337//)\n\n">z</a></li></ul>',
+    '<b>\n<a href="http://a" title="\n\n[x](x/onmouseover=document.title=4242//)\n\n">z</a></b>',
 ])
 def test_markdown_links_with_a_script_scheme_are_found(markdown):
-    from normgrade.preprocessors import unsafe_urls
+    from normgrade.preprocessors import unsafe_markup
 
-    found = unsafe_urls(markdown)
+    found = unsafe_markup(markdown)
     assert found or "%20" in markdown, markdown
     if "%20" in markdown:  # a relative URL: the browser does not run it
         assert found == []
 
 
 def test_safe_markdown_links_are_left_alone():
-    from normgrade.preprocessors import unsafe_urls
+    from normgrade.preprocessors import unsafe_markup
 
     png = {"p.png": {"image/png": "iVBORw0KGgo="}}
-    assert unsafe_urls("[ok](https://a.b) [rel](foo.html) [m](mailto:a@b) ![p](attachment:p.png) [#](#top) "
-                       "<https://x.y> `[x](javascript:1)` $a(b):c$", png) == []
-    assert unsafe_urls("![p](attachment:gone.png)"), "a cell formgrader cannot render is not rendered"
+    assert unsafe_markup("[ok](https://a.b) [rel](foo.html) [m](mailto:a@b) ![p](attachment:p.png) [#](#top) "
+                         "<https://x.y> `[x](javascript:1)` $a(b):c$ [t](tel:+123) [f](ftp://a/b) [c](C:\\x.csv) "
+                         "<b>bold</b> | a | b |\n|---|---|\n| 1 | 2 |", png) == []
+    images = {"d.svg": {"image/svg+xml": "PHN2Zy8+"}, "w.webp": {"image/webp": "UklGRg=="}}
+    assert unsafe_markup("![d](attachment:d.svg) ![w](attachment:w.webp)", images) == []
+    assert unsafe_markup("![p](attachment:gone.png)"), "a cell formgrader cannot render is not rendered"
+
+
+def test_no_markdown_cell_of_the_assignment_is_shown_as_text():
+    """SafeMarkdown must leave the course's own text alone: every markdown cell of the source notebooks renders."""
+    from normgrade.preprocessors import unsafe_markup
+
+    for path in source_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if c.cell_type == "markdown"]
+        assert cells
+        for cell in cells:
+            assert unsafe_markup(cell.source, cell.get("attachments")) == [], (path.name, cell.source[:200])

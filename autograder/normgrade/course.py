@@ -22,7 +22,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     DeduplicateIds, GetGrades, IgnorePattern, LimitOutput, OverwriteCells,
                                     OverwriteKernelspec, SaveAutoGrades)
 from normgrade.feedback import ShortTracebacks
-from normgrade.preprocessors import SafeMarkdownLinks, SandboxedExecute, TrustedScores, SanitizeGradedCells
+from normgrade.preprocessors import SafeMarkdown, SandboxedExecute, TrustedScores, SanitizeGradedCells
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
@@ -45,12 +45,12 @@ c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
 # graded cells' outputs are then written by the trusted scorer, from raw values a
 # sandboxed worker returned. Nothing the notebook's kernel does changes a point.
 c.Autograde.autograde_preprocessors = [
-    SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SanitizeHTML, SafeMarkdownLinks,
+    SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SanitizeHTML, SafeMarkdown,
     TrustedScores, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
 # Formgrader and feedback render the autograded notebook, and nbgrader's templates render markdown
 # unsanitized: SanitizeHTML (nbconvert's, with bleach) escapes script and event handlers in it first, and
-# SafeMarkdownLinks shows as text a cell whose markdown links use a scheme like javascript:.
+# SafeMarkdown shows as text a cell whose rendered markdown has a javascript: link or an event handler.
 c.SanitizeHTML.enabled = True
 c.TrustedScores.expected_path = c.SandboxedExecute.expected_path = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "{STAFF_FOLDER}", "{EXPECTED_FILE}")

@@ -4,7 +4,7 @@ nbgrader preprocessors that keep student code out of grading decisions.
 The course's nbgrader_config.py (normgrade.course) sets
 
     Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor,
-                                         LimitOutput, SanitizeHTML, SafeMarkdownLinks, TrustedScores,
+                                         LimitOutput, SanitizeHTML, SafeMarkdown, TrustedScores,
                                          SaveAutoGrades, ...]
 
 - SandboxedExecute replaces nbgrader's Execute: the notebook runs in the
@@ -12,7 +12,7 @@ The course's nbgrader_config.py (normgrade.course) sets
   outputs and plots an instructor sees in formgrader. Only outputs come back,
   into the cells nbgrader sanitized; a notebook that fails, hangs or floods
   keeps no outputs and changes no score.
-- SafeMarkdownLinks shows as text a markdown cell whose links use a scheme
+- SafeMarkdown shows as text a markdown cell whose rendered HTML has a link
   like javascript: (bleach cleans HTML tags, not markdown links).
 - TrustedScores then writes every graded code cell's outputs: the report of
   the trusted scorer (normgrade.scorer) on stdout and the points as the
@@ -310,63 +310,87 @@ def copy_outputs(executed, nb):
         cell.execution_count = count if isinstance(count, int) else None
 
 
-SAFE_URL_SCHEMES = ("http", "https", "mailto", "attachment")  # and URLs with no scheme (relative, #anchor)
+SAFE_URL_SCHEMES = ("http", "https", "mailto", "tel", "ftp", "attachment")  # and no scheme (relative, #anchor)
 URL_ATTRIBUTES = ("href", "src", "srcset", "action", "formaction", "xlink:href", "poster", "background", "cite")
+# Every attribute a rendered markdown cell may carry: no event handler (on*), style, autofocus, form or frame
+# attribute. A name outside this list means the cell's HTML is not what its markdown says (a raw HTML block
+# cut by a blank line inside an attribute, say): the cell is shown as text.
+SAFE_ATTRIBUTES = frozenset({
+    "href", "src", "alt", "title", "id", "class", "align", "start", "type", "checked", "disabled", "colspan",
+    "rowspan", "width", "height", "lang", "dir", "rel", "target", "abbr", "scope", "valign", "reversed", "value",
+})
+UNSAFE_TAGS = frozenset({"script", "style", "iframe", "frame", "frameset", "object", "embed", "applet", "svg", "math",
+                         "form", "button", "meta", "link", "base", "template", "noscript", "xmp", "plaintext"})
+DATA_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp|svg\+xml)[;,]")  # attachments, embedded by nbconvert
 
 
-class _Urls(HTMLParser):
+class _Markup(HTMLParser):
+    """What a rendered cell's HTML holds that a browser would act on: its tags' names, attributes and URLs."""
+
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.urls = []
+        self.problems = []
 
     def handle_starttag(self, tag, attrs):
-        self.urls += [(tag, name, value or "") for name, value in attrs if name in URL_ATTRIBUTES]
+        if tag in UNSAFE_TAGS:
+            self.problems.append(f"<{tag}>")
+        for name, value in attrs:
+            if name not in SAFE_ATTRIBUTES:
+                self.problems.append(f"{tag} {name}=")
+            elif name in URL_ATTRIBUTES and not _safe_url(tag, value or ""):
+                self.problems.append(value)
+
+    handle_startendtag = handle_starttag
 
 
-def unsafe_urls(markdown, attachments=None):
+def _safe_url(tag, url):
+    plain = re.sub(r"[\x00-\x20\x7f]", "", url).lower()  # browsers ignore these inside a scheme
+    scheme = re.match(r"([a-z][a-z0-9+.\-]*):", plain)
+    if not scheme or scheme.group(1) in SAFE_URL_SCHEMES or len(scheme.group(1)) == 1:  # C:\... is a path
+        return True
+    return tag == "img" and DATA_IMAGE.match(plain) is not None
+
+
+def unsafe_markup(markdown, attachments=None):
     """
-    The URLs in the HTML that nbconvert renders `markdown` to whose scheme is
-    not in SAFE_URL_SCHEMES ("javascript:", "vbscript:", "data:" other than an
-    image's PNG, JPEG or GIF, ...). Markdown links are not HTML, so bleach
-    (SanitizeHTML) does not see them. A cell nbconvert cannot render (a
-    missing attachment) counts as unsafe: formgrader would fail on it.
+    What is unsafe in the HTML that nbconvert renders `markdown` to: URLs
+    whose scheme is not in SAFE_URL_SCHEMES ("javascript:", "vbscript:",
+    "data:" other than an image), attributes outside SAFE_ATTRIBUTES (event
+    handlers), tags in UNSAFE_TAGS. Markdown is not HTML, so bleach
+    (SanitizeHTML) does not see a markdown link, nor HTML that markdown
+    splits differently than bleach does; nbgrader's formgrader and feedback
+    templates render the markdown without cleaning it again. A cell nbconvert
+    cannot render (a missing attachment) counts as unsafe: formgrader would
+    fail on it. [] when the cell is safe to render.
     """
     from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 
-    parser = _Urls()
+    parser = _Markup()
     try:  # the renderer nbconvert's HTMLExporter renders markdown cells with
         parser.feed(MarkdownWithMath(renderer=IPythonRenderer(escape=False, attachments=attachments or {}))
                     .render(markdown))
         parser.close()
     except Exception as err:  # noqa: BLE001 - whatever the renderer chokes on is not shown live
         return [f"(not renderable: {type(err).__name__})"]
-    unsafe = []
-    for tag, name, url in parser.urls:
-        plain = re.sub(r"[\x00-\x20\x7f]", "", url).lower()  # browsers ignore these inside a scheme
-        scheme = re.match(r"([a-z][a-z0-9+.\-]*):", plain)
-        if not scheme or scheme.group(1) in SAFE_URL_SCHEMES:
-            continue
-        if tag == "img" and name == "src" and re.match(r"data:image/(png|jpeg|gif)[;,]", plain):
-            continue  # an attachment, embedded by nbconvert
-        unsafe.append(url)
-    return unsafe
+    return parser.problems
 
 
-class SafeMarkdownLinks(NbGraderPreprocessor):
+class SafeMarkdown(NbGraderPreprocessor):
     """
-    Formgrader and the feedback pages render student markdown as live HTML:
-    a markdown cell whose links or images use another scheme than
-    SAFE_URL_SCHEMES ([x](javascript:...), <javascript:...>, a reference
-    definition, an entity-encoded scheme) is shown as its text instead, in a
-    <pre> block, so a staff click runs nothing. Runs after SanitizeHTML.
+    Formgrader and the feedback pages render student markdown as live HTML,
+    and nbgrader's templates do not clean it: a markdown cell whose rendered
+    HTML has anything unsafe_markup() finds (a [x](javascript:...) link, an
+    event handler smuggled past bleach) is shown as its text instead, in a
+    <pre> block, so nothing runs on a staff member's page. Runs after
+    SanitizeHTML.
     """
 
     def preprocess(self, nb, resources):
         for cell in nb.cells:
-            unsafe = unsafe_urls(cell.source, cell.get("attachments")) if cell.cell_type == "markdown" else []
+            unsafe = unsafe_markup(cell.source, cell.get("attachments")) if cell.cell_type == "markdown" else []
             if unsafe:
                 self.log.warning("a markdown cell links to %r: shown as text", unsafe[:3])
-                cell.source = ("<pre>(this cell's links were not safe to render; its text:)\n"
+                cell.source = ("<pre>(this cell is not safe to render as HTML; its text:)\n"
                                f"{html.escape(cell.source)}</pre>")
                 cell.pop("attachments", None)
         return nb, resources
