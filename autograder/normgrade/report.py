@@ -8,7 +8,8 @@ its figures embedded (matplotlib, PNG as data URLs; no network needed):
 - the summary: graded, failed and pending submissions, mean and quartiles;
 - the score histogram;
 - mean points per test, as a share of its points (what the class struggles with);
-- the mistakes the checks diagnosed (normgrade.diagnosis), most frequent first;
+- the mistakes the checks diagnosed (normgrade.diagnosis), most frequent first (not a function left
+  unimplemented, nor a backward pass's wrong forward pass: that is its forward's mistake);
 - the grading failures, with their reasons;
 - the students, with score and status, sortable by any column (a few lines of
   inline JavaScript; the table reads fine without it).
@@ -29,6 +30,14 @@ from .course import db_url, is_course
 from .status import summarize
 
 
+NOT_MISTAKES = ("not implemented", "forward: wrong", "backward: consistent with it")  # counted elsewhere, or consequences
+
+
+def _taught(mistake):
+    """A diagnosis key without the parts that are not a mistake of the function itself ('' when none is left)."""
+    return "; ".join(part for part in mistake.split("; ") if part not in NOT_MISTAKES)
+
+
 def class_report(course, url=None):
     """The report's data: {"gradebook", "students", "tests", "mistakes", "failures", "scores", ...}."""
     if not is_course(course):
@@ -44,8 +53,9 @@ def class_report(course, url=None):
         for test in result.get("tests", []):
             earned, total = tests.get(test["name"], (0.0, 0.0))
             tests[test["name"]] = (earned + test["score"], total + test["max_score"])
-        for function, mistake in {(m["function"], m["mistake"]) for m in result.get("mistakes", [])}:
-            mistakes[(function, mistake)] += 1  # once per student and function
+        for function, mistake in {(m["function"], _taught(m["mistake"])) for m in result.get("mistakes", [])}:
+            if mistake:
+                mistakes[(function, mistake)] += 1  # once per student and function
     max_score = max((row["max_score"] or 0.0) for row in graded) if graded else 0.0
     own = f"sqlite:///{(Path(course) / 'gradebook.db').resolve()}"
     return {
