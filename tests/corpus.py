@@ -328,6 +328,10 @@ WRONG = (
         "        x_hat = (x - mu) / np.sqrt(var + eps)": "        x_hat = (x - mu) / np.sqrt(var)",
         "        cache = (x, mu, var, eps, gamma, x_hat)": "        cache = (x, mu, var, 0.0, gamma, x_hat)"}),
         spatial({"eps: missing"})),  # the backward passes are right for it: told to fix the forward first
+    Entry("unbiased variance in the forward pass, with a step-by-step backward exact for it", bn(**{
+        "        var = np.var(x, axis=0)": "        var = np.var(x, axis=0, ddof=1)",
+        "dvar * 2 * (x - mu) / N + dmu / N": "dvar * 2 * (x - mu) / (N - 1) + dmu / N"}),
+        spatial({"variance: unbiased", "running variance: unbiased"})),
     # batch norm backward
     Entry("backward without the mean term", bn(**{
         "    dx = dx_hat / np.sqrt(var + eps) + dvar * 2 * (x - mu) / N + dmu / N":

@@ -196,9 +196,14 @@ def test_every_wrong_function_loses_points_and_nothing_else_does(corpus_results,
 
 
 @pytest.mark.slow
-def test_a_backward_exact_for_a_wrong_forward_keeps_its_gradient_points(corpus_results):
-    scores = corpus_results["eps missing in the forward pass, with a backward exact for it"]
-    for function in ("batchnorm_backward", "batchnorm_backward_alt", "spatial_batchnorm_backward"):
+@pytest.mark.parametrize("entry, functions", [
+    ("eps missing in the forward pass, with a backward exact for it",
+     ("batchnorm_backward", "batchnorm_backward_alt", "spatial_batchnorm_backward")),
+    ("unbiased variance in the forward pass, with a step-by-step backward exact for it", ("batchnorm_backward",)),
+])
+def test_a_backward_exact_for_a_wrong_forward_keeps_its_gradient_points(corpus_results, entry, functions):
+    scores = corpus_results[entry]
+    for function in functions:
         gradient = next(r for r in scores[function] if r.check.gradient)
         assert gradient.earned == gradient.check.points, gradient.message
         dx = next(r for r in scores[function] if r.check.label == "dx")
