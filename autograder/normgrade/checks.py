@@ -261,23 +261,20 @@ def explain(function, quantity, value, values, data, check):
     backward pass whose forward pass is wrong is told so first.
     """
     expected = data.expected(quantity)
-    notes, keys = [], []
+    note, keys, consistent = "", [], False
     forward = diagnosis.FORWARD_OF.get(quantity)
     own_fact = isinstance(value, np.ndarray) and (value.shape != expected.shape or value.dtype != expected.dtype)
     if forward and not own_fact and isinstance(values.get(forward), np.ndarray) and \
             compare(values[forward], data.expected(forward)):
-        forward_function = GRADIENTS[function][0]
         consistent = gradient_problem(function, values, data.all_inputs) is None
-        notes.append(f"Your {forward_function} is wrong on these inputs (see its own checks), and {function} works "
-                     "from its cache: fix the forward pass first" +
-                     ("; your backward pass does match your forward pass (the gradient check passes)"
-                      if consistent else ""))
-        keys += ["forward: wrong"] + (["backward: consistent with it"] if consistent else [])
-        if consistent:  # the backward is right for its forward: whatever dx lacks is the forward's
-            text = _explain_value(function, quantity, value, values, data, check, expected, diagnose=False)[0]
-            return f"{text}. {notes[0]}", "; ".join(keys)
-    text, key = _explain_value(function, quantity, value, values, data, check, expected)
-    return text + "".join(f". {note}" for note in notes), "; ".join(keys + ([key] if key else []))
+        note = (f". Your {GRADIENTS[function][0]} is wrong on these inputs (see its own checks), and {function} "
+                "works from its cache: fix the forward pass first")
+        keys = ["forward: wrong"]
+        if consistent:  # the backward is right for its forward: whatever dx lacks is the forward's, not diagnosed
+            note += "; your backward pass does match your forward pass (the gradient check passes)"
+            keys.append("backward: consistent with it")
+    text, key = _explain_value(function, quantity, value, values, data, check, expected, diagnose=not consistent)
+    return text + note, "; ".join(keys + ([key] if key else []))
 
 
 def _explain_value(function, quantity, value, values, data, check, expected, diagnose=True):
