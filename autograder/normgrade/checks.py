@@ -249,9 +249,6 @@ def compare(value, expected, loose=False):
 CALL_OF = {quantity: call for calls in VALUE_CALLS.values() for call in calls for quantity in call["produces"]}
 
 
-RUNNING = ("bn_train_running_", "bn_steps_running_", "sbn_running_")  # running statistics after train steps
-
-
 def explain(function, quantity, value, values, data, check):
     """
     (text to add to the reason, mistake key) for a quantity that failed its
@@ -283,10 +280,10 @@ def _explain_value(function, quantity, value, values, data, check, expected, dia
             return "", "not implemented"
         return "", "raises" if value.message.startswith("raised") else ""
     main = diagnosis.MAIN_OUTPUT.get(function)
-    if quantity.startswith(RUNNING) and main and not isinstance(values.get(main), np.ndarray):
+    if quantity.startswith(diagnosis.RUNNING) and main and not isinstance(values.get(main), np.ndarray):
         return (f". {function} returns no train-mode output yet ({main} {compare(values.get(main), expected)}), "
                 "so its running statistics mean nothing: implement the forward pass first", "not implemented")
-    if value is None and quantity.startswith(RUNNING):
+    if value is None and quantity.startswith(diagnosis.RUNNING):
         parts = (("write back", "missing"),)  # bn_param has no running statistics after a train step
         return f". Diagnosis: {diagnosis.sentence(parts)}", diagnosis.key(parts)
     if value is None:

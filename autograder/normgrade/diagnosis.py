@@ -21,9 +21,10 @@ variance (biased or unbiased), eps (inside the square root, outside,
 missing, the default instead of the param dict's), affine (gamma and beta
 applied or not), output (x returned unchanged); in test mode, which
 statistics; for the running statistics: momentum's direction, the variance
-they are updated with, left unchanged (not updated, or not written back). Backward parts (dx): eps, the terms of the closed form (the mean
-term, the variance term, its sign, sums where means belong), the axis, gamma,
-an uncentred x; and dgamma / dbeta.
+they are updated with, left unchanged (not updated, or not written back).
+Backward parts (dx): eps, the terms of the closed form (the mean term, the
+variance term, its sign, sums where means belong), the axis, gamma, an
+uncentred x; and dgamma / dbeta.
 
 Each hypothesis is a tuple of (part, choice) pairs that differ from the right
 computation; `key` makes it the short text the class report counts.
@@ -132,15 +133,17 @@ def forward_hypotheses(layer, x, gamma, beta, eps, G=None, eps_given=True):
     eps_values = [(None, eps)] + ([("default", DEFAULT_EPS)]
                                   if eps_given and eps != DEFAULT_EPS else [])
     shape = np.shape(x)
-    for (layout, mean_only), unbiased, place, (eps_part, eps_value), affine in itertools.product(
-            [(layout, False) for layout in layouts] + [(layout, True) for layout in layouts if layout != right],
-            (False, True), EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
+    statistics = {}  # (layout, mean_only, unbiased) -> (view of x, its mean, its var, the view's layout)
+    for layout, unbiased in itertools.product(layouts, (False, True)):
         v, mean, var = _statistics(x, layout, G, unbiased)
-        view_layout = layout
-        if mean_only:  # x centred with the wrong axes' mean, divided by the right axes' spread
-            centred = (v - mean).reshape(shape)
-            _, _, var = _statistics(x, right, G, unbiased)
-            v, mean, view_layout = LAYOUTS[right][0](centred, G), 0.0, right
+        statistics[layout, False, unbiased] = (v, mean, var, layout)
+        if layout != right:  # x centred with the wrong axes' mean, divided by the right axes' spread
+            right_var = _statistics(x, right, G, unbiased)[2]
+            statistics[layout, True, unbiased] = (LAYOUTS[right][0]((v - mean).reshape(shape), G), 0.0, right_var,
+                                                  right)
+    for (layout, mean_only, unbiased), place, (eps_part, eps_value), affine in itertools.product(
+            statistics, EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
+        v, mean, var, view_layout = statistics[layout, mean_only, unbiased]
         x_hat = (v - mean) * _inv_std(var, eps_value, place)
         parts = _parts(statistics=None if layout == right or mean_only else layout,
                        mean=layout if mean_only else None, variance="unbiased" if unbiased else None,
@@ -166,9 +169,10 @@ def test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts
     found = [Hypothesis(_parts(output="x"), np.asarray(x, dtype=np.float64))]
     shape = np.shape(x)
     eps_values = [(None, eps)] + ([("default", DEFAULT_EPS)] if eps_given and eps != DEFAULT_EPS else [])
+    batch = {layout: _statistics(x, layout, None) for layout in layouts}
     for layout, stats, place, (eps_part, eps_value), affine in itertools.product(
             layouts, ("running", "batch"), EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
-        v, batch_mean, batch_var = _statistics(x, layout, None)
+        v, batch_mean, batch_var = batch[layout]
         axes = LAYOUTS[layout][1]
         keep = [1 if a in axes else n for a, n in enumerate(v.shape)]
         mean, var = ((np.reshape(running_mean, keep), np.reshape(running_var, keep)) if stats == "running"
@@ -214,16 +218,15 @@ def backward_hypotheses(layer, x, gamma, dout, eps, G=None, other_layout=None):
     shape = np.shape(x)
     found = [Hypothesis(_parts(dx="dout"), np.asarray(dout, dtype=np.float64))]
     layouts = (right,) + ((other_layout,) if other_layout else ())
-    x64 = np.asarray(x, dtype=np.float64)
     dx_hat_right = dout * gamma
+    # The forward's statistics (the right ones); every view is a reshape, so .reshape(shape) undoes it.
+    v, mean, var = _statistics(x, right, G)
     for layout, place, everywhere, terms, use_gamma, centred in itertools.product(
             layouts, EPS_PLACES, (True, False), ("all", "no mean term", "no variance term", "variance term sign", "sums"),
             (True, False), (True, False)):
         if place == "inside" and not everywhere:
             continue
-        # The forward's statistics (the right ones); every view is a reshape, so .reshape(shape) undoes it.
         # eps misplaced everywhere (a step-by-step backward), or only in the outer 1 / std (x_hat from the cache).
-        v, mean, var = _statistics(x64, right, G)
         inv_std = _inv_std(var, eps, place)
         x_hat = ((v - mean) * (inv_std if everywhere else _inv_std(var, eps, "inside"))).reshape(shape)
         x_inner = x_hat if centred else (v * inv_std).reshape(shape)  # (x - mean) -> x in the variance term
@@ -272,7 +275,13 @@ def confirmed(value, hypotheses, rtol, atol):
     none matches, or when the matching ones share nothing (more than one
     explanation fits, so none is stated). The right computation never counts.
     """
-    found = [set(h.parts) for h in hypotheses if h.parts and matches(value, h.value, rtol, atol)]
+    wrong = [h for h in hypotheses if h.parts and np.shape(h.value) == np.shape(value)]
+    if not wrong:
+        return None
+    with np.errstate(all="ignore"):  # all hypotheses at once: matches() for each, in one comparison
+        close = np.isclose(np.asarray(value, dtype=np.float64), np.stack([h.value for h in wrong]),
+                           rtol=rtol, atol=atol, equal_nan=True)
+    found = [set(h.parts) for h, same in zip(wrong, close.reshape(len(wrong), -1).all(axis=1)) if same]
     if not found:
         return None
     shared = set.intersection(*found)
@@ -388,6 +397,7 @@ FORWARD_OF = {  # a backward quantity -> the forward output its cache came from
     "gn_dx": "gn_G2_out", "gn_dgamma": "gn_G2_out", "gn_dbeta": "gn_G2_out",
     "gn_G1_dx": "gn_G1_out", "gn_G6_dx": "gn_G6_out",
 }
+RUNNING = ("bn_train_running_", "bn_steps_running_", "sbn_running_")  # running statistics after train steps
 # The train-mode output whose absence makes a train step's running statistics mean nothing (a stub's).
 MAIN_OUTPUT = {"batchnorm_forward": "bn_train_out", "spatial_batchnorm_forward": "sbn_train_out"}
 FLOAT64_OF = {"bn_f32_out": "bn_train_out", "ln_f32_out": "ln_out"}  # the same computation on float64 input
@@ -421,7 +431,7 @@ def _probe(quantity, i, call):
     if quantity == "bn_d1_out":
         return forward_hypotheses("batchnorm", i["bn_d1_x"], i["bn_d1_gamma"], i["bn_d1_beta"], eps,
                                   eps_given="eps" in call), "batchnorm"
-    if quantity.startswith(("bn_train_running_", "bn_steps_running_", "sbn_running_")):
+    if quantity.startswith(RUNNING):
         which = quantity.rsplit("_", 1)[1]
         if quantity.startswith("bn_steps"):
             xs, start = i["bn_steps_x"], (i["bn_steps_rm"], i["bn_steps_rv"])
