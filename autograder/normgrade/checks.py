@@ -249,13 +249,14 @@ def compare(value, expected, loose=False):
 CALL_OF = {quantity: call for calls in VALUE_CALLS.values() for call in calls for quantity in call["produces"]}
 
 
-def explain(function, quantity, value, values, data, check):
+def explain(function, quantity, value, values, data, check, gradient_reason=None):
     """
     (text to add to the reason, mistake key) for a quantity that failed its
     check: a diagnosis confirmed by a probe (normgrade.diagnosis), else what
     differs. A train step's running statistics are not diagnosed in a function
     that has no train-mode output yet (a stub that only writes them back); a
-    backward pass whose forward pass is wrong is told so first.
+    backward pass whose forward pass is wrong is told so first, and whether it
+    matches that forward pass (gradient_reason: its gradient check's outcome).
     """
     expected = data.expected(quantity)
     note, keys, consistent = "", [], False
@@ -263,7 +264,7 @@ def explain(function, quantity, value, values, data, check):
     own_fact = isinstance(value, np.ndarray) and (value.shape != expected.shape or value.dtype != expected.dtype)
     if forward and not own_fact and isinstance(values.get(forward), np.ndarray) and \
             compare(values[forward], data.expected(forward)):
-        consistent = gradient_problem(function, values, data.all_inputs) is None
+        consistent = gradient_reason is None
         note = (f". Your {GRADIENTS[function][0]} is wrong on these inputs (see its own checks), and {function} "
                 "works from its cache: fix the forward pass first")
         keys = ["forward: wrong"]
@@ -370,17 +371,18 @@ def score(function, values, data):
     values and the hidden inputs).
     """
     results = []
+    gradient_reason = gradient_problem(function, values, data.all_inputs) if function in GRADIENTS else None
     for check in checks_for(function):
         mistake = ""
         if check.gradient:
-            reason = gradient_problem(check.gradient, values, data.all_inputs)
+            reason = gradient_reason
         else:
             reason = None
             for quantity in check.quantities:
                 value = values.get(quantity, Failure("was not returned"))
                 problem = compare(value, data.expected(quantity), check.loose)
                 if problem:
-                    text, mistake = explain(function, quantity, value, values, data, check)
+                    text, mistake = explain(function, quantity, value, values, data, check, gradient_reason)
                     reason = f"{quantity} {problem}{text}"
                     break
         results.append(Result(check, 0.0 if reason else check.points, reason or "", mistake))
