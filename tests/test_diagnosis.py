@@ -50,7 +50,7 @@ def test_every_graded_value_has_a_probe(data):
 
 MAIN = ("bn_train_out", "bn_test_out", "bn_steps_running_mean", "bn_steps_running_var", "ln_out",
         "sbn_train_out", "sbn_test_out", "gn_G2_out", "batchnorm_backward_dx",
-        "batchnorm_backward_alt_dx", "ln_dx", "sbn_dx", "gn_dx", "batchnorm_backward_dgamma", "gn_dbeta")
+        "batchnorm_backward_alt_dx", "ln_dx", "sbn_dx", "gn_G2_dx", "batchnorm_backward_dgamma", "gn_G2_dbeta")
 
 
 @pytest.mark.parametrize("quantity", MAIN)

@@ -95,9 +95,9 @@ CHECKS = (
     _value("spatial_groupnorm_forward", "output with G=1 (layer norm over C, H, W) and eps from gn_param", 0.5,
            "gn_G1_out"),
     _value("spatial_groupnorm_forward", "output with G=C (instance norm)", 0.5, "gn_G6_out"),
-    _value("spatial_groupnorm_backward", "dx with G=2 groups", 0.5, "gn_dx"),
+    _value("spatial_groupnorm_backward", "dx with G=2 groups", 0.5, "gn_G2_dx"),
     _value("spatial_groupnorm_backward", "dx with G=1 and with G=C", 0.5, "gn_G1_dx", "gn_G6_dx"),
-    _value("spatial_groupnorm_backward", "dgamma and dbeta (shape (1, C, 1, 1))", 0.5, "gn_dgamma", "gn_dbeta"),
+    _value("spatial_groupnorm_backward", "dgamma and dbeta (shape (1, C, 1, 1))", 0.5, "gn_G2_dgamma", "gn_G2_dbeta"),
     _gradient("spatial_groupnorm_backward", 1.5),
 )
 FUNCTIONS = tuple(dict.fromkeys(c.function for c in CHECKS))
@@ -145,7 +145,7 @@ VALUE_CALLS = {
     "spatial_groupnorm_forward": (_call("gn_forward", ("gn_G2_out",), groups=2),
                                   _call("gn_forward", ("gn_G1_out",), groups=1, eps=1e-3),
                                   _call("gn_forward", ("gn_G6_out",), groups=6)),
-    "spatial_groupnorm_backward": (_call("gn_backward", ("gn_dx", "gn_dgamma", "gn_dbeta"), groups=2),
+    "spatial_groupnorm_backward": (_call("gn_backward", ("gn_G2_dx", "gn_G2_dgamma", "gn_G2_dbeta"), groups=2),
                                    *(_call("gn_backward", (f"gn_G{G}_dx",), groups=G) for G in (1, 6))),
 }
 

@@ -394,7 +394,7 @@ FORWARD_OF = {  # a backward quantity -> the forward output its cache came from
     "batchnorm_backward_dbeta": "bn_train_out", "batchnorm_backward_alt_dbeta": "bn_train_out",
     "ln_dx": "ln_out", "ln_dgamma": "ln_out", "ln_dbeta": "ln_out",
     "sbn_dx": "sbn_train_out", "sbn_dgamma": "sbn_train_out", "sbn_dbeta": "sbn_train_out",
-    "gn_dx": "gn_G2_out", "gn_dgamma": "gn_G2_out", "gn_dbeta": "gn_G2_out",
+    "gn_G2_dx": "gn_G2_out", "gn_G2_dgamma": "gn_G2_out", "gn_G2_dbeta": "gn_G2_out",
     "gn_G1_dx": "gn_G1_out", "gn_G6_dx": "gn_G6_out",
 }
 RUNNING = ("bn_train_running_", "bn_steps_running_", "sbn_running_")  # running statistics after train steps
@@ -471,7 +471,7 @@ def _probe(quantity, i, call):
         "ln": ("layernorm", i["ln_x"], i["ln_gamma"], i["ln_dout"], None, "per feature", 0),
         "sbn": ("spatial_batchnorm", i["sbn_x"], _channels(i["sbn_gamma"]), i["sbn_dout"], None,
                 "per position over N", (0, 2, 3)),
-        "gn": ("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_dout"], 2, "instance", (0, 2, 3)),
+        "gn_G2": ("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_dout"], 2, "instance", (0, 2, 3)),
         "gn_G1": ("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_dout"], 1, "instance", (0, 2, 3)),
         "gn_G6": ("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_dout"], 6, "layer", (0, 2, 3)),
     }

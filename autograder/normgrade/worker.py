@@ -242,8 +242,7 @@ def _gn_backward(L, i, call):
     G = int(call["groups"])
     _, cache = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"].copy(), i["gn_beta"].copy(), G, {})
     dx, dgamma, dbeta = L.spatial_groupnorm_backward(i["gn_dout"].copy(), cache)
-    prefix = "gn" if G == 2 else f"gn_G{G}"
-    return {f"{prefix}_dx": dx, f"{prefix}_dgamma": dgamma, f"{prefix}_dbeta": dbeta}
+    return {f"gn_G{G}_dx": dx, f"gn_G{G}_dgamma": dgamma, f"gn_G{G}_dbeta": dbeta}
 
 
 def _forward_many(L, i, call):
