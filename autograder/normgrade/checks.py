@@ -249,6 +249,11 @@ def compare(value, expected, loose=False):
 CALL_OF = {quantity: call for calls in VALUE_CALLS.values() for call in calls for quantity in call["produces"]}
 
 
+# Mistake keys that are not a diagnosis of the function's own code (the class report leaves them out).
+NOT_IMPLEMENTED, FORWARD_WRONG, CONSISTENT = "not implemented", "forward: wrong", "backward: consistent with it"
+NOT_OWN_MISTAKES = (NOT_IMPLEMENTED, FORWARD_WRONG, CONSISTENT)
+
+
 def explain(function, quantity, value, values, data, check, gradient_reason=None):
     """
     (text to add to the reason, mistake key) for a quantity that failed its
@@ -267,10 +272,10 @@ def explain(function, quantity, value, values, data, check, gradient_reason=None
         consistent = gradient_reason is None
         note = (f". Your {GRADIENTS[function][0]} is wrong on these inputs (see its own checks), and {function} "
                 "works from its cache: fix the forward pass first")
-        keys = ["forward: wrong"]
+        keys = [FORWARD_WRONG]
         if consistent:  # the backward is right for its forward: whatever dx lacks is the forward's, not diagnosed
             note += "; your backward pass does match your forward pass (the gradient check passes)"
-            keys.append("backward: consistent with it")
+            keys.append(CONSISTENT)
     text, key = _explain_value(function, quantity, value, values, data, check, expected, diagnose=not consistent)
     return text + note, "; ".join(keys + ([key] if key else []))
 
@@ -278,17 +283,17 @@ def explain(function, quantity, value, values, data, check, gradient_reason=None
 def _explain_value(function, quantity, value, values, data, check, expected, diagnose=True):
     if isinstance(value, Failure):
         if value.message.startswith("raised NotImplementedError"):
-            return "", "not implemented"
+            return "", NOT_IMPLEMENTED
         return "", "raises" if value.message.startswith("raised") else ""
     main = diagnosis.MAIN_OUTPUT.get(function)
     if quantity.startswith(diagnosis.RUNNING) and main and not isinstance(values.get(main), np.ndarray):
         return (f". {function} returns no train-mode output yet ({main} {compare(values.get(main), expected)}), "
-                "so its running statistics mean nothing: implement the forward pass first", "not implemented")
+                "so its running statistics mean nothing: implement the forward pass first", NOT_IMPLEMENTED)
     if value is None and quantity.startswith(diagnosis.RUNNING):
         parts = (("write back", "missing"),)  # bn_param has no running statistics after a train step
         return f". Diagnosis: {diagnosis.sentence(parts)}", diagnosis.key(parts)
     if value is None:
-        return ". Not implemented yet?", "not implemented"
+        return ". Not implemented yet?", NOT_IMPLEMENTED
     if not isinstance(value, np.ndarray):
         return "", ""
     if value.shape != expected.shape:

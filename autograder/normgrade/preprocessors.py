@@ -389,7 +389,7 @@ class SafeMarkdown(NbGraderPreprocessor):
         for cell in nb.cells:
             unsafe = unsafe_markup(cell.source, cell.get("attachments")) if cell.cell_type == "markdown" else []
             if unsafe:
-                self.log.warning("a markdown cell links to %r: shown as text", unsafe[:3])
+                self.log.warning("a markdown cell is not safe to render (%r): shown as text", unsafe[:3])
                 cell.source = ("<pre>(this cell is not safe to render as HTML; its text:)\n"
                                f"{html.escape(cell.source)}</pre>")
                 cell.pop("attachments", None)

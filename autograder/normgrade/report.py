@@ -26,16 +26,14 @@ from pathlib import Path
 
 from . import ledger
 from .autograde import DEFAULT_COURSE
+from .checks import NOT_OWN_MISTAKES
 from .course import db_url, is_course
 from .status import summarize
 
 
-NOT_MISTAKES = ("not implemented", "forward: wrong", "backward: consistent with it")  # counted elsewhere, or consequences
-
-
 def _taught(mistake):
     """A diagnosis key without the parts that are not a mistake of the function itself ('' when none is left)."""
-    return "; ".join(part for part in mistake.split("; ") if part not in NOT_MISTAKES)
+    return "; ".join(part for part in mistake.split("; ") if part not in NOT_OWN_MISTAKES)
 
 
 def class_report(course, url=None):
