@@ -16,7 +16,7 @@ import ast
 import textwrap
 from dataclasses import dataclass, field
 
-from normgrade.paths import SOLUTION_LAYERS
+from normgrade.samples import reference_layers
 
 
 @dataclass(frozen=True)
@@ -26,25 +26,18 @@ class Entry:
     wrong: dict = field(default_factory=dict)  # function -> set of diagnosis keys that must be stated
 
 
-def layers_source(sources, base=None):
-    """The reference layers.py with each function defined in `sources` replaced (by name)."""
-    text = base if base is not None else SOLUTION_LAYERS.read_text()
+def layers_source(sources):
+    """
+    The reference layers.py with the functions defined in `sources` defined
+    again after it, as the project's other tests do: the last definition of a
+    name is the one the grader calls. Each must redefine a reference function.
+    """
+    reference = reference_layers()
     for source in sources:
-        source = textwrap.dedent(source).strip("\n")
-        names = [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
-        tree = ast.parse(text)
-        lines = text.split("\n")
-        for name in names:
-            node = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
-            if node is None:
-                raise ValueError(f"the reference has no function {name}")
-        # Replace from the last function up, so that line numbers stay valid.
-        nodes = sorted((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names),
-                       key=lambda n: n.lineno, reverse=True)
-        for i, node in enumerate(nodes):
-            lines[node.lineno - 1:node.end_lineno] = source.split("\n") if i == len(nodes) - 1 else []
-        text = "\n".join(lines)
-    return text
+        for node in ast.parse(textwrap.dedent(source)).body:
+            if isinstance(node, ast.FunctionDef) and f"\ndef {node.name}(" not in reference:
+                raise ValueError(f"the reference has no function {node.name}")
+    return reference + "".join("\n\n" + textwrap.dedent(source).strip("\n") + "\n" for source in sources)
 
 
 # ---- a student's batch norm family: tuple cache, step-by-step backward -----------------------
