@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import live_pids
 
 from normgrade import ledger, parallel
 from normgrade.autograde import Task, grade, grade_submission
@@ -185,28 +186,15 @@ def _processes_mentioning(needle):
     return found
 
 
-def _bwrap_pids():
-    """PIDs of live bwrap processes (not zombies waiting for init to reap them)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        try:
-            if (entry.name.isdigit() and (entry / "comm").read_text().strip() == "bwrap"
-                    and not (entry / "stat").read_text().split(") ")[1].startswith("Z")):
-                found.add(int(entry.name))
-        except (OSError, IndexError):
-            pass
-    return found
-
-
 def _wait_gone(needle, bwrap_before, seconds=20):
     """Wait until no process mentions `needle` and (unless bwrap_before is None) no new bwrap is left."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not _processes_mentioning(needle) and (bwrap_before is None or not _bwrap_pids() - bwrap_before):
+        new_bwrap = set(live_pids("bwrap")) - (bwrap_before or set())
+        if not _processes_mentioning(needle) and (bwrap_before is None or not new_bwrap):
             return
         time.sleep(0.2)
-    raise AssertionError(f"processes outlived the run: {_processes_mentioning(needle)}, "
-                         f"bwrap {_bwrap_pids() - (bwrap_before or set())}")
+    raise AssertionError(f"processes outlived the run: {_processes_mentioning(needle)}, bwrap {new_bwrap}")
 
 
 def _command(klass, course, *extra):
@@ -229,7 +217,7 @@ def _wait_for_ledger(url, graded, process, log, seconds=300):
 
 
 def _kill_and_resume(course, klass, sequential, url, graded_before_kill, tmp_path):
-    bwrap_before = _bwrap_pids()
+    bwrap_before = set(live_pids("bwrap"))
     extra = ["--db-url", url] if url else []
     url = url or db_url(course)
     log = tmp_path / "first-run.log"
@@ -278,7 +266,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_graded(course, klass, sequentia
     (hanging / "s999_hangs").mkdir()
     shutil.copytree(klass / "s000_reference", hanging / "s999_hangs", dirs_exist_ok=True)
     (hanging / "s999_hangs" / "normlab" / "layers.py").write_text(HANGS)
-    bwrap_before = _bwrap_pids()
+    bwrap_before = set(live_pids("bwrap"))
     scratch_before = set(Path(tempfile.gettempdir()).glob("normgrade-*"))
     log = tmp_path / "run.log"
     with open(log, "w") as stderr:
@@ -328,7 +316,7 @@ def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(c
 
     copy = _fresh_course(course, tmp_path)
     url = db_url(copy)
-    bwrap_before = _bwrap_pids()
+    bwrap_before = set(live_pids("bwrap"))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         document = grade([klass], copy, dask=cluster.scheduler_address)
         assert _scores(document) == sequential

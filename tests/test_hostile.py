@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import live_pids
 
 from normgrade import checks
 from normgrade.paths import REPO, SOLUTION_LAYERS, STUB_LAYERS
@@ -245,19 +246,6 @@ def test_what_student_code_can_see_and_reach(tmp_path, data, sandbox):
     assert (course / "expected.npz").read_bytes() == b"secret"
 
 
-def _named(name):
-    """PIDs of live processes called `name` (zombies, dead but not yet reaped by init, are not counted)."""
-    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()
-    alive = []
-    for pid in found:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                alive.append(pid)
-        except (OSError, IndexError):
-            pass
-    return alive
-
-
 def test_no_process_outlives_grading(tmp_path, data, sandbox):
     """A worker that names itself, starts a sleeping thread and hangs: nothing by that name is left after."""
     name = f"ngleak{os.getpid() % 100000}"
@@ -265,13 +253,13 @@ def test_no_process_outlives_grading(tmp_path, data, sandbox):
                        "import threading, time\nthreading.Thread(target=time.sleep, args=(1000,)).start()\n"
                        "while True:\n    pass")
     _grade(tmp_path, source, data, sandbox)
-    assert _named(name) == []
+    assert live_pids(name) == []
     # The check can fail: the same code in a process of our own is found by that name.
     probe = subprocess.Popen([sys.executable, "-c", f"open('/proc/self/comm', 'w').write({name!r}); "
                               "import time; time.sleep(30)"])
     try:
         time.sleep(0.5)
-        assert _named(name) == [str(probe.pid)]
+        assert live_pids(name) == [probe.pid]
     finally:
         probe.kill()
         probe.wait()
@@ -310,21 +298,21 @@ def test_a_killed_grader_leaves_no_worker_behind(tmp_path, data, sandbox, hang):
     name = f"ngorphan{os.getpid() % 10000}"
     layers = tmp_path / "layers.py"
     layers.write_text(_override(f"open('/proc/self/comm', 'w').write({name!r})\n" + hang))
-    bwrap_before = set(_named("bwrap"))
+    bwrap_before = set(live_pids("bwrap"))
     grader = subprocess.Popen([sys.executable, "-c", GRADER, str(layers), str(data.path)])
     try:
         deadline = time.monotonic() + 60
-        while not _named(name):
+        while not live_pids(name):
             assert time.monotonic() < deadline and grader.poll() is None, "the worker never got to the hang"
             time.sleep(0.05)
     finally:
         grader.kill()
         grader.wait()
     deadline = time.monotonic() + 10  # far below the worker's CPU limit and the sleep
-    while (_named(name) or set(_named("bwrap")) - bwrap_before) and time.monotonic() < deadline:
+    while (live_pids(name) or set(live_pids("bwrap")) - bwrap_before) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _named(name) == [], "the worker outlived its grader"
-    assert set(_named("bwrap")) <= bwrap_before, "bubblewrap outlived the grader"
+    assert live_pids(name) == [], "the worker outlived its grader"
+    assert set(live_pids("bwrap")) <= bwrap_before, "bubblewrap outlived the grader"
 
 
 def test_missing_bubblewrap_refuses_with_the_way_to_enable_it(monkeypatch):
@@ -355,9 +343,9 @@ def test_kill_orphans_kills_parentless_bwrap_of_its_scratch_folder_only(tmp_path
                         ">/dev/null 2>&1 &"], check=True)
         deadline = time.monotonic() + 10
         while True:
-            for pid in _named("bwrap"):
+            for pid in live_pids("bwrap"):
                 if str(folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return int(pid)
+                    return pid
             assert time.monotonic() < deadline, "the orphan did not start"
             time.sleep(0.05)
 
@@ -365,9 +353,9 @@ def test_kill_orphans_kills_parentless_bwrap_of_its_scratch_folder_only(tmp_path
     try:
         assert kill_orphans(scratch) == [mine]
         deadline = time.monotonic() + 10
-        while str(mine) in _named("bwrap") and time.monotonic() < deadline:
+        while mine in live_pids("bwrap") and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert str(mine) not in _named("bwrap") and str(other) in _named("bwrap")
+        assert mine not in live_pids("bwrap") and other in live_pids("bwrap")
     finally:
         for pid in (mine, other):
             try:

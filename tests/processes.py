@@ -1,0 +1,19 @@
+"""Processes as the leftover checks see them (tests/test_hostile.py, tests/test_class_run.py)."""
+from pathlib import Path
+
+
+def live_pids(name):
+    """
+    Sorted PIDs of the live processes called `name` (/proc/<pid>/comm). A
+    zombie, dead but not yet reaped by init (this machine's init reaps slowly),
+    is not counted.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and (entry / "comm").read_text().strip() == name
+                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
+                found.append(int(entry.name))
+        except (OSError, IndexError):  # gone while being read
+            pass
+    return sorted(found)
