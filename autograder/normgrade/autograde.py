@@ -350,7 +350,10 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
                 kill_orphans(scratch)
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir(parents=True)
-                parallel.run_local(tasks, grade_submission, workers, on_result, str(scratch))
+                try:
+                    parallel.run_local(tasks, grade_submission, workers, on_result, str(scratch))
+                finally:  # a child stopped while bwrap set up its sandbox leaves that bwrap waiting: not past the run
+                    kill_orphans(scratch)
         except parallel.Interrupted as stop:
             interrupted = sorted(task.given for task in stop.unfinished if task.student not in results)
         finally:
