@@ -65,7 +65,7 @@ for _folder, _dirs, _files in _os.walk("/"):
 
 # Notebook cells a student adds, run by the kernel when notebooks are executed.
 # Each link would run script on a staff click in formgrader or the feedback page if rendered live.
-HOSTILE_LINKS = """[solution](javascript:fetch('/formgrader/api/...'))
+HOSTILE_LINKS = """[solution](javascript:fetch('/formgrader/api/...')) [my plots](files/javascript:alert(document.domain))
 
 <javascript:alert(1)> [ref][r] ![pic](data:text/html;base64,PHNjcmlwdD4=)
 

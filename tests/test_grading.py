@@ -206,17 +206,30 @@ def test_notebooks_validate_and_markdown_renders_as_prose(tmp_path):
 
 
 def test_student_ids_never_collide_within_or_across_runs():
-    from normgrade.autograde import _unique_ids, student_id
+    from normgrade.autograde import _with_ids, student_id
 
     names = ("b.b", "b_b", "b_b_2", "b b", "", "jo.doe", "jo_doe", "\x1b]0;PWNED\x07")
-    ids = [student for student, _, _ in _unique_ids([(name, Path(name or "x"), name) for name in names])]
-    assert len(set(ids)) == len(ids), ids
+    found, duplicates = _with_ids([(name, Path(name or "x"), name, Path(".")) for name in names])
+    ids = [student for student, *_ in found]
+    assert len(set(ids)) == len(ids) == len(names) and duplicates == {}, ids
     assert ids[1] == "b_b" and ids[2] == "b_b_2" and ids[6] == "jo_doe", "a folder already named like an id keeps it"
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", i) for i in ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+(\.[0-9a-f]{16})?", i) for i in ids)
     # The id depends on the name alone: "jo.doe" graded in a later run cannot replace "jo_doe"'s grade.
     assert student_id("jo.doe") == ids[5] != "jo_doe"
-    with pytest.raises(ValueError, match="both be graded as student 'bob'.*late/bob.*ontime/bob"):
-        _unique_ids([("bob", Path("late/bob"), "late/bob"), ("bob", Path("ontime/bob"), "ontime/bob")])
+    # No folder name is another's hashed id: a folder named exactly like jo.doe's id gets an id of its own.
+    forged = student_id("jo.doe")
+    assert student_id(forged) != forged and student_id(forged.replace(".", "_")) != forged
+    assert all(student_id(name) != forged for name in (forged, forged.upper(), forged + " ", forged.split(".")[0]))
+
+
+def test_two_submissions_with_one_id_are_left_out_and_the_rest_is_graded():
+    from normgrade.autograde import _with_ids
+
+    found, duplicates = _with_ids([("bob", Path("late/bob"), "late/bob", Path("late")),
+                                   ("ann", Path("late/ann"), "late/ann", Path("late")),
+                                   ("bob", Path("ontime/bob"), "ontime/bob", Path("ontime"))])
+    assert [student for student, *_ in found] == ["ann"]
+    assert duplicates == {"bob": ["late/bob", "ontime/bob"]}
 
 
 def test_executed_outputs_are_plain_text_and_images_and_capped():

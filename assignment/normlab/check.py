@@ -17,9 +17,12 @@ layers, analytic gradients against central differences of your own forward
 pass). They never see the autograder's hidden inputs or expected values:
 passing them is a good sign, not a guarantee that the hidden checks pass.
 """
+import ast
 import importlib
+import importlib.util
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 
@@ -288,6 +291,53 @@ def spatial_groupnorm_gradients(layers):
     return _errors_text(errors)
 
 
+# ---- imports ------------------------------------------------------------------------------------
+
+# Besides the standard library, all that normlab/layers.py can import when it is graded.
+GRADED_IMPORTS = ("numpy", "array_api_compat", "normlab")
+
+
+def forbidden_imports(path=None):
+    """
+    [(line, module)] of the imports in normlab/layers.py (or `path`) that the
+    autograder does not offer: anything but the standard library and
+    GRADED_IMPORTS. Such an import fails when graded, and so does every
+    function of the file if it is at the top.
+    """
+    try:
+        tree = ast.parse(Path(path or importlib.util.find_spec("normlab.layers").origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, AttributeError):  # no file to read: the checks say what is wrong
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and \
+                isinstance(node.args[0].value, str) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
+                in ("__import__", "import_module"):
+            names = [node.args[0].value]
+        else:
+            continue
+        for name in names:
+            top = name.partition(".")[0]
+            if top and top not in GRADED_IMPORTS and top not in sys.stdlib_module_names:
+                found.append((node.lineno, top))
+    return found
+
+
+def imports_message(path=None):
+    """A sentence on layers.py's forbidden imports, or ""."""
+    found = forbidden_imports(path)
+    if not found:
+        return ""
+    listed = ", ".join(f"{module} (line {line})" for line, module in found)
+    return (f"normlab/layers.py imports {listed}: the autograder offers only the standard library and "
+            f"{', '.join(GRADED_IMPORTS)}, so this import fails when graded (at the top of the file, every function "
+            "then earns 0); use NumPy instead")
+
+
 # ---- running the checks -------------------------------------------------------------------------
 
 NOT_STARTED, FAILS, PASSES = "not started", "fails here", "passes the public checks"
@@ -317,6 +367,10 @@ def check(function, layers=None):
     for description, status, detail in outcome:
         print(f"{'passed' if status == PASSES else 'FAILED'}: {description}: {detail}")
     problems = [detail for _, status, detail in outcome if status != PASSES]
+    imports = imports_message(getattr(layers, "__file__", None))
+    if imports:
+        print(f"FAILED: imports: {imports}")
+        problems.append(imports)
     if problems:
         raise AssertionError(f"{function}: {problems[0]}")
 
@@ -345,11 +399,15 @@ def self_check(layers=None, width=110):
         for line in lines[1:]:
             print(indent + line)
     done = sum(status == PASSES for _, status, _ in rows)
+    imports = imports_message(getattr(layers, "__file__", None))
+    if imports:
+        print()
+        print(textwrap.fill(imports, width=width))
     print()
     print(textwrap.fill(f"{done} of {len(rows)} functions pass the public checks. These checks use small published "
                         "examples and properties of the maths, never the autograder's hidden inputs: passing them "
                         "does not guarantee the hidden checks pass.", width=width))
-    return done == len(rows)
+    return done == len(rows) and not imports
 
 
 def main():

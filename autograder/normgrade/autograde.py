@@ -53,11 +53,11 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import ledger, parallel
+from . import files, ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, STAFF_FOLDER, db_url, is_course, paths
-from .preprocessors import SandboxedExecute, scored_code, student_layers
+from .preprocessors import MAX_LAYERS_BYTES, SandboxedExecute, layers_problem, prepare_markup, scored_code
 from .sandbox import Sandbox, kill_orphans
-from .scorer import read_notebook
+from .scorer import parse_notebook
 
 DEFAULT_COURSE = Path("course")
 MAX_NOTEBOOK_BYTES = 16 << 20
@@ -68,58 +68,74 @@ def _is_submission(folder):
 
 
 def discover(paths_given):
-    """[(student_id, submission folder, path as given)] for the PATHs, in order."""
+    """
+    ([(student_id, submission folder, path as given, root)], duplicates) for
+    the PATHs, in order (duplicates: see _with_ids). root is the folder the
+    instructor named above the student's own (the class folder, or the
+    submission's parent): staging follows no link below it.
+    """
     found = []
     for given in paths_given:
         folder = Path(given)
         if not folder.is_dir():
             raise FileNotFoundError(f"{given}: no such folder")
         if _is_submission(folder):
-            named = folder.resolve()
+            named = folder.absolute()
             if named.name == ASSIGNMENT_ID:  # <id>/normalization: the id is the parent's name
                 named = named.parent
-            found.append((named.name, folder, str(given)))
+            found.append((named.name, folder, str(given), named.parent))
             continue
         students = []
         for child in sorted(p for p in folder.iterdir() if p.is_dir()):
             inner = child / ASSIGNMENT_ID
             if _is_submission(inner):
-                students.append((child.name, inner, str(child)))
+                students.append((child.name, inner, str(child), folder))
             elif _is_submission(child):
-                students.append((child.name, child, str(child)))
+                students.append((child.name, child, str(child), folder))
         if not students:
             raise ValueError(
                 f"{given}: neither a submission (a folder with the notebooks and normlab/) nor a class "
                 "folder of submissions"
             )
         found.extend(students)
-    return _unique_ids(found)
+    return _with_ids(found)
+
+
+PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def student_id(name):
     """
     The student id of a submission folder's name, the same in every run: a
-    name of letters, digits, _ and - is kept; any other name gets its other
-    characters replaced by _ and a suffix from its own SHA-256, so "jo.doe"
-    (jo_doe_<hash>) never takes the id of a folder named "jo_doe".
+    name of letters, digits, _ and - (PLAIN_ID) is kept; any other name gets
+    its other characters replaced by _ and a "." and 16 hex digits of its own
+    SHA-256. A plain name has no ".", so no folder name is another's hashed id
+    ("jo_doe.6f0c..." of "jo.doe" cannot be spelled by a folder), and two
+    hashed ids differ unless 64 bits of SHA-256 collide.
     """
-    if re.fullmatch(r"[A-Za-z0-9_-]+", name):
+    if PLAIN_ID.fullmatch(name):
         return name
     readable = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:40] or "student"
-    return f"{readable}_{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+    return f"{readable}.{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
 
 
-def _unique_ids(found):
-    """found with student ids (student_id); two submissions with the same id in one run are refused."""
-    result, seen = [], {}
-    for name, folder, given in found:
-        student = student_id(name)
-        if student in seen:
-            raise ValueError(f"two submissions would both be graded as student {student!r}: {seen[student]} and "
-                             f"{given}; grade them in separate runs, or rename one")
-        seen[student] = given
-        result.append((student, folder, given))
-    return result
+def _with_ids(found):
+    """
+    (submissions, duplicates) from found, with student ids (student_id):
+    submissions [(student, folder, given, root)], and duplicates {student:
+    [given, ...]} for ids that two submissions of this run would share (the
+    same folder named twice, or <id> and <id>/normalization given
+    separately). Those are left out of the run, which grades the rest of the
+    class and reports them (grade() lists them failed): one is never graded
+    as the other.
+    """
+    by_id = {}
+    for name, folder, given, root in found:
+        by_id.setdefault(student_id(name), []).append((student_id(name), folder, given, root))
+    submissions = [entries[0] for entries in by_id.values() if len(entries) == 1]
+    duplicates = {student: [given for _, _, given, _ in entries] for student, entries in by_id.items()
+                  if len(entries) > 1}
+    return submissions, duplicates
 
 
 def _messages(autograded_dir):
@@ -159,12 +175,16 @@ def _results(url, student):
     return tests
 
 
-def stage(course, student, folder):
+def stage(course, student, folder, root=None):
     """
     Copy what grading needs from a submission folder into submitted/<student>/;
-    return notes on what was missing or refused. Notebooks are rewritten by
-    nbformat (so only valid notebooks reach nbgrader), missing or broken ones
-    replaced by their blank release copy.
+    return notes on what was missing or refused. Each file is read once, from
+    one descriptor, and no link below `root` (the folder the instructor named:
+    the class folder; by default the submission's parent) is followed
+    (normgrade.files). Notebooks are rewritten by nbformat (so only valid
+    notebooks reach nbgrader), missing or broken ones replaced by their blank
+    release copy; their text cells are prepared for rendering here, outside
+    the gradebook lock (preprocessors.prepare_markup).
     """
     layout = paths(course)
     target = layout["submitted"] / student / ASSIGNMENT_ID
@@ -172,21 +192,33 @@ def stage(course, student, folder):
         shutil.rmtree(target)
     (target / "normlab").mkdir(parents=True)
     notes = []
-    folder = Path(folder)
-    if folder.is_symlink() or (folder.name == ASSIGNMENT_ID and folder.parent.is_symlink()):
+    folder = Path(folder).absolute()
+    root = Path(root).absolute() if root else folder.parent
+    try:
+        folder_fd = files.open_folder(root, folder.relative_to(root).parts)
+    except files.LinkedFolder:
         notes.append("the submission folder is a link to somewhere else: not followed, nothing graded from it")
-        folder = target / "normlab" / "nothing"  # an empty place: every file below is missing
-    for blank in sorted(layout["release"].glob("*.ipynb")):
-        nb, why = read_notebook(folder / blank.name, folder, MAX_NOTEBOOK_BYTES)
-        if nb is None:
-            notes.append(f"{blank.name}: {why}; graded from the blank release copy, so its inline answers earn nothing")
-            nb = nbformat.read(blank, as_version=4)
-        nbformat.write(nb, target / blank.name)
-    layers, why = student_layers(folder)
+        folder_fd = files.open_folder(target / "normlab")  # an empty place: every file below is missing
+    try:
+        for blank in sorted(layout["release"].glob("*.ipynb")):
+            data, problem = files.read_file(folder_fd, (blank.name,), MAX_NOTEBOOK_BYTES)
+            nb, why = parse_notebook(data, blank.name) if data is not None else (None, {
+                files.Problem.MISSING: f"{blank.name} is missing",
+                files.Problem.NOT_REGULAR: f"{blank.name} is not a regular file (a link, a folder or a pipe): not read",
+                files.Problem.TOO_LARGE: f"{blank.name} is larger than {MAX_NOTEBOOK_BYTES >> 20} MiB"}[problem])
+            if nb is None:
+                notes.append(f"{blank.name}: {why}; graded from the blank release copy, so its inline answers earn "
+                             "nothing")
+                nb = nbformat.read(blank, as_version=4)
+            prepare_markup(nb)
+            nbformat.write(nb, target / blank.name)
+        layers, problem = files.read_file(folder_fd, ("normlab", "layers.py"), MAX_LAYERS_BYTES)
+    finally:
+        os.close(folder_fd)
     if layers is None:
-        notes.append(why)
+        notes.append(layers_problem(problem))
     else:
-        shutil.copyfile(layers, target / "normlab" / "layers.py")
+        (target / "normlab" / "layers.py").write_bytes(layers)
     return notes
 
 
@@ -218,6 +250,7 @@ class Task:
     regrade: bool = False
     execute: bool = False
     unsandboxed: bool = False
+    root: str = ""  # the folder the instructor named above the submission (discover); default: its parent
 
 
 def grade_submission(task):
@@ -246,7 +279,7 @@ def grade_submission(task):
 def _grade_once(task, start):
     course = Path(task.course)
     layout = paths(course)
-    notes = stage(course, task.student, task.folder)
+    notes = stage(course, task.student, task.folder, task.root or None)
     staged = layout["submitted"] / task.student / ASSIGNMENT_ID
     digest = ledger.content_hash(staged, layout["expected"], execute=task.execute, unsandboxed=task.unsandboxed)
     with ledger.gradebook_lock(course, task.url):
@@ -309,16 +342,23 @@ def _max_auto_score(url):
         return float(sum(nb.max_code_score for nb in assignment.notebooks))
 
 
+TASK_SECONDS = 300  # one submission, all in: its sandboxed calls have 120 s (scorer.SUBMISSION_SECONDS)
+EXECUTE_TASK_SECONDS = 1800  # with --execute: each notebook may run for SandboxedExecute.timeout (300 s)
+
+
 def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, workers=1, url=None,
-          dask=None, regrade=False, progress=False):
+          dask=None, regrade=False, progress=False, task_seconds=None):
     """
     Grade every submission found in paths_given, `workers` at a time (or on the
     Dask scheduler at `dask`), exactly once in the gradebook at `url` (default:
     the course's); return the JSON document (a dict). Ctrl-C returns what was
-    graded, with "interrupted": the submissions left for the next run.
+    graded, with "interrupted": the submissions left for the next run. A
+    local grading process still running after task_seconds (default
+    TASK_SECONDS, or EXECUTE_TASK_SECONDS with execute) is stopped, and its
+    submission recorded failed.
     """
     course = Path(course).resolve()
-    found = discover(paths_given)
+    found, duplicates = discover(paths_given)
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
     if workers < 1:
@@ -326,8 +366,8 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     sandbox = Sandbox(unsandboxed=unsandboxed)  # refuses here, before anything, where bubblewrap cannot run
     url = db_url(course, url)
     run_id = uuid.uuid4().hex
-    tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade, execute, unsandboxed)
-             for s, f, g in found]
+    tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade, execute, unsandboxed,
+                  str(Path(root).absolute())) for s, f, g, root in found]
     results = {}
     with ledger.run_lock(course):
         ledger.prepare(course, url)
@@ -336,6 +376,11 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
                    desc="grading" if dask else f"grading ({workers} worker{'s' * (workers > 1)})")
 
         def on_result(task, result):
+            if result.get("stopped"):  # killed in the middle: the ledger and gradebook say failed, not running
+                result.pop("stopped")
+                with ledger.gradebook_lock(task.course, task.url):
+                    forget_submission(task.url, task.student)
+                    ledger.record_failure(task.url, task.student, task.run_id, result)
             results[task.student] = result
             failed = sum(r.get("status") == "failed" for r in results.values())
             bar.set_postfix(failed=failed, left=len(tasks) - len(results), refresh=False)
@@ -351,15 +396,21 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir(parents=True)
                 try:
-                    parallel.run_local(tasks, grade_submission, workers, on_result, str(scratch))
+                    parallel.run_local(tasks, grade_submission, workers, on_result, str(scratch),
+                                       task_seconds or (EXECUTE_TASK_SECONDS if execute else TASK_SECONDS))
                 finally:  # a child stopped while bwrap set up its sandbox leaves that bwrap waiting: not past the run
                     kill_orphans(scratch)
         except parallel.Interrupted as stop:
             interrupted = sorted(task.given for task in stop.unfinished if task.student not in results)
         finally:
             bar.close()
+    refused = [dict(parallel.crash_result(Task(str(course), url, student, "", given, run_id),
+                                          f"{len(givens)} submissions of this run would all be graded as student "
+                                          f"{student!r} ({', '.join(givens)}): none of them was graded; grade them "
+                                          "in separate runs, or rename one"), seconds=0.0)
+               for student, givens in duplicates.items() for given in givens]
     document = {"sandbox": sandbox.description, "gradebook": ledger.safe_url(url),
-                "submissions": [results[t.student] for t in tasks if t.student in results]}
+                "submissions": [results[t.student] for t in tasks if t.student in results] + refused}
     if interrupted:
         document["interrupted"] = interrupted
     return document
@@ -427,6 +478,9 @@ def add_parser(subparsers):
                              "worker needs the course and submissions at the same paths, and a shared gradebook")
     parser.add_argument("--regrade", action="store_true",
                         help="grade again submissions already graded from the same content")
+    parser.add_argument("--task-timeout", type=float, metavar="SECONDS",
+                        help=f"stop a submission's grading after this long and report it failed (default "
+                             f"{TASK_SECONDS} s, {EXECUTE_TASK_SECONDS} s with --execute; local workers)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--execute", action="store_true",
@@ -446,6 +500,7 @@ def run(args):
         build_course(args.course, prove=False)
     document = grade(args.paths, args.course, unsandboxed=args.unsandboxed, execute=args.execute,
                      workers=args.workers, url=args.db_url, dask=args.dask, regrade=args.regrade,
+                     task_seconds=args.task_timeout,
                      progress=not args.no_progress and sys.stderr.isatty())
     print(json.dumps(document, indent=2) if args.json else format_table(document))
     return 130 if document.get("interrupted") else 0

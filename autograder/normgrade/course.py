@@ -17,12 +17,12 @@ NBGRADER_CONFIG = f'''\
 import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbconvert.preprocessors.sanitize import SanitizeHTML
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearOutput,
                                     DeduplicateIds, GetGrades, IgnorePattern, LimitOutput, OverwriteCells,
                                     OverwriteKernelspec, SaveAutoGrades)
 from normgrade.feedback import ShortTracebacks
-from normgrade.preprocessors import SafeMarkdown, SandboxedExecute, TrustedScores, SanitizeGradedCells
+from normgrade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, SafeMarkdown, SandboxedExecute, TrustedScores,
+                                     SanitizeGradedCells)
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
@@ -45,12 +45,14 @@ c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
 # graded cells' outputs are then written by the trusted scorer, from raw values a
 # sandboxed worker returned. Nothing the notebook's kernel does changes a point.
 c.Autograde.autograde_preprocessors = [
-    SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SanitizeHTML, SafeMarkdown,
+    SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, BoundMarkdown, CachedSanitizeHTML,
+    SafeMarkdown,
     TrustedScores, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
 ]
 # Formgrader and feedback render the autograded notebook, and nbgrader's templates render markdown
-# unsanitized: SanitizeHTML (nbconvert's, with bleach) escapes script and event handlers in it first, and
-# SafeMarkdown shows as text a cell whose rendered markdown has a javascript: link or an event handler.
+# unsanitized: BoundMarkdown shows a cell too long to render quickly as text, SanitizeHTML (nbconvert's, with
+# bleach) escapes script and event handlers, and SafeMarkdown shows as text a cell whose HTML, as those
+# templates render it, has a javascript: link or an event handler.
 c.SanitizeHTML.enabled = True
 c.TrustedScores.expected_path = c.SandboxedExecute.expected_path = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "{STAFF_FOLDER}", "{EXPECTED_FILE}")

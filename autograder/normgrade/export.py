@@ -44,14 +44,30 @@ def per_question(course):
     return columns, rows
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "|", "%")  # OWASP's list, and DDE's "|"; "%" (LibreOffice)
+
+
+def neutral_cell(value):
+    """
+    A CSV cell a spreadsheet shows as text, never runs: a string that
+    starts like a formula (OWASP's CSV-injection guidance: =, +, -, @, tab,
+    carriage return; also a line break, | and %) gets a leading ' . Numbers
+    stay numbers. Quoting (RFC 4180) is the writer's: every cell is quoted.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_csv(course, path):
+    """Write the per-question grades to `path` (every cell quoted, text neutralized: neutral_cell); the row count."""
     columns, rows = per_question(course)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+        writer.writerow([neutral_cell(c) for c in columns])
+        writer.writerows([[neutral_cell(row[c]) for c in columns] for row in rows])
     return len(rows)
 
 

@@ -21,12 +21,14 @@ Dask (run_dask): the tasks are submitted to an existing distributed
 scheduler; a task whose worker is lost is rerun by Dask on another.
 """
 import ctypes
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
 import shutil
 import signal
 import tempfile
+import time
 import traceback
 from collections import deque
 
@@ -79,16 +81,20 @@ def _child(function, task, parent_pid, scratch_root, connection):
     connection.close()
 
 
-def run_local(tasks, function, workers, on_result, scratch_root=None):
+def run_local(tasks, function, workers, on_result, scratch_root=None, task_seconds=None):
     """
     Run function(task) for every task in forked children, `workers` at a time
     (see the module docstring); each child's temporary files go in a folder
     of its own under scratch_root (default: the system's temporary folder).
+    A child still running after task_seconds (None: no limit) is stopped
+    (SIGTERM: it kills its sandboxes and removes its folder; SIGKILL after a
+    grace period) and its task reported failed, with "stopped": True.
     """
     context = multiprocessing.get_context("fork")
     pending = deque(tasks)
     starts = {}
     running = {}  # receiving connection -> (process, task)
+    deadlines = {}  # receiving connection -> time.monotonic() by which it must have answered
     try:
         while pending or running:
             while pending and len(running) < workers:
@@ -100,7 +106,17 @@ def run_local(tasks, function, workers, on_result, scratch_root=None):
                 process.start()
                 send.close()
                 running[receive] = (process, task)
-            for receive in multiprocessing.connection.wait(list(running)):
+                deadlines[receive] = time.monotonic() + task_seconds if task_seconds else math.inf
+            wait = min(deadlines.values()) - time.monotonic()
+            ready = multiprocessing.connection.wait(list(running), timeout=None if wait == math.inf else max(wait, 0))
+            for receive in [r for r in running if r not in ready and deadlines[r] <= time.monotonic()]:
+                process, task = running[receive]
+                _stop([process])
+                on_result(task, dict(crash_result(task, f"grading took longer than {task_seconds:g} s: stopped, "
+                                                        "with its sandboxes"), stopped=True))
+                del running[receive], deadlines[receive]
+                receive.close()
+            for receive in ready:
                 process, task = running[receive]  # stays there until handled: Ctrl-C may come at any line
                 try:
                     result = receive.recv()
@@ -114,7 +130,7 @@ def run_local(tasks, function, workers, on_result, scratch_root=None):
                 else:
                     on_result(task, crash_result(task, f"the grading process died {starts[task.student]} times "
                                                        f"(last exit code {process.exitcode})"))
-                del running[receive]
+                del running[receive], deadlines[receive]
                 receive.close()
     except KeyboardInterrupt:
         _stop([process for process, _ in running.values()])

@@ -30,10 +30,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors.sanitize import SanitizeHTML
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Integer, Unicode
 
-from . import checks
+from . import checks, files
 from .course import COURSE_ID, paths
 from .expected import ExpectedValues
 from .sandbox import NOTEBOOK_LIMITS, Sandbox, WorkerDied
@@ -45,19 +46,25 @@ UNSANDBOXED_NOTE = "NOTE: graded without a sandbox (--unsandboxed): the instruct
 
 def student_layers(folder, submitted=None):
     """
-    (path of normlab/layers.py in `folder`, or None, and why it is not used).
-    `submitted`: the folder nbgrader copied `folder` from; nbgrader's copy
-    follows links, so the file must be a plain file there too.
+    (the bytes of normlab/layers.py in `folder`, or None, and why it is not
+    used), read once from one descriptor without following a link (normgrade.
+    files). `submitted`: the folder nbgrader copied `folder` from; nbgrader's
+    copy follows links, so the file must be a plain file there too.
     """
-    path = Path(folder) / "normlab" / "layers.py"
-    origin = Path(submitted) / "normlab" / "layers.py" if submitted else path
-    if not os.path.lexists(path):
-        return None, "normlab/layers.py is missing from the submission"
-    if not plain_file(path, folder) or not plain_file(origin, submitted or folder):
-        return None, "normlab/layers.py is not a regular file inside the submission (a link?): not graded"
-    if path.stat().st_size > MAX_LAYERS_BYTES:
-        return None, f"normlab/layers.py is larger than {MAX_LAYERS_BYTES >> 20} MiB: not graded"
-    return path, ""
+    data, problem = files.read_below(folder, Path(folder) / LAYERS, MAX_LAYERS_BYTES)
+    if problem is None and submitted and not plain_file(Path(submitted) / LAYERS, submitted):
+        problem = files.Problem.NOT_REGULAR
+    return data, layers_problem(problem)
+
+
+LAYERS = "normlab/layers.py"
+
+
+def layers_problem(problem):
+    """What a submission's note says for a files.Problem of its normlab/layers.py ("" for None)."""
+    return {None: "", files.Problem.MISSING: f"{LAYERS} is missing from the submission",
+            files.Problem.NOT_REGULAR: f"{LAYERS} is not a regular file inside the submission (a link?): not graded",
+            files.Problem.TOO_LARGE: f"{LAYERS} is larger than {MAX_LAYERS_BYTES >> 20} MiB: not graded"}[problem]
 
 
 def submitted_folder(expected_path, info):
@@ -101,7 +108,7 @@ def scored_code(folder, expected_path, unsandboxed, submitted=None):
     is scored again and a copy elsewhere is not.
     """
     layers, why = student_layers(folder, submitted)
-    digest = hashlib.sha256(layers.read_bytes()).hexdigest() if layers else None
+    digest = hashlib.sha256(layers).hexdigest() if layers is not None else None
     key = (digest, why, str(expected_path), _stamp(expected_path), bool(unsandboxed))
     if key not in _SCORED:
         _SCORED[key] = score_code(layers, checks.FUNCTIONS, load_expected(str(expected_path), key[3]),
@@ -351,28 +358,133 @@ def _safe_url(tag, url):
     return tag == "img" and DATA_IMAGE.match(plain) is not None
 
 
-def unsafe_markup(markdown, attachments=None):
+def rendered_markdown(markdown, attachments=None):
     """
-    What is unsafe in the HTML that nbconvert renders `markdown` to: URLs
-    whose scheme is not in SAFE_URL_SCHEMES ("javascript:", "vbscript:",
-    "data:" other than an image), attributes outside SAFE_ATTRIBUTES (event
-    handlers), tags in UNSAFE_TAGS. Markdown is not HTML, so bleach
-    (SanitizeHTML) does not see a markdown link, nor HTML that markdown
-    splits differently than bleach does; nbgrader's formgrader and feedback
-    templates render the markdown without cleaning it again. A cell nbconvert
-    cannot render (a missing attachment) counts as unsafe: formgrader would
-    fail on it. [] when the cell is safe to render.
+    The HTML a browser gets for a markdown cell in nbgrader's formgrade and
+    feedback pages: their templates render `cell.source | markdown2html |
+    strip_files_prefix`, nbconvert's renderer then nbconvert's filter that
+    removes a "files/" prefix from every href and src (so "files/javascript:..."
+    becomes "javascript:..." after any check on the markdown itself).
     """
     from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+    from nbconvert.filters.strings import strip_files_prefix
 
+    renderer = IPythonRenderer(escape=False, attachments=attachments or {})
+    return strip_files_prefix(MarkdownWithMath(renderer=renderer).render(markdown))
+
+
+def unsafe_markup(markdown, attachments=None):
+    """
+    What is unsafe in the HTML a browser gets for `markdown` in formgrader
+    and the feedback pages (rendered_markdown, every filter of nbgrader's
+    templates applied): URLs whose scheme is not in SAFE_URL_SCHEMES
+    ("javascript:", "vbscript:", "data:" other than an image), attributes
+    outside SAFE_ATTRIBUTES (event handlers), tags in UNSAFE_TAGS. Markdown is
+    not HTML, so bleach (SanitizeHTML) does not see a markdown link, nor HTML
+    that markdown splits differently than bleach does; nbgrader's templates do
+    not clean the result again. A cell nbconvert cannot render (a missing
+    attachment) counts as unsafe: formgrader would fail on it. [] when the
+    cell is safe to render. Results are kept by content: `normgrade grade`
+    computes them while staging, outside the gradebook lock.
+    """
+    return list(_unsafe_markup(markdown, json.dumps(attachments or {}, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=256)
+def _unsafe_markup(markdown, attachments_json):
     parser = _Markup()
-    try:  # the renderer nbconvert's HTMLExporter renders markdown cells with
-        parser.feed(MarkdownWithMath(renderer=IPythonRenderer(escape=False, attachments=attachments or {}))
-                    .render(markdown))
+    try:
+        parser.feed(rendered_markdown(markdown, json.loads(attachments_json)))
         parser.close()
     except Exception as err:  # noqa: BLE001 - whatever the renderer chokes on is not shown live
-        return [f"(not renderable: {type(err).__name__})"]
-    return parser.problems
+        return (f"(not renderable: {type(err).__name__})",)
+    return tuple(parser.problems)
+
+
+MAX_TEXT_CELL_CHARS = 10_000  # one markdown or raw cell rendered as HTML (the assignment's longest: about 900)
+MAX_RENDERED_CHARS = 60_000  # every rendered text cell of a notebook (the assignment's own: about 9,600)
+MAX_SHOWN_CHARS = 200_000  # the text of the cells shown as text instead, in all
+
+
+def as_text(source, why, limit=MAX_SHOWN_CHARS):
+    """A markdown cell that shows `source` (at most `limit` characters) as escaped text, saying why."""
+    shown, rest = source[:max(limit, 0)], max(len(source) - max(limit, 0), 0)
+    more = f"\n(... {rest} more characters, not shown here: see the submitted notebook)" if rest else ""
+    return f"<pre>({why}; its text:)\n{html.escape(shown)}{html.escape(more)}</pre>"
+
+
+AS_TEXT = "normgrade_as_text"  # resources key: {cell index: the text form BoundMarkdown chose for it}
+
+
+class BoundMarkdown(NbGraderPreprocessor):
+    """
+    Rendering student text takes time that grows faster than the text
+    (bleach: 4 s for 100,000 characters of "<a ", and 70 s for 400,000;
+    nbconvert's markdown renderer about 7 s per million characters), on a
+    staff member's page and, with SQLite, under the gradebook's lock. A
+    markdown or raw cell longer than MAX_TEXT_CELL_CHARS, or past
+    MAX_RENDERED_CHARS in the notebook, is shown as escaped text instead (at
+    most MAX_SHOWN_CHARS in all), never rendered. Runs before SanitizeHTML,
+    which would escape the <pre> of that text form: the cell is emptied here
+    and SafeMarkdown, after bleach, writes the text form (resources[AS_TEXT]).
+    """
+
+    def preprocess(self, nb, resources):
+        rendered, shown = 0, 0
+        as_text_cells = resources.setdefault(AS_TEXT, {})
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type not in ("markdown", "raw"):
+                continue
+            size = len(cell.source)
+            if size <= MAX_TEXT_CELL_CHARS and rendered + size <= MAX_RENDERED_CHARS:
+                rendered += size
+                continue
+            why = (f"this cell has {size} characters; cells of up to {MAX_TEXT_CELL_CHARS} are rendered"
+                   if size > MAX_TEXT_CELL_CHARS else
+                   f"this notebook's text cells have more than {MAX_RENDERED_CHARS} characters in all; the rest "
+                   "are shown as text")
+            self.log.warning("a %s cell of %d characters is shown as text, not rendered", cell.cell_type, size)
+            as_text_cells[index] = as_text(cell.source, why, MAX_SHOWN_CHARS - shown)
+            shown += min(size, max(MAX_SHOWN_CHARS - shown, 0))
+            cell.source = ""
+            cell.pop("attachments", None)
+        return nb, resources
+
+
+_BLEACHED = {}  # {(text, settings): cleaned}: SanitizeHTML's results in this process, a few at most
+_BLEACHED_KEPT = 512
+
+
+class CachedSanitizeHTML(SanitizeHTML):
+    """
+    nbconvert's SanitizeHTML (bleach), whose results are kept by content:
+    `normgrade grade` computes them while staging, outside the gradebook lock.
+    Configured as SanitizeHTML (its parent's name).
+    """
+
+    def sanitize_html_tags(self, html_str):
+        key = (html_str, repr((self.tags, self.attributes, self.strip, self.strip_comments, self.styles)))
+        if key not in _BLEACHED:
+            _BLEACHED[key] = super().sanitize_html_tags(html_str)
+            while len(_BLEACHED) > _BLEACHED_KEPT:
+                del _BLEACHED[next(iter(_BLEACHED))]
+        return _BLEACHED[key]
+
+
+def prepare_markup(nb):
+    """
+    Run the text-cell steps of the autograde chain (BoundMarkdown,
+    CachedSanitizeHTML, SafeMarkdown) on a copy of `nb`, so that their
+    results are known before nbgrader runs them under the gradebook lock.
+    """
+    from traitlets.config import Config
+
+    copy = nbformat.from_dict(json.loads(json.dumps(nb)))
+    config = Config({"SanitizeHTML": {"enabled": True}})
+    resources = {}
+    for step in (BoundMarkdown(config=config), CachedSanitizeHTML(config=config), SafeMarkdown(config=config)):
+        copy, resources = step.preprocess(copy, resources)
+    return copy
 
 
 class SafeMarkdown(NbGraderPreprocessor):
@@ -386,11 +498,14 @@ class SafeMarkdown(NbGraderPreprocessor):
     """
 
     def preprocess(self, nb, resources):
-        for cell in nb.cells:
+        as_text_cells = resources.get(AS_TEXT, {})
+        for index, cell in enumerate(nb.cells):
+            if index in as_text_cells:  # BoundMarkdown's text form of a cell too long to render
+                cell.source = as_text_cells[index]
+                continue
             unsafe = unsafe_markup(cell.source, cell.get("attachments")) if cell.cell_type == "markdown" else []
             if unsafe:
                 self.log.warning("a markdown cell is not safe to render (%r): shown as text", unsafe[:3])
-                cell.source = ("<pre>(this cell is not safe to render as HTML; its text:)\n"
-                               f"{html.escape(cell.source)}</pre>")
+                cell.source = as_text(cell.source, "this cell is not safe to render as HTML")
                 cell.pop("attachments", None)
         return nb, resources

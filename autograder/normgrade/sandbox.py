@@ -88,6 +88,48 @@ def _python_roots():
     return sorted(r for r in roots if not any(o != r and o in r.parents for o in roots))
 
 
+# What a graded worker ("calls" mode) sees of the installed packages: the grading environment holds much
+# that the students' does not (PyTorch after `make oracle`, SciPy, nbgrader, SQLAlchemy, Dask), and
+# layers.py may use only the standard library and what worker.ALLOWED_IMPORTS names. The worker itself
+# needs pyseccomp. In notebook mode the kernel sees the whole environment: nothing it does is scored.
+GRADED_DISTRIBUTIONS = ("numpy", "array-api-compat", "pyseccomp")
+
+
+def _package_folders():
+    """Every site-packages and dist-packages folder a mounted Python environment or /usr could import from."""
+    found = set()
+    for root in {Path(sys.prefix), Path(sys.base_prefix), Path("/usr"), Path("/usr/local")}:
+        for pattern in ("lib*/python3*/site-packages", "lib*/python3*/dist-packages", "lib/python3/dist-packages"):
+            found.update(p.resolve() for p in root.glob(pattern) if p.is_dir())
+    return sorted(found)
+
+
+@functools.lru_cache(maxsize=None)
+def graded_package_mounts():
+    """
+    bwrap arguments that empty every package folder (_package_folders) and
+    bind back, read-only, only the files of GRADED_DISTRIBUTIONS: in a graded
+    worker, `import torch` fails because torch is not there, whatever the
+    student's code does to sys.path or the import system.
+    """
+    import importlib.metadata
+
+    keep = {}
+    for name in GRADED_DISTRIBUTIONS:
+        dist = importlib.metadata.distribution(name)
+        base = Path(dist.locate_file("")).resolve()
+        for top in {f.parts[0] for f in dist.files or ()} - {"..", "__pycache__"}:
+            if (base / top).exists():
+                keep.setdefault(base, set()).add(top)
+    args = []
+    for folder in _package_folders():
+        args += ["--tmpfs", str(folder)]
+        for top in sorted(keep.get(folder, ())):
+            args += ["--ro-bind", str(folder / top), str(folder / top)]
+        args += ["--remount-ro", str(folder)]
+    return tuple(args)
+
+
 def _hidden_paths(roots):
     """Folders under the mounted roots a student must not read: the grader's own package."""
     grader = Path(__file__).resolve().parent
@@ -132,21 +174,28 @@ class Sandbox:
     # ---- the private folder ----
 
     @staticmethod
-    def private_folder(layers_path, package_dir=STUDENT_PACKAGE):
-        """A new folder with worker.py and normlab/ (the provided package, the student's layers.py), readable by all."""
+    def private_folder(layers, package_dir=STUDENT_PACKAGE):
+        """
+        A new folder with worker.py and normlab/ (the provided package, the
+        student's layers.py), readable by all. `layers`: the student's file as
+        bytes (read once from the submission: normgrade.files), a path of the
+        grader's own (tests, the stubs), or None.
+        """
         folder = Path(tempfile.mkdtemp(prefix="normgrade-worker-"))
         shutil.copy(WORKER_SOURCE, folder / "worker.py")
         package = folder / "normlab"
         shutil.copytree(package_dir, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        if layers_path is not None:
-            shutil.copyfile(layers_path, package / "layers.py")
+        if isinstance(layers, bytes):
+            (package / "layers.py").write_bytes(layers)
+        elif layers is not None:
+            shutil.copyfile(layers, package / "layers.py")
         for path in [folder, *folder.rglob("*")]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
         return folder
 
     # ---- starting a worker ----
 
-    def _bwrap_argv(self, limits):
+    def _bwrap_argv(self, limits, graded=False):
         # --as-pid-1: the worker is the PID namespace's init, so no unfiltered bwrap process shares the
         # namespace with student code (one could be taken over through /proc/1/mem).
         # --die-with-parent: bwrap and the worker die with the thread that started them (the worker cannot
@@ -174,9 +223,11 @@ class Sandbox:
             args += ["--ro-bind", str(root), str(root)]
         for hidden in _hidden_paths(roots):
             args += ["--tmpfs", str(hidden)]
+        if graded:
+            args += graded_package_mounts()
         return args
 
-    def _popen(self, command, folder, limits, extra_env=None):
+    def _popen(self, command, folder, limits, extra_env=None, graded=False):
         """
         Start `command` (argv inside the sandbox, cwd /sandbox). Returns the
         process, the read end of its result pipe and the read end of bwrap's
@@ -193,7 +244,7 @@ class Sandbox:
                 argv = [arg.replace(MOUNT, str(folder)) for arg in command]
                 cwd, env = str(folder), dict(env, HOME=str(folder), MPLCONFIGDIR=str(folder), TMPDIR=str(folder))
             else:
-                argv = self._bwrap_argv(limits) + ["--info-fd", str(info_write)]
+                argv = self._bwrap_argv(limits, graded) + ["--info-fd", str(info_write)]
                 argv += ["--ro-bind", str(folder), MOUNT, "--chdir", MOUNT, "--remount-ro", "/"]
                 for key, value in env.items():
                     argv += ["--setenv", key, value]
@@ -234,7 +285,7 @@ class Sandbox:
     def start(self, mode, folder, limits, args=(), extra_env=None):
         """A running worker: `python -I -B worker.py MODE ARGS` in the private folder."""
         command = [sys.executable, "-I", "-B", f"{MOUNT}/worker.py", mode, *args]
-        process, read_end, info = self._popen(command, folder, limits, extra_env)
+        process, read_end, info = self._popen(command, folder, limits, extra_env, graded=mode == "calls")
         return Run(process, read_end, info, limits, sandboxed=not self.unsandboxed)
 
 

@@ -18,6 +18,7 @@ Python literals (ast.literal_eval), without running anything.
 """
 import ast
 import os
+import re
 import shutil
 import stat
 import time
@@ -39,7 +40,52 @@ def _describe_error(text, limits):
     return f"raised {text}"
 
 
-def _decode_values(header, arrays, produces):
+MAX_STUDENT_TEXT = 1000  # characters of what one submission's code wrote (exception messages) in its feedback
+
+
+class StudentText:
+    """
+    Text a submission's code wrote, as its feedback shows it. That code held
+    the hidden inputs when it wrote it, so each message is cut to its first
+    line and worker.MAX_ERROR_CHARS characters, type names to an identifier,
+    and a submission's messages together to MAX_STUDENT_TEXT characters
+    (repeats and the stubs' own "not implemented yet" count once or not at
+    all); past that only the exception's type is shown. The worker cuts too,
+    but it shares the student's process: this is the cut that holds.
+    """
+
+    STUB = re.compile(r"NotImplementedError: \w{1,40} is not implemented yet: write it in normlab/layers\.py")
+
+    def __init__(self, budget=MAX_STUDENT_TEXT):
+        self.budget = self.left = budget
+        self.seen = set()
+
+    def __call__(self, text):
+        line = (str(text).strip().splitlines() or [""])[0]
+        if len(line) > worker.MAX_ERROR_CHARS:
+            line = line[:worker.MAX_ERROR_CHARS] + " ..."
+        if line in self.seen or self.STUB.fullmatch(line):
+            return line
+        if len(line) > self.left:
+            kind = re.match(r"[A-Za-z_]\w{0,39}", line)
+            return (f"{kind.group(0) if kind else 'an exception'} (its message is not shown: a submission's "
+                    f"feedback shows at most {self.budget} characters of what its code wrote)")
+        self.left -= len(line)
+        self.seen.add(line)
+        return line
+
+    def type_name(self, name):
+        """A type name as the feedback shows it: an identifier (dots allowed), at most 40 characters, in the budget."""
+        name = re.sub(r"[^\w.]", "", str(name), flags=re.ASCII)[:40] or "object"
+        if name not in self.seen:
+            if len(name) > self.left:
+                return "object"
+            self.left -= len(name)
+            self.seen.add(name)
+        return name
+
+
+def _decode_values(header, arrays, produces, said):
     values = {}
     described = header.get("values")
     described = described if isinstance(described, dict) else {}
@@ -51,7 +97,7 @@ def _decode_values(header, arrays, produces):
         elif kind == "none":
             values[name] = None
         elif kind == "other":
-            values[name] = Other(str(item.get("name", "object"))[:60])
+            values[name] = Other(said.type_name(item.get("name", "object")))
         else:
             values[name] = Failure("was not returned")
     return values
@@ -62,6 +108,7 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
     """Run `calls` on the student's layers.py in the sandbox; {quantity: value, None, Other or Failure}."""
     values = {}
     pending = list(calls)
+    said = StudentText()
 
     def fail(call_list, message):
         for call in call_list:
@@ -84,7 +131,7 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
                     fail(pending, f"normlab could not be imported: it {err}")
                     break
                 if header.get("kind") != "ready":
-                    error = str(header.get("error", "no answer"))[:2000]
+                    error = said(header.get("error", "no answer"))
                     where = "the sandbox could not be set up" if header.get("kind") == "setup_error" else \
                         "normlab could not be imported"
                     fail(pending, f"{where}: {error}")
@@ -106,9 +153,9 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
                         fail([call], "the worker sent an unexpected message")
                         break
                     if header.get("error"):
-                        fail([call], _describe_error(str(header["error"])[:2000], limits))
+                        fail([call], _describe_error(said(header["error"]), limits))
                     else:
-                        values.update(_decode_values(header, arrays, call["produces"]))
+                        values.update(_decode_values(header, arrays, call["produces"], said))
             finally:
                 run.close()
     finally:
@@ -233,21 +280,14 @@ def plain_file(path, root):
         return False
 
 
-def read_notebook(path, root, max_bytes=16 << 20):
-    """The notebook at path (inside submission folder `root`), or (None, why not)."""
-    path = Path(path)
-    if not os.path.lexists(path):
-        return None, f"{path.name} is missing"
-    if not plain_file(path, root):
-        return None, f"{path.name} is not a regular file (a link, a folder or a pipe): not read"
+def parse_notebook(data, name):
+    """The notebook in `data` (bytes read from a submission's file `name`), or (None, why not)."""
     try:
-        if path.stat().st_size > max_bytes:
-            return None, f"{path.name} is larger than {max_bytes >> 20} MiB"
-        nb = nbformat.read(path, as_version=4)
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
         nbformat.validate(nb)  # nbgrader refuses an invalid one (a cell id with a space) and fails the submission
         nbformat.writes(nb).encode("utf-8")  # and one that cannot be written back (a lone surrogate)
         return nb, ""
     except nbformat.ValidationError as err:
-        return None, f"{path.name} is not a valid notebook ({err.message[:200]})"
-    except Exception as err:  # invalid JSON, not a notebook, unreadable, not encodable
-        return None, f"{path.name} could not be read as a notebook ({type(err).__name__})"
+        return None, f"{name} is not a valid notebook ({err.message[:200]})"
+    except Exception as err:  # invalid JSON or UTF-8, not a notebook, too deep, not encodable
+        return None, f"{name} could not be read as a notebook ({type(err).__name__})"

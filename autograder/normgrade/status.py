@@ -32,7 +32,7 @@ def class_status(course, url=None, paths_given=()):
     for row in rows:
         by_status.setdefault(row["status"], []).append(row)
     known = {row["student"] for row in rows}
-    unseen = [student for student, _, _ in discover(paths_given) if student not in known] if paths_given else []
+    unseen = [student for student, *_ in discover(paths_given)[0] if student not in known] if paths_given else []
     graded = by_status.get("graded", [])
     return {
         "gradebook": ledger.safe_url(url),
