@@ -389,10 +389,10 @@ def _staging_fails(task):
     """grade_submission in a child where reading the student's files raises (an I/O error, say) before the claim."""
     import normgrade.autograde
 
-    def unreadable(folder, submitted=None):
-        raise OSError(5, "Input/output error", str(folder))
+    def unreadable(folder_fd, parts, limit):
+        raise OSError(5, "Input/output error", "/".join(parts))
 
-    normgrade.autograde.student_layers = unreadable  # in this forked child only
+    normgrade.autograde.files.read_file = unreadable  # in this forked child only
     return grade_submission(task)
 
 
@@ -412,3 +412,197 @@ def test_a_grading_that_raises_before_its_claim_is_recorded_failed_and_leaves_no
     assert _gradebook(url)[0] == {}, "the earlier 36 is not left standing"
     status = class_status(copy)
     assert status["failed"] == 1 and status["failures"][0]["student"] == folder.name, status
+
+
+# ---- the third round of attacks: staging races, pipes, stuck children, forged ids, spreadsheet formulas ----
+
+RENAME_EXCHANGE = 2
+
+
+def _exchange(a, b):
+    """renameat2(a, b, RENAME_EXCHANGE): both names swapped in one step (what a racing student does)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), RENAME_EXCHANGE) != 0:
+        raise OSError(ctypes.get_errno(), "renameat2")
+
+
+def _swapping(a, b, stop):
+    while not stop.is_set():
+        try:
+            _exchange(a, b)
+        except OSError:  # a name gone for a moment: another swapper moved the folder it is in
+            pass
+
+
+def test_a_swap_loop_never_gets_a_classmates_files_staged(course, klass, tmp_path):
+    """
+    Eve's layers.py, notebook and normlab/ change places with links to Alice's, in a loop of renameat2
+    (RENAME_EXCHANGE), while Eve's folder is staged again and again: whatever is staged is Eve's or nothing.
+    The same loop against an open by name gets Alice's file now and then: the race is real.
+    """
+    import shutil
+    import threading
+
+    import nbformat
+
+    from normgrade.autograde import stage
+    from normgrade.scorer import answer_cells
+
+    alice, eve = tmp_path / "alice", tmp_path / "class" / "eve"
+    shutil.copytree(klass / "s000_reference", alice)  # a copy: the swappers may move files inside it
+    shutil.copytree(klass / "s001_stubs", eve)
+    alice_layers = (alice / "normlab" / "layers.py").read_bytes()
+    alice_answers = answer_cells(nbformat.read(alice / "BatchNormalization.ipynb", as_version=4))
+    assert alice_answers != answer_cells(nbformat.read(eve / "BatchNormalization.ipynb", as_version=4))
+    (eve / "normlab" / "decoy.py").symlink_to(alice / "normlab" / "layers.py")
+    (eve / "decoy.ipynb").symlink_to(alice / "BatchNormalization.ipynb")
+    (eve / "decoy_package").symlink_to(alice / "normlab")
+    pairs = [(eve / "normlab" / "layers.py", eve / "normlab" / "decoy.py"),
+             (eve / "BatchNormalization.ipynb", eve / "decoy.ipynb"),
+             (eve / "normlab", eve / "decoy_package")]
+    staged, by_name = [], 0
+    for a, b in pairs:  # one swapper at a time: two at once could move Alice's own files, which Eve cannot
+        stop = threading.Event()
+        swapper = threading.Thread(target=_swapping, args=(a, b, stop), daemon=True)
+        swapper.start()
+        try:
+            for _ in range(60):
+                stage(course, "eve_race", eve, root=eve.parent)
+                target = paths(course)["submitted"] / "eve_race" / "normalization"
+                layers = target / "normlab" / "layers.py"
+                staged.append((layers.read_bytes() if layers.exists() else None,
+                               answer_cells(nbformat.read(target / "BatchNormalization.ipynb", as_version=4))))
+                try:
+                    by_name += (eve / "normlab" / "layers.py").read_bytes() == alice_layers
+                    by_name += answer_cells(nbformat.read(eve / "BatchNormalization.ipynb", as_version=4)) == \
+                        alice_answers
+                except OSError:
+                    pass
+        finally:
+            stop.set()
+            swapper.join()
+    assert (alice / "normlab" / "layers.py").read_bytes() == alice_layers and not (alice / "normlab").is_symlink()
+    assert not any(layers == alice_layers for layers, _ in staged), "Alice's layers.py was staged as Eve's"
+    assert not any(answers == alice_answers for _, answers in staged), "Alice's written answers were staged as Eve's"
+    assert by_name > 0, "the swap loop never won against an open by name: the test shows nothing"
+
+
+def test_a_named_pipe_or_a_device_costs_nothing_and_blocks_nothing(course, klass, tmp_path):
+    import shutil
+    import threading
+
+    from normgrade.autograde import stage
+
+    eve = tmp_path / "eve"
+    shutil.copytree(klass / "s000_reference", eve)
+    (eve / "normlab" / "layers.py").unlink()
+    os.mkfifo(eve / "normlab" / "layers.py")  # opened by name for reading, this waits for a writer forever
+    (eve / "SpatialNormalization.ipynb").unlink()
+    (eve / "SpatialNormalization.ipynb").symlink_to("/dev/zero")
+    notes = []
+    staging = threading.Thread(target=lambda: notes.extend(stage(course, "eve_pipe", eve)), daemon=True)
+    staging.start()
+    staging.join(30)
+    assert not staging.is_alive(), "staging blocked on a named pipe"
+    assert "normlab/layers.py is not a regular file inside the submission (a link?): not graded" in notes
+    assert any("SpatialNormalization.ipynb is not a regular file" in n for n in notes)
+
+
+SLOW = reference_layers() + """
+import time as _time
+def spatial_groupnorm_backward(dout, cache):
+    _time.sleep(9)  # under the 10 s of one call, so only the whole grading's wall-clock limit stops it
+    raise NotImplementedError
+"""
+
+
+def _hangs_for_eve(task):
+    """grade_submission, except that Eve's grading process never ends (a stuck child, whatever the cause)."""
+    if task.student == "eve":
+        time.sleep(3600)
+    return grade_submission(task)
+
+
+def test_a_stuck_grading_process_costs_only_its_own_submission(course, klass, tmp_path):
+    copy = _fresh_course(course, tmp_path)
+    url = db_url(copy)
+    tasks = [Task(str(copy), url, name, str(klass / folder), str(klass / folder), "run-stuck")
+             for name, folder in (("eve", "s001_stubs"), ("ann", "s000_reference"), ("bob", "s003_reference"))]
+    results, start = {}, time.monotonic()
+    parallel.run_local(tasks, _hangs_for_eve, 2, lambda t, r: results.__setitem__(t.student, r), str(tmp_path),
+                       task_seconds=20)
+    assert time.monotonic() - start < 120
+    assert results["eve"]["status"] == "failed" and "longer than 20 s" in results["eve"]["error"]
+    assert results["ann"]["score"] == results["bob"]["score"] == 36
+    assert live_pids("normgrade-eve") == []
+
+
+def test_a_slow_submission_is_stopped_reported_and_recorded_failed(course, klass, tmp_path):
+    """Through grade(): the wall-clock limit stops a grading that is slow in every call, and the ledger says so."""
+    import shutil
+
+    copy = _fresh_course(course, tmp_path)
+    root = tmp_path / "class"
+    shutil.copytree(klass / "s000_reference", root / "ann")
+    shutil.copytree(klass / "s000_reference", root / "slow")
+    (root / "slow" / "normlab" / "layers.py").write_text(SLOW)
+    document = grade([root], copy, workers=2, task_seconds=8)
+    by_student = {s["student"]: s for s in document["submissions"]}
+    assert by_student["ann"]["score"] == 36
+    assert by_student["slow"]["status"] == "failed" and "longer than 8 s" in by_student["slow"]["error"]
+    rows = {row["student"]: row for row in ledger.rows(db_url(copy))}
+    assert rows["slow"]["status"] == "failed", "status and the report list it; the next run does not take it as running"
+    assert "slow" not in _gradebook(db_url(copy))[0]
+
+
+def test_a_folder_named_like_a_hashed_id_neither_refuses_the_run_nor_replaces_a_grade(course, klass, tmp_path):
+    import shutil
+
+    from normgrade.autograde import student_id
+
+    copy = _fresh_course(course, tmp_path)
+    forged = student_id("jo.doe")
+    first, later = tmp_path / "first", tmp_path / "later"
+    shutil.copytree(klass / "s000_reference", first / "jo.doe")
+    shutil.copytree(klass / "s001_stubs", first / forged)
+    shutil.copytree(klass / "s001_stubs", later / forged)
+    shutil.copytree(klass / "s001_stubs", later / forged.replace(".", "_"))
+    document = grade([first], copy, workers=1)
+    scores = {s["student"]: s["score"] for s in document["submissions"]}
+    assert scores[forged] == 36 and len(scores) == 2 and 0 in scores.values()
+    grade([later], copy, workers=1)
+    assert _gradebook(db_url(copy))[0][forged] == 36, "a later run replaced jo.doe's grade"
+
+
+def test_duplicated_ids_are_reported_and_the_rest_of_the_class_graded(course, klass, tmp_path):
+    copy = _fresh_course(course, tmp_path)
+    document = grade([klass / "s000_reference", klass / "s000_reference", klass / "s003_reference"], copy, workers=1)
+    by_path = {}
+    for s in document["submissions"]:
+        by_path.setdefault(s["student"], []).append(s)
+    assert [s["status"] for s in by_path["s000_reference"]] == ["failed", "failed"]
+    assert "would all be graded as student 's000_reference'" in by_path["s000_reference"][0]["error"]
+    assert by_path["s003_reference"][0]["score"] == 36
+
+
+def test_exported_cells_never_run_as_spreadsheet_formulas(course, klass, tmp_path):
+    import csv
+    import shutil
+
+    from normgrade.export import write_csv
+
+    copy = _fresh_course(course, tmp_path)
+    root = tmp_path / "class"
+    for name in ("-A1-B1", "=HYPERLINK(evil)", "@SUM(1)", "+1", "plain"):
+        shutil.copytree(klass / "s000_reference", root / name)
+    grade([root], copy, workers=2)
+    write_csv(copy, tmp_path / "grades.csv")
+    text = (tmp_path / "grades.csv").read_text()
+    rows = list(csv.reader(text.splitlines()))
+    cells = [cell for row in rows for cell in row]
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells), cells
+    assert "'-A1-B1" in cells and "plain" in cells
+    assert all(line.startswith('"') for line in text.splitlines()), "every cell quoted (RFC 4180)"
+    assert "36.0" in rows[[r[0] for r in rows].index("plain")], "numbers stay numbers"
