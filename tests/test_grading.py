@@ -311,3 +311,13 @@ def test_no_markdown_cell_of_the_assignment_is_shown_as_text():
         assert cells
         for cell in cells:
             assert unsafe_markup(cell.source, cell.get("attachments")) == [], (path.name, cell.source[:200])
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("-A1-B1", "'-A1-B1"), ("+1", "'+1"), ("@SUM(1)", "'@SUM(1)"),
+    ("\tx", "'\tx"), ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), (36.0, 36.0), (-1.5, -1.5),
+])
+def test_csv_cells_that_start_like_a_formula_are_shown_as_text(value, shown):
+    from normgrade.export import neutral_cell
+
+    assert neutral_cell(value) == shown

@@ -86,6 +86,8 @@ CASES = {
     "returns a list": (_override("return [[0.0]], {}"), LAYERNORM, "is a list, expected an array"),
     "returns an object array": (_override("import numpy\nreturn numpy.array([object()]), {}"), LAYERNORM,
                                 "is a ndarray, expected an array"),
+    "imports a library inside the function": (_override("import scipy.special\nreturn None, None"), LAYERNORM,
+                                              "raised ModuleNotFoundError: scipy is not available when grading"),
 }
 
 
@@ -103,6 +105,18 @@ IMPORT_FAILURES = {
     "sys.exit at import": ("import sys\nsys.exit(2)\n", "normlab could not be imported: SystemExit: 2"),
     "hang at import": ("while True:\n    pass\n", "normlab could not be imported: it stopped after 3 s"),
     "os._exit at import": ("import os\nos._exit(0)\n", "normlab could not be imported: it exited with status 0"),
+    # Libraries of the grading environment that the students' environment does not offer: not even mounted.
+    "a library students do not have": ("import scipy.special\n", "scipy is not available when grading"),
+    "the grader's own tools": ("import nbgrader\n", "nbgrader is not available when grading"),
+    "a database driver": ("import sqlalchemy\n", "sqlalchemy is not available when grading"),
+    "PyTorch": ("import torch\n", "torch is not available when grading"),
+    "site-packages put back on sys.path": (
+        "import sys, sysconfig\nsys.meta_path[:] = sys.meta_path[:-1]\nsys.path.append(sysconfig.get_paths()['purelib'])\n"
+        "import sklearn\n", "No module named 'sklearn'"),
+    "a library loaded by its path": (
+        "import importlib.util, sysconfig\nspec = importlib.util.spec_from_file_location('s', "
+        "sysconfig.get_paths()['purelib'] + '/scipy/__init__.py')\nspec.loader.exec_module(importlib.util.module_from_spec(spec))\n",
+        "FileNotFoundError"),
 }
 
 
@@ -112,6 +126,58 @@ def test_a_module_that_does_not_import_earns_nothing_once(tmp_path, data, sandbo
     scores, seconds = _grade(tmp_path, source, data, sandbox)
     _check(scores, set(checks.FUNCTIONS), message, named=checks.FUNCTIONS)
     assert seconds < 15, "an import failure is not retried call after call"
+
+
+def test_the_graded_worker_sees_only_the_libraries_students_have(tmp_path, data, sandbox):
+    """What a graded worker finds in every package folder: numpy, array_api_compat, pyseccomp, nothing else."""
+    source = _override("""
+        import numpy, os, sys, sysconfig
+        found = set()
+        for folder in {sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib'], *sys.path}:
+            if os.path.isdir(folder) and folder.endswith(('site-packages', 'dist-packages')):
+                found.update(name.split('-')[0].split('.')[0] for name in os.listdir(folder))
+        return numpy.frombuffer(' '.join(sorted(found)).encode(), dtype=numpy.uint8).copy(), None""")
+    (tmp_path / "layers.py").write_text(source)
+    calls = [c for c in checks.calls_for("layernorm_forward") if c["recipe"] == "ln_forward"]
+    values = collect(tmp_path / "layers.py", calls, data.all_inputs, sandbox, FAST)
+    assert set(bytes(values["ln_out"]).decode().split()) == {"numpy", "array_api_compat", "pyseccomp"}
+
+
+LEAKY = STUB_LAYERS.read_text() + textwrap.dedent('''
+    import base64 as _b64, zlib as _zlib, numpy as _np
+
+    def _leak(*args, **kwargs):  # every hidden array it is given, compressed, in the exception's message
+        blob = b"".join(a.tobytes() for a in args if isinstance(a, _np.ndarray))
+        text = _b64.b85encode(_zlib.compress(blob)).decode()
+        raise ValueError("LEAK" + text + "\\n" + text)
+
+    class LEAKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx:
+        pass
+
+    def _odd(*args, **kwargs):
+        return LEAKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx(), None
+
+    batchnorm_forward = layernorm_forward = spatial_groupnorm_forward = _leak
+    batchnorm_backward = batchnorm_backward_alt = layernorm_backward = _leak
+    spatial_batchnorm_backward = spatial_groupnorm_backward = _leak
+    spatial_batchnorm_forward = _odd
+    ''')
+
+
+def test_exception_text_cannot_carry_the_hidden_inputs_out(tmp_path, data, sandbox):
+    """Each message is one short line, and a submission's messages together are bounded (scorer.StudentText)."""
+    from normgrade.scorer import MAX_STUDENT_TEXT
+    from normgrade.worker import MAX_ERROR_CHARS
+
+    scores, _ = _grade(tmp_path, LEAKY, data, sandbox)
+    report = " ".join(r.message for results in scores.values() for r in results)  # unwrapped
+    leaked = [piece.split()[0] for piece in report.split("LEAK")[1:]]
+    assert leaked, "the submission's messages reach the feedback at all"
+    assert max(len(piece) for piece in leaked) <= MAX_ERROR_CHARS
+    assert len("".join(set(leaked))) <= MAX_STUDENT_TEXT, "more than the budget of student text left the sandbox"
+    assert "its message is not shown" in report
+    hidden = sum(array.nbytes for array in data.all_inputs.values())
+    assert hidden > 20 * MAX_STUDENT_TEXT, "the budget is small next to what it protects"
 
 
 def test_output_on_stdout_stderr_and_warnings_costs_nothing(tmp_path, data, sandbox):

@@ -132,3 +132,32 @@ def test_python_dash_m_from_the_students_folder(tmp_path, source, code, line):
 def test_the_self_check_reads_nothing_of_the_autograder():
     source = Path(self_check_module.__file__).read_text()
     assert "normgrade" not in source and "expected.npz" not in source and "open(" not in source
+
+
+def test_forbidden_imports_are_named_with_their_lines(tmp_path):
+    source = reference_layers() + (
+        "\nimport scipy.special\nfrom torch import nn\nimport os, numpy.linalg\nfrom . import backend\n"
+        "def _later():\n    import importlib\n    return importlib.import_module('sklearn.preprocessing')\n")
+    path = tmp_path / "layers.py"
+    path.write_text(source)
+    found = self_check_module.forbidden_imports(path)
+    assert [module for _, module in found] == ["scipy", "torch", "sklearn"]
+    assert self_check_module.forbidden_imports(SOLUTION_LAYERS) == [] == self_check_module.forbidden_imports(STUB_LAYERS)
+    message = self_check_module.imports_message(path)
+    assert "imports scipy (line" in message and "only the standard library" in message
+
+
+def test_the_self_check_fails_a_file_with_a_forbidden_import(tmp_path):
+    root = _package(tmp_path, reference_layers() + "\nimport sklearn\n")
+    done = subprocess.run([sys.executable, "-m", "normlab.check"], cwd=root, capture_output=True, text=True,
+                          timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
+    assert done.returncode == 1, "every function passes, but the grader cannot import this file"
+    assert "9 of 9 functions pass" in done.stdout
+    assert "normlab/layers.py imports sklearn (line" in " ".join(done.stdout.split())
+
+
+def test_the_students_and_the_graders_lists_of_imports_agree():
+    """One rule, told to students (normlab.check) and enforced in the sandbox (normgrade.worker)."""
+    from normgrade import worker
+
+    assert self_check_module.GRADED_IMPORTS == worker.ALLOWED_IMPORTS
