@@ -27,6 +27,7 @@ from normgrade.notebooks import answer_keys, source_notebooks
 from normgrade.release import build_course, find_leaks
 from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
 from normgrade.paths import NOTEBOOKS, STUB_LAYERS
+from test_markup import added, render_pages
 
 pytestmark = pytest.mark.slow
 CS231N_LAYERS = Path(__file__).parent / "data" / "cs231n_layers.py"
@@ -61,6 +62,17 @@ for _folder, _dirs, _files in _os.walk("/"):
         _path = _os.path.join(_folder, _name)
         if _name == "layers.py" and "BEGIN SOLUTION" in open(_path, errors="ignore").read():
             exec(open(_path).read().replace("from .backend", "from normlab.backend"))
+"""
+
+# Every function raises with the hidden inputs it was given, compressed, in its message.
+LEAKY = STUB_LAYERS.read_text() + """
+import base64 as _b64, zlib as _zlib, numpy as _np
+def _leak(*args, **kwargs):
+    raise ValueError("LEAK" + _b64.b85encode(_zlib.compress(b"".join(
+        a.tobytes() for a in args if isinstance(a, _np.ndarray)))).decode())
+batchnorm_forward = layernorm_forward = spatial_batchnorm_forward = spatial_groupnorm_forward = _leak
+batchnorm_backward = batchnorm_backward_alt = layernorm_backward = _leak
+spatial_batchnorm_backward = spatial_groupnorm_backward = _leak
 """
 
 # Notebook cells a student adds, run by the kernel when notebooks are executed.
@@ -206,6 +218,12 @@ def graded_class(course, keys, tmp_path_factory):
     piped = make_submission(release, root / "b_fifo", reference_layers(), keys)
     (piped / "BatchNormalization.ipynb").unlink()
     os.mkfifo(piped / "BatchNormalization.ipynb")  # reading it would wait forever
+    make_submission(release, root / "b_forbidden_import", "import scipy.special\n" + reference_layers(), keys)
+    make_submission(release, root / "b_leaky", LEAKY, keys)
+    huge = make_submission(release, root / "b_huge_markdown", reference_layers(), keys)
+    nb = nbformat.read(huge / "BatchNormalization.ipynb", as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("<a " * (5 << 20)))  # 15 MiB: hours of bleach, unbounded
+    nbformat.write(nb, huge / "BatchNormalization.ipynb")
     make_submission(release, root / "d_mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)
     make_submission(release, root / "e_cs231n", CS231N_LAYERS.read_text(), keys)
     deleted = make_submission(release, root / "f_deleted_cells", reference_layers(), keys)
@@ -292,6 +310,29 @@ def test_links_and_pipes_are_not_followed(graded_class):
     assert any("is a link" in n for n in students["b_linked_folder"]["notes"])
     assert students["b_fifo"]["score"] == 33  # all code points and the Spatial notebook's two answers
     assert any("not a regular file" in n for n in students["b_fifo"]["notes"])
+
+
+def test_libraries_students_do_not_have_earn_nothing(graded_class):
+    forbidden = _by_student(graded_class[0])["b_forbidden_import"]
+    assert forbidden["score"] == 5, "only the answers"
+    code = [t for t in forbidden["tests"] if not t["name"].split("/")[1].startswith("test_inline")]
+    assert all("scipy is not available when grading" in " ".join(t["message"].split()) for t in code)
+
+
+def test_exception_text_carries_little_out(graded_class):
+    from normgrade.scorer import MAX_STUDENT_TEXT
+
+    leaky = _by_student(graded_class[0])["b_leaky"]
+    text = " ".join(" ".join(t["message"].split()) for t in leaky["tests"])
+    assert "LEAK" in text and len("".join({p.split()[0] for p in text.split("LEAK")[1:]})) <= MAX_STUDENT_TEXT
+
+
+def test_a_huge_markdown_cell_is_shown_as_text_and_costs_its_owner_little(graded_class, course):
+    huge = _by_student(graded_class[0])["b_huge_markdown"]
+    assert huge["score"] == 36 and huge["seconds"] < 120, huge["seconds"]
+    autograded = nbformat.read(paths(course[0])["autograded"] / "b_huge_markdown" / "normalization" /
+                               "BatchNormalization.ipynb", as_version=4)
+    assert autograded.cells[1].source.startswith("<pre>(this cell has 15728640 characters")
 
 
 def test_a_submission_without_its_package_earns_its_answers(graded_class):
@@ -384,7 +425,8 @@ def test_plain_nbgrader_autograde_gives_the_same_trusted_scores(graded_class, co
     folder = course[0]
     root = graded_class[3]
     config_before = _digest(paths(folder)["config"])
-    for student, origin in (("p_tampered", "b_tampered"), ("p_hostile", "a_hostile"), ("p_reference", "c_reference")):
+    for student, origin in (("p_tampered", "b_tampered"), ("p_hostile", "a_hostile"), ("p_forbidden", "b_forbidden_import"),
+                            ("p_huge", "b_huge_markdown"), ("p_reference", "c_reference")):
         shutil.copytree(root / origin, paths(folder)["submitted"] / student / "normalization")
     # A copier's submitted/ folder of links: nbgrader's copy follows them, the scorer must not.
     copier = paths(folder)["submitted"] / "p_copier" / "normalization"
@@ -394,13 +436,17 @@ def test_plain_nbgrader_autograde_gives_the_same_trusted_scores(graded_class, co
     for name in ("BatchNormalization.ipynb", "SpatialNormalization.ipynb"):
         (copier / name).unlink()
         (copier / name).symlink_to(paths(folder)["submitted"] / "p_reference" / "normalization" / name)
-    for student in ("p_tampered", "p_hostile", "p_reference", "p_copier"):
+    students = ("p_tampered", "p_hostile", "p_forbidden", "p_huge", "p_reference", "p_copier")
+    for student in students:
         run_nbgrader(folder, "autograde", "normalization", "--student", student, "--create", timeout=900)
     with Gradebook(db_url(folder), COURSE_ID) as gb:
-        scores = {s: gb.find_submission("normalization", s).code_score
-                  for s in ("p_tampered", "p_hostile", "p_reference", "p_copier")}
+        scores = {s: gb.find_submission("normalization", s).code_score for s in students}
         assert gb.find_submission("normalization", "c_reference").code_score == 36, "another student's grade changed"
-    assert scores == {"p_tampered": 5, "p_hostile": 36, "p_reference": 36, "p_copier": 0}
+    assert scores == {"p_tampered": 5, "p_hostile": 36, "p_forbidden": 5, "p_huge": 36, "p_reference": 36,
+                      "p_copier": 0}
+    # The tampered notebook's links, as formgrader's page gets them (generate_feedback checks the feedback page).
+    tampered = paths(folder)["autograded"] / "p_tampered" / "normalization" / "BatchNormalization.ipynb"
+    assert added(render_pages(nbformat.read(tampered, as_version=4), ("formgrade",))) == {}
     assert _digest(paths(folder)["config"]) == config_before
     executed = nbformat.read(paths(folder)["autograded"] / "p_reference" / "normalization" / "BatchNormalization.ipynb",
                              as_version=4)

@@ -8,8 +8,10 @@ notebooks and normlab/) or a class folder holding one such folder per student
 1. Only what grading needs is copied into the course's submitted/ folder:
    each notebook of the assignment (at most 16 MiB, valid JSON, else the
    blank release copy, so its code is still graded) and normlab/layers.py
-   (a regular file, at most 1 MiB: preprocessors.student_layers). Nothing
-   else, whatever the submission holds; links are not followed.
+   (a regular file, at most 1 MiB). Nothing else, whatever the submission
+   holds; each file is read once from one descriptor and no link is followed
+   (normgrade.files). The notebooks' text cells are prepared for rendering
+   here, outside the gradebook lock (preprocessors.prepare_markup).
 2. The submission is claimed in the ledger (normgrade.ledger): one graded
    before from the same content is not graded again (unless --regrade).
 3. Its layers.py is scored by the trusted scorer from raw values a sandboxed

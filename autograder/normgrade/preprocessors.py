@@ -4,16 +4,20 @@ nbgrader preprocessors that keep student code out of grading decisions.
 The course's nbgrader_config.py (normgrade.course) sets
 
     Autograde.autograde_preprocessors = [SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor,
-                                         LimitOutput, SanitizeHTML, SafeMarkdown, TrustedScores,
-                                         SaveAutoGrades, ...]
+                                         LimitOutput, BoundMarkdown, CachedSanitizeHTML, SafeMarkdown,
+                                         TrustedScores, SaveAutoGrades, ...]
 
 - SandboxedExecute replaces nbgrader's Execute: the notebook runs in the
   bubblewrap sandbox (normgrade.sandbox, worker "notebook" mode), only for the
   outputs and plots an instructor sees in formgrader. Only outputs come back,
   into the cells nbgrader sanitized; a notebook that fails, hangs or floods
   keeps no outputs and changes no score.
-- SafeMarkdown shows as text a markdown cell whose rendered HTML has a link
-  like javascript: (bleach cleans HTML tags, not markdown links).
+- BoundMarkdown, CachedSanitizeHTML (nbconvert's bleach) and SafeMarkdown
+  make student text safe and quick to show on a staff member's page: a cell
+  too long to render quickly is shown as text, and so is one whose HTML, as
+  nbgrader's templates render it (every filter applied), has a link like
+  javascript: or an event handler. `normgrade grade` runs them while
+  staging (prepare_markup), outside the gradebook lock.
 - TrustedScores then writes every graded code cell's outputs: the report of
   the trusted scorer (normgrade.scorer) on stdout and the points as the
   cell's result, which SaveAutoGrades records as partial credit. Whatever the
