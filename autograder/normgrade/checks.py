@@ -14,9 +14,21 @@ runs student code.
   pass, from forward outputs at perturbed points this module chose, and
   compares them normwise with the student's backward pass. It earns nothing
   when the forward does not respond to x, gamma or beta (a constant forward
-  has a "consistent" zero gradient) or is not a normalization at all (its
-  output changes when x is scaled: `x + c` has a consistent gradient too);
-  a normalization over the wrong axes, or with eps misplaced, still earns it.
+  has a "consistent" zero gradient) or is not a normalization: its output
+  changes when x is scaled (`x + c` has a consistent gradient too), or, at
+  any of the very points the numerical gradient is taken from, its
+  (out - beta) / gamma is not standardized along some axes
+  (normalization_problem: `gamma * x / x.flat[0] + beta` is scale invariant).
+  Judged point by point on those outputs, state kept between calls or
+  recognising some points gains nothing. A normalization over the wrong axes,
+  with eps misplaced or with the unbiased variance still earns it. dbeta,
+  dout summed whatever the forward pass, earns only with such a forward pass.
+- Each backward pass is also run on an input of about 100,000 entries
+  (LARGE), last of its calls: its dx, dgamma and dbeta there are part of its
+  value checks, and its gradient check compares a directional derivative of
+  the forward pass there. Finite differences (a forward pass per entry) do not
+  finish in a call's time; a vectorized analytic backward pass takes
+  milliseconds. A call that runs out of time says so.
 - Invariants are checked together with the output they belong to: "test
   mode leaves the running statistics unchanged" proves nothing from code
   that does nothing, so it is part of the test-mode output check.
