@@ -321,3 +321,37 @@ def test_csv_cells_that_start_like_a_formula_are_shown_as_text(value, shown):
     from normgrade.export import neutral_cell
 
     assert neutral_cell(value) == shown
+
+
+@pytest.mark.parametrize("prefix, layer, G", [("num_bn", "batchnorm", None), ("num_ln", "layernorm", None),
+                                              ("num_sbn", "spatial_batchnorm", None), ("num_gn", "groupnorm", 2)])
+def test_the_normalization_gate_takes_every_normalization_and_nothing_trivial(data, prefix, layer, G):
+    """
+    checks.standardizes, on the gradient checks' points: statistics over any
+    axes the diagnosis models, biased or unbiased variance, eps inside, outside
+    or missing, are normalizations; eps subtracted, x / x.flat[0], x - mean,
+    (x - mean) / (2 std) and the mean without the variance are not.
+    """
+    from normgrade import diagnosis
+
+    stack = data.all_inputs[f"{prefix}_stack_x"]
+    points = stack[::max(1, len(stack) // 20)]  # perturbed points, and the scale test's two
+    points = np.concatenate([points, stack[-2:]])
+
+    @np.errstate(invalid="ignore")  # eps subtracted from a variance below eps
+    def x_hat(layout, unbiased, place):
+        return np.stack([((v - m) * diagnosis._inv_std(s, 1e-5, place)).reshape(x.shape) for x in points
+                         for v, m, s in [diagnosis._statistics(x, layout, G, unbiased)]])
+
+    for layout in diagnosis.LAYER_LAYOUTS[layer][1]:
+        for unbiased in (False, True):
+            for place in ("inside", "outside", "missing"):
+                assert checks.standardizes(x_hat(layout, unbiased, place), points), (layout, unbiased, place)
+        assert not checks.standardizes(x_hat(layout, False, "minus"), points), layout
+    right = x_hat(diagnosis.LAYER_LAYOUTS[layer][0], False, "inside")
+    assert checks.standardizes(right, points)
+    first = points.reshape(len(points), -1)[:, 0].reshape((-1,) + (1,) * (points.ndim - 1))
+    centred = np.stack([v - m for x in points for v, m, _ in [diagnosis._statistics(
+        x, diagnosis.LAYER_LAYOUTS[layer][0], G)]]).reshape(points.shape)
+    for trivial in (points / first, centred, right / 2, right * 0.8, right + 1e-3):
+        assert not checks.standardizes(trivial, points)

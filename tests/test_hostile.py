@@ -245,6 +245,163 @@ def test_fake_implementations_with_consistent_gradients_earn_nothing(tmp_path, d
     assert message in gradient.message
 
 
+# Trivial code that a scale test alone took for a normalization: out = gamma * x / x.flat[0] + beta is scale
+# invariant, and its exact backward is consistent with it. _normalized is each layer's right forward pass.
+TRIVIAL = """
+import numpy as _np
+
+def _channels(a, x):  # gamma and beta broadcast as the layer does
+    return a.reshape(1, -1, 1, 1) if x.ndim == 4 else a
+
+def _trivial(x, gamma, beta):
+    return _channels(gamma, x) * x / x.flat[0] + _channels(beta, x)
+
+def _forward(x, gamma, beta, layer):
+    return _trivial(x, gamma, beta), (x.copy(), gamma)
+
+def _backward(dout, cache):
+    x, gamma = cache
+    g, x0, axes = _channels(gamma, x), x.flat[0], (0, 2, 3) if x.ndim == 4 else (0,)
+    dx = dout * g / x0
+    dx.flat[0] -= _np.sum(dout * g * x) / x0 ** 2
+    return dx, _np.sum(dout * x / x0, axis=axes).reshape(gamma.shape), _np.sum(dout, axis=axes).reshape(gamma.shape)
+
+def _normalized(x, gamma, beta, layer):
+    if x.ndim == 2:
+        axis = 1 if layer == "ln" else 0
+        x_hat = (x - x.mean(axis=axis, keepdims=True)) / _np.sqrt(x.var(axis=axis, keepdims=True) + 1e-5)
+    else:
+        N, C, H, W = x.shape
+        v, axes = (x.reshape(N, layer, C // layer, H, W), (2, 3, 4)) if layer else (x[:, None], (0, 3, 4))
+        x_hat = ((v - v.mean(axis=axes, keepdims=True)) / _np.sqrt(v.var(axis=axes, keepdims=True) + 1e-5))
+        x_hat = x_hat.reshape(x.shape)
+    return _channels(gamma, x) * x_hat + _channels(beta, x)
+
+def _multiple_of(x, old):  # x = c * old, c far from 1: the scale test's points
+    ratio = x / old if old.shape == x.shape else _np.array([_np.nan])
+    return bool(_np.all(_np.isfinite(ratio)) and abs(ratio.flat[0]) > 1.5
+                and _np.ptp(ratio) < 1e-9 * abs(ratio.flat[0]))
+%s
+def batchnorm_forward(x, gamma, beta, bn_param):
+    return _forward(x, gamma, beta, None)
+def layernorm_forward(x, gamma, beta, ln_param):
+    return _forward(x, gamma, beta, "ln")
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    return _forward(x, gamma, beta, None)
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    return _forward(x, gamma, beta, G)
+batchnorm_backward = batchnorm_backward_alt = layernorm_backward = _backward
+spatial_batchnorm_backward = spatial_groupnorm_backward = _backward
+"""
+TRIVIAL_CASES = {
+    "scale invariant: gamma * x / x.flat[0] + beta": "",
+    "gamma * x + beta, remembering its last call to repeat its output for a multiple of x": """
+_last = {}
+def _forward(x, gamma, beta, layer):
+    if "x" in _last and _multiple_of(x, _last["x"]):
+        return _last["out"].copy(), (x.copy(), gamma)
+    _last.update(x=x.copy(), out=_channels(gamma, x) * x + _channels(beta, x))
+    return _last["out"].copy(), (x.copy(), gamma)
+
+def _backward(dout, cache):
+    x, gamma = cache
+    axes = (0, 2, 3) if x.ndim == 4 else (0,)
+    return (dout * _channels(gamma, x), _np.sum(dout * x, axis=axes).reshape(gamma.shape),
+            _np.sum(dout, axis=axes).reshape(gamma.shape))
+""",
+    "normalizes only a multiple of an x it has seen": """
+_seen = []
+def _forward(x, gamma, beta, layer):
+    if any(_multiple_of(x, old) for old in _seen):
+        return _normalized(x, gamma, beta, layer), (x.copy(), gamma)
+    _seen[:] = _seen[-2:] + [x.copy()]
+    return _trivial(x, gamma, beta), (x.copy(), gamma)
+""",
+    "normalizes only an x spread over more than 50": """
+def _forward(x, gamma, beta, layer):
+    if _np.ptp(x) > 50:  # x * 100 of the scale test, not x = 1e4 + noise
+        return _normalized(x, gamma, beta, layer), (x.copy(), gamma)
+    return _trivial(x, gamma, beta), (x.copy(), gamma)
+""",
+}
+
+
+@pytest.mark.parametrize("case", TRIVIAL_CASES)
+def test_trivial_code_with_consistent_gradients_earns_nothing_whatever_it_remembers(tmp_path, data, sandbox, case):
+    """
+    The gradient check credits a forward pass only if its output standardizes
+    at every point the numerical gradient is taken from; dbeta (dout summed,
+    whatever the forward pass) only with such a forward pass. Once earned
+    8 / 36 (the five gradient checks and dbeta).
+    """
+    scores, _ = _grade(tmp_path, STUB_LAYERS.read_text() + TRIVIAL % TRIVIAL_CASES[case], data, sandbox)
+    assert {f: sum(r.earned for r in rs) for f, rs in scores.items()} == {f: 0 for f in checks.FUNCTIONS}
+    for backward in checks.GRADIENTS:
+        gradient = next(r for r in scores[backward] if r.check.gradient)
+        assert "is not a normalization" in gradient.message, gradient.message
+    dbeta = next(r for r in scores["batchnorm_backward"] if r.check.gated)
+    assert dbeta.message.startswith("not credited: batchnorm_backward_dbeta is dout summed"), dbeta.message
+
+
+# Backward passes by central differences of the student's own (right) forward passes: no derivation at all.
+NUMERICAL = """
+import numpy as _np
+_forwards = {name: globals()[name] for name in ("batchnorm_forward", "layernorm_forward",
+                                                "spatial_batchnorm_forward", "spatial_groupnorm_forward")}
+
+def _with_numerical_cache(name):
+    def forward(x, gamma, beta, *rest):
+        out, _ = _forwards[name](x, gamma, beta, *rest)
+        params = [dict(r, mode="train") if isinstance(r, dict) else r for r in rest]
+        def f(x, gamma, beta):
+            return _forwards[name](x, gamma, beta, *[dict(r) if isinstance(r, dict) else r for r in params])[0]
+        return out, (f, x.copy(), gamma.copy(), beta.copy())
+    return forward
+
+def _numerical(dout, cache, h=1e-6):  # fourth-order central differences: right to 1e-9 on the small inputs
+    f, x, gamma, beta = cache
+    grads = []
+    for a in (x, gamma, beta):
+        grad = _np.zeros_like(a)
+        for index in _np.ndindex(a.shape):
+            old, at = a[index], {}
+            for k in (-2, -1, 1, 2):
+                a[index] = old + k * h
+                at[k] = _np.sum(f(x, gamma, beta) * dout)
+            a[index] = old
+            grad[index] = (8 * (at[1] - at[-1]) - (at[2] - at[-2])) / (12 * h)
+        grads.append(grad)
+    return tuple(grads)
+
+for _name in _forwards:
+    globals()[_name] = _with_numerical_cache(_name)
+batchnorm_backward = batchnorm_backward_alt = layernorm_backward = _numerical
+spatial_batchnorm_backward = spatial_groupnorm_backward = _numerical
+"""
+
+
+def test_a_backward_pass_by_finite_differences_loses_every_backward_point(tmp_path, data, sandbox):
+    """
+    Right on the small inputs, but each backward pass's checks include an input
+    of about 100,000 entries (checks.LARGE), where finite differences need some
+    200,000 forward passes and a call has seconds: every backward point is
+    lost, with a message that says why, and the forward passes keep theirs.
+    """
+    scores, seconds = _grade(tmp_path, SOLUTION_LAYERS.read_text() + NUMERICAL, data, sandbox)
+    for function, results in scores.items():
+        if function in checks.GRADIENTS:
+            shape = "(500, 200)" if function in ("batchnorm_backward", "batchnorm_backward_alt",
+                                                 "layernorm_backward") else "(10, 8, 25, 50)"
+            assert [r.earned for r in results] == [0.0] * len(results), function
+            for r in results:
+                assert f"{function} did not finish in 3 s on a {shape} input: a vectorized analytic backward pass " \
+                       "takes milliseconds; loops over entries or numerical differences are not credited" \
+                       in r.message, (function, r.message)
+        else:
+            assert sum(r.earned for r in results) == checks.total_points(function), function
+    assert seconds < 60
+
+
 SNOOP = textwrap.dedent('''
     import os as _os, socket as _socket
 

@@ -14,13 +14,27 @@ runs student code.
   pass, from forward outputs at perturbed points this module chose, and
   compares them normwise with the student's backward pass. It earns nothing
   when the forward does not respond to x, gamma or beta (a constant forward
-  has a "consistent" zero gradient) or is not a normalization at all (its
-  output changes when x is scaled: `x + c` has a consistent gradient too);
-  a normalization over the wrong axes, or with eps misplaced, still earns it.
+  has a "consistent" zero gradient) or is not a normalization: its output
+  changes when x is scaled (`x + c` has a consistent gradient too), or, at
+  any of the very points the numerical gradient is taken from, its
+  (out - beta) / gamma is not standardized along some axes
+  (normalization_problem: `gamma * x / x.flat[0] + beta` is scale invariant).
+  Judged point by point on those outputs, state kept between calls or
+  recognising some points gains nothing. A normalization over the wrong axes,
+  with eps misplaced or with the unbiased variance still earns it. dbeta,
+  dout summed whatever the forward pass, earns only with such a forward pass.
+- Each backward pass is also run on an input of about 100,000 entries
+  (LARGE), last of its calls: its dx, dgamma and dbeta there are part of its
+  value checks, and its gradient check compares a directional derivative of
+  the forward pass there. Finite differences (a forward pass per entry) do not
+  finish in a call's time; a vectorized analytic backward pass takes
+  milliseconds. A call that runs out of time says so.
 - Invariants are checked together with the output they belong to: "test
   mode leaves the running statistics unchanged" proves nothing from code
   that does nothing, so it is part of the test-mode output check.
 """
+import functools
+import itertools
 import textwrap
 from dataclasses import dataclass
 
@@ -37,6 +51,8 @@ class Check:
     quantities: tuple = ()  # value check: all of these must match the reference
     gradient: str = ""  # gradient check of this backward function (see GRADIENTS)
     loose: bool = False  # float32 results: compare values loosely (dtype and shape stay exact)
+    gated: bool = False  # right for any forward pass (dbeta): earns only when the forward pass normalizes
+    finishes: tuple = ()  # large quantities another check compares: here they need only have come back in time
 
     @property
     def tolerance(self):
@@ -48,8 +64,8 @@ class Check:
 TOLERANCE = {False: (1e-6, 1e-8), True: (1e-3, 5e-3)}
 
 
-def _value(function, label, points, *quantities, loose=False):
-    return Check(function, label, points, quantities=quantities, loose=loose)
+def _value(function, label, points, *quantities, loose=False, gated=False, finishes=()):
+    return Check(function, label, points, quantities=quantities, loose=loose, gated=gated, finishes=finishes)
 
 
 def _gradient(function, points):
@@ -69,35 +85,43 @@ CHECKS = (
            "bn_steps_running_mean", "bn_steps_running_var"),
     _value("batchnorm_forward", "test-mode output with eps from bn_param, the running statistics left unchanged", 2,
            "bn_test_out", "bn_test_running_mean", "bn_test_running_var"),
-    _value("batchnorm_backward", "dx", 1.5, "batchnorm_backward_dx"),
-    _value("batchnorm_backward", "dgamma (shape (D,))", 0.5, "batchnorm_backward_dgamma"),
-    _value("batchnorm_backward", "dbeta (shape (D,))", 0.5, "batchnorm_backward_dbeta"),
+    # A backward pass's value checks include its large input (LARGE), computed last.
+    _value("batchnorm_backward", "dx", 1.5, "batchnorm_backward_dx", "batchnorm_backward_large_dx"),
+    _value("batchnorm_backward", "dgamma (shape (D,))", 0.5, "batchnorm_backward_dgamma",
+           "batchnorm_backward_large_dgamma"),
+    _value("batchnorm_backward", "dbeta (shape (D,))", 0.5, "batchnorm_backward_dbeta",
+           "batchnorm_backward_large_dbeta", gated=True),
     _gradient("batchnorm_backward", 1.5),
-    _value("batchnorm_backward_alt", "dx", 1, "batchnorm_backward_alt_dx"),
+    _value("batchnorm_backward_alt", "dx", 1, "batchnorm_backward_alt_dx", "batchnorm_backward_alt_large_dx"),
     _value("batchnorm_backward_alt", "dgamma and dbeta (shape (D,))", 0.5,
-           "batchnorm_backward_alt_dgamma", "batchnorm_backward_alt_dbeta"),
+           "batchnorm_backward_alt_dgamma", "batchnorm_backward_alt_dbeta",
+           "batchnorm_backward_alt_large_dgamma", "batchnorm_backward_alt_large_dbeta"),
     _gradient("batchnorm_backward_alt", 1.5),
     _value("layernorm_forward", "output", 2, "ln_out"),
     _value("layernorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, values",
            0.5, "ln_f32_out", loose=True),
     _value("layernorm_forward", "output for a single example with eps from ln_param", 0.5, "ln_single_out"),
-    _value("layernorm_backward", "dx", 1, "ln_dx"),
-    _value("layernorm_backward", "dgamma and dbeta (shape (D,))", 0.5, "ln_dgamma", "ln_dbeta"),
+    _value("layernorm_backward", "dx", 1, "ln_dx", "ln_large_dx"),
+    _value("layernorm_backward", "dgamma and dbeta (shape (D,))", 0.5, "ln_dgamma", "ln_dbeta",
+           "ln_large_dgamma", "ln_large_dbeta"),
     _gradient("layernorm_backward", 1.5),
     _value("spatial_batchnorm_forward", "train-mode output", 1.5, "sbn_train_out"),
     _value("spatial_batchnorm_forward", "running mean and variance of shape (C,) in bn_param", 0.5,
            "sbn_running_mean", "sbn_running_var"),
     _value("spatial_batchnorm_forward", "test-mode output", 1, "sbn_test_out"),
-    _value("spatial_batchnorm_backward", "dx", 1, "sbn_dx"),
-    _value("spatial_batchnorm_backward", "dgamma and dbeta (shape (C,))", 0.5, "sbn_dgamma", "sbn_dbeta"),
+    _value("spatial_batchnorm_backward", "dx", 1, "sbn_dx", "sbn_large_dx"),
+    _value("spatial_batchnorm_backward", "dgamma and dbeta (shape (C,))", 0.5, "sbn_dgamma", "sbn_dbeta",
+           "sbn_large_dgamma", "sbn_large_dbeta"),
     _gradient("spatial_batchnorm_backward", 1.5),
     _value("spatial_groupnorm_forward", "output with G=2 groups", 2, "gn_G2_out"),
     _value("spatial_groupnorm_forward", "output with G=1 (layer norm over C, H, W) and eps from gn_param", 0.5,
            "gn_G1_out"),
     _value("spatial_groupnorm_forward", "output with G=C (instance norm)", 0.5, "gn_G6_out"),
-    _value("spatial_groupnorm_backward", "dx with G=2 groups", 0.5, "gn_G2_dx"),
-    _value("spatial_groupnorm_backward", "dx with G=1 and with G=C", 0.5, "gn_G1_dx", "gn_G6_dx"),
-    _value("spatial_groupnorm_backward", "dgamma and dbeta (shape (1, C, 1, 1))", 0.5, "gn_G2_dgamma", "gn_G2_dbeta"),
+    _value("spatial_groupnorm_backward", "dx with G=2 groups", 0.5, "gn_G2_dx", "gn_large_dx"),
+    _value("spatial_groupnorm_backward", "dx with G=1 and with G=C", 0.5, "gn_G1_dx", "gn_G6_dx",
+           finishes=("gn_large_dx",)),  # G = 2 there: its value is the first check's
+    _value("spatial_groupnorm_backward", "dgamma and dbeta (shape (1, C, 1, 1))", 0.5, "gn_G2_dgamma", "gn_G2_dbeta",
+           "gn_large_dgamma", "gn_large_dbeta"),
     _gradient("spatial_groupnorm_backward", 1.5),
 )
 FUNCTIONS = tuple(dict.fromkeys(c.function for c in CHECKS))
@@ -160,6 +184,22 @@ GRADIENTS = {
 STEP = 1e-5  # central differences
 GRADIENT_FLOOR = 1e-7  # per entry: central differences are accurate to about 1e-10 here
 
+# backward function -> its large inputs (x, gamma, beta, dout: about 100,000 entries, normgrade.expected)
+# and the prefix of its large quantities. Its value checks include dx, dgamma and dbeta there, and its
+# gradient check a directional derivative there: finite differences of the forward pass (one forward pass
+# per entry) cannot finish within a call's time limit, an analytic vectorized backward pass takes milliseconds.
+LARGE = {
+    "batchnorm_backward": (("large_2d_x", "large_2d_gamma", "large_2d_beta", "large_2d_dout"),
+                           "batchnorm_backward_large"),
+    "batchnorm_backward_alt": (("large_2d_x", "large_2d_gamma", "large_2d_beta", "large_2d_dout"),
+                               "batchnorm_backward_alt_large"),
+    "layernorm_backward": (("large_2d_x", "large_2d_gamma", "large_2d_beta", "large_2d_dout"), "ln_large"),
+    "spatial_batchnorm_backward": (("large_4d_x", "large_sbn_gamma", "large_sbn_beta", "large_4d_dout"),
+                                   "sbn_large"),
+    "spatial_groupnorm_backward": (("large_4d_x", "large_gn_gamma", "large_gn_beta", "large_4d_dout"), "gn_large"),
+}
+LARGE_STEP = 1e-5  # the directional derivative's step, times a random direction of unit variance per entry
+
 
 def _gradient_calls(backward):
     forward, extra, param, prefix = GRADIENTS[backward]
@@ -173,12 +213,37 @@ def _gradient_calls(backward):
     )
 
 
+def _large_calls(backward):
+    """The forward pass at the two points of the directional derivative, then the backward pass (last)."""
+    forward, extra, param, _ = GRADIENTS[backward]
+    (x, gamma, beta, dout), quantity = LARGE[backward]
+    base = {"forward": forward, "extra": extra, "param": param}
+    return (
+        _call("forward_many", [f"{quantity}_outputs"], quantity=f"{quantity}_outputs", x=f"{x}_stack",
+              gamma=f"{gamma}_stack", beta=f"{beta}_stack", **base),
+        _call("backward_at", [f"{quantity}_{g}" for g in ("dx", "dgamma", "dbeta")], backward=backward,
+              quantity=quantity, x=x, gamma=gamma, beta=beta, dout=dout, **base),
+    )
+
+
 def calls_for(function):
-    """The calls that produce everything `function`'s checks need, each with an id."""
-    calls = VALUE_CALLS[function] + (_gradient_calls(function) if function in GRADIENTS else ())
+    """
+    The calls that produce everything `function`'s checks need, each with an
+    id. A backward pass's large call comes last: after a call stops on its
+    time limit, the scorer runs none of the function's later calls.
+    """
+    calls = VALUE_CALLS[function]
+    if function in GRADIENTS:
+        calls += _gradient_calls(function) + _large_calls(function)
     return [dict(call, id=f"{function}/{index}") for index, call in enumerate(calls)]
 
 
+# The calls whose quantities the reference's values are stored for (normgrade.expected).
+REFERENCE_CALLS = {f: VALUE_CALLS[f] + ((_large_calls(f)[-1],) if f in LARGE else ()) for f in VALUE_CALLS}
+LARGE_QUANTITIES = {name: backward for backward in LARGE for name in _large_calls(backward)[-1]["produces"]}
+
+
+DIRECTION_SEED = 20261123
 SCALE = 3.0  # a normalization's output does not change when x is scaled ...
 SPREAD = 100.0  # ... where eps is negligible: x * SPREAD has no feature of variance near eps
 
@@ -188,7 +253,9 @@ def gradient_inputs(inputs):
     The points of the gradient checks, {name: stack}: for each prefix, x,
     gamma and beta stacks of 2 * (x.size + gamma.size + beta.size) points, each
     entry of one argument moved by +STEP then -STEP, then two more for the
-    scale test: the base point with x multiplied by SPREAD, and by SPREAD * SCALE.
+    scale test: the base point with x multiplied by SPREAD, and by SPREAD * SCALE;
+    and for each large input (LARGE) a stack `<name>_stack` of two points, the
+    input plus and minus LARGE_STEP times a fixed random direction.
     """
     stacks = {}
     for prefix in sorted({g[3] for g in GRADIENTS.values()}):
@@ -205,6 +272,10 @@ def gradient_inputs(inputs):
             for k, value in zip(("x", "gamma", "beta"), (base[0] * factor, base[1], base[2])):
                 points[k].append(value)
         stacks.update({f"{prefix}_stack_{k}": np.stack(v) for k, v in points.items()})
+    for name in sorted({n for names, _ in LARGE.values() for n in names[:3]}):
+        direction = np.random.default_rng([DIRECTION_SEED, *name.encode()]).standard_normal(inputs[name].shape)
+        stacks[f"{name}_stack"] = np.stack([inputs[name] + LARGE_STEP * direction,
+                                            inputs[name] - LARGE_STEP * direction])
     return stacks
 
 
@@ -216,6 +287,7 @@ class Failure:
     """A quantity the student's code did not produce; the message says what happened."""
 
     message: str
+    seconds: float = 0.0  # the time limit its call ran out of (0: it did not run out of time)
 
 
 @dataclass(frozen=True)
@@ -315,20 +387,109 @@ def _explain_value(function, quantity, value, values, data, check, expected, dia
     return f": {difference}", ""
 
 
-def gradient_problem(backward, values, inputs):
-    """None if the student's backward matches numerical gradients of the student's forward, else why not."""
+# What a normalization's x_hat = (out - beta) / gamma is: along some axes (candidate_axes), every slice has
+# mean 0 and, where x's slice has n entries and variance s2, a variance of s2 / (s2 + eps) with eps inside the
+# square root, (n - 1) / n of about that with the unbiased variance, 1 / (1 + eps / sqrt(s2))^2 with eps
+# outside, 1 with eps missing: at most 1, and at least 0.99 (n - 1) / n s2 / (s2 + EPS_MAX) for every
+# eps up to EPS_MAX. x / x.flat[0], x - mean(x), (x - mean(x)) / (2 std(x)) or eps subtracted do not pass.
+# (The gradient checks' inputs give the slice of variance 1e-4 an x_hat variance of 0.91 with eps = 1e-5.)
+MEAN_TOLERANCE = 1e-6  # x_hat is recovered to about 1e-14 (|gamma| >= 0.5)
+VARIANCE_TOLERANCE = 1e-6
+EPS_MAX = 1e-4  # ten times the layers' default
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@functools.lru_cache(maxsize=None)
+def candidate_axes(shape):
+    """
+    The ways a normalization may slice an array of `shape`, as (shape of a
+    reshape, axes of one slice), one per distinct partition: 2-D, per column,
+    per row, all; 4-D, every nonempty set of axes of the array reshaped (N, g,
+    C // g, H, W) and (N, C // g, g, H, W) for each divisor g of C (per
+    channel, per example, instance, contiguous and interleaved groups, ...),
+    and the columns of the (N * H * W, C) reshape without the transpose.
+    """
+    if len(shape) == 2:
+        views = [(shape, axes) for axes in ((0,), (1,), (0, 1))]
+    else:
+        N, C, H, W = shape
+        views = [(view, axes) for g in _divisors(C) for view in ((N, g, C // g, H, W), (N, C // g, g, H, W))
+                 for r in range(1, 6) for axes in itertools.combinations(range(5), r)]
+        views.append(((N * H * W, C), (0,)))
+    found = {}
+    for view, axes in views:  # a partition is the sequence of (size, reduced) with size-1 axes dropped, merged
+        merged = []
+        for axis, size in enumerate(view):
+            if size == 1:
+                continue
+            if merged and merged[-1][1] == (axis in axes):
+                merged[-1][0] *= size
+            else:
+                merged.append([size, axis in axes])
+        if any(reduced for _, reduced in merged):
+            found.setdefault(tuple(map(tuple, merged)), None)
+    return tuple((tuple(size for size, _ in key), tuple(i for i, (_, reduced) in enumerate(key) if reduced))
+                 for key in found)
+
+
+def standardizes(x_hat, x):
+    """
+    True if x_hat[p] is a normalization of x[p] at every point p (the first
+    axis), along one candidate set of axes: every slice has mean ~0 and the
+    variance a normalization of that slice of x gives (see EPS_MAX).
+    """
+    points = x_hat.shape[0]
+    for view, axes in candidate_axes(tuple(x_hat.shape[1:])):
+        v = x_hat.reshape(points, *view)
+        axes = tuple(a + 1 for a in axes)
+        mean = v.mean(axis=axes, keepdims=True)
+        if not np.all(np.abs(mean) <= MEAN_TOLERANCE):
+            continue
+        var = ((v - mean) ** 2).mean(axis=axes)
+        n = np.prod([v.shape[a] for a in axes])
+        spread = np.asarray(x, dtype=np.float64).reshape(v.shape).var(axis=axes)
+        low = 0.99 * (n - 1) / n * spread / (spread + EPS_MAX)
+        if np.all((var >= low) & (var <= 1 + VARIANCE_TOLERANCE)):
+            return True
+    return False
+
+
+def _x_hat(outputs, gamma, beta):
+    """(out - beta) / gamma at each stacked point, gamma and beta broadcast as the layer does ((D,) or per channel)."""
+    shape = (outputs.shape[0], 1, -1) + (1,) * (outputs.ndim - 3)
+    with np.errstate(all="ignore"):
+        return (outputs - beta.reshape(shape)) / gamma.reshape(shape)
+
+
+def _not_standardized(forward, where):
+    return (f"not credited: your {forward} is not a normalization: its output less beta, divided by gamma, "
+            f"is not standardized along any axes (mean 0 and variance x's variance / (x's variance + eps), or "
+            f"a little less with the unbiased variance, in every slice) {where}, so a backward pass consistent "
+            "with it proves little")
+
+
+def _large_failure(backward, value, inputs):
+    """What a failed call on the large input says: a time-out is the sign of numerical or entry-by-entry gradients."""
+    shape = inputs[LARGE[backward][0][0]].shape
+    if value.seconds:
+        return (f"{backward} did not finish in {value.seconds:g} s on a {shape} input: a vectorized analytic "
+                "backward pass takes milliseconds; loops over entries or numerical differences are not credited")
+    return f"{backward} on a {shape} input: {value.message}"
+
+
+def _numerical(backward, values, inputs):
+    """(why not, None) or (None, the numerical dx, dgamma, dbeta of the student's forward pass, from its outputs)."""
     forward, _, _, prefix = GRADIENTS[backward]
     outputs = values.get(f"grad_{backward}_outputs")
     if isinstance(outputs, Failure):
-        return f"{forward} on the perturbed inputs: {outputs.message}"
-    analytic = [values.get(f"grad_{backward}_{g}") for g in ("dx", "dgamma", "dbeta")]
-    failed = next((a for a in analytic if isinstance(a, Failure)), None)
-    if failed:
-        return failed.message
+        return f"{forward} on the perturbed inputs: {outputs.message}", None
     dout = inputs[f"{prefix}_dout"]
     if not isinstance(outputs, np.ndarray) or outputs.shape[1:] != dout.shape:
         shape = getattr(outputs, "shape", (None,))[1:]
-        return f"{forward} returned output of shape {tuple(shape)}, expected {dout.shape}"
+        return f"{forward} returned output of shape {tuple(shape)}, expected {dout.shape}", None
     outputs, (at_base, at_scaled) = outputs[:-2], outputs[-2:]
     differences = np.sum((outputs[0::2] - outputs[1::2]) * dout, axis=tuple(range(1, outputs.ndim))) / (2 * STEP)
     sizes = [inputs[f"{prefix}_{k}"].size for k in ("x", "gamma", "beta")]
@@ -336,26 +497,110 @@ def gradient_problem(backward, values, inputs):
                for part, k in zip(np.split(differences, np.cumsum(sizes)[:-1]), ("x", "gamma", "beta"))]
     for name, n in zip(("dx", "dgamma", "dbeta"), numeric):
         if not np.all(np.isfinite(n)):
-            return f"the numerical gradient {name} of your {forward} is not finite"
+            return f"the numerical gradient {name} of your {forward} is not finite", None
         if np.linalg.norm(n) <= 1e-9:
             return (f"your {forward} does not respond to {name[1:]} (its numerical gradient is zero), "
-                    "so there is nothing to check the backward pass against")
+                    "so there is nothing to check the backward pass against"), None
     if not np.linalg.norm(at_scaled - at_base) <= 1e-3 * np.linalg.norm(at_base):
         return (f"not credited: your {forward} is not a normalization (its output changes when x is "
-                f"multiplied by {SCALE:g}), so a backward pass consistent with it proves little")
+                f"multiplied by {SCALE:g}), so a backward pass consistent with it proves little"), None
+    return None, numeric
+
+
+def normalization_problem(backward, values, inputs):
+    """
+    None if the student's forward pass normalizes at every point its numerical
+    gradient is taken from (its outputs in `values`), else why not. Judged on
+    those very outputs, point by point: a forward pass that recognises some
+    points, or remembers earlier calls, gains nothing unless it normalizes at
+    all of them.
+    """
+    forward, _, _, prefix = GRADIENTS[backward]
+    problem, _ = _numerical(backward, values, inputs)
+    if problem:
+        return problem
+    stacks = [inputs[f"{prefix}_stack_{k}"] for k in ("x", "gamma", "beta")]
+    if not standardizes(_x_hat(values[f"grad_{backward}_outputs"], *stacks[1:]), stacks[0]):
+        return _not_standardized(forward, "at the points of the numerical gradient")
+    return None
+
+
+def gradient_problem(backward, values, inputs):
+    """
+    None if the student's backward matches numerical gradients of the student's
+    forward, else why not: first normalization_problem, then every entry on
+    the small input, then a directional derivative on the large input (LARGE),
+    where the backward pass must finish in time.
+    """
+    return normalization_problem(backward, values, inputs) or _consistency_problem(backward, values, inputs)
+
+
+def _consistency_problem(backward, values, inputs):
+    forward = GRADIENTS[backward][0]
+    analytic = [values.get(f"grad_{backward}_{g}") for g in ("dx", "dgamma", "dbeta")]
+    failed = next((a for a in analytic if isinstance(a, Failure)), None)
+    if failed:
+        return failed.message
+    _, numeric = _numerical(backward, values, inputs)
     for name, a, n in zip(("dx", "dgamma", "dbeta"), analytic, numeric):
-        if not isinstance(a, np.ndarray):
-            return f"{name} is {'missing (None)' if a is None else 'not an array'}"
-        if a.shape != n.shape:
-            return f"{name} has shape {a.shape}, expected {n.shape}"
-        if not np.all(np.isfinite(a)):
-            return f"{name} contains NaN or inf"
+        problem = _array_problem(name, a, n.shape)
+        if problem:
+            return problem
         # Normwise, on the scale of the whole array (an entry near zero has no relative error of its own),
         # with a floor below which both are zero to the accuracy of central differences.
         error = np.linalg.norm(a - n) / max(np.linalg.norm(n), np.linalg.norm(a), GRADIENT_FLOOR * np.sqrt(n.size))
         if not error < 1e-5:
             return (f"{name} from {backward} disagrees with the numerical gradient of your {forward} "
                     f"(normwise relative error {error:.2g})")
+    return _large_gradient_problem(backward, values, inputs)
+
+
+def _array_problem(name, a, shape):
+    if not isinstance(a, np.ndarray):
+        return f"{name} is {'missing (None)' if a is None else 'not an array'}"
+    if a.shape != shape:
+        return f"{name} has shape {a.shape}, expected {shape}"
+    if not np.all(np.isfinite(a)):
+        return f"{name} contains NaN or inf"
+    return None
+
+
+def _large_gradient_problem(backward, values, inputs):
+    """
+    On the large input: the backward pass finished, the forward pass normalizes
+    at both points, and <dout, out(p + d) - out(p - d)> = <(dx, dgamma, dbeta),
+    2 d> for the random step d, to a relative error of 1e-5 of |(dx, dgamma,
+    dbeta)| |2 d| / sqrt(n) (what a normwise error of 1e-5 gives in a random
+    direction; central differences are accurate to about 1e-10 here).
+    """
+    forward = GRADIENTS[backward][0]
+    names, quantity = LARGE[backward]
+    analytic = [values.get(f"{quantity}_{g}", Failure("was not returned")) for g in ("dx", "dgamma", "dbeta")]
+    failed = next((a for a in analytic if isinstance(a, Failure)), None)
+    if failed:
+        return _large_failure(backward, failed, inputs)
+    shape = inputs[names[0]].shape
+    outputs = values.get(f"{quantity}_outputs", Failure("was not returned"))
+    if isinstance(outputs, Failure):
+        return f"{forward} on a {shape} input: {outputs.message}"
+    if not isinstance(outputs, np.ndarray) or outputs.shape != (2, *shape):
+        return f"{forward} returned output of shape {tuple(getattr(outputs, 'shape', (None,))[1:])}, expected {shape}"
+    stacks = [inputs[f"{name}_stack"] for name in names[:3]]
+    if not standardizes(_x_hat(outputs, stacks[1], stacks[2]), stacks[0]):
+        return _not_standardized(forward, f"on a {shape} input")
+    for name, a, stack in zip(("dx", "dgamma", "dbeta"), analytic, stacks):
+        problem = _array_problem(name, a, stack.shape[1:])
+        if problem:
+            return f"on a {shape} input, {problem}"
+    steps = [stack[0] - stack[1] for stack in stacks]
+    numeric = float(np.sum((outputs[0] - outputs[1]) * inputs[names[3]]))
+    exact = float(sum(np.sum(a * step) for a, step in zip(analytic, steps)))
+    size = sum(step.size for step in steps)
+    scale = np.sqrt(sum(np.sum(a ** 2) for a in analytic) * sum(np.sum(step ** 2) for step in steps) / size)
+    error = abs(numeric - exact) / max(scale, abs(numeric), GRADIENT_FLOOR * LARGE_STEP)
+    if not error < 1e-5:
+        return (f"on a {shape} input, the gradients from {backward} disagree with the numerical directional "
+                f"derivative of your {forward} (relative error {error:.2g})")
     return None
 
 
@@ -376,7 +621,10 @@ def score(function, values, data):
     values and the hidden inputs).
     """
     results = []
-    gradient_reason = gradient_problem(function, values, data.all_inputs) if function in GRADIENTS else None
+    gate = gradient_reason = None
+    if function in GRADIENTS:
+        gate = normalization_problem(function, values, data.all_inputs)
+        gradient_reason = gate or _consistency_problem(function, values, data.all_inputs)
     for check in checks_for(function):
         mistake = ""
         if check.gradient:
@@ -385,11 +633,24 @@ def score(function, values, data):
             reason = None
             for quantity in check.quantities:
                 value = values.get(quantity, Failure("was not returned"))
+                if quantity in LARGE_QUANTITIES and isinstance(value, Failure):
+                    reason = _large_failure(function, value, data.all_inputs)
+                    break
                 problem = compare(value, data.expected(quantity), check.loose)
                 if problem:
                     text, mistake = explain(function, quantity, value, values, data, check, gradient_reason)
                     reason = f"{quantity} {problem}{text}"
                     break
+            for quantity in check.finishes if not reason else ():
+                value = values.get(quantity, Failure("was not returned"))
+                if not isinstance(value, np.ndarray):
+                    failure = value if isinstance(value, Failure) else Failure(f"{quantity} is not an array")
+                    reason = _large_failure(function, failure, data.all_inputs)
+                    break
+            if check.gated and not reason and gate:
+                reason = (f"not credited: {', '.join(check.quantities[:1])} is dout summed over the batch whatever "
+                          f"the forward pass computes, so it counts only with a forward pass that normalizes; "
+                          f"the gradient check says: {gate}")
         results.append(Result(check, 0.0 if reason else check.points, reason or "", mistake))
     return results
 

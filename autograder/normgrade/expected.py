@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import worker
-from .checks import FUNCTIONS, VALUE_CALLS, Failure, gradient_inputs
+from .checks import FUNCTIONS, REFERENCE_CALLS, Failure, gradient_inputs
 from .reference import load_layers
 
 HIDDEN_SEED = 20261122
@@ -68,19 +68,65 @@ def build_inputs(seed=HIDDEN_SEED):
         "bn_big_x": normal((12, 6)) * np.array([1.0, 4.0, 0.5, 0.5, 2.0, 1.0]) + 1e4,
         "ln_big_x": normal((5, 8)) * np.array([[1.0], [3.0], [0.5], [0.5], [2.0]]) + 1e4,
     })
+    _shape_gradient_inputs(inputs)
+    inputs.update(_large_inputs(np.random.default_rng([seed, 1])))
     return inputs
+
+
+def _shape_gradient_inputs(inputs):
+    """
+    The gradient checks' inputs, made exact where the checks rely on them (no
+    draw changes, so every other input stays as it was): gamma at least 0.5
+    away from zero (checks.normalization_problem divides the output by it),
+    and the tiny feature / row / channel / group of variance exactly 1e-4, so
+    that a normalization's x_hat has variance 1e-4 / (1e-4 + eps) = 0.91 there.
+    """
+    for prefix in ("num_bn", "num_ln", "num_sbn", "num_gn"):
+        gamma = inputs[f"{prefix}_gamma"]
+        inputs[f"{prefix}_gamma"] = np.where(gamma < 0, -1.0, 1.0) * (0.5 + np.abs(gamma))
+    tiny = {"num_bn": lambda x: [x[:, 1]], "num_ln": lambda x: [x[1]], "num_sbn": lambda x: [x[:, 1]],
+            "num_gn": lambda x: [x[n, 3:] for n in range(x.shape[0])]}  # group 1 of G = 2, in each example
+    for prefix, slices in tiny.items():
+        for part in slices(inputs[f"{prefix}_x"]):  # views: scaled in place
+            part[...] = part.mean() + (part - part.mean()) * np.sqrt(1e-4 / part.var())
+
+
+def _large_inputs(rng):
+    """
+    Inputs of about 100,000 entries for each backward pass (checks.LARGE): an
+    analytic, vectorized backward pass takes milliseconds on them, finite
+    differences of the forward pass some 200,000 forward passes. Batch and
+    layer norm share one (500, 200) input, spatial batch and group norm one
+    (10, 8, 25, 50) input.
+    """
+    normal = rng.standard_normal
+
+    def gamma(shape):  # away from zero, as the gradient checks' gamma
+        return np.where(rng.random(shape) < 0.5, -1.0, 1.0) * rng.uniform(0.5, 2.0, shape)
+
+    x2 = normal((500, 200)) * rng.uniform(0.5, 3, 200) * rng.uniform(0.5, 2, (500, 1)) + normal(200) * 3 \
+        + normal((500, 1))
+    x4 = normal((10, 8, 25, 50)) * rng.uniform(0.5, 3, (1, 8, 1, 1)) + normal((1, 8, 1, 1)) * 3
+    return {
+        "large_2d_x": x2, "large_2d_gamma": gamma(200), "large_2d_beta": normal(200),
+        "large_2d_dout": normal(x2.shape),
+        "large_4d_x": x4, "large_sbn_gamma": gamma(8), "large_sbn_beta": normal(8),
+        "large_gn_gamma": gamma((1, 8, 1, 1)), "large_gn_beta": normal((1, 8, 1, 1)),
+        "large_4d_dout": normal(x4.shape),
+    }
 
 
 def run_quantities(layers, inputs, functions=FUNCTIONS):
     """
-    Run the value calls of `functions` (normgrade.worker's recipes) on a trusted
-    layers module, in this process: the reference, or a mutant of it. Returns
+    Run the value calls of `functions` (normgrade.worker's recipes; for a
+    backward pass, its large call too) on a trusted layers module, in this
+    process: the reference, or a mutant of it. Returns
     {quantity: value or Failure}; a call that raises yields a Failure for each
     quantity it declares.
     """
     results = {}
     for function in functions:
-        for call in VALUE_CALLS[function]:
+        for call in REFERENCE_CALLS[function]:
             try:
                 values = worker.run_call(layers, inputs, call)
             except Exception as err:  # a mutant may raise on some inputs

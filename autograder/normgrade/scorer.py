@@ -110,9 +110,9 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
     pending = list(calls)
     said = StudentText()
 
-    def fail(call_list, message):
+    def fail(call_list, message, seconds=0.0):
         for call in call_list:
-            values.update({name: Failure(message) for name in call["produces"]})
+            values.update({name: Failure(message, seconds) for name in call["produces"]})
 
     deadline = time.monotonic() + budget
     folder = sandbox.private_folder(layers_path, package_dir)
@@ -138,10 +138,11 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
                     break
                 while pending:
                     call = pending[0]
+                    wait = max(0.0, min(limits.call_seconds, deadline - time.monotonic()))
                     try:
-                        header, arrays = run.next_frame(max(0.0, min(limits.call_seconds, deadline - time.monotonic())))
+                        header, arrays = run.next_frame(wait)
                     except WorkerDied as err:
-                        fail([pending.pop(0)], str(err))
+                        fail([pending.pop(0)], str(err), wait if err.timed_out else 0.0)
                         if err.timed_out:  # the function's other calls would most likely hang too
                             function = call["id"].split("/")[0]
                             skipped = [c for c in pending if c["id"].split("/")[0] == function]
