@@ -114,7 +114,10 @@ def test_expected_values_are_deterministic_and_hidden_inputs_differ_from_public_
     first, second = expected.generate({}), expected.generate({})
     assert first.keys() == second.keys()
     for key in first:
-        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+        if key != expected.DIRECTION_KEY:
+            np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+    # The one secret drawn anew for each file: the large directional derivatives' direction.
+    assert first[expected.DIRECTION_KEY] != second[expected.DIRECTION_KEY]
     public = [c.source for p in source_notebooks() for c in nbformat.read(p, as_version=4).cells]
     for name, value in expected.build_inputs().items():
         assert not any(np.array2string(value.ravel()[:3], precision=4)[1:-1] in s for s in public), name
@@ -355,3 +358,18 @@ def test_the_normalization_gate_takes_every_normalization_and_nothing_trivial(da
         x, diagnosis.LAYER_LAYOUTS[layer][0], G)]]).reshape(points.shape)
     for trivial in (points / first, centred, right / 2, right * 0.8, right + 1e-3):
         assert not checks.standardizes(trivial, points)
+
+
+def test_a_notebook_of_too_many_cells_is_refused_before_it_is_built():
+    """Tens of thousands of empty cells cost nbformat and nbgrader a minute (a red team's stall)."""
+    import time
+
+    from normgrade.scorer import MAX_CELLS, parse_notebook
+
+    many = nbformat.v4.new_notebook(cells=[nbformat.v4.new_raw_cell("") for _ in range(5_000)])
+    start = time.perf_counter()
+    nb, why = parse_notebook(nbformat.writes(many).encode(), "BatchNormalization.ipynb")
+    assert nb is None and f"5000 cells, more than the {MAX_CELLS}" in why
+    assert time.perf_counter() - start < 5  # a bound, not a benchmark: building it took seconds per pass
+    enough = nbformat.v4.new_notebook(cells=[nbformat.v4.new_raw_cell("") for _ in range(MAX_CELLS)])
+    assert parse_notebook(nbformat.writes(enough).encode(), "x.ipynb")[0] is not None

@@ -391,7 +391,7 @@ def test_a_backward_pass_by_finite_differences_loses_every_backward_point(tmp_pa
     for function, results in scores.items():
         if function in checks.GRADIENTS:
             shape = "(500, 200)" if function in ("batchnorm_backward", "batchnorm_backward_alt",
-                                                 "layernorm_backward") else "(10, 8, 25, 50)"
+                                                 "layernorm_backward") else "(2, 8, 50, 125)"
             assert [r.earned for r in results] == [0.0] * len(results), function
             for r in results:
                 assert f"{function} did not finish in 3 s on a {shape} input: a vectorized analytic backward pass " \
@@ -400,6 +400,35 @@ def test_a_backward_pass_by_finite_differences_loses_every_backward_point(tmp_pa
         else:
             assert sum(r.earned for r in results) == checks.total_points(function), function
     assert seconds < 60
+
+
+def test_structured_finite_differences_and_state_earn_only_the_stated_limit(tmp_path, data, sandbox):
+    """
+    The red team's finite-difference backward passes (tests/data/structured_fd_backward.py): state kept from
+    the forward calls before it tells spatial batch and group norm's backward nothing (the directional
+    derivative's points run in a worker of their own, after it), so both earn nothing; what structure-aware
+    finite differences still earn for batch and layer norm is what the README states: 7.5 of 16 points.
+    """
+    source = SOLUTION_LAYERS.read_text() + (REPO / "tests" / "data" / "structured_fd_backward.py").read_text()
+    scores, _ = _grade(tmp_path, source, data, sandbox, Limits())
+    backward = {f: sum(r.earned for r in results) for f, results in scores.items() if f in checks.GRADIENTS}
+    assert backward["spatial_batchnorm_backward"] == backward["spatial_groupnorm_backward"] == 0, backward
+    assert sum(backward.values()) <= 7.5, backward
+    for function in ("batchnorm_forward", "layernorm_forward", "spatial_batchnorm_forward",
+                     "spatial_groupnorm_forward"):
+        assert sum(r.earned for r in scores[function]) == checks.total_points(function)
+
+
+def test_the_directional_points_never_reach_the_backward_pass_worker(data):
+    """The inputs each worker run is sent: the large stacks only to the isolated forward passes' run."""
+    from normgrade.scorer import worker_runs
+
+    calls = [c for f in checks.FUNCTIONS for c in checks.calls_for(f)]
+    (main_calls, main_inputs), (isolated_calls, isolated_inputs) = worker_runs(calls, data.all_inputs)
+    stacks = {n for n in data.all_inputs if n.startswith("large_") and n.endswith("_stack")}
+    assert stacks and not stacks & set(main_inputs) and set(isolated_inputs) == stacks
+    assert all(c["recipe"] == "forward_many" for c in isolated_calls)
+    assert {c["recipe"] for c in main_calls if c["id"].startswith("spatial_groupnorm_backward")} >= {"backward_at"}
 
 
 SNOOP = textwrap.dedent('''

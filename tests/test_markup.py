@@ -135,6 +135,30 @@ def test_each_payload_is_live_on_both_pages_without_safe_markdown(markdown):
     assert set(added(render_pages(nb))) == {"formgrade", "feedback"}, markdown
 
 
+# Each cell is safe alone; on the page, the first one's unfinished attribute runs through the template's markup
+# into the second, whose text becomes attributes (a red team's find). Python's parser, alone, sees text.
+CROSS_CELL = [
+    ["<ul>\n<li><a href=\"http://a\" title='\n\n\"[x](q'>q)</a></li></ul>", "x' autofocus onfocus=alert(1) y="],
+    ["<ul>\n<li><a href=\"http://a\" title='\n\n\"[x](q'>q)</a></li></ul>", "Some answer text",
+     "x' autofocus onfocus=alert(1) y="],  # a cell between them changes nothing
+]
+
+
+@pytest.mark.parametrize("cells", CROSS_CELL)
+def test_a_cell_that_leaves_a_tag_open_is_shown_as_text(cells):
+    nb = autograded(cells)
+    assert nb.cells[0].source.startswith("<pre>"), nb.cells[0].source
+    assert added(render_pages(nb)) == {}
+
+
+@pytest.mark.parametrize("cells", CROSS_CELL)
+def test_the_cross_cell_payload_is_live_without_the_check(cells):
+    """The test can fail: with the cells as bleach leaves them, the event handler is live on both pages."""
+    nb, _ = CachedSanitizeHTML(config=Config({"SanitizeHTML": {"enabled": True}})).preprocess(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(c) for c in cells]), {})
+    assert set(added(render_pages(nb))) == {"formgrade", "feedback"}
+
+
 def test_safe_links_and_the_assignments_text_stay_live_html():
     nb = autograded(["[notes](https://cs231n.github.io/) and [a file](files/plot.png) and ![p](plot.png)"])
     page = render_pages(nb)["feedback"]

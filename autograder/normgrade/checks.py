@@ -214,13 +214,20 @@ def _gradient_calls(backward):
 
 
 def _large_calls(backward):
-    """The forward pass at the two points of the directional derivative, then the backward pass (last)."""
+    """
+    The forward pass at the two points of the directional derivative, and the
+    backward pass (the function's last call). The forward pass is "isolated":
+    the scorer runs it in a worker of its own, after the backward pass, sent
+    only those two points (scorer.worker_runs), and their direction is a
+    secret of the course's expected values (gradient_inputs): the backward
+    pass can neither read the direction nor leave state for the forward pass.
+    """
     forward, extra, param, _ = GRADIENTS[backward]
     (x, gamma, beta, dout), quantity = LARGE[backward]
     base = {"forward": forward, "extra": extra, "param": param}
     return (
         _call("forward_many", [f"{quantity}_outputs"], quantity=f"{quantity}_outputs", x=f"{x}_stack",
-              gamma=f"{gamma}_stack", beta=f"{beta}_stack", **base),
+              gamma=f"{gamma}_stack", beta=f"{beta}_stack", isolated=True, **base),
         _call("backward_at", [f"{quantity}_{g}" for g in ("dx", "dgamma", "dbeta")], backward=backward,
               quantity=quantity, x=x, gamma=gamma, beta=beta, dout=dout, **base),
     )
@@ -243,19 +250,20 @@ REFERENCE_CALLS = {f: VALUE_CALLS[f] + ((_large_calls(f)[-1],) if f in LARGE els
 LARGE_QUANTITIES = {name: backward for backward in LARGE for name in _large_calls(backward)[-1]["produces"]}
 
 
-DIRECTION_SEED = 20261123
 SCALE = 3.0  # a normalization's output does not change when x is scaled ...
 SPREAD = 100.0  # ... where eps is negligible: x * SPREAD has no feature of variance near eps
 
 
-def gradient_inputs(inputs):
+def gradient_inputs(inputs, direction_seed):
     """
     The points of the gradient checks, {name: stack}: for each prefix, x,
     gamma and beta stacks of 2 * (x.size + gamma.size + beta.size) points, each
     entry of one argument moved by +STEP then -STEP, then two more for the
     scale test: the base point with x multiplied by SPREAD, and by SPREAD * SCALE;
     and for each large input (LARGE) a stack `<name>_stack` of two points, the
-    input plus and minus LARGE_STEP times a fixed random direction.
+    input plus and minus LARGE_STEP times a random direction drawn from
+    direction_seed: a secret of the expected-values file, drawn anew for each
+    one (normgrade.expected), never sent to a worker.
     """
     stacks = {}
     for prefix in sorted({g[3] for g in GRADIENTS.values()}):
@@ -273,7 +281,7 @@ def gradient_inputs(inputs):
                 points[k].append(value)
         stacks.update({f"{prefix}_stack_{k}": np.stack(v) for k, v in points.items()})
     for name in sorted({n for names, _ in LARGE.values() for n in names[:3]}):
-        direction = np.random.default_rng([DIRECTION_SEED, *name.encode()]).standard_normal(inputs[name].shape)
+        direction = np.random.default_rng([direction_seed, *name.encode()]).standard_normal(inputs[name].shape)
         stacks[f"{name}_stack"] = np.stack([inputs[name] + LARGE_STEP * direction,
                                             inputs[name] - LARGE_STEP * direction])
     return stacks

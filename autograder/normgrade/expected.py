@@ -6,7 +6,10 @@ Expected values: the hidden grading inputs and what the reference returns on the
                       different from the public ones in the notebooks);
 - expected/<q>:       every graded quantity q, computed by the reference;
 - answer_keys:        the keys of the auto-graded inline questions, as JSON,
-                      read from the source notebooks.
+                      read from the source notebooks;
+- secret/direction_seed: drawn anew for each file (os entropy): the direction
+                      of the large backward passes' directional derivatives
+                      (checks.gradient_inputs), which no worker is ever sent.
 
 The file is staff-only: `normgrade release` writes it to the course's
 normgrade/expected.npz, beside source/ (nbgrader copies source/ next to each
@@ -14,6 +17,7 @@ notebook, never this), and only the trusted scorer reads it.
 """
 import argparse
 import json
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,7 @@ from .checks import FUNCTIONS, REFERENCE_CALLS, Failure, gradient_inputs
 from .reference import load_layers
 
 HIDDEN_SEED = 20261122
+DIRECTION_KEY = "secret/direction_seed"  # the large directional derivatives' direction (checks.gradient_inputs)
 EXPECTED_NAME = "expected.npz"
 
 
@@ -97,7 +102,7 @@ def _large_inputs(rng):
     analytic, vectorized backward pass takes milliseconds on them, finite
     differences of the forward pass some 200,000 forward passes. Batch and
     layer norm share one (500, 200) input, spatial batch and group norm one
-    (10, 8, 25, 50) input.
+    (2, 8, 50, 125) input.
     """
     normal = rng.standard_normal
 
@@ -106,7 +111,7 @@ def _large_inputs(rng):
 
     x2 = normal((500, 200)) * rng.uniform(0.5, 3, 200) * rng.uniform(0.5, 2, (500, 1)) + normal(200) * 3 \
         + normal((500, 1))
-    x4 = normal((10, 8, 25, 50)) * rng.uniform(0.5, 3, (1, 8, 1, 1)) + normal((1, 8, 1, 1)) * 3
+    x4 = normal((2, 8, 50, 125)) * rng.uniform(0.5, 3, (1, 8, 1, 1)) + normal((1, 8, 1, 1)) * 3
     return {
         "large_2d_x": x2, "large_2d_gamma": gamma(200), "large_2d_beta": normal(200),
         "large_2d_dout": normal(x2.shape),
@@ -151,6 +156,7 @@ def generate(keys=None, backend="numpy", seed=HIDDEN_SEED):
     data.update({f"expected/{k}": np.asarray(v) for k, v in reference.items()})
     data["answer_keys"] = np.array(json.dumps(keys or {}, sort_keys=True))
     data["seed"] = np.array(seed)
+    data[DIRECTION_KEY] = np.array(secrets.randbits(62))  # drawn anew for each file; see checks.gradient_inputs
     return data
 
 
@@ -178,7 +184,11 @@ class ExpectedValues:
             self._data = {k: npz[k] for k in npz.files}
         self.path = path
         self.inputs = {k[len("inputs/"):]: v for k, v in self._data.items() if k.startswith("inputs/")}
-        self.all_inputs = {**self.inputs, **gradient_inputs(self.inputs)}  # what the worker is sent
+        if DIRECTION_KEY not in self._data:
+            raise ValueError(f"{path} was made by an older normgrade (no {DIRECTION_KEY}): build the course "
+                             "again with `normgrade release`, or run `normgrade expected`")
+        direction_seed = int(self._data[DIRECTION_KEY])
+        self.all_inputs = {**self.inputs, **gradient_inputs(self.inputs, direction_seed)}  # the workers' inputs
         self.answer_keys = json.loads(str(self._data["answer_keys"]))
 
     def expected(self, quantity):

@@ -331,7 +331,8 @@ SAFE_ATTRIBUTES = frozenset({
     "rowspan", "width", "height", "lang", "dir", "rel", "target", "abbr", "scope", "valign", "reversed", "value",
 })
 UNSAFE_TAGS = frozenset({"script", "style", "iframe", "frame", "frameset", "object", "embed", "applet", "svg", "math",
-                         "form", "button", "meta", "link", "base", "template", "noscript", "xmp", "plaintext"})
+                         "form", "button", "meta", "link", "base", "template", "noscript", "xmp", "plaintext",
+                         "textarea", "title", "noembed", "noframes", "select", "option", "input"})
 DATA_IMAGE = re.compile(r"data:image/(png|jpeg|gif|webp|svg\+xml)[;,]")  # attachments, embedded by nbconvert
 
 
@@ -399,10 +400,15 @@ def _unsafe_markup(markdown, attachments_json):
     parser = _Markup()
     try:
         parser.feed(rendered_markdown(markdown, json.loads(attachments_json)))
+        # A cell is rendered between other markup on the page: one that ends inside a tag, an attribute
+        # value, a comment or a raw-text element (an unclosed <a title='...) would swallow the template's
+        # markup and the next cell's text, which then becomes attributes of its tag. Only a cell that ends
+        # outside any of them is judged on its own.
+        unfinished = parser.rawdata.strip() or parser.cdata_elem
         parser.close()
     except Exception as err:  # noqa: BLE001 - whatever the renderer chokes on is not shown live
         return (f"(not renderable: {type(err).__name__})",)
-    return tuple(parser.problems)
+    return tuple(parser.problems) + (("(ends inside a tag or comment)",) if unfinished else ())
 
 
 MAX_TEXT_CELL_CHARS = 10_000  # one markdown or raw cell rendered as HTML (the assignment's longest: about 900)

@@ -17,6 +17,7 @@ score_answers reads the inline answers from the notebook's answer cells as
 Python literals (ast.literal_eval), without running anything.
 """
 import ast
+import json
 import os
 import re
 import shutil
@@ -103,11 +104,29 @@ def _decode_values(header, arrays, produces, said):
     return values
 
 
+def worker_runs(calls, inputs):
+    """
+    [(calls, the inputs sent with them)]: the worker runs of a submission.
+    Calls marked "isolated" (the forward pass at the secret points of a large
+    backward pass's directional derivative: checks._large_calls) run in a
+    worker of their own, after the others, sent only the inputs they name.
+    The backward pass, in the first worker, never sees those points (student
+    code can read everything in its process), and the forward pass in the
+    second cannot know what the backward pass returned: no state, no shared
+    /tmp.
+    """
+    isolated = [c for c in calls if c.get("isolated")]
+    named = {v for c in isolated for v in c.values() if isinstance(v, str) and v in inputs}
+    runs = [([c for c in calls if not c.get("isolated")], {k: v for k, v in inputs.items() if k not in named})]
+    if isolated:
+        runs.append((isolated, {k: inputs[k] for k in sorted(named)}))
+    return runs
+
+
 def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=STUDENT_PACKAGE,
             budget=SUBMISSION_SECONDS):
     """Run `calls` on the student's layers.py in the sandbox; {quantity: value, None, Other or Failure}."""
     values = {}
-    pending = list(calls)
     said = StudentText()
 
     def fail(call_list, message, seconds=0.0):
@@ -117,51 +136,57 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
     deadline = time.monotonic() + budget
     folder = sandbox.private_folder(layers_path, package_dir)
     try:
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                fail(pending, f"was not run: the submission used up its {budget:g} s")
-                break
-            run = sandbox.start("calls", folder, limits)
-            try:
-                run.send(_request(pending, inputs, limits))
-                try:
-                    header, _ = run.next_frame(min(limits.call_seconds, left))
-                except WorkerDied as err:
-                    fail(pending, f"normlab could not be imported: it {err}")
-                    break
-                if header.get("kind") != "ready":
-                    error = said(header.get("error", "no answer"))
-                    where = "the sandbox could not be set up" if header.get("kind") == "setup_error" else \
-                        "normlab could not be imported"
-                    fail(pending, f"{where}: {error}")
-                    break
-                while pending:
-                    call = pending[0]
-                    wait = max(0.0, min(limits.call_seconds, deadline - time.monotonic()))
-                    try:
-                        header, arrays = run.next_frame(wait)
-                    except WorkerDied as err:
-                        fail([pending.pop(0)], str(err), wait if err.timed_out else 0.0)
-                        if err.timed_out:  # the function's other calls would most likely hang too
-                            function = call["id"].split("/")[0]
-                            skipped = [c for c in pending if c["id"].split("/")[0] == function]
-                            pending = [c for c in pending if c not in skipped]
-                            fail(skipped, f"was not run: an earlier call of {function} {err}")
-                        break
-                    pending.pop(0)
-                    if header.get("kind") != "result" or header.get("id") != call["id"]:
-                        fail([call], "the worker sent an unexpected message")
-                        break
-                    if header.get("error"):
-                        fail([call], _describe_error(said(header["error"]), limits))
-                    else:
-                        values.update(_decode_values(header, arrays, call["produces"], said))
-            finally:
-                run.close()
+        for run_calls, run_inputs in worker_runs(calls, inputs):
+            _run_calls(list(run_calls), run_inputs, folder, sandbox, limits, deadline, budget, fail, values, said)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return values
+
+
+def _run_calls(pending, inputs, folder, sandbox, limits, deadline, budget, fail, values, said):
+    """Run `pending` in workers started one after the other (a fresh one after each failure) until done."""
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            fail(pending, f"was not run: the submission used up its {budget:g} s")
+            return
+        run = sandbox.start("calls", folder, limits)
+        try:
+            run.send(_request(pending, inputs, limits))
+            try:
+                header, _ = run.next_frame(min(limits.call_seconds, left))
+            except WorkerDied as err:
+                fail(pending, f"normlab could not be imported: it {err}")
+                return
+            if header.get("kind") != "ready":
+                error = said(header.get("error", "no answer"))
+                where = "the sandbox could not be set up" if header.get("kind") == "setup_error" else \
+                    "normlab could not be imported"
+                fail(pending, f"{where}: {error}")
+                return
+            while pending:
+                call = pending[0]
+                wait = max(0.0, min(limits.call_seconds, deadline - time.monotonic()))
+                try:
+                    header, arrays = run.next_frame(wait)
+                except WorkerDied as err:
+                    fail([pending.pop(0)], str(err), wait if err.timed_out else 0.0)
+                    if err.timed_out:  # the function's other calls would most likely hang too
+                        function = call["id"].split("/")[0]
+                        skipped = [c for c in pending if c["id"].split("/")[0] == function]
+                        pending[:] = [c for c in pending if c not in skipped]
+                        fail(skipped, f"was not run: an earlier call of {function} {err}")
+                    break
+                pending.pop(0)
+                if header.get("kind") != "result" or header.get("id") != call["id"]:
+                    fail([call], "the worker sent an unexpected message")
+                    break
+                if header.get("error"):
+                    fail([call], _describe_error(said(header["error"]), limits))
+                else:
+                    values.update(_decode_values(header, arrays, call["produces"], said))
+        finally:
+            run.close()
 
 
 def _request(calls, inputs, limits):
@@ -281,10 +306,22 @@ def plain_file(path, root):
         return False
 
 
+MAX_CELLS = 1000  # of one submitted notebook (the assignment's have 36 and 24)
+
+
 def parse_notebook(data, name):
-    """The notebook in `data` (bytes read from a submission's file `name`), or (None, why not)."""
+    """
+    The notebook in `data` (bytes read from a submission's file `name`), or
+    (None, why not). One with more than MAX_CELLS cells is refused before
+    nbformat builds it: tens of thousands of empty cells took nbformat and
+    nbgrader a minute, under the gradebook lock for nbgrader's part.
+    """
     try:
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+        text = data.decode("utf-8")
+        cells = json.loads(text).get("cells", [])
+        if isinstance(cells, list) and len(cells) > MAX_CELLS:
+            return None, f"{name} has {len(cells)} cells, more than the {MAX_CELLS} a submitted notebook may have"
+        nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)  # nbgrader refuses an invalid one (a cell id with a space) and fails the submission
         nbformat.writes(nb).encode("utf-8")  # and one that cannot be written back (a lone surrogate)
         return nb, ""
