@@ -64,7 +64,8 @@ def _fresh_course(course, tmp_path):
     import shutil
 
     copy = tmp_path / "course"
-    shutil.copytree(course, copy, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"), symlinks=True)
+    shutil.copytree(course, copy, ignore=shutil.ignore_patterns("submitted", "staged", "autograded", "feedback"),
+                    symlinks=True)
     url = db_url(copy)
     from sqlalchemy import text
 
@@ -470,7 +471,7 @@ def test_a_swap_loop_never_gets_a_classmates_files_staged(course, klass, tmp_pat
         try:
             for _ in range(60):
                 stage(course, "eve_race", eve, root=eve.parent)
-                target = paths(course)["submitted"] / "eve_race" / "normalization"
+                target = paths(course)["staged"] / "eve_race" / "normalization"
                 layers = target / "normlab" / "layers.py"
                 staged.append((layers.read_bytes() if layers.exists() else None,
                                answer_cells(nbformat.read(target / "BatchNormalization.ipynb", as_version=4))))
@@ -606,3 +607,70 @@ def test_exported_cells_never_run_as_spreadsheet_formulas(course, klass, tmp_pat
     assert "'-A1-B1" in cells and "plain" in cells
     assert all(line.startswith('"') for line in text.splitlines()), "every cell quoted (RFC 4180)"
     assert "36.0" in rows[[r[0] for r in rows].index("plain")], "numbers stay numbers"
+
+
+# ---- grading never changes what it reads (issue 16, item 1) ----
+
+def _tree(root):
+    """{relative path: (kind, sha256 or link target)} of everything under root, links not followed."""
+    import hashlib
+
+    root = Path(root)
+    found = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            found[key] = ("link", os.readlink(path))
+        elif path.is_file():
+            found[key] = ("file", hashlib.sha256(path.read_bytes()).hexdigest())
+        else:
+            found[key] = ("dir", "")
+    return found
+
+
+def test_every_intake_path_leaves_its_inputs_byte_for_byte(course, klass, tmp_path):
+    """
+    A class folder, the course's own submitted/ as `nbgrader collect` fills it, one submission, <id>/normalization,
+    a link to a class folder, a folder inside the course: each graded, each input tree unchanged after (once,
+    grading the course's submitted/ deleted every layers.py and blanked every notebook: 36 -> 0).
+    """
+    import shutil
+
+    copy = _fresh_course(course, tmp_path)
+    collected = paths(copy)["submitted"]
+    for name in ("s000_reference", "s001_stubs"):
+        shutil.copytree(klass / name, collected / name / "normalization")
+    (collected / "s000_reference" / "normalization" / "timestamp.txt").write_text("2026-11-20 10:00:00.000000 UTC")
+    nested = tmp_path / "nested" / "ann"
+    shutil.copytree(klass / "s003_reference", nested / "normalization")
+    (tmp_path / "linked").symlink_to(klass)
+    intakes = [(collected, {"s000_reference": 36, "s001_stubs": 0}),
+               (klass / "s000_reference", {"s000_reference": 36}),
+               (nested / "normalization", {"ann": 36}),
+               (tmp_path / "linked", {"s000_reference": 36, "s001_stubs": 0}),
+               (paths(copy)["release"], {"release": 0})]
+    for path, scores in intakes:
+        before = _tree(path)
+        document = grade([path], copy, workers=2, regrade=True)
+        got = {s["student"]: s["score"] for s in document["submissions"]}
+        assert {k: got[k] for k in scores} == scores, (path, got)
+        assert _tree(path) == before, f"grading {path} changed it"
+    assert _tree(collected)["s000_reference/normalization/normlab/layers.py"][0] == "file"
+
+
+def test_a_path_where_grading_writes_is_refused_and_nothing_changes(course, klass, tmp_path):
+    from normgrade.autograde import Overlap
+
+    copy = _fresh_course(course, tmp_path)
+    grade([klass / "s000_reference"], copy, workers=1)
+    staged, autograded = paths(copy)["staged"], paths(copy)["autograded"]
+    (tmp_path / "sneaky").symlink_to(staged)
+    for path in (staged, staged / "s000_reference", autograded, tmp_path / "sneaky", copy / "normgrade"):
+        before = (_tree(staged), _tree(autograded))
+        with pytest.raises(Overlap, match="which grading writes: nothing was graded"):
+            grade([path], copy, workers=1)
+        assert (_tree(staged), _tree(autograded)) == before
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "grade", str(autograded), "--course", str(copy)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "autograded/" in done.stderr and "Traceback" not in done.stderr
+    (tmp_path / "sneaky").unlink()

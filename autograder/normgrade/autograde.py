@@ -65,6 +65,31 @@ DEFAULT_COURSE = Path("course")
 MAX_NOTEBOOK_BYTES = 16 << 20
 
 
+class Overlap(ValueError):
+    """A PATH to grade lies where grading writes: nothing was graded."""
+
+
+def refuse_overlaps(course, folders):
+    """
+    Raise Overlap if a submission folder (as it resolves, links followed) is
+    inside a folder that grading writes: the staging folder and the rest of
+    the course's normgrade/, autograded/ or feedback/. Grading never writes
+    where it reads; the course's own submitted/ (what `nbgrader collect`
+    fills) is read like any class folder.
+    """
+    layout = paths(course)
+    written = {"the staging folder (normgrade/)": layout["staged"].parent, "autograded/": layout["autograded"],
+               "feedback/": layout["feedback"]}
+    for folder in folders:
+        real = Path(os.path.realpath(folder))
+        for name, place in written.items():
+            place = Path(os.path.realpath(place))
+            if real == place or place in real.parents:
+                raise Overlap(f"{folder} is inside the course's {name} ({place}), which grading writes: nothing "
+                              f"was graded. Grade the submissions where they were handed in (a class folder, or "
+                              f"the course's submitted/ after `nbgrader collect`)")
+
+
 def _is_submission(folder):
     return folder.is_dir() and (any(folder.glob("*.ipynb")) or (folder / "normlab").is_dir())
 
@@ -189,7 +214,7 @@ def stage(course, student, folder, root=None):
     the gradebook lock (preprocessors.prepare_markup).
     """
     layout = paths(course)
-    target = layout["submitted"] / student / ASSIGNMENT_ID
+    target = layout["staged"] / student / ASSIGNMENT_ID
     if target.exists():
         shutil.rmtree(target)
     (target / "normlab").mkdir(parents=True)
@@ -233,6 +258,11 @@ def nbgrader_api(course, unsandboxed=False, execute=False, url=None):
     config = PyFileConfigLoader(CONFIG_NAME, path=str(Path(course).resolve())).load_config()
     config.TrustedScores.unsandboxed = config.SandboxedExecute.unsandboxed = bool(unsandboxed)
     config.CourseDirectory.db_url = db_url(course, url)
+    # nbgrader's submitted/ is, for these runs, the course's staging folder: the course's own submitted/
+    # (what `nbgrader collect` fills) is an input like any other, never written.
+    staged = str(paths(course)["staged"].relative_to(Path(course)))
+    config.CourseDirectory.submitted_directory = staged
+    config.TrustedScores.submitted_directory = config.SandboxedExecute.submitted_directory = staged
     if not execute:
         config.Autograde.autograde_preprocessors = [
             p for p in config.Autograde.autograde_preprocessors if p is not SandboxedExecute]
@@ -282,7 +312,7 @@ def _grade_once(task, start):
     course = Path(task.course)
     layout = paths(course)
     notes = stage(course, task.student, task.folder, task.root or None)
-    staged = layout["submitted"] / task.student / ASSIGNMENT_ID
+    staged = layout["staged"] / task.student / ASSIGNMENT_ID
     digest = ledger.content_hash(staged, layout["expected"], execute=task.execute, unsandboxed=task.unsandboxed)
     with ledger.gradebook_lock(course, task.url):
         claim = ledger.claim(task.url, task.student, digest, task.run_id, task.regrade)
@@ -360,7 +390,9 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     submission recorded failed.
     """
     course = Path(course).resolve()
+    refuse_overlaps(course, paths_given)
     found, duplicates = discover(paths_given)
+    refuse_overlaps(course, [folder for _, folder, _, _ in found])
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
     if workers < 1:
@@ -494,6 +526,7 @@ def add_parser(subparsers):
 
 
 def run(args):
+    refuse_overlaps(args.course, args.paths)
     discover(args.paths)  # bad paths fail before a course is built
     if not is_course(args.course):
         from .release import build_course

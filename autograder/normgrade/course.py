@@ -72,12 +72,16 @@ class NbgraderError(RuntimeError):
     """nbgrader exited with an error; the message holds the end of its log."""
 
 
+STAGED = "staged"
+
+
 def paths(course):
     course = Path(course)
     return {
         "source": course / "source" / ASSIGNMENT_ID,
         "release": course / "release" / ASSIGNMENT_ID,
         "submitted": course / "submitted",
+        "staged": course / STAFF_FOLDER / STAGED,  # where `normgrade grade` stages: nbgrader's submitted/ for it
         "autograded": course / "autograded",
         "feedback": course / "feedback",
         "config": course / CONFIG_NAME,

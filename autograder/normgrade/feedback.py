@@ -75,8 +75,8 @@ def generate_feedback(course, student=None):
                 path.rmdir()
         html = sorted(folder.glob("*.html"))
         # A marker the student typed into their own notebook is theirs to see (and must not stop the class).
-        submitted = paths(course)["submitted"] / name / ASSIGNMENT_ID
-        own = " ".join(p.read_text(errors="replace") for p in submitted.glob("*.ipynb"))
+        own = " ".join(p.read_text(errors="replace") for where in ("staged", "submitted")
+                       for p in (paths(course)[where] / name / ASSIGNMENT_ID).glob("*.ipynb"))
         for page in html:
             add_math_note(page)
             text = page.read_text(errors="replace")

@@ -71,10 +71,14 @@ def layers_problem(problem):
             files.Problem.TOO_LARGE: f"{LAYERS} is larger than {MAX_LAYERS_BYTES >> 20} MiB: not graded"}[problem]
 
 
-def submitted_folder(expected_path, info):
-    """submitted/<student>/<assignment> of the course whose expected values are at `expected_path`."""
+def submitted_folder(expected_path, info, directory="submitted"):
+    """
+    <directory>/<student>/<assignment> of the course whose expected values are
+    at `expected_path`: the folder nbgrader autograded from (the course's
+    submitted/, or normgrade's staging folder: CourseDirectory.submitted_directory).
+    """
     course = Path(expected_path).parent.parent
-    return paths(course)["submitted"] / info["student"] / info["assignment"]
+    return course / directory / info["student"] / info["assignment"]
 
 
 def graded_code_cells(nb):
@@ -208,12 +212,14 @@ class TrustedScores(NbGraderPreprocessor):
     expected_path = Unicode("", help="the staff expected-values file (never inside source/ or a submission)").tag(
         config=True)
     unsandboxed = Bool(False, help="run student code without bubblewrap (every report says so)").tag(config=True)
+    submitted_directory = Unicode("submitted", help="the folder, in the course, nbgrader autogrades from").tag(
+        config=True)
 
     def preprocess(self, nb, resources):
         Sandbox(unsandboxed=self.unsandboxed)  # refuses, saying how to enable it, where bubblewrap cannot run
         info = resources["nbgrader"]
         scored = score_notebook(nb, resources["metadata"]["path"], self.expected_path, self.unsandboxed,
-                                submitted_folder(self.expected_path, info), info["notebook"])
+                                submitted_folder(self.expected_path, info, self.submitted_directory), info["notebook"])
         for gid, cell in graded_code_cells(nb).items():
             points, message = scored[gid]
             if self.unsandboxed:
@@ -230,10 +236,13 @@ class SandboxedExecute(NbGraderPreprocessor):
     unsandboxed = Bool(False, help="run student code without bubblewrap (every report says so)").tag(config=True)
 
     expected_path = Unicode("", help="the staff expected-values file; it locates the course").tag(config=True)
+    submitted_directory = Unicode("submitted", help="the folder, in the course, nbgrader autogrades from").tag(
+        config=True)
 
     def preprocess(self, nb, resources):
         folder = Path(resources["metadata"]["path"])
-        submitted = submitted_folder(self.expected_path, resources["nbgrader"]) if self.expected_path else None
+        submitted = submitted_folder(self.expected_path, resources["nbgrader"], self.submitted_directory) \
+            if self.expected_path else None
         layers, _ = student_layers(folder, submitted)
         sandbox = Sandbox(unsandboxed=self.unsandboxed)
         try:

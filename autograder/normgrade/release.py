@@ -23,7 +23,7 @@ import nbformat
 
 from . import expected, stubs
 from .checks import FUNCTIONS
-from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, is_course, paths, run_nbgrader
+from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, STAGED, is_course, paths, run_nbgrader
 from .notebooks import answer_keys, rendering_problems, source_notebooks
 from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
@@ -130,7 +130,8 @@ def prove_release(course):
     with tempfile.TemporaryDirectory(prefix="normgrade-proof-") as scratch:
         scratch = Path(scratch)
         scratch_course = scratch / "course"
-        shutil.copytree(course, scratch_course, ignore=shutil.ignore_patterns("submitted", "autograded", "feedback"))
+        shutil.copytree(course, scratch_course,
+                        ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", STAGED, "scratch"))
         reference = make_submission(release, scratch / "reference", reference_layers(), keys)
         bare = make_submission(release, scratch / "stubs")
         ref_result, stub_result = grade([reference, bare], scratch_course)["submissions"]
