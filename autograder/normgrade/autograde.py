@@ -57,7 +57,8 @@ from tqdm import tqdm
 
 from . import files, ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, STAFF_FOLDER, db_url, is_course, paths
-from .preprocessors import MAX_LAYERS_BYTES, SandboxedExecute, layers_problem, prepare_markup, scored_code
+from .preprocessors import (MAX_LAYERS_BYTES, SandboxedExecute, layers_problem, prepare_markup, scored_code,
+                            take_reports)
 from .sandbox import Sandbox, kill_orphans
 from .scorer import parse_notebook
 
@@ -163,25 +164,6 @@ def _with_ids(found):
     duplicates = {student: [given for _, _, given, _ in entries] for student, entries in by_id.items()
                   if len(entries) > 1}
     return submissions, duplicates
-
-
-def _messages(autograded_dir):
-    """{(notebook, grade_id): message} from the outputs of the graded cells."""
-    messages = {}
-    for path in sorted(autograded_dir.glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        for cell in nb.cells:
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if not grade_id or cell.cell_type != "code":
-                continue
-            parts = []
-            for output in cell.get("outputs", []):
-                if output.output_type == "stream":
-                    parts.append(output.text.strip())
-                elif output.output_type == "error":
-                    parts.append(f"{output.ename}: {output.evalue}".strip())
-            messages[(path.stem, grade_id)] = "\n".join(p for p in parts if p)
-    return messages
 
 
 def _results(url, student):
@@ -339,14 +321,16 @@ def _grade_once(task, start):
 def _autograde(course, task):
     """nbgrader's autograde of the staged submission; {status, score, max_score, tests[, error]}."""
     api = nbgrader_api(course, task.unsandboxed, task.execute, task.url)
+    take_reports(task.student)  # nothing stale from an earlier attempt in this process
     outcome = api.autograde(ASSIGNMENT_ID, task.student, force=True, create=True)
     if not outcome.get("success"):
+        take_reports(task.student)
         log = "\n".join([outcome.get("log") or "", outcome.get("error") or ""]).strip().splitlines()
         errors = [line for line in log if "[ERROR]" in line][:10]  # what nbgrader says went wrong, then where
         forget_submission(task.url, task.student)
         return dict(status="failed", error="nbgrader autograde failed: " + "\n".join(errors + log[-15:]), score=0.0,
                     max_score=_max_auto_score(task.url), tests=[])
-    messages = _messages(paths(course)["autograded"] / task.student / ASSIGNMENT_ID)
+    messages = take_reports(task.student)  # the scorer's own messages, as TrustedScores wrote them
     tests = _results(task.url, task.student)
     for test in tests:
         message = messages.get((test.pop("notebook"), test.pop("cell")), "")

@@ -206,6 +206,20 @@ class SanitizeGradedCells(NbGraderPreprocessor):
         return nb, resources
 
 
+_REPORTS = {}  # {(student, notebook): {grade_id: message}}: what TrustedScores wrote in this process
+
+
+def take_reports(student):
+    """
+    {(notebook, grade_id): message} that TrustedScores wrote into the
+    student's graded cells in this process, removed as they are taken: how
+    `normgrade grade` gets the scorer's messages as data, not by reading the
+    autograded notebooks' text back.
+    """
+    return {(notebook, grade_id): message for key in [k for k in _REPORTS if k[0] == student]
+            for notebook in [key[1]] for grade_id, message in _REPORTS.pop(key).items()}
+
+
 class TrustedScores(NbGraderPreprocessor):
     """Write every auto-graded code cell's outputs from the trusted scorer (see the module docstring)."""
 
@@ -220,11 +234,13 @@ class TrustedScores(NbGraderPreprocessor):
         info = resources["nbgrader"]
         scored = score_notebook(nb, resources["metadata"]["path"], self.expected_path, self.unsandboxed,
                                 submitted_folder(self.expected_path, info, self.submitted_directory), info["notebook"])
+        reports = _REPORTS[(info["student"], info["notebook"])] = {}
         for gid, cell in graded_code_cells(nb).items():
             points, message = scored[gid]
             if self.unsandboxed:
                 message = f"{UNSANDBOXED_NOTE}\n{message}"
             cell.outputs = _outputs(message, points)
+            reports[gid] = message.strip()
         return nb, resources
 
 
