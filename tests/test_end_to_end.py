@@ -473,3 +473,29 @@ def test_without_bubblewrap_grading_refuses_unless_unsandboxed_is_chosen(graded_
     outputs = [o.get("text", "") for c in nbformat.read(autograded, as_version=4).cells
                if c.metadata.get("nbgrader", {}).get("grade_id") == "test_batchnorm_forward" for o in c.outputs]
     assert any("graded without a sandbox" in text for text in outputs), "the feedback says so too"
+
+
+def _validate(folder, notebook):
+    """`nbgrader validate` as a student's Validate button runs it, in the student's folder: its output."""
+    done = subprocess.run([sys.executable, "-m", "nbgrader", "validate", notebook], cwd=folder, capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, PATH=str(Path(sys.executable).parent) + ":/usr/bin:/bin"))
+    return done.stdout + done.stderr
+
+
+def test_validate_fails_unimplemented_functions_with_the_public_checks_messages(course, keys, tmp_path):
+    """Validate, the students' last check before they submit, names every function that fails its public checks."""
+    release = paths(course[0])["release"]
+    stubs = make_submission(release, tmp_path / "stubs", STUB_LAYERS.read_text(), keys)
+    said = _validate(stubs, "BatchNormalization.ipynb")
+    assert said.startswith("VALIDATION FAILED")
+    for function in ("batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt", "layernorm_forward",
+                     "layernorm_backward"):
+        assert f"AssertionError: {function}: " in said, function  # nbgrader cuts the rest of the line
+    assert "AssertionError: batchnorm_forward: batchnorm_forward is not implemented yet" in said
+    mistakes = make_submission(release, tmp_path / "mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)
+    said = _validate(mistakes, "BatchNormalization.ipynb")
+    assert "AssertionError: batchnorm_forward: " in said and "AssertionError: layernorm_forward" not in said
+    assert "bn_x" not in said and "expected.npz" not in said, "only the public checks speak"
+    reference = make_submission(release, tmp_path / "reference", reference_layers(), keys)
+    said = _validate(reference, "SpatialNormalization.ipynb")
+    assert "not implemented" not in said and "AssertionError" not in said, said[-2000:]
