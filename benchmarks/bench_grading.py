@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from normgrade import checks, expected
-from normgrade.autograde import grade, nbgrader_api
-from normgrade.course import paths, run_nbgrader
+from normgrade.autograde import Task, grade, grade_submission
+from normgrade.course import db_url, paths, run_nbgrader
 from normgrade.notebooks import answer_keys, source_notebooks
 from normgrade.release import build_course
 from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
@@ -95,11 +95,9 @@ def main(argv=None):
         plain = _seconds(lambda: run_nbgrader(course, "autograde", "normalization", "--student", plain_student,
                                               "--create", "--force", timeout=1800))
 
-        api = nbgrader_api(course)
         profile = cProfile.Profile()
-        from normgrade.autograde import grade_one
-
-        profile.runcall(grade_one, api, course, "profiled", folders[0], "profiled")
+        task = Task(str(course), db_url(course), "profiled", str(folders[0]), "profiled", "bench", regrade=True)
+        profile.runcall(grade_submission, task)
         stream = io.StringIO()
         pstats.Stats(profile, stream=stream).strip_dirs().sort_stats("cumulative").print_stats(16)
     finally:
@@ -128,7 +126,7 @@ def main(argv=None):
     lines += [f"| {label} | {value:.2f} | {value / floor:.1f} |" for label, value in rows]
     lines += ["", "Per submission by kind (seconds): " + ", ".join(
         f"{kind} {statistics.median(v):.2f}" for kind, v in sorted(by_kind.items())), "",
-        "Profile of one submission (`grade_one`, no execution), by cumulative time:", "", "```",
+        "Profile of one submission (`grade_submission`, no execution), by cumulative time:", "", "```",
         "\n".join(stream.getvalue().strip().splitlines()[:40]), "```", ""]
     text = "\n".join(lines)
     print(text)
