@@ -159,7 +159,8 @@ def _with_ids(found):
     """
     by_id = {}
     for name, folder, given, root in found:
-        by_id.setdefault(student_id(name), []).append((student_id(name), folder, given, root))
+        student = student_id(name)
+        by_id.setdefault(student, []).append((student, folder, given, root))
     submissions = [entries[0] for entries in by_id.values() if len(entries) == 1]
     duplicates = {student: [given for _, _, given, _ in entries] for student, entries in by_id.items()
                   if len(entries) > 1}

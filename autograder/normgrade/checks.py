@@ -18,7 +18,7 @@ runs student code.
   changes when x is scaled (`x + c` has a consistent gradient too), or, at
   any of the very points the numerical gradient is taken from, its
   (out - beta) / gamma is not standardized along some axes
-  (normalization_problem: `gamma * x / x.flat[0] + beta` is scale invariant).
+  (gradient_problems: `gamma * x / x.flat[0] + beta` is scale invariant).
   Judged point by point on those outputs, state kept between calls or
   recognising some points gains nothing. A normalization over the wrong axes,
   with eps misplaced or with the unbiased variance still earns it. dbeta,
@@ -515,41 +515,34 @@ def _numerical(backward, values, inputs):
     return None, numeric
 
 
-def normalization_problem(backward, values, inputs):
+def gradient_problems(backward, values, inputs):
     """
-    None if the student's forward pass normalizes at every point its numerical
-    gradient is taken from (its outputs in `values`), else why not. Judged on
-    those very outputs, point by point: a forward pass that recognises some
-    points, or remembers earlier calls, gains nothing unless it normalizes at
-    all of them.
+    (normalization problem, gradient-check problem) of a backward pass, each
+    None or why not. The first: unless the student's forward pass normalizes
+    at every point its numerical gradient is taken from (its outputs in
+    `values`), judged on those very outputs, point by point: a forward pass
+    that recognises some points, or remembers earlier calls, gains nothing
+    unless it normalizes at all of them. The second: the first, else the
+    backward pass against the numerical gradients on the small input, entry
+    by entry, then a directional derivative on the large input (LARGE), where
+    the backward pass must finish in time.
     """
     forward, _, _, prefix = GRADIENTS[backward]
-    problem, _ = _numerical(backward, values, inputs)
-    if problem:
-        return problem
-    stacks = [inputs[f"{prefix}_stack_{k}"] for k in ("x", "gamma", "beta")]
-    if not standardizes(_x_hat(values[f"grad_{backward}_outputs"], *stacks[1:]), stacks[0]):
-        return _not_standardized(forward, "at the points of the numerical gradient")
-    return None
+    problem, numeric = _numerical(backward, values, inputs)
+    if not problem:
+        stacks = [inputs[f"{prefix}_stack_{k}"] for k in ("x", "gamma", "beta")]
+        if not standardizes(_x_hat(values[f"grad_{backward}_outputs"], *stacks[1:]), stacks[0]):
+            problem = _not_standardized(forward, "at the points of the numerical gradient")
+    return problem, problem or _consistency_problem(backward, values, inputs, numeric)
 
 
-def gradient_problem(backward, values, inputs):
-    """
-    None if the student's backward matches numerical gradients of the student's
-    forward, else why not: first normalization_problem, then every entry on
-    the small input, then a directional derivative on the large input (LARGE),
-    where the backward pass must finish in time.
-    """
-    return normalization_problem(backward, values, inputs) or _consistency_problem(backward, values, inputs)
-
-
-def _consistency_problem(backward, values, inputs):
+def _consistency_problem(backward, values, inputs, numeric):
+    """The backward pass against `numeric` (the numerical dx, dgamma, dbeta on the small input), then on the large."""
     forward = GRADIENTS[backward][0]
     analytic = [values.get(f"grad_{backward}_{g}") for g in ("dx", "dgamma", "dbeta")]
     failed = next((a for a in analytic if isinstance(a, Failure)), None)
     if failed:
         return failed.message
-    _, numeric = _numerical(backward, values, inputs)
     for name, a, n in zip(("dx", "dgamma", "dbeta"), analytic, numeric):
         problem = _array_problem(name, a, n.shape)
         if problem:
@@ -629,10 +622,8 @@ def score(function, values, data):
     values and the hidden inputs).
     """
     results = []
-    gate = gradient_reason = None
-    if function in GRADIENTS:
-        gate = normalization_problem(function, values, data.all_inputs)
-        gradient_reason = gate or _consistency_problem(function, values, data.all_inputs)
+    gate, gradient_reason = (gradient_problems(function, values, data.all_inputs) if function in GRADIENTS
+                             else (None, None))
     for check in checks_for(function):
         mistake = ""
         if check.gradient:

@@ -82,7 +82,7 @@ def _shape_gradient_inputs(inputs):
     """
     The gradient checks' inputs, made exact where the checks rely on them (no
     draw changes, so every other input stays as it was): gamma at least 0.5
-    away from zero (checks.normalization_problem divides the output by it),
+    away from zero (checks.gradient_problems divides the output by it),
     and the tiny feature / row / channel / group of variance exactly 1e-4, so
     that a normalization's x_hat has variance 1e-4 / (1e-4 + eps) = 0.91 there.
     """
