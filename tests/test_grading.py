@@ -179,6 +179,11 @@ def test_cli_errors_are_clear(tmp_path):
     done = _cli("grade", str(tmp_path / "empty"), "--course", str(tmp_path / "course"))
     assert done.returncode == 2 and "neither a submission" in done.stderr
     assert not (tmp_path / "course").exists(), "no course is built for bad paths"
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "BatchNormalization.ipynb").write_text("{}")
+    done = _cli("grade", str(tmp_path / "alice"), "--course", str(tmp_path / "course"))
+    assert done.returncode == 2 and "build it first with `normgrade release --course" in done.stderr
+    assert not (tmp_path / "course").exists(), "grading builds no course: a release is the TA's step, with its proof"
     (tmp_path / "occupied").mkdir()
     (tmp_path / "occupied" / "notes.txt").write_text("mine")
     done = _cli("release", "--course", str(tmp_path / "occupied"))

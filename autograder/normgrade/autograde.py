@@ -379,7 +379,8 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     found, duplicates = discover(paths_given)
     refuse_overlaps(course, [folder for _, folder, _, _ in found])
     if not is_course(course):
-        raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
+        raise FileNotFoundError(f"{course} is not a course: build it first with `normgrade release --course "
+                                f"{course}` (nothing was graded)")
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, not {workers}")
     sandbox = Sandbox(unsandboxed=unsandboxed)  # refuses here, before anything, where bubblewrap cannot run
@@ -486,7 +487,7 @@ def add_parser(subparsers):
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="a submission folder or a class folder of them")
     parser.add_argument("--course", type=Path, default=DEFAULT_COURSE,
-                        help=f"the course directory (default ./{DEFAULT_COURSE}; built by `normgrade release` when missing)")
+                        help=f"the course directory (default ./{DEFAULT_COURSE}), built by `normgrade release`")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="submissions graded at once, each in its own process (default: the number of cores)")
     parser.add_argument("--db-url", metavar="URL",
@@ -511,13 +512,6 @@ def add_parser(subparsers):
 
 
 def run(args):
-    refuse_overlaps(args.course, args.paths)
-    discover(args.paths)  # bad paths fail before a course is built
-    if not is_course(args.course):
-        from .release import build_course
-
-        print(f"no course at {args.course}: building it with `normgrade release`", file=sys.stderr, flush=True)
-        build_course(args.course, prove=False)
     document = grade(args.paths, args.course, unsandboxed=args.unsandboxed, execute=args.execute,
                      workers=args.workers, url=args.db_url, dask=args.dask, regrade=args.regrade,
                      task_seconds=args.task_timeout,

@@ -22,6 +22,7 @@ from pathlib import Path
 import nbformat
 
 from . import expected, stubs
+from .autograde import grade
 from .checks import FUNCTIONS
 from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, STAGED, is_course, paths, run_nbgrader
 from .notebooks import answer_keys, rendering_problems, source_notebooks
@@ -122,8 +123,6 @@ def prove_release(course):
     course; raise unless the reference gets full auto-graded marks with no cell
     errors and the stubs get no points on any code check. Returns both results.
     """
-    from .autograde import grade
-
     course = Path(course)
     release = paths(course)["release"]
     keys = answer_keys(source_notebooks(paths(course)["source"]))
