@@ -40,6 +40,7 @@ the auto-graded points only; manually graded answers are left to the
 instructor (formgrader).
 """
 import argparse
+import datetime
 import hashlib
 import json
 import os
@@ -55,8 +56,8 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import files, ledger, parallel
-from .course import ASSIGNMENT_ID, COURSE_ID, CONFIG_NAME, STAFF_FOLDER, db_url, is_course, paths
+from . import files, late, ledger, parallel
+from .course import ASSIGNMENT_ID, COURSE_ID, STAFF_FOLDER, db_url, is_course, load_config, paths
 from .preprocessors import (MAX_LAYERS_BYTES, SandboxedExecute, layers_problem, prepare_markup, scored_code,
                             take_reports)
 from .sandbox import Sandbox, kill_orphans
@@ -185,10 +186,13 @@ def _results(url, student):
     return tests
 
 
-def stage(course, student, folder, root=None):
+def stage(course, student, folder, root=None, due=None):
     """
-    Copy what grading needs from a submission folder into submitted/<student>/;
-    return notes on what was missing or refused. Each file is read once, from
+    Copy what grading needs from a submission folder into the staging folder
+    (normgrade/staged/<student>/); return notes on what was missing or
+    refused. The submission time (timestamp.txt, nbgrader's) is staged when it
+    can be believed (late.submission_time; `due`, the due date, decides whether
+    a missing one is worth a note). Each file is read once, from
     one descriptor, and no link below `root` (the folder the instructor named:
     the class folder; by default the submission's parent) is followed
     (normgrade.files). Notebooks are rewritten by nbformat (so only valid
@@ -223,8 +227,19 @@ def stage(course, student, folder, root=None):
             prepare_markup(nb)
             nbformat.write(nb, target / blank.name)
         layers, problem = files.read_file(folder_fd, ("normlab", "layers.py"), MAX_LAYERS_BYTES)
+        stamp, stamp_problem = files.read_file(folder_fd, ("timestamp.txt",), late.MAX_TIMESTAMP_BYTES)
     finally:
         os.close(folder_fd)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    if stamp is None and stamp_problem is not files.Problem.MISSING:
+        when, note = None, ("timestamp.txt is not a small regular file: the submission time is unknown, so no late "
+                            "penalty was applied; check when it was handed in")
+    else:
+        when, note = late.submission_time(stamp, now, due)
+    if note:
+        notes.append(note)
+    if when is not None:  # as nbgrader writes it; nbgrader's autograde reads it from here
+        (target / "timestamp.txt").write_text(f"{when:%Y-%m-%d %H:%M:%S.%f} UTC")
     if layers is None:
         notes.append(layers_problem(problem))
     else:
@@ -236,9 +251,8 @@ def nbgrader_api(course, unsandboxed=False, execute=False, url=None):
     """nbgrader's API on the course, with its nbgrader_config.py and the gradebook at `url`, in this process."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
-    from traitlets.config.loader import PyFileConfigLoader
 
-    config = PyFileConfigLoader(CONFIG_NAME, path=str(Path(course).resolve())).load_config()
+    config = load_config(course)
     config.TrustedScores.unsandboxed = config.SandboxedExecute.unsandboxed = bool(unsandboxed)
     config.CourseDirectory.db_url = db_url(course, url)
     # nbgrader's submitted/ is, for these runs, the course's staging folder: the course's own submitted/
@@ -266,6 +280,8 @@ class Task:
     execute: bool = False
     unsandboxed: bool = False
     root: str = ""  # the folder the instructor named above the submission (discover); default: its parent
+    due: str = ""  # the assignment's due date (ISO, naive UTC) or ""
+    deadline: str = ""  # late.deadline_key: what else decides the student's lateness
 
 
 def grade_submission(task):
@@ -294,9 +310,11 @@ def grade_submission(task):
 def _grade_once(task, start):
     course = Path(task.course)
     layout = paths(course)
-    notes = stage(course, task.student, task.folder, task.root or None)
+    due = datetime.datetime.fromisoformat(task.due) if task.due else None
+    notes = stage(course, task.student, task.folder, task.root or None, due)
     staged = layout["staged"] / task.student / ASSIGNMENT_ID
-    digest = ledger.content_hash(staged, layout["expected"], execute=task.execute, unsandboxed=task.unsandboxed)
+    digest = ledger.content_hash(staged, layout["expected"], execute=task.execute, unsandboxed=task.unsandboxed,
+                                 deadline=task.deadline)
     with ledger.gradebook_lock(course, task.url):
         claim = ledger.claim(task.url, task.student, digest, task.run_id, task.regrade)
     if claim.action == "unchanged":
@@ -336,8 +354,27 @@ def _autograde(course, task):
     for test in tests:
         message = messages.get((test.pop("notebook"), test.pop("cell")), "")
         test["message"] = "" if test["score"] == test["max_score"] else message
-    return dict(status="graded", score=round(sum(t["score"] for t in tests), 6),
-                max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests)
+    raw = round(sum(t["score"] for t in tests), 6)
+    lateness = _lateness(task.url, task.student)
+    return dict(status="graded", raw_score=raw, score=round(max(0.0, raw - lateness["penalty"]), 6),
+                max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests, **lateness)
+
+
+def _lateness(url, student):
+    """
+    {submitted_at, late_seconds, penalty} of the student's submission, as
+    nbgrader recorded them (late.LatePenalties): the time (ISO, UTC) or None
+    when unknown, the seconds past the due date with the extension (None when
+    the time is unknown), and the late penalty in points.
+    """
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url, COURSE_ID) as gb:
+        submission = gb.find_submission(ASSIGNMENT_ID, student)
+        known = submission.timestamp is not None
+        return {"submitted_at": submission.timestamp.isoformat() + "Z" if known else None,
+                "late_seconds": round(submission.total_seconds_late, 1) if known else None,
+                "penalty": round(float(submission.late_submission_penalty or 0.0), 6)}
 
 
 def forget_submission(url, student):
@@ -384,13 +421,17 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, not {workers}")
     sandbox = Sandbox(unsandboxed=unsandboxed)  # refuses here, before anything, where bubblewrap cannot run
+    policy = late.policy(load_config(course))  # a wrong deadlines.py stops the run here, with what is wrong
     url = db_url(course, url)
     run_id = uuid.uuid4().hex
-    tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade, execute, unsandboxed,
-                  str(Path(root).absolute())) for s, f, g, root in found]
     results = {}
     with ledger.run_lock(course):
         ledger.prepare(course, url)
+        due = late.due_date(url)
+        tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade, execute, unsandboxed,
+                      str(Path(root).absolute()), due.isoformat() if due else "", late.deadline_key(due, policy, s))
+                 for s, f, g, root in found]
+        notes = late.unknown_extensions(policy, url, [s for s, *_ in found] + list(duplicates))
         tqdm.monitor_interval = 0  # no monitor thread: the local runner forks while the bar is open
         bar = tqdm(total=len(tasks), unit="submission", disable=not progress, file=sys.stderr,
                    desc="grading" if dask else f"grading ({workers} worker{'s' * (workers > 1)})")
@@ -430,6 +471,7 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
                                           "in separate runs, or rename one"), seconds=0.0)
                for student, givens in duplicates.items() for given in givens]
     document = {"sandbox": sandbox.description, "gradebook": ledger.safe_url(url),
+                "due": due.isoformat() + "Z" if due else None, "notes": notes,
                 "submissions": [results[t.student] for t in tasks if t.student in results] + refused}
     if interrupted:
         document["interrupted"] = interrupted
@@ -444,16 +486,44 @@ def _printable(text):
     return _CONTROL.sub("?", str(text))
 
 
+def duration(seconds):
+    """Seconds as a short text: 45 s, 12 min, 3 h 05 min, 2 d 4 h."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def late_text(result):
+    """A submission's lateness for the table: '', 'time unknown', '3 h 05 min late' with ', -3.6 points'."""
+    if result.get("status") == "failed" or "late_seconds" not in result:
+        return ""
+    if result["late_seconds"] is None:
+        return "time unknown"
+    if not result["late_seconds"]:
+        return ""
+    penalty = f", -{result['penalty']:g} points" if result.get("penalty") else ""
+    return f"{duration(result['late_seconds'])} late{penalty}"
+
+
 def format_table(document):
     """A readable table of the results, with the messages of lost points (control characters shown as ?)."""
     lines = [f"graded in: {document.get('sandbox', '?')}"]
+    if document.get("due"):
+        lines.append(f"due: {document['due']}")
+    lines += [f"note: {_printable(note)}" for note in document.get("notes", [])]
     rows = document["submissions"]
     paths_shown = {id(r): re.sub(r"\s", " ", _printable(r["path"])) for r in rows}  # students name the folders
     width = max([len(shown) for shown in paths_shown.values()] + [10])
-    lines.append(f"{'submission':<{width}}  {'score':>13}  {'seconds':>7}  status")
+    late_column = bool(document.get("due")) or any(r.get("penalty") for r in rows)
+    lines.append(f"{'submission':<{width}}  {'score':>13}  {'seconds':>7}  {'status':<9}" + "  late" * late_column)
     for r in rows:
         lines.append(f"{paths_shown[id(r)]:<{width}}  {r['score']:>6g} / {r['max_score']:<4g}  {r.get('seconds', 0):>7.1f}"
-                     f"  {r.get('status', '')}")
+                     f"  {r.get('status', ''):<9}" + f"  {late_text(r)}" * late_column)
     for r in rows:
         lost = [t for t in r["tests"] if t["score"] < t["max_score"]]
         if r.get("error") or lost or r.get("notes"):

@@ -11,16 +11,17 @@ CONFIG_NAME = "nbgrader_config.py"
 
 STAFF_FOLDER = "normgrade"  # in the course root, beside source/: never copied next to a notebook
 EXPECTED_FILE = "expected.npz"
+DEADLINES_NAME = "deadlines.py"  # the course's late policy and extensions (normgrade.late)
 
 NBGRADER_CONFIG = f'''\
 # nbgrader configuration of the normlab course, written by `normgrade release`.
 import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, ClearOutput,
-                                    DeduplicateIds, GetGrades, IgnorePattern, LimitOutput, OverwriteCells,
-                                    OverwriteKernelspec, SaveAutoGrades)
+from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
+                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 from normgrade.feedback import ShortTracebacks
+from normgrade.late import LatePenalties, LatePolicy
 from normgrade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, SafeMarkdown, SandboxedExecute, TrustedScores,
                                      SanitizeGradedCells)
 
@@ -47,8 +48,12 @@ c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
 c.Autograde.autograde_preprocessors = [
     SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, BoundMarkdown, CachedSanitizeHTML,
     SafeMarkdown,
-    TrustedScores, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata,
+    TrustedScores, SaveAutoGrades, LatePenalties, CheckCellMetadata,
 ]
+# Late penalties: the due date is nbgrader's (the gradebook's); the late policy and extensions are the
+# course's, in deadlines.py beside this file (written once by `normgrade release`, never overwritten).
+c.AssignLatePenalties.plugin_class = LatePolicy
+load_subconfig("{DEADLINES_NAME}")  # noqa: F821
 # Formgrader and feedback render the autograded notebook, and nbgrader's templates render markdown
 # unsanitized: BoundMarkdown shows a cell too long to render quickly as text, SanitizeHTML (nbconvert's, with
 # bleach) escapes script and event handlers, and SafeMarkdown shows as text a cell whose HTML, as those
@@ -85,9 +90,17 @@ def paths(course):
         "autograded": course / "autograded",
         "feedback": course / "feedback",
         "config": course / CONFIG_NAME,
+        "deadlines": course / DEADLINES_NAME,
         "gradebook": course / "gradebook.db",
         "expected": course / STAFF_FOLDER / EXPECTED_FILE,
     }
+
+
+def load_config(course):
+    """The course's nbgrader configuration (nbgrader_config.py, with the deadlines.py it loads), as nbgrader reads it."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    return PyFileConfigLoader(CONFIG_NAME, path=str(Path(course).resolve())).load_config()
 
 
 def db_url(course, override=None):
@@ -100,9 +113,7 @@ def db_url(course, override=None):
         return str(override)
     config = Path(course) / CONFIG_NAME
     if config.is_file():
-        from traitlets.config.loader import PyFileConfigLoader
-
-        loaded = PyFileConfigLoader(CONFIG_NAME, path=str(Path(course).resolve())).load_config()
+        loaded = load_config(course)
         if "db_url" in loaded.CourseDirectory:
             return str(loaded.CourseDirectory.db_url)
     return f"sqlite:///{(Path(course) / 'gradebook.db').resolve()}"

@@ -4,7 +4,9 @@
 nbgrader's own `export` gives one score per assignment; this reads the
 gradebook cell by cell: every graded cell (auto-graded tests and manually
 graded answers, named notebook/grade_id), then the auto-graded total, the
-manual total (empty while any answer is ungraded) and the total.
+manual total (empty while any answer is ungraded), the late penalty, the
+total after it (as nbgrader's own export: never below 0), the submission
+time (UTC; empty when unknown) and the seconds past the due date.
 """
 import argparse
 import csv
@@ -21,7 +23,8 @@ def per_question(course):
     with Gradebook(db_url(course), COURSE_ID) as gb:
         assignment = gb.find_assignment(ASSIGNMENT_ID)
         cells = [(nb.name, cell.name, cell.cell_type) for nb in assignment.notebooks for cell in nb.grade_cells]
-        columns += [f"{nb}/{name}" for nb, name, _ in cells] + ["auto_score", "manual_score", "score", "max_score"]
+        columns += [f"{nb}/{name}" for nb, name, _ in cells] + [
+            "auto_score", "manual_score", "late_penalty", "score", "max_score", "submitted_at", "late_seconds"]
         for student in gb.students:
             try:
                 submission = gb.find_submission(ASSIGNMENT_ID, student.id)
@@ -38,8 +41,12 @@ def per_question(course):
                     complete = False
                 else:
                     manual += grade.manual_score
-            row.update(auto_score=auto, manual_score=manual if complete else "",
-                       score=submission.score, max_score=submission.max_score)
+            penalty = submission.late_submission_penalty or 0.0
+            known = submission.timestamp is not None
+            row.update(auto_score=auto, manual_score=manual if complete else "", late_penalty=penalty,
+                       score=max(0.0, submission.score - penalty), max_score=submission.max_score,
+                       submitted_at=submission.timestamp.isoformat() + "Z" if known else "",
+                       late_seconds=submission.total_seconds_late if known else "")
             rows.append(row)
     return columns, rows
 

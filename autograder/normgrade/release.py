@@ -10,21 +10,24 @@
 3. release/normalization/: nbgrader's own `generate_assignment`.
 4. A leak check of release/: it fails if solution code, hidden tests, answer
    keys, expected values or outputs reached it.
-5. A proof, in a scratch copy of the course: the reference submission gets
+5. deadlines.py, the course's late policy and extensions, where there is
+   none (never overwritten), and with --due the due date in the gradebook.
+6. A proof, in a scratch copy of the course: the reference submission gets
    full auto-graded marks and runs without errors; the bare stubs get no points
    on any code check.
 """
 import argparse
+import datetime
 import shutil
 import tempfile
 from pathlib import Path
 
 import nbformat
 
-from . import expected, stubs
+from . import expected, late, stubs
 from .autograde import grade
 from .checks import FUNCTIONS
-from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, STAGED, is_course, paths, run_nbgrader
+from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, STAGED, db_url, is_course, paths, run_nbgrader
 from .notebooks import answer_keys, rendering_problems, source_notebooks
 from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
@@ -37,14 +40,22 @@ class LeakError(RuntimeError):
     """Something secret reached the student release."""
 
 
-def build_course(course, notebooks=NOTEBOOKS, prove=True):
-    """Build (or rebuild) the course at `course`; return the proof's two results, or None."""
+def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
+    """
+    Build (or rebuild) the course at `course`; return the proof's two results,
+    or None. `due` (a time nbgrader reads, e.g. "2026-12-04 17:00 UTC") sets
+    the assignment's due date in the gradebook; a rebuild without it keeps the
+    gradebook's. deadlines.py is written only where there is none.
+    """
     course = Path(course)
     layout = paths(course)
     if course.exists() and any(course.iterdir()) and not is_course(course):
         raise ValueError(f"{course} exists and is not a normgrade course; choose an empty or new folder")
+    due = check_due(due) if due is not None else None
     course.mkdir(parents=True, exist_ok=True)
     layout["config"].write_text(NBGRADER_CONFIG)
+    if not layout["deadlines"].exists():
+        layout["deadlines"].write_text(late.DEADLINES_TEMPLATE)
 
     source = layout["source"]
     if source.exists():
@@ -59,12 +70,26 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True):
     expected.write(layout["expected"], expected.generate(answer_keys(notebook_paths)))
 
     run_nbgrader(course, "generate_assignment", ASSIGNMENT_ID, "--force")
+    if due is not None:
+        late.set_due_date(db_url(course), due)
     release = layout["release"]
 
     problems = find_leaks(release, notebook_paths)
     if problems:
         raise LeakError("the release is not safe to hand out:\n" + "\n".join(f"- {p}" for p in problems))
     return prove_release(course) if prove else None
+
+
+def check_due(text, now=None):
+    """The due date `text` as naive UTC; ValueError if it is not a time, or not in the future."""
+    due = late.parse_time(text)
+    now = now or datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    if due <= now:
+        raise ValueError(f"the due date {due:%Y-%m-%d %H:%M} UTC ({text.strip()!r}) is in the past (it is now "
+                         f"{now:%Y-%m-%d %H:%M} UTC): nothing was built. Give a future time with its zone, e.g. "
+                         f"'{now.year + 1}-01-15 17:00 UTC'; to move a due date that has passed, use formgrader's "
+                         "Manage Assignments page or `nbgrader db assignment add normalization --duedate=...`")
+    return due
 
 
 def _solution_lines():
@@ -172,16 +197,23 @@ def add_parser(subparsers):
     )
     parser.add_argument("--course", type=Path, required=True, help="the course directory to build")
     parser.add_argument("--no-proof", action="store_true", help="skip grading the reference and the stubs")
+    parser.add_argument("--due", metavar="TIME",
+                        help="the assignment's due date, with its zone (\"2026-12-04 17:00 UTC\"); nbgrader's own, "
+                             "in the gradebook (a rebuild without --due keeps it). The late policy and extensions "
+                             "are in the course's deadlines.py")
     parser.set_defaults(run=run)
 
 
 def run(args):
-    proof = build_course(args.course, prove=not args.no_proof)
+    proof = build_course(args.course, prove=not args.no_proof, due=args.due)
     release = paths(args.course)["release"]
     print(f"release ready in {release} (leak check passed)")
     if proof:
         ref, bare = proof
         print(f"proof: reference {ref['score']:g} / {ref['max_score']:g} in {ref['seconds']} s, "
               f"stubs {bare['score']:g} / {bare['max_score']:g} (no code points) in {bare['seconds']} s")
+    due = late.due_date(db_url(args.course))
+    print(f"due: {f'{due:%Y-%m-%d %H:%M:%S} UTC' if due else 'none (normgrade release --due TIME sets it)'}; late policy "
+          f"and extensions: {paths(args.course)['deadlines']}")
     print(f"hand out {release} together with environment.yml")
     return 0

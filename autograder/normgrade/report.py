@@ -11,7 +11,7 @@ its figures embedded (matplotlib, PNG as data URLs; no network needed):
 - the mistakes the checks diagnosed (normgrade.diagnosis), most frequent first (not a function left
   unimplemented, nor a backward pass's wrong forward pass: that is its forward's mistake);
 - the grading failures, with their reasons;
-- the students, with score and status, sortable by any column (a few lines of
+- the students, with score, late penalty, status and lateness, sortable by any column (a few lines of
   inline JavaScript; the table reads fine without it).
 
 Everything from a student (ids, messages) is HTML-escaped.
@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import ledger
-from .autograde import DEFAULT_COURSE
+from .autograde import DEFAULT_COURSE, late_text
 from .checks import NOT_OWN_MISTAKES
 from .course import db_url, is_course
 from .status import summarize
@@ -59,7 +59,9 @@ def class_report(course, url=None):
     return {
         "gradebook": f"{Path(course).name}/gradebook.db (SQLite)" if url == own else ledger.safe_url(url),
         "students": [{"student": row["student"], "status": row["status"], "score": row["score"],
-                      "max_score": row["max_score"], "attempts": row["attempts"]} for row in rows],
+                      "max_score": row["max_score"], "attempts": row["attempts"],
+                      "late": late_text(results[row["student"]]),
+                      "penalty": results[row["student"]].get("penalty") or 0.0} for row in rows],
         "scores": summarize([row["score"] for row in graded], max_score),
         "tests": [{"name": name, "share": earned / total if total else 0.0, "mean": earned / len(graded),
                    "points": total / len(graded)} for name, (earned, total) in sorted(tests.items())],
@@ -170,12 +172,14 @@ def render_html(data, images):
             parts.append(f"<tr><td>{e(f['student'])}</td><td class='failed'>{e((f['error'] or '')[:500])}</td></tr>")
         parts.append("</tbody></table>")
     parts.append("<h2>Students</h2><p>Click a column to sort.</p><table class='sortable' id='students'><thead><tr>"
-                 "<th>student</th><th>score</th><th>out of</th><th>status</th><th>attempts</th></tr></thead><tbody>")
+                 "<th>student</th><th>score</th><th>out of</th><th>late penalty</th><th>status</th><th>late</th>"
+                 "<th>attempts</th></tr></thead><tbody>")
     for s in data["students"]:
         score = "" if s["score"] is None else f"{s['score']:g}"
         out_of = "" if s["max_score"] is None else f"{s['max_score']:g}"
         parts.append(f"<tr><td>{e(s['student'])}</td><td class='number'>{score}</td><td class='number'>{out_of}"
-                     f"</td><td>{e(s['status'])}</td><td class='number'>{s['attempts']}</td></tr>")
+                     f"</td><td class='number'>{s['penalty']:g}</td><td>{e(s['status'])}</td><td>{e(s['late'])}</td>"
+                     f"<td class='number'>{s['attempts']}</td></tr>")
     parts.append(f"</tbody></table><script>{SORT_SCRIPT}</script></body></html>")
     return "\n".join(parts)
 

@@ -4,10 +4,12 @@
 Counts the submissions graded, failed and pending (left `running` by a run
 that was stopped, and, given the class folders as PATHs, those no run has
 reached yet), lists the failures with their reasons, and summarizes the
-auto-graded scores: count, mean, quartiles and a histogram.
+auto-graded scores (after late penalties): count, mean, quartiles and a histogram,
+and lists the late submissions and those whose submission time is unknown.
 
     {"gradebook": URL, "graded": n, "failed": n, "pending": n,
      "failures": [{"student", "error"}], "pending_students": [...],
+     "late": [{"student", "late_seconds", "penalty"}], "time_unknown": [student...],
      "scores": {"count", "max_score", "mean", "min", "q1", "median", "q3", "max", "histogram": [[low, high, n]...]}}
 """
 import argparse
@@ -16,7 +18,7 @@ import statistics
 from pathlib import Path
 
 from . import ledger
-from .autograde import DEFAULT_COURSE, discover
+from .autograde import DEFAULT_COURSE, discover, duration
 from .course import db_url, is_course
 
 BINS = 10
@@ -34,6 +36,7 @@ def class_status(course, url=None, paths_given=()):
     known = {row["student"] for row in rows}
     unseen = [student for student, *_ in discover(paths_given)[0] if student not in known] if paths_given else []
     graded = by_status.get("graded", [])
+    graded_results = [(row, json.loads(row["result"]) if row["result"] else {}) for row in graded]
     return {
         "gradebook": ledger.safe_url(url),
         "graded": len(graded),
@@ -42,6 +45,10 @@ def class_status(course, url=None, paths_given=()):
         "failures": [{"student": row["student"], "error": json.loads(row["result"]).get("error", "")}
                      for row in by_status.get("failed", [])],
         "pending_students": sorted([row["student"] for row in by_status.get("running", [])] + unseen),
+        "late": [{"student": row["student"], "late_seconds": result["late_seconds"], "penalty": result["penalty"]}
+                 for row, result in graded_results if result.get("late_seconds")],
+        "time_unknown": [row["student"] for row, result in graded_results
+                         if "late_seconds" in result and result["late_seconds"] is None],
         "scores": summarize([row["score"] for row in graded], max((row["max_score"] or 0) for row in graded)
                             if graded else 0.0),
     }
@@ -78,6 +85,12 @@ def format_status(document):
         lines.append(f"failed: {failure['student']}: {first_line[:200]}")
     if document["pending_students"]:
         lines.append("pending: " + ", ".join(document["pending_students"]))
+    for entry in document["late"]:
+        penalty = f", -{entry['penalty']:g} points" if entry["penalty"] else ""
+        lines.append(f"late: {entry['student']}: {duration(entry['late_seconds'])}{penalty}")
+    if document["time_unknown"]:
+        lines.append("submission time unknown (no late penalty applied; see each one's note): "
+                     + ", ".join(document["time_unknown"]))
     return "\n".join(lines)
 
 

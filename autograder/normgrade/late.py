@@ -1,0 +1,207 @@
+"""
+Deadlines: nbgrader's due date, the course's extensions and late policy, and the submission time.
+
+- The due date is nbgrader's own, the gradebook's assignment due date: set by
+  `normgrade release --due`, by formgrader's Manage Assignments page or by
+  `nbgrader db assignment add normalization --duedate=...`.
+- Extensions and the late policy are the course's, in deadlines.py beside
+  nbgrader_config.py (which loads it, so plain `nbgrader autograde` applies
+  them too; `normgrade release` writes it once and never overwrites it):
+
+      c.LatePolicy.percent_per_day = 10   # of the score, per day or part of a day late
+      c.LatePolicy.max_percent = 50       # the most a late submission loses
+      c.LatePolicy.zero_after_days = 7    # later than this: no points (0: never)
+      c.LatePolicy.extensions = {"alice": 48}  # hours, by student id
+
+  No penalty by default. nbgrader's AssignLatePenalties asks LatePolicy for
+  each notebook's penalty; LatePenalties first writes the student's extension
+  into the gradebook (nbgrader's own `extension`), so formgrader, the
+  feedback and nbgrader's export all see the same due date.
+- The submission time is nbgrader's: the timestamp.txt that `nbgrader submit`
+  writes on the student's side of the exchange and `nbgrader collect` keeps.
+  A student who runs their own code can write any time there; see the
+  README's "Deadlines" for what a course can do about it.
+"""
+import datetime
+import json
+import math
+
+from nbgrader.plugins import LateSubmissionPlugin
+from nbgrader.preprocessors import AssignLatePenalties
+from traitlets import Dict, Float, TraitError, validate
+
+from .course import ASSIGNMENT_ID, COURSE_ID, DEADLINES_NAME
+
+DAY = 86400.0
+CLOCK_SKEW = datetime.timedelta(minutes=5)  # a submission time this far past the grader's clock is still believed
+MAX_TIMESTAMP_BYTES = 200
+
+DEADLINES_TEMPLATE = '''\
+# The late policy and extensions of the normalization assignment, read by nbgrader_config.py
+# (so by `normgrade grade` and by plain `nbgrader autograde` alike). Written once by
+# `normgrade release`, never overwritten: edit it here. A change takes effect on the next
+# `normgrade grade`, which regrades every submission it changes (the penalty is recomputed).
+#
+# The due date itself is nbgrader's: `normgrade release --course DIR --due "2026-12-04 17:00 UTC"`,
+# formgrader's Manage Assignments page, or `nbgrader db assignment add normalization --duedate=...`.
+# The submission time is the timestamp.txt that `nbgrader submit` writes (see the README, Deadlines).
+
+c = get_config()  # noqa: F821
+
+# Percent of the score lost per day or part of a day late (0: no penalty).
+c.LatePolicy.percent_per_day = 0
+# The most a late submission loses, in percent of its score.
+c.LatePolicy.max_percent = 100
+# A submission later than this many days gets no points (0: no such limit).
+c.LatePolicy.zero_after_days = 0
+# Extensions, in hours, by student id: {"alice": 48}.
+c.LatePolicy.extensions = {}
+'''
+
+
+class LatePolicy(LateSubmissionPlugin):
+    """The course's late policy (deadlines.py): a percentage per day or part day, a cap, zero after N days."""
+
+    percent_per_day = Float(0.0, help="percent of the score lost per day or part of a day late").tag(config=True)
+    max_percent = Float(100.0, help="the most a late submission loses, in percent").tag(config=True)
+    zero_after_days = Float(0.0, help="later than this many days: no points (0: no such limit)").tag(config=True)
+    extensions = Dict(help="extensions in hours, by student id").tag(config=True)
+
+    @validate("percent_per_day", "max_percent")
+    def _percent(self, proposal):
+        if not 0 <= proposal.value <= 100:
+            raise TraitError(f"LatePolicy.{proposal.trait.name} must be a percent from 0 to 100, not {proposal.value}")
+        return proposal.value
+
+    @validate("zero_after_days")
+    def _days(self, proposal):
+        if not proposal.value >= 0:
+            raise TraitError(f"LatePolicy.zero_after_days must be 0 (no limit) or a number of days, not {proposal.value}")
+        return proposal.value
+
+    @validate("extensions")
+    def _extensions(self, proposal):
+        for student, hours in proposal.value.items():
+            if not isinstance(student, str) or isinstance(hours, bool) or not isinstance(hours, (int, float)) \
+                    or not 0 <= hours < 24 * 365:
+                raise TraitError(f"LatePolicy.extensions maps a student id to hours (a number from 0 to 8760), not "
+                                 f"{student!r}: {hours!r}")
+        return proposal.value
+
+    def fraction_lost(self, seconds_late):
+        """The fraction of the score a submission this many seconds late (extensions applied) loses."""
+        if seconds_late <= 0:
+            return 0.0
+        if self.zero_after_days and seconds_late > self.zero_after_days * DAY:
+            return 1.0
+        return min(self.max_percent, self.percent_per_day * math.ceil(seconds_late / DAY)) / 100
+
+    def late_submission_penalty(self, student_id, score, total_seconds_late):
+        return round(score * self.fraction_lost(total_seconds_late), 6)
+
+    def extension(self, student):
+        """The student's extension as a timedelta, or None."""
+        hours = self.extensions.get(student)
+        return datetime.timedelta(hours=hours) if hours else None
+
+    def describe(self):
+        """The policy as data (what the ledger's content hash covers, and the report shows)."""
+        return {"percent_per_day": self.percent_per_day, "max_percent": self.max_percent,
+                "zero_after_days": self.zero_after_days}
+
+
+class LatePenalties(AssignLatePenalties):
+    """nbgrader's AssignLatePenalties, after writing the course's extension for the student into the gradebook."""
+
+    def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook
+
+        student = resources["nbgrader"]["student"]
+        extension = self.plugin_class(parent=self).extension(student)
+        with Gradebook(resources["nbgrader"]["db_url"], COURSE_ID) as gb:
+            submission = gb.find_submission(resources["nbgrader"]["assignment"], student)
+            if submission.extension != extension:
+                submission.extension = extension
+                gb.db.commit()
+        return super().preprocess(nb, resources)
+
+
+def policy(config):
+    """The course's LatePolicy from its loaded nbgrader config; ValueError naming a setting that is not one."""
+    known = set(LatePolicy.class_trait_names(config=True))
+    unknown = sorted(set(config.get("LatePolicy", {})) - known)
+    if unknown:
+        raise ValueError(f"{DEADLINES_NAME} sets LatePolicy.{unknown[0]}, which is not a setting; the settings are "
+                         f"{', '.join(sorted(known - {'penalty_method'}))}")
+    try:
+        return LatePolicy(config=config)
+    except TraitError as err:
+        raise ValueError(f"{DEADLINES_NAME}: {err}") from None
+
+
+def due_date(url):
+    """The assignment's due date in the gradebook at `url` (naive UTC, as nbgrader stores it), or None."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url, COURSE_ID) as gb:
+        return gb.find_assignment(ASSIGNMENT_ID).duedate
+
+
+def set_due_date(url, when):
+    """Write the assignment's due date (a datetime, naive UTC) into the gradebook at `url`."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url, COURSE_ID) as gb:
+        gb.update_or_create_assignment(ASSIGNMENT_ID, duedate=when)
+
+
+def parse_time(text):
+    """A time as nbgrader reads it (nbgrader.utils.parse_utc: naive UTC), or ValueError saying what was wrong."""
+    from nbgrader.utils import parse_utc
+
+    try:
+        return parse_utc(text.strip())
+    except (ValueError, OverflowError, TypeError) as err:
+        raise ValueError(f"{text.strip()[:60]!r} is not a time (nbgrader writes e.g. "
+                         f"'2026-12-04 16:59:30.123456 UTC'): {err}") from None
+
+
+def submission_time(data, now, due):
+    """
+    (time, note) from the bytes of a submission's timestamp.txt (None: no
+    such file), `now` and the due date (naive UTC, or None): time is the
+    submission time to grade with (naive UTC) or None when it cannot be
+    believed; note says why (or is None). A time past the grader's clock is
+    not believed.
+    """
+    if data is None:
+        return None, (f"no timestamp.txt (nbgrader submit writes it): the submission time is unknown, so no late "
+                      f"penalty was applied; check when it was handed in" if due else None)
+    try:
+        when = parse_time(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        why = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else str(err)
+        return None, (f"timestamp.txt is unreadable ({why}): the submission time is unknown, so no late penalty was "
+                      "applied; check when it was handed in")
+    if when > now + CLOCK_SKEW:
+        return None, (f"timestamp.txt says {when:%Y-%m-%d %H:%M:%S} UTC, after this grading ({now:%Y-%m-%d %H:%M:%S} "
+                      "UTC): a wrong clock or an edited file; the time was not used and no late penalty was applied; "
+                      "check when it was handed in")
+    return when, None
+
+
+def deadline_key(due, policy_, student):
+    """What decides a student's lateness besides their submission time, as text (the ledger's hash covers it)."""
+    return json.dumps({"due": due.isoformat() if due else None, "extension_hours": policy_.extensions.get(student),
+                       "policy": policy_.describe()}, sort_keys=True)
+
+
+def unknown_extensions(policy_, url, students):
+    """Notes on extensions for ids that are neither among `students` nor in the gradebook at `url` (typos?)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url, COURSE_ID) as gb:
+        known = set(students) | {student.id for student in gb.students}
+    return [f"{DEADLINES_NAME} gives {student!r} an extension, but no submission has that student id (in this run "
+            f"or the gradebook): a typo? Ids are the submission folders' names, as `normgrade status` lists them"
+            for student in sorted(set(policy_.extensions) - known)]
