@@ -65,6 +65,8 @@ from .scorer import parse_notebook
 
 DEFAULT_COURSE = Path("course")
 MAX_NOTEBOOK_BYTES = 16 << 20
+SUBMISSION_SECRET = "submission_secret.txt"  # written by `nbgrader submit`; release_feedback needs it
+MAX_SECRET_BYTES = 1024
 
 
 class Overlap(ValueError):
@@ -228,6 +230,7 @@ def stage(course, student, folder, root=None, due=None):
             nbformat.write(nb, target / blank.name)
         layers, problem = files.read_file(folder_fd, ("normlab", "layers.py"), MAX_LAYERS_BYTES)
         stamp, stamp_problem = files.read_file(folder_fd, ("timestamp.txt",), late.MAX_TIMESTAMP_BYTES)
+        secret, _ = files.read_file(folder_fd, (SUBMISSION_SECRET,), MAX_SECRET_BYTES)
     finally:
         os.close(folder_fd)
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
@@ -240,6 +243,8 @@ def stage(course, student, folder, root=None, due=None):
         notes.append(note)
     if when is not None:  # as nbgrader writes it; nbgrader's autograde reads it from here
         (target / "timestamp.txt").write_text(f"{when:%Y-%m-%d %H:%M:%S.%f} UTC")
+    if secret is not None:  # nbgrader's release_feedback names each student's feedback by it
+        (target / SUBMISSION_SECRET).write_bytes(secret)
     if layers is None:
         notes.append(layers_problem(problem))
     else:

@@ -5,7 +5,9 @@ nbgrader's generate_feedback renders each autograded notebook (the course
 config clears hidden test code from it and cuts tracebacks of graded cells to
 one line, so students see the messages of the hidden tests, not the tests)
 and copies every other file of the autograded
-folder next to it. Those copies are removed here: a student gets back only
+folder next to it. Those copies are removed here, but for the student's own
+timestamp.txt and submission_secret.txt, which `nbgrader release_feedback`
+reads (it copies only the pages into the exchange): a student gets back only
 the HTML pages. Each page is then checked for hidden test code, and gets a
 note that shows when MathJax (from a CDN) could not be loaded.
 """
@@ -17,6 +19,9 @@ from traitlets import Bool
 
 from .course import ASSIGNMENT_ID, paths, run_nbgrader
 
+# The student's own submission time and secret, which nbgrader's release_feedback reads beside the pages
+# (it names each student's feedback in the exchange by the secret); never copied to the exchange.
+EXCHANGE_FILES = ("timestamp.txt", "submission_secret.txt")
 HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN SOLUTION")
 
 # nbconvert's pages load MathJax from a CDN. Offline it does not load and the formulas stay LaTeX source:
@@ -69,7 +74,7 @@ def generate_feedback(course, student=None):
         if student and name != student:
             continue
         for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
-            if path.is_file() and path.suffix != ".html":
+            if path.is_file() and path.suffix != ".html" and path.relative_to(folder).as_posix() not in EXCHANGE_FILES:
                 path.unlink()
             elif path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
