@@ -564,17 +564,19 @@ def test_a_folder_named_like_a_hashed_id_neither_refuses_the_run_nor_replaces_a_
     from normgrade.autograde import student_id
 
     copy = _fresh_course(course, tmp_path)
-    forged = student_id("jo.doe")
+    forged = student_id("jo doe")
     first, later = tmp_path / "first", tmp_path / "later"
-    shutil.copytree(klass / "s000_reference", first / "jo.doe")
+    shutil.copytree(klass / "s000_reference", first / "jo doe")
     shutil.copytree(klass / "s001_stubs", first / forged)
     shutil.copytree(klass / "s001_stubs", later / forged)
-    shutil.copytree(klass / "s001_stubs", later / forged.replace(".", "_"))
+    shutil.copytree(klass / "s001_stubs", later / forged.replace("~", "_"))
     document = grade([first], copy, workers=1)
     scores = {s["student"]: s["score"] for s in document["submissions"]}
     assert scores[forged] == 36 and len(scores) == 2 and 0 in scores.values()
+    notes = {s["student"]: s["notes"] for s in document["submissions"]}
+    assert any(f"graded as {forged!r}" in note for note in notes[forged]), "the instructor is told the id it got"
     grade([later], copy, workers=1)
-    assert _gradebook(db_url(copy))[0][forged] == 36, "a later run replaced jo.doe's grade"
+    assert _gradebook(db_url(copy))[0][forged] == 36, "a later run replaced jo doe's grade"
 
 
 def test_duplicated_ids_are_reported_and_the_rest_of_the_class_graded(course, klass, tmp_path):
@@ -604,7 +606,7 @@ def test_exported_cells_never_run_as_spreadsheet_formulas(course, klass, tmp_pat
     rows = list(csv.reader(text.splitlines()))
     cells = [cell for row in rows for cell in row]
     assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells), cells
-    assert "'-A1-B1" in cells and "plain" in cells
+    assert any(cell.startswith("'-A1-B1") for cell in cells) and "plain" in cells
     assert all(line.startswith('"') for line in text.splitlines()), "every cell quoted (RFC 4180)"
     assert "36.0" in rows[[r[0] for r in rows].index("plain")], "numbers stay numbers"
 

@@ -4,6 +4,8 @@ staged from nbgrader's timestamp.txt, and the penalty everywhere the score
 shows: the run's JSON and table, status, the report, the export, feedback.
 """
 import datetime
+import os
+import re
 
 import pytest
 from traitlets.config import Config
@@ -88,3 +90,117 @@ def test_a_due_date_in_the_past_or_unreadable_is_refused():
         check_due("2026-12-04 16:00 UTC", now=NOW)
     with pytest.raises(ValueError, match="is not a time"):
         check_due("next friday at five", now=NOW)
+
+
+# ---- through grading: a class with a due date, a policy, an extension and bad times ----
+
+HOUR = datetime.timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def term(sandbox, tmp_path_factory):
+    """A course due in a day, rebuilt once without --due (which keeps it), then moved 30 h into the past."""
+    from normgrade.course import db_url, paths
+    from normgrade.release import build_course
+
+    course = tmp_path_factory.mktemp("term") / "course"
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    build_course(course, prove=False, due=f"{now + 24 * HOUR:%Y-%m-%d %H:%M:%S} UTC")
+    paths(course)["deadlines"].write_text(paths(course)["deadlines"].read_text().replace(
+        "percent_per_day = 0", "percent_per_day = 10").replace("extensions = {}", 'extensions = {"bob": 48, "bobby": 5}'))
+    build_course(course, prove=False)
+    assert abs(late.due_date(db_url(course)) - (now + 24 * HOUR)) < datetime.timedelta(seconds=1), "a rebuild keeps it"
+    assert "percent_per_day = 10" in paths(course)["deadlines"].read_text(), "a rebuild keeps deadlines.py"
+    late.set_due_date(db_url(course), now - 30 * HOUR)  # as formgrader's Manage Assignments page would
+    return course, now
+
+
+def _class(course, root, now):
+    from normgrade.course import paths
+    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.samples import make_submission, reference_layers
+
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    stamps = {"alice": f"{now - HOUR:%Y-%m-%d %H:%M:%S.%f} UTC", "bob": f"{now - HOUR:%Y-%m-%d %H:%M:%S} UTC",
+              "carol": None, "dave": "last tuesday-ish", "erin": f"{now + 72 * HOUR:%Y-%m-%d %H:%M:%S} UTC",
+              "frank": "fifo"}
+    for student, stamp in stamps.items():
+        folder = make_submission(paths(course)["release"], root / student, reference_layers(), keys)
+        if stamp == "fifo":
+            os.mkfifo(folder / "timestamp.txt")
+        elif stamp:
+            (folder / "timestamp.txt").write_text(stamp)
+    return root
+
+
+def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
+    from normgrade.autograde import format_table, grade
+    from normgrade.course import paths
+    from normgrade.export import write_csv
+    from normgrade.feedback import generate_feedback
+    from normgrade.report import write_report
+    from normgrade.status import class_status, format_status
+    from test_exchange import tree_digest
+
+    course, now = term
+    klass = _class(course, tmp_path / "class", now)
+    before = tree_digest(klass)
+    document = grade([klass], course, workers=2)
+    assert tree_digest(klass) == before, "grading changed a submission"
+    by = {r["student"]: r for r in document["submissions"]}
+    full = by["alice"]["max_score"]
+    # alice: 29 h late is two days or part days, 20 % of her 36 points
+    assert by["alice"]["late_seconds"] == pytest.approx(29 * 3600, abs=1) and by["alice"]["penalty"] == 0.2 * full
+    assert by["alice"]["raw_score"] == full and by["alice"]["score"] == pytest.approx(0.8 * full)
+    assert by["bob"]["late_seconds"] == 0 and by["bob"]["score"] == full, "bob's 48 h extension"
+    for student, says in (("carol", "no timestamp.txt"), ("dave", "timestamp.txt is unreadable"),
+                          ("erin", "after this grading"), ("frank", "not a small regular file")):
+        assert by[student]["late_seconds"] is None and by[student]["score"] == full, student
+        assert any(says in note for note in by[student]["notes"]), (student, by[student]["notes"])
+    assert any("'bobby' an extension, but no submission has that student id" in n for n in document["notes"])
+
+    table = format_table(document)
+    assert "1 d 5 h late, -7.2 points" in table and table.count("time unknown") == 4 and "'bobby'" in table
+    status = class_status(course)
+    assert status["late"] == [{"student": "alice", "late_seconds": by["alice"]["late_seconds"], "penalty": 7.2}]
+    assert status["time_unknown"] == ["carol", "dave", "erin", "frank"]
+    assert "late: alice: 1 d 5 h, -7.2 points" in format_status(status)
+    report = write_report(course, tmp_path / "report.html")
+    alice = next(s for s in report["students"] if s["student"] == "alice")
+    assert alice["score"] == pytest.approx(28.8) and alice["penalty"] == 7.2 and alice["late"].startswith("1 d 5 h")
+    write_csv(course, tmp_path / "grades.csv")
+    import csv
+    rows = {row["student"]: row for row in csv.DictReader((tmp_path / "grades.csv").open())}
+    assert float(rows["alice"]["late_penalty"]) == 7.2 and float(rows["alice"]["score"]) == pytest.approx(28.8)
+    assert rows["carol"]["submitted_at"] == "" and rows["bob"]["submitted_at"].startswith(f"{now - HOUR:%Y-%m-%d}")
+    pages = generate_feedback(course, "alice")["alice"]
+    shown = re.findall(r"Late submission penalty \(Score: -([0-9.]+)\)", " ".join(p.read_text() for p in pages))
+    assert len(shown) == 2 and sum(map(float, shown)) == pytest.approx(7.2), "each notebook's page shows its part"
+
+    # An extension after grading: the next run regrades alice alone, and her penalty is gone (nbgrader #723).
+    deadlines = paths(course)["deadlines"]
+    deadlines.write_text(deadlines.read_text().replace('{"bob": 48, "bobby": 5}', '{"bob": 48, "alice": 30}'))
+    again = {r["student"]: r for r in grade([klass], course, workers=2)["submissions"]}
+    assert again["alice"]["status"] == "graded" and again["alice"]["penalty"] == 0 and again["alice"]["score"] == full
+    assert {r["status"] for s, r in again.items() if s != "alice"} == {"unchanged"}
+    pages = generate_feedback(course, "alice")["alice"]
+    assert "Late submission penalty" not in " ".join(p.read_text() for p in pages)
+
+
+def test_a_wrong_deadlines_file_stops_the_run_before_anything_is_graded(term, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from normgrade.course import paths
+
+    course, now = term
+    copy = tmp_path / "course"
+    shutil.copytree(course, copy, ignore=shutil.ignore_patterns("staged", "autograded", "feedback"))
+    deadlines = paths(copy)["deadlines"]
+    deadlines.write_text(deadlines.read_text() + "\nc.LatePolicy.percent_per_dya = 5\n")
+    klass = _class(copy, tmp_path / "class", now)
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "grade", str(klass), "--course", str(copy)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "deadlines.py sets LatePolicy.percent_per_dya, which is not a setting" in done.stderr
+    assert not (paths(copy)["staged"] / "alice").exists(), "nothing was staged"

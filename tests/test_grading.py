@@ -216,18 +216,36 @@ def test_notebooks_validate_and_markdown_renders_as_prose(tmp_path):
 def test_student_ids_never_collide_within_or_across_runs():
     from normgrade.autograde import _with_ids, student_id
 
-    names = ("b.b", "b_b", "b_b_2", "b b", "", "jo.doe", "jo_doe", "\x1b]0;PWNED\x07")
+    names = ("b b", "b_b", "b_b_2", "b\tb", "", "jo doe", "jo_doe", "\x1b]0;PWNED\x07", "jo.doe", "jo@uni.edu", "-rf",
+             "..", "zo\u00eb")
     found, duplicates = _with_ids([(name, Path(name or "x"), name, Path(".")) for name in names])
     ids = [student for student, *_ in found]
     assert len(set(ids)) == len(ids) == len(names) and duplicates == {}, ids
     assert ids[1] == "b_b" and ids[2] == "b_b_2" and ids[6] == "jo_doe", "a folder already named like an id keeps it"
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]+(\.[0-9a-f]{16})?", i) for i in ids)
-    # The id depends on the name alone: "jo.doe" graded in a later run cannot replace "jo_doe"'s grade.
-    assert student_id("jo.doe") == ids[5] != "jo_doe"
-    # No folder name is another's hashed id: a folder named exactly like jo.doe's id gets an id of its own.
-    forged = student_id("jo.doe")
-    assert student_id(forged) != forged and student_id(forged.replace(".", "_")) != forged
-    assert all(student_id(name) != forged for name in (forged, forged.upper(), forged + " ", forged.split(".")[0]))
+    assert ids[8] == "jo.doe" and ids[9] == "jo@uni.edu", "JupyterHub's user names are ids as nbgrader sees them"
+    assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*|[A-Za-z0-9_.@-]*~[0-9a-f]{16}", i) for i in ids), ids
+    assert ids[10].endswith(ids[10][-17:]) and "~" in ids[10] and "~" in ids[11], "no leading - or ., never .."
+    # The id depends on the name alone: "jo doe" graded in a later run cannot replace "jo_doe"'s grade.
+    assert student_id("jo doe") == ids[5] != "jo_doe"
+    # No folder name is another's hashed id: a folder named exactly like jo doe's id gets an id of its own.
+    forged = student_id("jo doe")
+    assert student_id(forged) != forged and student_id(forged.replace("~", "_")) != forged
+    assert all(student_id(name) != forged for name in (forged, forged.upper(), forged + " ", forged.split("~")[0]))
+    # The same name in NFD (as macOS writes file names) is the same student; two spellings in one run are duplicates.
+    assert student_id("zo\u00eb") == student_id("zoe\u0308")
+    found, duplicates = _with_ids([(n, Path(n), n, Path(".")) for n in ("zo\u00eb", "zoe\u0308", "ann")])
+    assert [s for s, *_ in found] == ["ann"] and list(duplicates) == [student_id("zo\u00eb")]
+
+
+def test_ids_equal_but_for_case_are_duplicates_on_a_case_insensitive_file_system(tmp_path):
+    from normgrade.autograde import _with_ids
+    from normgrade.files import case_insensitive
+
+    entries = [(n, Path(n), n, Path(".")) for n in ("Ann", "ann", "bo")]
+    assert len(_with_ids(entries)[0]) == 3, "where Ann and ann are two folders, they are two students"
+    found, duplicates = _with_ids(entries, fold_case=True)
+    assert [s for s, *_ in found] == ["bo"] and duplicates == {"Ann": ["Ann", "ann"]}
+    assert case_insensitive(tmp_path) is False and list(tmp_path.iterdir()) == [], "the probe is removed"
 
 
 def test_two_submissions_with_one_id_are_left_out_and_the_rest_is_graded():

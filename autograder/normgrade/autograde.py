@@ -49,6 +49,7 @@ import shutil
 import sys
 import time
 import traceback
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def _is_submission(folder):
     return folder.is_dir() and (any(folder.glob("*.ipynb")) or (folder / "normlab").is_dir())
 
 
-def discover(paths_given):
+def discover(paths_given, fold_case=False):
     """
     ([(student_id, submission folder, path as given, root)], duplicates) for
     the PATHs, in order (duplicates: see _with_ids). root is the folder the
@@ -129,43 +130,61 @@ def discover(paths_given):
                 "folder of submissions"
             )
         found.extend(students)
-    return _with_ids(found)
+    return _with_ids(found, fold_case)
 
 
-PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
+PLAIN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
+HASHED = "~"  # never in a plain id
 
 
 def student_id(name):
     """
-    The student id of a submission folder's name, the same in every run: a
-    name of letters, digits, _ and - (PLAIN_ID) is kept; any other name gets
-    its other characters replaced by _ and a "." and 16 hex digits of its own
-    SHA-256. A plain name has no ".", so no folder name is another's hashed id
-    ("jo_doe.6f0c..." of "jo.doe" cannot be spelled by a folder), and two
-    hashed ids differ unless 64 bits of SHA-256 collide.
+    The student id of a submission folder's name, the same in every run. A
+    plain name (PLAIN_ID: what JupyterHub and nbgrader's exchange use, such
+    as jo.doe or jo@uni.edu: letters, digits, _ . @ -, not starting with . or
+    -, at most 128 characters) is the id, as nbgrader's own commands see it.
+    Any other name (spaces, other scripts, a leading -, a path trick) gets
+    its other characters replaced by _, then "~" and 16 hex digits of the
+    SHA-256 of its NFC form (so a name spelled in NFD, as macOS writes file
+    names, is the same student). No plain name has a "~", so no folder name
+    spells another's hashed id, and two hashed ids differ unless 64 bits of
+    SHA-256 collide.
     """
     if PLAIN_ID.fullmatch(name):
         return name
-    readable = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:40] or "student"
-    return f"{readable}.{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
+    name = unicodedata.normalize("NFC", name)
+    readable = re.sub(r"[^A-Za-z0-9_.@-]", "_", name)[:40] or "student"
+    return f"{readable}{HASHED}{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
 
 
-def _with_ids(found):
+def id_note(given, student):
+    """A note for the submission at `given` (a path, as discover saw it) whose folder name is not its student id."""
+    named = Path(given).absolute()
+    name = named.parent.name if named.name == ASSIGNMENT_ID and student_id(named.parent.name) == student else named.name
+    if name == student:
+        return ""
+    return (f"the folder name {name!r} is not a plain student id (letters, digits, _ . @ -, not starting with . or "
+            f"-): graded as {student!r}; plain nbgrader would name it otherwise, so rename the folder to grade it "
+            "under a plain id")
+
+
+def _with_ids(found, fold_case=False):
     """
     (submissions, duplicates) from found, with student ids (student_id):
     submissions [(student, folder, given, root)], and duplicates {student:
     [given, ...]} for ids that two submissions of this run would share (the
     same folder named twice, or <id> and <id>/normalization given
-    separately). Those are left out of the run, which grades the rest of the
+    separately; with fold_case, as on a case-insensitive file system, also
+    Ann and ann). Those are left out of the run, which grades the rest of the
     class and reports them (grade() lists them failed): one is never graded
     as the other.
     """
     by_id = {}
     for name, folder, given, root in found:
         student = student_id(name)
-        by_id.setdefault(student, []).append((student, folder, given, root))
+        by_id.setdefault(student.casefold() if fold_case else student, []).append((student, folder, given, root))
     submissions = [entries[0] for entries in by_id.values() if len(entries) == 1]
-    duplicates = {student: [given for _, _, given, _ in entries] for student, entries in by_id.items()
+    duplicates = {entries[0][0]: [given for _, _, given, _ in entries] for entries in by_id.values()
                   if len(entries) > 1}
     return submissions, duplicates
 
@@ -316,7 +335,8 @@ def _grade_once(task, start):
     course = Path(task.course)
     layout = paths(course)
     due = datetime.datetime.fromisoformat(task.due) if task.due else None
-    notes = stage(course, task.student, task.folder, task.root or None, due)
+    notes = [note for note in [id_note(task.given, task.student)] if note]
+    notes += stage(course, task.student, task.folder, task.root or None, due)
     staged = layout["staged"] / task.student / ASSIGNMENT_ID
     digest = ledger.content_hash(staged, layout["expected"], execute=task.execute, unsandboxed=task.unsandboxed,
                                  deadline=task.deadline)
@@ -418,7 +438,8 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     """
     course = Path(course).resolve()
     refuse_overlaps(course, paths_given)
-    found, duplicates = discover(paths_given)
+    # On a case-insensitive file system (macOS, a Windows share) Ann's and ann's staging folders are one.
+    found, duplicates = discover(paths_given, fold_case=is_course(course) and files.case_insensitive(course))
     refuse_overlaps(course, [folder for _, folder, _, _ in found])
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course: build it first with `normgrade release --course "

@@ -108,3 +108,16 @@ def read_below(root, path, limit):
         return read_file(folder, parts, limit)
     finally:
         os.close(folder)
+
+
+def case_insensitive(folder):
+    """Whether the file system of `folder` takes Ann and ann for one name (a probe file is made and removed)."""
+    import tempfile
+
+    handle, probe = tempfile.mkstemp(prefix="CaseProbe-", dir=folder)
+    os.close(handle)
+    try:
+        head, name = os.path.split(probe)
+        return os.path.exists(os.path.join(head, name.swapcase()))
+    finally:
+        os.unlink(probe)
