@@ -106,11 +106,11 @@ def term(sandbox, tmp_path_factory):
     course = tmp_path_factory.mktemp("term") / "course"
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     build_course(course, prove=False, due=f"{now + 24 * HOUR:%Y-%m-%d %H:%M:%S} UTC")
-    paths(course)["deadlines"].write_text(paths(course)["deadlines"].read_text().replace(
+    paths(course)["own_config"].write_text(paths(course)["own_config"].read_text().replace(
         "percent_per_day = 0", "percent_per_day = 10").replace("extensions = {}", 'extensions = {"bob": 48, "bobby": 5}'))
     build_course(course, prove=False)
     assert abs(late.due_date(db_url(course)) - (now + 24 * HOUR)) < datetime.timedelta(seconds=1), "a rebuild keeps it"
-    assert "percent_per_day = 10" in paths(course)["deadlines"].read_text(), "a rebuild keeps deadlines.py"
+    assert "percent_per_day = 10" in paths(course)["own_config"].read_text(), "a rebuild keeps course_config.py"
     late.set_due_date(db_url(course), now - 30 * HOUR)  # as formgrader's Manage Assignments page would
     return course, now
 
@@ -173,12 +173,24 @@ def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
     rows = {row["student"]: row for row in csv.DictReader((tmp_path / "grades.csv").open())}
     assert float(rows["alice"]["late_penalty"]) == 7.2 and float(rows["alice"]["score"]) == pytest.approx(28.8)
     assert rows["carol"]["submitted_at"] == "" and rows["bob"]["submitted_at"].startswith(f"{now - HOUR:%Y-%m-%d}")
+    # A manual grade after autograde: nbgrader would keep the penalty it took of 36 points; export and feedback
+    # recompute it on 36 + 2.
+    from nbgrader.api import Gradebook
+
+    from normgrade.course import ASSIGNMENT_ID, COURSE_ID, db_url
+    with Gradebook(db_url(course), COURSE_ID) as gb:
+        gb.find_grade("inline_groupnorm_why", "SpatialNormalization", ASSIGNMENT_ID, "alice").manual_score = 2.0
+        gb.db.commit()
+    write_csv(course, tmp_path / "grades.csv")
+    rows = {row["student"]: row for row in csv.DictReader((tmp_path / "grades.csv").open())}
+    assert float(rows["alice"]["late_penalty"]) == pytest.approx(0.2 * 38)
+    assert float(rows["alice"]["score"]) == pytest.approx(0.8 * 38)
     pages = generate_feedback(course, "alice")["alice"]
     shown = re.findall(r"Late submission penalty \(Score: -([0-9.]+)\)", " ".join(p.read_text() for p in pages))
-    assert len(shown) == 2 and sum(map(float, shown)) == pytest.approx(7.2), "each notebook's page shows its part"
+    assert len(shown) == 2 and sum(map(float, shown)) == pytest.approx(7.6), "each notebook's page shows its part"
 
     # An extension after grading: the next run regrades alice alone, and her penalty is gone (nbgrader #723).
-    deadlines = paths(course)["deadlines"]
+    deadlines = paths(course)["own_config"]
     deadlines.write_text(deadlines.read_text().replace('{"bob": 48, "bobby": 5}', '{"bob": 48, "alice": 30}'))
     again = {r["student"]: r for r in grade([klass], course, workers=2)["submissions"]}
     assert again["alice"]["status"] == "graded" and again["alice"]["penalty"] == 0 and again["alice"]["score"] == full
@@ -197,10 +209,10 @@ def test_a_wrong_deadlines_file_stops_the_run_before_anything_is_graded(term, tm
     course, now = term
     copy = tmp_path / "course"
     shutil.copytree(course, copy, ignore=shutil.ignore_patterns("staged", "autograded", "feedback"))
-    deadlines = paths(copy)["deadlines"]
+    deadlines = paths(copy)["own_config"]
     deadlines.write_text(deadlines.read_text() + "\nc.LatePolicy.percent_per_dya = 5\n")
     klass = _class(copy, tmp_path / "class", now)
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "grade", str(klass), "--course", str(copy)],
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "deadlines.py sets LatePolicy.percent_per_dya, which is not a setting" in done.stderr
+    assert done.returncode == 2 and "course_config.py sets LatePolicy.percent_per_dya, which is not a setting" in done.stderr
     assert not (paths(copy)["staged"] / "alice").exists(), "nothing was staged"

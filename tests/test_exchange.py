@@ -172,7 +172,7 @@ def _term(top, users):
     course, exchange = top / "course", top / "exchange"
     exchange.mkdir()
     build_course(course, prove=False)
-    deadlines = paths(course)["deadlines"]
+    deadlines = paths(course)["own_config"]
     deadlines.write_text(deadlines.read_text().replace("percent_per_day = 0", "percent_per_day = 10"))
     keys = answer_keys(source_notebooks(paths(course)["source"]))
 

@@ -447,7 +447,7 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     if workers < 1:
         raise ValueError(f"--workers must be at least 1, not {workers}")
     sandbox = Sandbox(unsandboxed=unsandboxed)  # refuses here, before anything, where bubblewrap cannot run
-    policy = late.policy(load_config(course))  # a wrong deadlines.py stops the run here, with what is wrong
+    policy = late.policy(load_config(course))  # a wrong course_config.py stops the run here, with what is wrong
     url = db_url(course, url)
     run_id = uuid.uuid4().hex
     results = {}

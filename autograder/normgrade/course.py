@@ -11,7 +11,7 @@ CONFIG_NAME = "nbgrader_config.py"
 
 STAFF_FOLDER = "normgrade"  # in the course root, beside source/: never copied next to a notebook
 EXPECTED_FILE = "expected.npz"
-DEADLINES_NAME = "deadlines.py"  # the course's late policy and extensions (normgrade.late)
+OWN_CONFIG_NAME = "course_config.py"  # the course's own settings: late policy, extensions, yours (normgrade.late)
 
 NBGRADER_CONFIG = f'''\
 # nbgrader configuration of the normlab course, written by `normgrade release`.
@@ -51,9 +51,13 @@ c.Autograde.autograde_preprocessors = [
     TrustedScores, SaveAutoGrades, LatePenalties, CheckCellMetadata,
 ]
 # Late penalties: the due date is nbgrader's (the gradebook's); the late policy and extensions are the
-# course's, in deadlines.py beside this file (written once by `normgrade release`, never overwritten).
+# course's, in course_config.py.
 c.AssignLatePenalties.plugin_class = LatePolicy
-load_subconfig("{DEADLINES_NAME}")  # noqa: F821
+
+# This file is written anew by every `normgrade release`. The course's own settings (the late policy,
+# extensions, a PostgreSQL db_url, the exchange) live in {OWN_CONFIG_NAME} beside it, written once and
+# never overwritten; it is loaded last, so what it sets wins.
+load_subconfig("{OWN_CONFIG_NAME}")  # noqa: F821
 # Formgrader and feedback render the autograded notebook, and nbgrader's templates render markdown
 # unsanitized: BoundMarkdown shows a cell too long to render quickly as text, SanitizeHTML (nbconvert's, with
 # bleach) escapes script and event handlers, and SafeMarkdown shows as text a cell whose HTML, as those
@@ -90,14 +94,14 @@ def paths(course):
         "autograded": course / "autograded",
         "feedback": course / "feedback",
         "config": course / CONFIG_NAME,
-        "deadlines": course / DEADLINES_NAME,
+        "own_config": course / OWN_CONFIG_NAME,
         "gradebook": course / "gradebook.db",
         "expected": course / STAFF_FOLDER / EXPECTED_FILE,
     }
 
 
 def load_config(course):
-    """The course's nbgrader configuration (nbgrader_config.py, with the deadlines.py it loads), as nbgrader reads it."""
+    """The course's nbgrader configuration (nbgrader_config.py, with the course_config.py it loads), as nbgrader reads it."""
     from traitlets.config.loader import PyFileConfigLoader
 
     return PyFileConfigLoader(CONFIG_NAME, path=str(Path(course).resolve())).load_config()

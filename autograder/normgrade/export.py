@@ -4,7 +4,9 @@
 nbgrader's own `export` gives one score per assignment; this reads the
 gradebook cell by cell: every graded cell (auto-graded tests and manually
 graded answers, named notebook/grade_id), then the auto-graded total, the
-manual total (empty while any answer is ungraded), the late penalty, the
+manual total (empty while any answer is ungraded), the late penalty
+(recomputed first on the scores as they are, manual grades included:
+normgrade.late.refresh_penalties), the
 total after it (as nbgrader's own export: never below 0), the submission
 time (UTC; empty when unknown) and the seconds past the due date.
 """
@@ -12,7 +14,8 @@ import argparse
 import csv
 from pathlib import Path
 
-from .course import ASSIGNMENT_ID, COURSE_ID, db_url
+from . import late
+from .course import ASSIGNMENT_ID, COURSE_ID, db_url, load_config
 
 
 def per_question(course):
@@ -20,6 +23,7 @@ def per_question(course):
     from nbgrader.api import Gradebook, MissingEntry
 
     columns, rows = ["student"], []
+    late.refresh_penalties(db_url(course), late.policy(load_config(course)))  # on the scores as they are now
     with Gradebook(db_url(course), COURSE_ID) as gb:
         assignment = gb.find_assignment(ASSIGNMENT_ID)
         cells = [(nb.name, cell.name, cell.cell_type) for nb in assignment.notebooks for cell in nb.grade_cells]

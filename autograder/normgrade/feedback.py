@@ -8,7 +8,8 @@ and copies every other file of the autograded
 folder next to it. Those copies are removed here, but for the student's own
 timestamp.txt and submission_secret.txt, which `nbgrader release_feedback`
 reads (it copies only the pages into the exchange): a student gets back only
-the HTML pages. Each page is then checked for hidden test code, and gets a
+the HTML pages. The late penalties are first recomputed on the scores as
+they are (manual grades included: normgrade.late.refresh_penalties). Each page is then checked for hidden test code, and gets a
 note that shows when MathJax (from a CDN) could not be loaded.
 """
 import argparse
@@ -17,7 +18,8 @@ from pathlib import Path
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
-from .course import ASSIGNMENT_ID, paths, run_nbgrader
+from . import late
+from .course import ASSIGNMENT_ID, db_url, load_config, paths, run_nbgrader
 
 # The student's own submission time and secret, which nbgrader's release_feedback reads beside the pages
 # (it names each student's feedback in the exchange by the secret); never copied to the exchange.
@@ -63,6 +65,7 @@ class ShortTracebacks(Preprocessor):
 
 def generate_feedback(course, student=None):
     """Write and scrub the feedback; return {student: [html paths]}."""
+    late.refresh_penalties(db_url(course), late.policy(load_config(course)))  # the pages show the penalty as it is now
     args = ["generate_feedback", ASSIGNMENT_ID, "--force"]
     if student:
         args += ["--student", student]

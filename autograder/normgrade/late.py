@@ -4,7 +4,7 @@ Deadlines: nbgrader's due date, the course's extensions and late policy, and the
 - The due date is nbgrader's own, the gradebook's assignment due date: set by
   `normgrade release --due`, by formgrader's Manage Assignments page or by
   `nbgrader db assignment add normalization --duedate=...`.
-- Extensions and the late policy are the course's, in deadlines.py beside
+- Extensions and the late policy are the course's, in course_config.py beside
   nbgrader_config.py (which loads it, so plain `nbgrader autograde` applies
   them too; `normgrade release` writes it once and never overwrites it):
 
@@ -16,7 +16,10 @@ Deadlines: nbgrader's due date, the course's extensions and late policy, and the
   No penalty by default. nbgrader's AssignLatePenalties asks LatePolicy for
   each notebook's penalty; LatePenalties first writes the student's extension
   into the gradebook (nbgrader's own `extension`), so formgrader, the
-  feedback and nbgrader's export all see the same due date.
+  feedback and nbgrader's export all see the same due date. nbgrader takes
+  the penalty's share of the score at autograde, before manual grading:
+  refresh_penalties recomputes every one on the current scores (`normgrade
+  feedback` and `export` run it), and after an extension.
 - The submission time is nbgrader's: the timestamp.txt that `nbgrader submit`
   writes on the student's side of the exchange and `nbgrader collect` keeps.
   A student who runs their own code can write any time there; see the
@@ -30,23 +33,27 @@ from nbgrader.plugins import LateSubmissionPlugin
 from nbgrader.preprocessors import AssignLatePenalties
 from traitlets import Dict, Float, TraitError, validate
 
-from .course import ASSIGNMENT_ID, COURSE_ID, DEADLINES_NAME
+from .course import ASSIGNMENT_ID, COURSE_ID, OWN_CONFIG_NAME
 
 DAY = 86400.0
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # a submission time this far past the grader's clock is still believed
 MAX_TIMESTAMP_BYTES = 200
 
-DEADLINES_TEMPLATE = '''\
-# The late policy and extensions of the normalization assignment, read by nbgrader_config.py
-# (so by `normgrade grade` and by plain `nbgrader autograde` alike). Written once by
-# `normgrade release`, never overwritten: edit it here. A change takes effect on the next
-# `normgrade grade`, which regrades every submission it changes (the penalty is recomputed).
-#
-# The due date itself is nbgrader's: `normgrade release --course DIR --due "2026-12-04 17:00 UTC"`,
-# formgrader's Manage Assignments page, or `nbgrader db assignment add normalization --duedate=...`.
-# The submission time is the timestamp.txt that `nbgrader submit` writes (see the README, Deadlines).
+OWN_CONFIG_TEMPLATE = '''\
+# The normlab course's own settings, loaded last by nbgrader_config.py (so `normgrade` and plain
+# `nbgrader` read them alike). Written once by `normgrade release`, never overwritten: edit it here.
+# Settings of nbgrader's you add here survive a rebuild, e.g.
+#     c.CourseDirectory.db_url = "postgresql+psycopg://USER:PASSWORD@HOST/DB"
+#     c.Exchange.root = "/srv/nbgrader/exchange"
 
 c = get_config()  # noqa: F821
+
+# ---- Late submissions ----
+# The due date is nbgrader's: `normgrade release --course DIR --due "2026-12-04 17:00 UTC"`,
+# formgrader's Manage Assignments page, or `nbgrader db assignment add normalization --duedate=...`.
+# The submission time is the timestamp.txt that `nbgrader submit` writes (see the README, Deadlines).
+# A change here takes effect on the next `normgrade grade` (which regrades the submissions it
+# changes), `normgrade feedback` or `normgrade export` (which recompute every penalty).
 
 # Percent of the score lost per day or part of a day late (0: no penalty).
 c.LatePolicy.percent_per_day = 0
@@ -60,7 +67,7 @@ c.LatePolicy.extensions = {}
 
 
 class LatePolicy(LateSubmissionPlugin):
-    """The course's late policy (deadlines.py): a percentage per day or part day, a cap, zero after N days."""
+    """The course's late policy (course_config.py): a percentage per day or part day, a cap, zero after N days."""
 
     percent_per_day = Float(0.0, help="percent of the score lost per day or part of a day late").tag(config=True)
     max_percent = Float(100.0, help="the most a late submission loses, in percent").tag(config=True)
@@ -131,12 +138,12 @@ def policy(config):
     known = set(LatePolicy.class_trait_names(config=True))
     unknown = sorted(set(config.get("LatePolicy", {})) - known)
     if unknown:
-        raise ValueError(f"{DEADLINES_NAME} sets LatePolicy.{unknown[0]}, which is not a setting; the settings are "
+        raise ValueError(f"{OWN_CONFIG_NAME} sets LatePolicy.{unknown[0]}, which is not a setting; the settings are "
                          f"{', '.join(sorted(known - {'penalty_method'}))}")
     try:
         return LatePolicy(config=config)
     except TraitError as err:
-        raise ValueError(f"{DEADLINES_NAME}: {err}") from None
+        raise ValueError(f"{OWN_CONFIG_NAME}: {err}") from None
 
 
 def due_date(url):
@@ -202,6 +209,33 @@ def unknown_extensions(policy_, url, students):
 
     with Gradebook(url, COURSE_ID) as gb:
         known = set(students) | {student.id for student in gb.students}
-    return [f"{DEADLINES_NAME} gives {student!r} an extension, but no submission has that student id (in this run "
+    return [f"{OWN_CONFIG_NAME} gives {student!r} an extension, but no submission has that student id (in this run "
             f"or the gradebook): a typo? Ids are the submission folders' names, as `normgrade status` lists them"
             for student in sorted(set(policy_.extensions) - known)]
+
+
+def refresh_penalties(url, policy_):
+    """
+    Recompute, in the gradebook at `url`, every submission's extension and
+    late penalties from the course's policy and the current scores (manual
+    grades included), as nbgrader's AssignLatePenalties would at autograde;
+    return how many notebooks' penalties changed.
+    """
+    from nbgrader.api import Gradebook
+
+    changed = 0
+    with Gradebook(url, COURSE_ID) as gb:
+        for submission in gb.find_assignment(ASSIGNMENT_ID).submissions:
+            extension = policy_.extension(submission.student.id)
+            if submission.extension != extension:
+                submission.extension = extension
+            seconds = submission.total_seconds_late
+            for notebook in submission.notebooks:
+                score = notebook.score or 0.0
+                penalty = min(max(policy_.late_submission_penalty(submission.student.id, score, seconds), 0.0),
+                              score) if seconds > 0 else None
+                if (notebook.late_submission_penalty or 0.0) != (penalty or 0.0):
+                    notebook.late_submission_penalty = penalty
+                    changed += 1
+        gb.db.commit()
+    return changed

@@ -10,7 +10,7 @@
 3. release/normalization/: nbgrader's own `generate_assignment`.
 4. A leak check of release/: it fails if solution code, hidden tests, answer
    keys, expected values or outputs reached it.
-5. deadlines.py, the course's late policy and extensions, where there is
+5. course_config.py, the course's late policy and extensions, where there is
    none (never overwritten), and with --due the due date in the gradebook.
 6. A proof, in a scratch copy of the course: the reference submission gets
    full auto-graded marks and runs without errors; the bare stubs get no points
@@ -45,7 +45,7 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
     Build (or rebuild) the course at `course`; return the proof's two results,
     or None. `due` (a time nbgrader reads, e.g. "2026-12-04 17:00 UTC") sets
     the assignment's due date in the gradebook; a rebuild without it keeps the
-    gradebook's. deadlines.py is written only where there is none.
+    gradebook's. course_config.py is written only where there is none.
     """
     course = Path(course)
     layout = paths(course)
@@ -54,8 +54,8 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
     due = check_due(due) if due is not None else None
     course.mkdir(parents=True, exist_ok=True)
     layout["config"].write_text(NBGRADER_CONFIG)
-    if not layout["deadlines"].exists():
-        layout["deadlines"].write_text(late.DEADLINES_TEMPLATE)
+    if not layout["own_config"].exists():
+        layout["own_config"].write_text(late.OWN_CONFIG_TEMPLATE)
 
     source = layout["source"]
     if source.exists():
@@ -200,7 +200,7 @@ def add_parser(subparsers):
     parser.add_argument("--due", metavar="TIME",
                         help="the assignment's due date, with its zone (\"2026-12-04 17:00 UTC\"); nbgrader's own, "
                              "in the gradebook (a rebuild without --due keeps it). The late policy and extensions "
-                             "are in the course's deadlines.py")
+                             "are in the course's course_config.py")
     parser.set_defaults(run=run)
 
 
@@ -214,6 +214,6 @@ def run(args):
               f"stubs {bare['score']:g} / {bare['max_score']:g} (no code points) in {bare['seconds']} s")
     due = late.due_date(db_url(args.course))
     print(f"due: {f'{due:%Y-%m-%d %H:%M:%S} UTC' if due else 'none (normgrade release --due TIME sets it)'}; late policy "
-          f"and extensions: {paths(args.course)['deadlines']}")
+          f"and extensions: {paths(args.course)['own_config']}")
     print(f"hand out {release} together with environment.yml")
     return 0
