@@ -90,6 +90,9 @@ def test_a_due_date_in_the_past_or_unreadable_is_refused():
         check_due("2026-12-04 16:00 UTC", now=NOW)
     with pytest.raises(ValueError, match="is not a time"):
         check_due("next friday at five", now=NOW)
+    assert check_due("2026-12-04 17:00 America/New_York", now=NOW) == datetime.datetime(2026, 12, 4, 22)
+    with pytest.raises(ValueError, match="names a time zone nobody knows"):
+        check_due("2026-12-05 17:00 Mars/Olympus", now=NOW)
 
 
 # ---- through grading: a class with a due date, a policy, an extension and bad times ----
@@ -133,6 +136,7 @@ def _class(course, root, now):
     return root
 
 
+@pytest.mark.slow
 def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
     from normgrade.autograde import format_table, grade
     from normgrade.course import paths
@@ -199,7 +203,8 @@ def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
     assert "Late submission penalty" not in " ".join(p.read_text() for p in pages)
 
 
-def test_a_wrong_deadlines_file_stops_the_run_before_anything_is_graded(term, tmp_path):
+@pytest.mark.slow
+def test_a_wrong_course_config_stops_the_run_before_anything_is_graded(term, tmp_path):
     import shutil
     import subprocess
     import sys

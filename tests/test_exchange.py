@@ -38,6 +38,8 @@ from normgrade.notebooks import answer_keys, source_notebooks
 from normgrade.release import build_course
 from normgrade.samples import mutant_layers, reference_layers
 
+pytestmark = pytest.mark.slow
+
 STUDENTS = ("nlstudent-ann", "nlstudent-bo")
 PYTHON = [sys.executable, "-m", "nbgrader"]
 

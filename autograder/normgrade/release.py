@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import dateutil.tz
 import nbformat
 
 from . import expected, late, stubs
@@ -83,6 +84,10 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
 def check_due(text, now=None):
     """The due date `text` as naive UTC; ValueError if it is not a time, or not in the future."""
     due = late.parse_time(text)
+    parts = text.split()
+    if len(parts) == 3 and not parts[2].lstrip("+-").isdigit() and dateutil.tz.gettz(parts[2]) is None:
+        raise ValueError(f"the due date {text.strip()!r} names a time zone nobody knows ({parts[2]!r}): nothing was "
+                         "built. Use UTC or a zone name such as Europe/Paris or America/New_York")
     now = now or datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     if due <= now:
         raise ValueError(f"the due date {due:%Y-%m-%d %H:%M} UTC ({text.strip()!r}) is in the past (it is now "
