@@ -633,7 +633,7 @@ def _tree(root):
 def test_every_intake_path_leaves_its_inputs_byte_for_byte(course, klass, tmp_path):
     """
     A class folder, the course's own submitted/ as `nbgrader collect` fills it, one submission, <id>/normalization,
-    a link to a class folder, a folder inside the course: each graded, each input tree unchanged after (once,
+    a link to a class folder: each graded, each input tree unchanged after (once,
     grading the course's submitted/ deleted every layers.py and blanked every notebook: 36 -> 0).
     """
     import shutil
@@ -649,8 +649,7 @@ def test_every_intake_path_leaves_its_inputs_byte_for_byte(course, klass, tmp_pa
     intakes = [(collected, {"s000_reference": 36, "s001_stubs": 0}),
                (klass / "s000_reference", {"s000_reference": 36}),
                (nested / "normalization", {"ann": 36}),
-               (tmp_path / "linked", {"s000_reference": 36, "s001_stubs": 0}),
-               (paths(copy)["release"], {"release": 0})]
+               (tmp_path / "linked", {"s000_reference": 36, "s001_stubs": 0})]
     for path, scores in intakes:
         before = _tree(path)
         document = grade([path], copy, workers=2, regrade=True)
@@ -675,4 +674,14 @@ def test_a_path_where_grading_writes_is_refused_and_nothing_changes(course, klas
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "grade", str(autograded), "--course", str(copy)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "autograded/" in done.stderr and "Traceback" not in done.stderr
+    # The course's own folders are never submissions: once, `grade course` graded release/ and source/ as two
+    # students (source scored 5 from its answer keys) who then showed up in status, the CSV and the feedback.
+    students_before = set(_gradebook(db_url(copy))[0])
+    for path in (copy, paths(copy)["release"], paths(copy)["source"], copy / "source"):
+        with pytest.raises(Overlap, match="folders of the course are never submissions"):
+            grade([path], copy, workers=1)
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "grade", str(copy), "--course", str(copy)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "is the course folder" in done.stderr and "Traceback" not in done.stderr
+    assert set(_gradebook(db_url(copy))[0]) == students_before, "no folder of the course became a student"
     (tmp_path / "sneaky").unlink()

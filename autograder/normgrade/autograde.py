@@ -77,22 +77,36 @@ class Overlap(ValueError):
 def refuse_overlaps(course, folders):
     """
     Raise Overlap if a submission folder (as it resolves, links followed) is
-    inside a folder that grading writes: the staging folder and the rest of
-    the course's normgrade/, autograded/ or feedback/. Grading never writes
-    where it reads; the course's own submitted/ (what `nbgrader collect`
-    fills) is read like any class folder.
+    a folder of the course other than its submitted/: one that grading
+    writes (the staging folder and the rest of normgrade/, autograded/,
+    feedback/), or the course itself, its release/ or source/ (the blank
+    assignment and the answer keys are never a student's). Grading never
+    writes where it reads; the course's own submitted/ (what `nbgrader
+    collect` fills) is read like any class folder.
     """
     layout = paths(course)
     written = {"the staging folder (normgrade/)": layout["staged"].parent, "autograded/": layout["autograded"],
                "feedback/": layout["feedback"]}
+    course_real = Path(os.path.realpath(course))
+    submitted = Path(os.path.realpath(layout["submitted"]))
+
+    def within(path, place):
+        return path == place or place in path.parents
+
     for folder in folders:
         real = Path(os.path.realpath(folder))
         for name, place in written.items():
             place = Path(os.path.realpath(place))
-            if real == place or place in real.parents:
+            if within(real, place):
                 raise Overlap(f"{folder} is inside the course's {name} ({place}), which grading writes: nothing "
                               f"was graded. Grade the submissions where they were handed in (a class folder, or "
                               f"the course's submitted/ after `nbgrader collect`)")
+        if within(real, course_real) and not within(real, submitted):
+            where = "the course folder" if real == course_real else \
+                f"inside the course ({real.relative_to(course_real).parts[0]}/)"
+            raise Overlap(f"{folder} is {where}: folders of the course are never submissions (release/ and source/ "
+                          f"hold the blank assignment and the answer keys); nothing was graded. Grade a class folder, "
+                          f"or the course's submitted/ after `nbgrader collect`")
 
 
 def _is_submission(folder):
