@@ -396,3 +396,30 @@ def test_a_notebook_of_too_many_cells_is_refused_before_it_is_built():
     assert time.perf_counter() - start < 5  # a bound, not a benchmark: building it took seconds per pass
     enough = nbformat.v4.new_notebook(cells=[nbformat.v4.new_raw_cell("") for _ in range(MAX_CELLS)])
     assert parse_notebook(nbformat.writes(enough).encode(), "x.ipynb")[0] is not None
+
+
+def test_every_entry_of_a_class_folder_is_graded_or_skipped_with_its_reason(tmp_path):
+    from normgrade.autograde import discover, format_table
+
+    klass = tmp_path / "class"
+    for folder in ("ann/normalization", "frank/Downloads/normalization", "empty", "bo"):
+        (klass / folder).mkdir(parents=True)
+    for notebook in ("ann/normalization/A.ipynb", "frank/Downloads/normalization/A.ipynb", "bo/A.ipynb"):
+        (klass / notebook).write_text("{}")
+    (klass / "carl.zip").write_bytes(b"PK")
+    (klass / "notes.txt").write_text("x")
+    (klass / "gone").symlink_to(tmp_path / "nowhere")
+    found, duplicates, skipped = discover([klass])
+    assert [student for student, *_ in found] == ["ann", "bo"] and duplicates == {}
+    why = {Path(path).name: reason for path, reason in skipped}
+    assert set(why) == {"frank", "empty", "carl.zip", "notes.txt", "gone"}, "every other entry is listed"
+    assert "deeper, in" in why["frank"] and "Downloads/normalization" in why["frank"]
+    assert "unzip it" in why["carl.zip"] and "a file" in why["notes.txt"] and "broken link" in why["gone"]
+    assert "no notebooks" in why["empty"]
+    table = format_table({"submissions": [], "skipped": [{"path": p, "why": w} for p, w in skipped]})
+    assert sum(line.startswith("skipped: ") for line in table.splitlines()) == 5
+    # A class folder with nothing to grade says why for each entry
+    (tmp_path / "nothing" / "frank" / "Downloads" / "normalization").mkdir(parents=True)
+    (tmp_path / "nothing" / "frank" / "Downloads" / "normalization" / "A.ipynb").write_text("{}")
+    with pytest.raises(ValueError, match="move that folder's contents up"):
+        discover([tmp_path / "nothing"])

@@ -115,12 +115,14 @@ def _is_submission(folder):
 
 def discover(paths_given, fold_case=False):
     """
-    ([(student_id, submission folder, path as given, root)], duplicates) for
-    the PATHs, in order (duplicates: see _with_ids). root is the folder the
-    instructor named above the student's own (the class folder, or the
-    submission's parent): staging follows no link below it.
+    ([(student_id, submission folder, path as given, root)], duplicates,
+    skipped) for the PATHs, in order (duplicates: see _with_ids). root is the
+    folder the instructor named above the student's own (the class folder, or
+    the submission's parent): staging follows no link below it. skipped lists
+    [(path, why)] for each entry of a class folder that is not graded: every
+    entry is either graded or skipped with its reason.
     """
-    found = []
+    found, skipped = [], []
     for given in paths_given:
         folder = Path(given)
         if not folder.is_dir():
@@ -132,19 +134,40 @@ def discover(paths_given, fold_case=False):
             found.append((named.name, folder, str(given), named.parent))
             continue
         students = []
-        for child in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for child in sorted(folder.iterdir()):
             inner = child / ASSIGNMENT_ID
             if _is_submission(inner):
                 students.append((child.name, inner, str(child), folder))
             elif _is_submission(child):
                 students.append((child.name, child, str(child), folder))
+            else:
+                skipped.append((str(child), _not_a_submission(child)))
         if not students:
             raise ValueError(
                 f"{given}: neither a submission (a folder with the notebooks and normlab/) nor a class "
-                "folder of submissions"
+                "folder of submissions" + "".join(f"\n  {path}: {why}" for path, why in skipped[-10:])
             )
         found.extend(students)
-    return _with_ids(found, fold_case)
+    return (*_with_ids(found, fold_case), skipped)
+
+
+def _not_a_submission(entry):
+    """Why an entry of a class folder is not graded (it is neither <id>/ nor <id>/normalization/ with the notebooks)."""
+    if entry.is_symlink() and not entry.exists():
+        return "a broken link, not graded"
+    if not entry.is_dir():
+        hint = " (unzip it into a folder named by the student id)" if entry.suffix.lower() in (
+            ".zip", ".tar", ".gz", ".tgz", ".7z", ".rar") else ""
+        return f"a file, not a submission folder{hint}; not graded"
+    try:  # two levels down at most (frank/Downloads/normalization/): a student's tree is not walked
+        deeper = next((p.parent for pattern in ("*/*.ipynb", "*/*/*.ipynb") for p in sorted(entry.glob(pattern))),
+                      None)
+    except OSError:
+        deeper = None
+    if deeper is not None:
+        return (f"no notebooks or normlab/ at its top, but a notebook deeper, in {deeper}: move that folder's "
+                f"contents up to {entry} to grade it; not graded")
+    return "holds no notebooks and no normlab/: not a submission, not graded"
 
 
 PLAIN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
@@ -453,7 +476,7 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     course = Path(course).resolve()
     refuse_overlaps(course, paths_given)
     # On a case-insensitive file system (macOS, a Windows share) Ann's and ann's staging folders are one.
-    found, duplicates = discover(paths_given, fold_case=is_course(course) and files.case_insensitive(course))
+    found, duplicates, skipped = discover(paths_given, fold_case=is_course(course) and files.case_insensitive(course))
     refuse_overlaps(course, [folder for _, folder, _, _ in found])
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course: build it first with `normgrade release --course "
@@ -512,6 +535,7 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
                for student, givens in duplicates.items() for given in givens]
     document = {"sandbox": sandbox.description, "gradebook": ledger.safe_url(url),
                 "due": due.isoformat() + "Z" if due else None, "notes": notes,
+                "skipped": [{"path": path, "why": why} for path, why in skipped],
                 "submissions": [results[t.student] for t in tasks if t.student in results] + refused}
     if interrupted:
         document["interrupted"] = interrupted
@@ -578,6 +602,8 @@ def format_table(document):
             first = message.split(" - lost ")[1] if " - lost " in message else message
             lines.append(f"  {t['name']}: {t['score']:g} / {t['max_score']:g}  {'lost ' if ' - lost ' in message else ''}"
                          f"{first[:170]}")
+    for entry in document.get("skipped", []):
+        lines.append(f"skipped: {_printable(entry['path'])}: {_printable(entry['why'])}")
     counts = {status: sum(r.get("status") == status for r in rows) for status in ("graded", "unchanged", "failed")}
     lines += ["", f"{counts['graded']} graded, {counts['unchanged']} unchanged since they were graded "
                   f"(--regrade grades them again), {counts['failed']} failed"]
