@@ -169,6 +169,9 @@ def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
     assert status["late"] == [{"student": "alice", "late_seconds": by["alice"]["late_seconds"], "penalty": 7.2}]
     assert status["time_unknown"] == ["carol", "dave", "erin", "frank"]
     assert "late: alice: 1 d 5 h, -7.2 points" in format_status(status)
+    row = next(s for s in status["students"] if s["student"] == "alice")
+    assert row["score"] == pytest.approx(28.8) and row["penalty"] == 7.2 and len(status["students"]) == 6
+    assert re.search(r"^alice +28\.8 / 36 +graded  \(late penalty 7\.2\)$", format_status(status), re.M)
     report = write_report(course, tmp_path / "report.html")
     alice = next(s for s in report["students"] if s["student"] == "alice")
     assert alice["score"] == pytest.approx(28.8) and alice["penalty"] == 7.2 and alice["late"].startswith("1 d 5 h")

@@ -292,6 +292,25 @@ def test_the_table_shows_no_terminal_control_characters():
     assert "\nfake 36 / 36" not in table, "a folder name cannot start a line of its own"
 
 
+def test_the_table_wraps_a_lost_check_whole_and_never_cuts_a_number():
+    from normgrade.autograde import TABLE_WIDTH, format_table
+
+    first = ("lost 1.5 on 'train-mode output': sbn_train_out differs from the expected values: 72 of 72 entries "
+             "differ; the largest difference is at [1, 2, 2, 1]: expected -5.95849, got -5.02231. Diagnosis: the "
+             "mean and variance are taken per example, over all channels and positions; spatial batch norm takes "
+             "them per channel")
+    message = f"spatial_batchnorm_forward: 0 / 3 points\n  - {first}\n  - lost 1 on 'test mode': x\n  - lost 0.5 on 'z': y"
+    document = {"sandbox": "s", "submissions": [{"path": "class/ann", "student": "ann", "score": 0, "max_score": 3,
+                "seconds": 1, "status": "graded", "tests": [{"name": "S/test_sbn", "score": 0, "max_score": 3,
+                                                            "message": message}]}]}
+    lines = format_table(document).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("  S/test_sbn: 0 / 3  lost 1.5"))
+    block = lines[start:start + 6]
+    block = block[:next((i for i, line in enumerate(block[1:], 1) if not line.startswith("      ")), len(block))]
+    assert " ".join(line.strip() for line in block).endswith(first.split("S/")[-1] + " (and 2 more: see the feedback, or --json)")
+    assert all(len(line) <= TABLE_WIDTH for line in block), block
+
+
 def test_long_answer_cells_are_not_parsed():
     with pytest.raises(NotLiteral, match="longer than"):
         read_answer("answer = [" + "0," * 7_000_000 + "]", "answer")
@@ -423,3 +442,12 @@ def test_every_entry_of_a_class_folder_is_graded_or_skipped_with_its_reason(tmp_
     (tmp_path / "nothing" / "frank" / "Downloads" / "normalization" / "A.ipynb").write_text("{}")
     with pytest.raises(ValueError, match="move that folder's contents up"):
         discover([tmp_path / "nothing"])
+
+
+def test_the_histogram_counts_whole_students():
+    from normgrade.report import histogram_figure
+    from normgrade.status import summarize
+
+    figure = histogram_figure(summarize([10.0, 20.0, 20.0], 36.0))
+    ticks = figure.axes[0].get_yticks()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks  # once: 0.5, 1.5 students

@@ -79,23 +79,37 @@ def _figure_data_url(figure):
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def histogram_figure(scores):
+    """The score histogram (a matplotlib Figure) of summarize()'s scores; its count axis has whole students only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(figsize=(7, 3.2))
+    lows = [low for low, _, _ in scores["histogram"]]
+    widths = [high - low for low, high, _ in scores["histogram"]]
+    axes.bar(lows, [n for _, _, n in scores["histogram"]], width=widths, align="edge", color="#4c72b0",
+             edgecolor="white")
+    axes.set(xlabel=f"auto-graded score after late penalties (out of {scores['max_score']:g})", ylabel="students",
+             title="Score distribution")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return figure
+
+
 def figures(data):
     """{name: PNG data URL} of the report's plots."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     made = {}
     scores = data["scores"]
     if scores["count"]:
-        figure, axes = plt.subplots(figsize=(7, 3.2))
-        lows = [low for low, _, _ in scores["histogram"]]
-        widths = [high - low for low, high, _ in scores["histogram"]]
-        axes.bar(lows, [n for _, _, n in scores["histogram"]], width=widths, align="edge", color="#4c72b0",
-                 edgecolor="white")
-        axes.set(xlabel=f"auto-graded score (out of {scores['max_score']:g})", ylabel="students",
-                 title="Score distribution")
+        figure = histogram_figure(scores)
         made["histogram"] = _figure_data_url(figure)
         plt.close(figure)
     if data["tests"]:
@@ -112,6 +126,7 @@ def figures(data):
         figure, axes = plt.subplots(figsize=(7, 0.32 * len(top) + 1))
         axes.barh([f"{m['function']}: {m['mistake']}" for m in top], [m["count"] for m in top], color="#dd8452")
         axes.set(xlabel="students", title="Most frequent recognized mistakes")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole students
         axes.invert_yaxis()
         made["mistakes"] = _figure_data_url(figure)
         plt.close(figure)

@@ -10,6 +10,7 @@ and lists the late submissions and those whose submission time is unknown.
     {"gradebook": URL, "graded": n, "failed": n, "pending": n,
      "failures": [{"student", "error"}], "pending_students": [...],
      "late": [{"student", "late_seconds", "penalty"}], "time_unknown": [student...],
+     "students": [{"student", "status", "score", "max_score", "penalty"}],
      "scores": {"count", "max_score", "mean", "min", "q1", "median", "q3", "max", "histogram": [[low, high, n]...]}}
 """
 import argparse
@@ -18,7 +19,7 @@ import statistics
 from pathlib import Path
 
 from . import ledger
-from .autograde import DEFAULT_COURSE, discover, duration
+from .autograde import DEFAULT_COURSE, printable, discover, duration
 from .course import db_url, is_course
 
 BINS = 10
@@ -47,6 +48,9 @@ def class_status(course, url=None, paths_given=()):
         "pending_students": sorted([row["student"] for row in by_status.get("running", [])] + unseen),
         "late": [{"student": row["student"], "late_seconds": result["late_seconds"], "penalty": result["penalty"]}
                  for row, result in graded_results if result.get("late_seconds")],
+        "students": [{"student": row["student"], "status": row["status"], "score": row["score"],
+                      "max_score": row["max_score"], "penalty": (json.loads(row["result"]) if row["result"] else {})
+                      .get("penalty") or 0.0} for row in rows],
         "time_unknown": [row["student"] for row, result in graded_results
                          if "late_seconds" in result and result["late_seconds"] is None],
         "scores": summarize([row["score"] for row in graded], max((row["max_score"] or 0) for row in graded)
@@ -80,6 +84,14 @@ def format_status(document):
         peak = max(n for _, _, n in scores["histogram"])
         for low, high, n in scores["histogram"]:
             lines.append(f"  {low:>6g} - {high:<6g} {'#' * round(40 * n / peak) if peak else ''} {n}")
+    if document["students"]:
+        width = max(len(s["student"]) for s in document["students"])
+        lines.append(f"{'student':<{width}}  {'score':>13}  status")
+        for s in document["students"]:
+            score = "" if s["score"] is None or s["status"] != "graded" else \
+                f"{s['score']:>6g} / {s['max_score']:<4g}"
+            penalty = f"  (late penalty {s['penalty']:g})" if s["penalty"] else ""
+            lines.append(f"{printable(s['student']):<{width}}  {score:>13}  {s['status']}{penalty}")
     for failure in document["failures"]:
         first_line = (failure["error"] or "?").splitlines()[0]
         lines.append(f"failed: {failure['student']}: {first_line[:200]}")
