@@ -415,6 +415,8 @@ def test_a_student_can_run_the_release_notebooks(course, keys, tmp_path):
     for path in sorted(submission.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(submission)}}).execute()  # raises on error
+        stderr = [o.text for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+        assert not stderr, f"{path.name} warns on a clean run: {stderr}"
         assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])), path.name
 
 

@@ -2,7 +2,12 @@
 import copy
 
 import numpy as np
-from tqdm.auto import tqdm
+
+try:  # in a notebook tqdm's bar is an ipywidgets widget; without ipywidgets tqdm.auto would warn
+    import ipywidgets  # noqa: F401
+    from tqdm.auto import tqdm
+except ImportError:
+    from tqdm.std import tqdm
 
 from . import optim
 
