@@ -224,3 +224,41 @@ def test_a_wrong_course_config_stops_the_run_before_anything_is_graded(term, tmp
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "course_config.py sets LatePolicy.percent_per_dya, which is not a setting" in done.stderr
     assert not (paths(copy)["staged"] / "alice").exists(), "nothing was staged"
+
+
+@pytest.mark.slow
+def test_a_written_answer_not_graded_yet_says_so_in_the_feedback_and_is_empty_in_the_csv(term, tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    import nbformat
+
+    from normgrade.autograde import grade
+    from normgrade.course import paths
+    from normgrade.export import write_csv
+    from normgrade.feedback import NOT_GRADED_YET, ungraded_answers
+    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.samples import make_submission, reference_layers
+
+    course, now = term
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    gina = make_submission(paths(course)["release"], tmp_path / "gina", reference_layers(), keys)
+    notebook = gina / "SpatialNormalization.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "inline_groupnorm_why")
+    answer.source = "Group norm's statistics are per example, so the batch size does not matter."
+    nbformat.write(nb, notebook)
+    grade([gina], course, workers=1)
+    assert ungraded_answers(course).get("gina") == 1
+    write_csv(course, tmp_path / "grades.csv")
+    row = next(r for r in csv.DictReader((tmp_path / "grades.csv").open()) if r["student"] == "gina")
+    assert row["SpatialNormalization/inline_groupnorm_why"] == "" and row["manual_score"] == ""
+    assert row["BatchNormalization/inline_weight_scale"] != "", "an unanswered written answer is 0, not waiting"
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "feedback", "--course", str(course), "--student",
+                           "gina"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "1 written answers of 1 students are not graded yet (gina)" in done.stderr
+    page = (paths(course)["feedback"] / "gina" / "normalization" / "SpatialNormalization.html").read_text()
+    assert NOT_GRADED_YET.split("**")[-1].strip()[:60] in page and "Not graded yet." in page
+    other = (paths(course)["feedback"] / "gina" / "normalization" / "BatchNormalization.html").read_text()
+    assert "Not graded yet." not in other

@@ -20,7 +20,7 @@ import os
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
                                     IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
-from normgrade.feedback import ShortTracebacks
+from normgrade.feedback import ShortTracebacks, UngradedAnswers
 from normgrade.late import LatePenalties, LatePolicy
 from normgrade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, SafeMarkdown, SandboxedExecute, TrustedScores,
                                      SanitizeGradedCells)
@@ -73,7 +73,9 @@ c.SandboxedExecute.unsandboxed = False
 c.HTMLExporter.sanitize_html = True
 
 # Feedback shows the messages of the hidden tests, never their code (not even in a traceback).
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
+# Written answers not graded yet say so (nbgrader shows them as 0 points).
+c.GenerateFeedback.preprocessors = [GetGrades, UngradedAnswers, ClearHiddenTests, ShortTracebacks,
+                                    CSSHTMLHeaderPreprocessor]
 '''
 
 

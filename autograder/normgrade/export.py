@@ -3,7 +3,8 @@
 
 nbgrader's own `export` gives one score per assignment; this reads the
 gradebook cell by cell: every graded cell (auto-graded tests and manually
-graded answers, named notebook/grade_id), then the auto-graded total, the
+graded answers, named notebook/grade_id; an answer not graded yet is left
+empty, not 0), then the auto-graded total, the
 manual total (empty while any answer is ungraded), the late penalty
 (recomputed first on the scores as they are, manual grades included:
 normgrade.late.refresh_penalties), the
@@ -38,7 +39,8 @@ def per_question(course):
             auto, manual, complete = 0.0, 0.0, True
             for nb, name, cell_type in cells:
                 grade = gb.find_grade(name, nb, ASSIGNMENT_ID, student.id)
-                row[f"{nb}/{name}"] = "" if grade.score is None else grade.score
+                waiting = grade.needs_manual_grade and grade.manual_score is None  # not graded yet: left empty
+                row[f"{nb}/{name}"] = "" if grade.score is None or waiting else grade.score
                 if cell_type == "code":
                     auto += grade.score or 0.0
                 elif grade.manual_score is None:

@@ -13,13 +13,15 @@ they are (manual grades included: normgrade.late.refresh_penalties). Each page i
 note that shows when MathJax (from a CDN) could not be loaded.
 """
 import argparse
+import sys
 from pathlib import Path
 
+import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
 from . import late
-from .course import ASSIGNMENT_ID, db_url, load_config, paths, run_nbgrader
+from .course import ASSIGNMENT_ID, COURSE_ID, db_url, load_config, paths, run_nbgrader
 
 # The student's own submission time and secret, which nbgrader's release_feedback reads beside the pages
 # (it names each student's feedback in the exchange by the secret); never copied to the exchange.
@@ -63,6 +65,58 @@ class ShortTracebacks(Preprocessor):
         return cell, resources
 
 
+NOT_GRADED_YET = ("**Not graded yet.** This written answer has not been graded: the score shown for it (0) is a "
+                  "placeholder until your instructor grades it.")
+
+
+class UngradedAnswers(Preprocessor):
+    """
+    Below every answer the gradebook says still needs manual grading, a note
+    that it is not graded yet (nbgrader's page shows it as 0 points); and one
+    at the top of the page saying how many there are.
+    """
+
+    enabled = Bool(True)
+
+    def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook, MissingEntry
+
+        info = resources["nbgrader"]
+        waiting = []
+        with Gradebook(info["db_url"]) as gb:
+            for index, cell in enumerate(nb.cells):
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if not cell.metadata.get("nbgrader", {}).get("grade") or not grade_id:
+                    continue
+                try:
+                    grade = gb.find_grade(grade_id, info["notebook"], info["assignment"], info["student"])
+                except MissingEntry:
+                    continue
+                if grade.needs_manual_grade and grade.manual_score is None:
+                    waiting.append(index)
+        for index in reversed(waiting):
+            nb.cells.insert(index + 1, nbformat.v4.new_markdown_cell(NOT_GRADED_YET))
+        if waiting:
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+                f"**Written answers not graded yet on this page: {len(waiting)}.** The scores below count them as 0 "
+                "until your instructor grades them."))
+        return nb, resources
+
+
+def ungraded_answers(course):
+    """{student: number of written answers that still need manual grading}, from the course's gradebook."""
+    from nbgrader.api import Gradebook
+
+    waiting = {}
+    with Gradebook(db_url(course), COURSE_ID) as gb:
+        for submission in gb.find_assignment(ASSIGNMENT_ID).submissions:
+            count = sum(1 for notebook in submission.notebooks for grade in notebook.grades
+                        if grade.needs_manual_grade and grade.manual_score is None)
+            if count:
+                waiting[submission.student.id] = count
+    return waiting
+
+
 def generate_feedback(course, student=None):
     """Write and scrub the feedback; return {student: [html paths]}."""
     late.refresh_penalties(db_url(course), late.policy(load_config(course)))  # the pages show the penalty as it is now
@@ -104,7 +158,12 @@ def add_parser(subparsers):
 
 
 def run(args):
+    waiting = {s: n for s, n in ungraded_answers(args.course).items() if not args.student or s == args.student}
     pages = generate_feedback(args.course, args.student)
     for student, html in pages.items():
         print(f"{student}: {', '.join(str(p) for p in html)}")
+    if waiting:
+        print(f"warning: {sum(waiting.values())} written answers of {len(waiting)} students are not graded yet "
+              f"({', '.join(sorted(waiting)[:10])}{', ...' if len(waiting) > 10 else ''}): their pages say so. Grade "
+              "them in formgrader, then run `normgrade feedback` again", file=sys.stderr)
     return 0
