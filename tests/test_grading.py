@@ -451,3 +451,37 @@ def test_the_histogram_counts_whole_students():
     figure = histogram_figure(summarize([10.0, 20.0, 20.0], 36.0))
     ticks = figure.axes[0].get_yticks()
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks  # once: 0.5, 1.5 students
+
+
+def test_points_that_disagree_with_their_source_stop_the_release_before_anything_is_built(tmp_path):
+    import shutil
+
+    import nbformat
+
+    from normgrade.notebooks import point_problems, source_notebooks
+    from normgrade.paths import NOTEBOOKS
+    from normgrade.release import build_course
+
+    assert point_problems(source_notebooks()) == []
+    edited = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, edited)
+    path = edited / "BatchNormalization.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    by_id["test_batchnorm_forward"].metadata["nbgrader"]["points"] = 5  # checks.py still gives 6
+    by_id["test_inline_batch_size"].metadata["nbgrader"]["points"] = 2  # its text still says (1 point)
+    by_id["inline_weight_scale"].source = by_id["inline_weight_scale"].source.replace("- 1 point:", "- 2 points:", 1)
+    nb.cells.remove(by_id["test_layernorm_backward"])
+    nbformat.write(nb, path)
+    problems = point_problems(source_notebooks(edited))
+    text = "\n".join(problems)
+    assert "(test_batchnorm_forward) is worth 5 points in its metadata, but the checks of batchnorm_forward" in text
+    assert "add up to 6 (1.5 + " in text
+    assert "(test_inline_batch_size) says (1 point) in its text, but is worth 2" in text
+    assert "(test_batchnorm_forward) says (6 points) in its text, but is worth 5" in text
+    assert "(inline_weight_scale): its rubric items add up to 3 points, but the cell is worth 2" in text
+    assert "layernorm_backward is graded by normgrade/checks.py, and needs exactly one test cell" in text
+    assert len(problems) == 5
+    with pytest.raises(ValueError, match="nothing was built"):
+        build_course(tmp_path / "course", notebooks=edited, prove=False)
+    assert not (tmp_path / "course").exists()

@@ -41,6 +41,56 @@ def answer_keys(paths=None):
     return keys
 
 
+_POINTS_TEXT = re.compile(r"\((\d+(?:\.\d+)?) points?\)")
+_RUBRIC_ITEM = re.compile(r"^\s*- (\d+(?:\.\d+)?) points?:", re.M)
+
+
+def point_problems(paths):
+    """
+    Where the points of the notebooks at `paths` disagree with their one
+    source, before anything is built: a function's test cell (test_<function>)
+    must be worth what its checks in normgrade/checks.py add up to; every
+    graded function needs one such cell; a "(N points)" in a graded cell's
+    text must say the cell's points, and its rubric items ("- N point: ...")
+    must add up to them. Returns the problems, each naming the cell.
+    """
+    from .checks import FUNCTIONS, checks_for
+
+    problems, cells_of = [], {}
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        for index, cell in enumerate(nb.cells):
+            meta = cell.metadata.get("nbgrader", {})
+            if not meta.get("grade"):
+                continue
+            where = f"{path.name} cell {index} ({meta.get('grade_id')})"
+            points = float(meta.get("points", 0))
+            if points <= 0:
+                problems.append(f"{where} is graded but worth {points:g} points")
+            function = meta.get("grade_id", "").removeprefix("test_")
+            if meta.get("grade_id", "").startswith("test_") and function in FUNCTIONS:
+                cells_of.setdefault(function, []).append(where)
+                parts = [c.points for c in checks_for(function)]
+                if abs(sum(parts) - points) > 1e-9:
+                    problems.append(f"{where} is worth {points:g} points in its metadata, but the checks of {function} "
+                                    f"in normgrade/checks.py add up to {sum(parts):g} ({' + '.join(f'{x:g}' for x in parts)}):"
+                                    " change one so they agree")
+            for said in _POINTS_TEXT.finditer(cell.source):
+                if abs(float(said.group(1)) - points) > 1e-9:
+                    problems.append(f"{where} says {said.group(0)} in its text, but is worth {points:g} (its metadata): "
+                                    "change the text")
+            items = [float(x) for x in _RUBRIC_ITEM.findall(cell.source)]
+            if items and abs(sum(items) - points) > 1e-9:
+                problems.append(f"{where}: its rubric items add up to {sum(items):g} points, but the cell is worth "
+                                f"{points:g}")
+    for function in FUNCTIONS:
+        found = cells_of.get(function, [])
+        if len(found) != 1:
+            problems.append(f"{function} is graded by normgrade/checks.py, and needs exactly one test cell "
+                            f"test_{function} in the notebooks; found {len(found)}" + (f": {', '.join(found)}" if found else ""))
+    return problems
+
+
 def _indented_code(tokens):
     """True if a mistune AST holds an indented code block (4 leading spaces: shown as code, not prose)."""
     return any(t.get("type") == "block_code" and t.get("style") == "indent" or _indented_code(t.get("children", []))

@@ -29,7 +29,7 @@ from . import expected, late, stubs
 from .autograde import grade
 from .checks import FUNCTIONS
 from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, STAGED, db_url, is_course, paths, run_nbgrader
-from .notebooks import answer_keys, rendering_problems, source_notebooks
+from .notebooks import answer_keys, point_problems, rendering_problems, source_notebooks
 from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
 from .submission import assemble_stubs
@@ -53,6 +53,13 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
     if course.exists() and any(course.iterdir()) and not is_course(course):
         raise ValueError(f"{course} exists and is not a normgrade course; choose an empty or new folder")
     due = check_due(due) if due is not None else None
+    notebook_paths = source_notebooks(Path(notebooks))
+    if not notebook_paths:
+        raise FileNotFoundError(f"no notebooks in {notebooks}")
+    problems = point_problems(notebook_paths)
+    if problems:  # before anything is written: the course stays as it was
+        raise ValueError("the notebooks' points disagree with their source; nothing was built:\n"
+                         + "\n".join(f"- {p}" for p in problems))
     course.mkdir(parents=True, exist_ok=True)
     layout["config"].write_text(NBGRADER_CONFIG)
     if not layout["own_config"].exists():
@@ -62,9 +69,6 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
     if source.exists():
         shutil.rmtree(source)
     source.mkdir(parents=True)
-    notebook_paths = source_notebooks(Path(notebooks))
-    if not notebook_paths:
-        raise FileNotFoundError(f"no notebooks in {notebooks}")
     for path in notebook_paths:
         shutil.copy(path, source / path.name)
     assemble_stubs(source)
