@@ -1,6 +1,11 @@
 """
 `normgrade release --course DIR`: build the nbgrader course and the student release.
 
+All or nothing: everything below is built in a scratch course beside the
+course and swapped in only when every step passed (build_course). Before
+anything, the notebooks' points are checked against their one source
+(notebooks.point_problems).
+
 1. source/normalization/: the source notebooks and the student package
    with its stubs (nbgrader restores these provided files when grading). The
    reference is not in the course at all.
@@ -18,6 +23,7 @@
 """
 import argparse
 import datetime
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,10 +31,11 @@ from pathlib import Path
 import dateutil.tz
 import nbformat
 
-from . import expected, late, stubs
+from . import expected, late, ledger, stubs
 from .autograde import grade
 from .checks import FUNCTIONS
-from .course import ASSIGNMENT_ID, NBGRADER_CONFIG, STAGED, db_url, is_course, paths, run_nbgrader
+from .course import (ASSIGNMENT_ID, COURSE_ID, NBGRADER_CONFIG, STAGED, db_url, is_course, paths, run_nbgrader,
+                     scripts_on_path)
 from .notebooks import answer_keys, point_problems, rendering_problems, source_notebooks
 from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
@@ -43,13 +50,17 @@ class LeakError(RuntimeError):
 
 def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
     """
-    Build (or rebuild) the course at `course`; return the proof's two results,
-    or None. `due` (a time nbgrader reads, e.g. "2026-12-04 17:00 UTC") sets
-    the assignment's due date in the gradebook; a rebuild without it keeps the
-    gradebook's. course_config.py is written only where there is none.
+    Build (or rebuild) the course at `course`, all or nothing; return the
+    proof's two results, or None. Everything is built, leak-checked and
+    proved in a scratch course beside it (with a gradebook of its own); only
+    then are source/, release/, the expected values and the configuration
+    swapped in and the assignment's definition written into the course's
+    gradebook (its grades are kept). A failure at any step leaves the course
+    as it was. `due` (a time nbgrader reads, e.g. "2026-12-04 17:00 UTC") sets
+    the assignment's due date; a rebuild without it keeps the gradebook's.
+    course_config.py is written only where there is none.
     """
     course = Path(course)
-    layout = paths(course)
     if course.exists() and any(course.iterdir()) and not is_course(course):
         raise ValueError(f"{course} exists and is not a normgrade course; choose an empty or new folder")
     due = check_due(due) if due is not None else None
@@ -60,29 +71,74 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
     if problems:  # before anything is written: the course stays as it was
         raise ValueError("the notebooks' points disagree with their source; nothing was built:\n"
                          + "\n".join(f"- {p}" for p in problems))
+    rebuild = is_course(course)
+    if rebuild and due is None:
+        due = late.due_date(db_url(course))
     course.mkdir(parents=True, exist_ok=True)
+    with ledger.run_lock(course), tempfile.TemporaryDirectory(dir=course.parent, prefix=f".{course.name}-release-") as scratch:
+        built = Path(scratch) / "course"
+        _build(built, course, notebook_paths, due)
+        proof = prove_release(built) if prove else None
+        _swap_in(built, course, rebuild)
+    return proof
+
+
+def _own_gradebook(course):
+    return f"sqlite:///{paths(course)['gradebook'].resolve()}"
+
+
+def _build(built, course, notebook_paths, due):
+    """The whole course in `built` (a new folder), with the course's own settings and a gradebook of its own."""
+    layout = paths(built)
+    layout["source"].mkdir(parents=True)
     layout["config"].write_text(NBGRADER_CONFIG)
-    if not layout["own_config"].exists():
-        layout["own_config"].write_text(late.OWN_CONFIG_TEMPLATE)
-
-    source = layout["source"]
-    if source.exists():
-        shutil.rmtree(source)
-    source.mkdir(parents=True)
+    own = paths(course)["own_config"]
+    layout["own_config"].write_text(own.read_text() if own.exists() else late.OWN_CONFIG_TEMPLATE)
     for path in notebook_paths:
-        shutil.copy(path, source / path.name)
-    assemble_stubs(source)
+        shutil.copy(path, layout["source"] / path.name)
+    assemble_stubs(layout["source"])
     expected.write(layout["expected"], expected.generate(answer_keys(notebook_paths)))
-
-    run_nbgrader(course, "generate_assignment", ASSIGNMENT_ID, "--force")
+    # The scratch gradebook, whatever db_url the course's settings give (a PostgreSQL one is the real one).
+    run_nbgrader(built, "generate_assignment", ASSIGNMENT_ID, "--force",
+                 f"--CourseDirectory.db_url={_own_gradebook(built)}")
     if due is not None:
-        late.set_due_date(db_url(course), due)
-    release = layout["release"]
-
-    problems = find_leaks(release, notebook_paths)
+        late.set_due_date(_own_gradebook(built), due)
+    problems = find_leaks(layout["release"], notebook_paths)
     if problems:
         raise LeakError("the release is not safe to hand out:\n" + "\n".join(f"- {p}" for p in problems))
-    return prove_release(course) if prove else None
+
+
+def _swap_in(built, course, rebuild):
+    """
+    Move the built course's parts into `course`: the assignment's definition
+    into its gradebook first (the step that can fail on a server), then each
+    folder and file by rename, the old ones kept until all are in.
+    """
+    from nbgrader.api import Gradebook
+
+    url = db_url(course)
+    if url == _own_gradebook(course) and not paths(course)["gradebook"].exists():
+        os.replace(paths(built)["gradebook"], paths(course)["gradebook"])
+    else:
+        with scripts_on_path(), Gradebook(_own_gradebook(built), COURSE_ID) as new, Gradebook(url, COURSE_ID) as old:
+            ledger.copy_assignment(new, old)
+    parts = ["source", "release", "expected", "config"] + ([] if paths(course)["own_config"].exists() else ["own_config"])
+    moved = []
+    try:
+        for part in parts:
+            target, incoming = paths(course)[part], paths(built)[part]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            backup = incoming.with_name(incoming.name + ".old")
+            if target.exists():
+                os.rename(target, backup)
+            os.rename(incoming, target)
+            moved.append((target, backup))
+    except OSError:
+        for target, backup in reversed(moved):  # put the old parts back
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+            if backup.exists():
+                os.rename(backup, target)
+        raise
 
 
 def check_due(text, now=None):
@@ -167,7 +223,8 @@ def prove_release(course):
                         ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", STAGED, "scratch"))
         reference = make_submission(release, scratch / "reference", reference_layers(), keys)
         bare = make_submission(release, scratch / "stubs")
-        ref_result, stub_result = grade([reference, bare], scratch_course)["submissions"]
+        ref_result, stub_result = grade([reference, bare], scratch_course,
+                                        url=_own_gradebook(scratch_course))["submissions"]  # never the course's server
         errors = _cell_errors(paths(scratch_course)["autograded"] / "reference" / ASSIGNMENT_ID)
 
     failures = []

@@ -1,0 +1,53 @@
+"""
+`normgrade release` is all or nothing: a rebuild that fails at any step
+(here the leak check, after nbgrader's generate_assignment ran) leaves the
+course byte for byte as it was, and one that succeeds keeps the gradebook's
+grades.
+"""
+import hashlib
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from normgrade.course import COURSE_ID, db_url, paths
+from normgrade.paths import NOTEBOOKS
+from normgrade.release import LeakError, build_course
+from normgrade.samples import make_submission, reference_layers
+
+pytestmark = pytest.mark.slow
+
+
+def _tree(folder):
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "run.lock"}
+
+
+def test_a_failed_rebuild_leaves_the_course_as_it_was_and_a_rebuild_keeps_the_grades(sandbox, tmp_path):
+    from nbgrader.api import Gradebook
+
+    from normgrade.autograde import grade
+
+    course = tmp_path / "course"
+    build_course(course, prove=False)
+    grade([make_submission(paths(course)["release"], tmp_path / "ann", reference_layers())], course)
+    before = _tree(course)
+
+    broken = tmp_path / "notebooks"  # a TA's edit that puts grader code into the release
+    shutil.copytree(NOTEBOOKS, broken)
+    nb = nbformat.read(broken / "SpatialNormalization.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("The grader reads normgrade/expected.npz."))
+    nbformat.write(nb, broken / "SpatialNormalization.ipynb")
+    with pytest.raises(LeakError, match="contains 'normgrade'"):
+        build_course(course, notebooks=broken, prove=False)
+    assert _tree(course) == before, "a failed release changed the course"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ann", "course", "notebooks"], "no scratch left behind"
+
+    build_course(course, prove=False)
+    after = _tree(course)
+    assert {k for k in set(before) | set(after) if before.get(k) != after.get(k)} <= {
+        "normgrade/expected.npz", "gradebook.db"}
+    with Gradebook(db_url(course), COURSE_ID) as gb:
+        assert gb.find_submission("normalization", "ann").code_score > 0, "the rebuild lost a grade"
