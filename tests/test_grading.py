@@ -485,3 +485,29 @@ def test_points_that_disagree_with_their_source_stop_the_release_before_anything
     with pytest.raises(ValueError, match="nothing was built"):
         build_course(tmp_path / "course", notebooks=edited, prove=False)
     assert not (tmp_path / "course").exists()
+
+
+def test_a_rebuild_says_what_it_changes_for_students(tmp_path):
+    import shutil
+
+    import nbformat
+
+    from normgrade.notebooks import changes, source_notebooks
+    from normgrade.paths import NOTEBOOKS
+
+    new = tmp_path / "new"
+    shutil.copytree(NOTEBOOKS, new)
+    assert changes(source_notebooks(), source_notebooks(new)) == []
+    path = new / "BatchNormalization.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    by_id["test_inline_batch_size"].metadata["nbgrader"]["points"] = 2
+    by_id["inline_weight_scale"].source += "\nAlso say why."
+    key_cell = by_id["answer_inline_batch_size"]
+    key_cell.source = key_cell.source.replace("inline_batch_size = 'b'", "inline_batch_size = 'c'")
+    nb.cells.remove(by_id["test_layernorm_backward"])
+    nbformat.write(nb, path)
+    lines = changes(source_notebooks(), source_notebooks(new))
+    assert lines == ["graded cell test_layernorm_backward removed from BatchNormalization.ipynb",
+                     "inline_weight_scale: its text changed", "test_inline_batch_size: 1 -> 2 points",
+                     "answer key of inline_batch_size: changed"], lines

@@ -119,3 +119,33 @@ def rendering_problems(paths):
                 problems.append(f"{path.name} cell {index}: a line indented by 4 spaces renders as a code block, "
                                 f"not prose: {cell.source.strip().splitlines()[0][:60]!r}")
     return problems
+
+
+def graded_cells(paths):
+    """{grade_id: (notebook name, points, text)} of the graded cells of the notebooks at `paths`."""
+    cells = {}
+    for path in paths:
+        for cell, meta in nbgrader_cells(path):
+            if meta.get("grade"):
+                cells[meta["grade_id"]] = (path.name, float(meta.get("points", 0)), cell.source)
+    return cells
+
+
+def changes(old_paths, new_paths):
+    """
+    What a rebuild changes for students, as lines: graded cells added or
+    removed, their points or wording changed, inline answer keys added,
+    removed or changed (the keys themselves are not printed).
+    """
+    old, new = graded_cells(old_paths), graded_cells(new_paths)
+    lines = [f"new graded cell {gid} in {new[gid][0]} ({new[gid][1]:g} points)" for gid in sorted(set(new) - set(old))]
+    lines += [f"graded cell {gid} removed from {old[gid][0]}" for gid in sorted(set(old) - set(new))]
+    for gid in sorted(set(old) & set(new)):
+        if old[gid][1] != new[gid][1]:
+            lines.append(f"{gid}: {old[gid][1]:g} -> {new[gid][1]:g} points")
+        if old[gid][2] != new[gid][2]:
+            lines.append(f"{gid}: its text changed")
+    old_keys, new_keys = answer_keys(old_paths), answer_keys(new_paths)
+    lines += [f"answer key of {name}: {'added' if name not in old_keys else 'removed' if name not in new_keys else 'changed'}"
+              for name in sorted(set(old_keys) | set(new_keys)) if old_keys.get(name, ...) != new_keys.get(name, ...)]
+    return lines

@@ -36,7 +36,7 @@ from .autograde import grade
 from .checks import FUNCTIONS
 from .course import (ASSIGNMENT_ID, COURSE_ID, NBGRADER_CONFIG, STAGED, db_url, is_course, paths, run_nbgrader,
                      scripts_on_path)
-from .notebooks import answer_keys, point_problems, rendering_problems, source_notebooks
+from .notebooks import answer_keys, changes, point_problems, rendering_problems, source_notebooks
 from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
 from .submission import assemble_stubs
@@ -271,9 +271,18 @@ def add_parser(subparsers):
 
 
 def run(args):
-    proof = build_course(args.course, prove=not args.no_proof, due=args.due)
+    with tempfile.TemporaryDirectory(prefix="normgrade-previous-") as previous:
+        if is_course(args.course):  # the previous build's notebooks, to say what this one changes
+            for path in source_notebooks(paths(args.course)["source"]):
+                shutil.copy(path, previous)
+        proof = build_course(args.course, prove=not args.no_proof, due=args.due)
+        before = source_notebooks(Path(previous))
+        changed = changes(before, source_notebooks(paths(args.course)["source"])) if before else None
     release = paths(args.course)["release"]
     print(f"release ready in {release} (leak check passed)")
+    if changed is not None:
+        print("changes since the previous build: " + ("none to graded cells or answer keys" if not changed else
+                                                      "".join(f"\n  {line}" for line in changed)))
     if proof:
         ref, bare = proof
         print(f"proof: reference {ref['score']:g} / {ref['max_score']:g} in {ref['seconds']} s, "
