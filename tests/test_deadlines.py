@@ -262,3 +262,48 @@ def test_a_written_answer_not_graded_yet_says_so_in_the_feedback_and_is_empty_in
     assert NOT_GRADED_YET.split("**")[-1].strip()[:60] in page and "Not graded yet." in page
     other = (paths(course)["feedback"] / "gina" / "normalization" / "BatchNormalization.html").read_text()
     assert "Not graded yet." not in other
+
+
+@pytest.mark.slow
+def test_one_view_of_who_is_in_the_course(term, tmp_path):
+    """A student removed with nbgrader's own command is counted nowhere; a deleted gradebook is said, not remade."""
+    import shutil
+    import subprocess
+    import sys
+
+    from normgrade.course import ASSIGNMENT_ID, paths, run_nbgrader
+    from normgrade.report import class_report
+    from normgrade.status import class_status, format_status
+
+    from normgrade.autograde import grade
+    from normgrade.samples import make_submission, reference_layers
+
+    course, _ = term
+    grade([make_submission(paths(course)["release"], tmp_path / "hal", reference_layers())], course)
+    grade([make_submission(paths(course)["release"], tmp_path / "ida", reference_layers())], course)
+    assert (paths(course)["autograded"] / "hal" / ASSIGNMENT_ID).is_dir()
+    run_nbgrader(course, "db", "student", "remove", "hal", "--force")
+    status = class_status(course)
+    assert status["removed"] == ["hal"] and "hal" not in {s["student"] for s in status["students"]}
+    assert "ida" in {s["student"] for s in status["students"]}
+    assert "not counted (graded, but no longer in the gradebook" in format_status(status)
+    report = class_report(course)
+    assert report["removed"] == ["hal"] and "hal" not in {s["student"] for s in report["students"]}
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "feedback", "--course", str(course)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr  # once: a MissingEntry traceback, and the whole run failed
+    assert "not written for hal: autograded/ holds a submission the gradebook does not have" in done.stderr
+    assert (paths(course)["feedback"] / "ida" / ASSIGNMENT_ID / "BatchNormalization.html").is_file()
+    again = grade([tmp_path / "hal"], course)["submissions"][0]
+    assert again["status"] == "graded", "the ledger's old row does not stand in for a submission nbgrader lost"
+    assert class_status(course)["removed"] == []
+
+    copy = tmp_path / "course"
+    shutil.copytree(course, copy, ignore=shutil.ignore_patterns("staged"))
+    paths(copy)["gradebook"].unlink()
+    for command in (["status"], ["report", "--out", str(tmp_path / "r.html")], ["feedback"],
+                    ["export", "--csv", str(tmp_path / "g.csv")]):
+        done = subprocess.run([sys.executable, "-m", "normgrade.cli", *command, "--course", str(copy)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and "has no gradebook" in done.stderr and "Traceback" not in done.stderr, command
+        assert not paths(copy)["gradebook"].exists(), f"{command[0]} made an empty gradebook"

@@ -492,7 +492,8 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     with ledger.run_lock(course):
         ledger.prepare(course, url)
         due = late.due_date(url)
-        tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade, execute, unsandboxed,
+        _, gone = ledger.current_rows(url)  # graded once, since removed from the gradebook: graded again
+        tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade or s in gone, execute, unsandboxed,
                       str(Path(root).absolute()), due.isoformat() if due else "", late.deadline_key(due, policy, s))
                  for s, f, g, root in found]
         notes = late.unknown_extensions(policy, url, [s for s, *_ in found] + list(duplicates))

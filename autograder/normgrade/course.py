@@ -125,6 +125,21 @@ def db_url(course, override=None):
     return f"sqlite:///{(Path(course) / 'gradebook.db').resolve()}"
 
 
+def gradebook_url(course, override=None):
+    """
+    db_url(course, override) of a gradebook that exists: FileNotFoundError
+    (what happened, what to do) where it is the course's own gradebook.db and
+    that file is gone, instead of an empty one made silently.
+    """
+    url = db_url(course, override)
+    own = paths(course)["gradebook"]
+    if url == f"sqlite:///{own.resolve()}" and not own.is_file():
+        raise FileNotFoundError(f"{course} has no gradebook ({own} is gone): nothing is graded there. Restore it from "
+                                f"a backup, or make a new one with `normgrade release --course {course}` and grade "
+                                "again; nothing was changed")
+    return url
+
+
 def is_course(course):
     return (Path(course) / CONFIG_NAME).is_file() and paths(course)["source"].is_dir()
 

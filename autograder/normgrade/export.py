@@ -16,7 +16,7 @@ import csv
 from pathlib import Path
 
 from . import late
-from .course import ASSIGNMENT_ID, COURSE_ID, db_url, load_config
+from .course import ASSIGNMENT_ID, COURSE_ID, gradebook_url, load_config
 
 
 def per_question(course):
@@ -24,8 +24,9 @@ def per_question(course):
     from nbgrader.api import Gradebook, MissingEntry
 
     columns, rows = ["student"], []
-    late.refresh_penalties(db_url(course), late.policy(load_config(course)))  # on the scores as they are now
-    with Gradebook(db_url(course), COURSE_ID) as gb:
+    url = gradebook_url(course)
+    late.refresh_penalties(url, late.policy(load_config(course)))  # on the scores as they are now
+    with Gradebook(url, COURSE_ID) as gb:
         assignment = gb.find_assignment(ASSIGNMENT_ID)
         cells = [(nb.name, cell.name, cell.cell_type) for nb in assignment.notebooks for cell in nb.grade_cells]
         columns += [f"{nb}/{name}" for nb, name, _ in cells] + [

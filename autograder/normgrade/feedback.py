@@ -21,7 +21,7 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
 from . import late
-from .course import ASSIGNMENT_ID, COURSE_ID, db_url, load_config, paths, run_nbgrader
+from .course import ASSIGNMENT_ID, COURSE_ID, gradebook_url, load_config, paths, run_nbgrader
 
 # The student's own submission time and secret, which nbgrader's release_feedback reads beside the pages
 # (it names each student's feedback in the exchange by the secret); never copied to the exchange.
@@ -108,7 +108,7 @@ def ungraded_answers(course):
     from nbgrader.api import Gradebook
 
     waiting = {}
-    with Gradebook(db_url(course), COURSE_ID) as gb:
+    with Gradebook(gradebook_url(course), COURSE_ID) as gb:
         for submission in gb.find_assignment(ASSIGNMENT_ID).submissions:
             count = sum(1 for notebook in submission.notebooks for grade in notebook.grades
                         if grade.needs_manual_grade and grade.manual_score is None)
@@ -117,12 +117,38 @@ def ungraded_answers(course):
     return waiting
 
 
+def stale_autograded(course):
+    """
+    {student: why} for autograded/ folders nbgrader cannot write feedback
+    for: the student has no submission in the gradebook (removed from it, or
+    graded into another gradebook).
+    """
+    from nbgrader.api import Gradebook
+
+    with Gradebook(gradebook_url(course), COURSE_ID) as gb:
+        graded = {submission.student.id for submission in gb.find_assignment(ASSIGNMENT_ID).submissions}
+    return {folder.parent.name: "autograded/ holds a submission the gradebook does not have (removed from it, or "
+                                "graded into another gradebook): no feedback written; grade it again to get one"
+            for folder in sorted(paths(course)["autograded"].glob(f"*/{ASSIGNMENT_ID}"))
+            if folder.parent.name not in graded}
+
+
 def generate_feedback(course, student=None):
-    """Write and scrub the feedback; return {student: [html paths]}."""
-    late.refresh_penalties(db_url(course), late.policy(load_config(course)))  # the pages show the penalty as it is now
+    """
+    Write and scrub the feedback; return {student: [html paths]}. Students in
+    stale_autograded() are left out (nbgrader would fail the whole run on
+    them); the command says so.
+    """
+    url = gradebook_url(course)
+    late.refresh_penalties(url, late.policy(load_config(course)))  # the pages show the penalty as it is now
     args = ["generate_feedback", ASSIGNMENT_ID, "--force"]
     if student:
         args += ["--student", student]
+    stale = stale_autograded(course)
+    if stale:
+        args.append(f"--CourseDirectory.student_id_exclude={','.join(stale)}")
+    if student and student in stale:
+        return {}
     run_nbgrader(course, *args)
     pages = {}
     root = paths(course)["feedback"]
@@ -159,9 +185,12 @@ def add_parser(subparsers):
 
 def run(args):
     waiting = {s: n for s, n in ungraded_answers(args.course).items() if not args.student or s == args.student}
+    stale = {s: why for s, why in stale_autograded(args.course).items() if not args.student or s == args.student}
     pages = generate_feedback(args.course, args.student)
     for student, html in pages.items():
         print(f"{student}: {', '.join(str(p) for p in html)}")
+    for student, why in stale.items():
+        print(f"not written for {student}: {why}", file=sys.stderr)
     if waiting:
         print(f"warning: {sum(waiting.values())} written answers of {len(waiting)} students are not graded yet "
               f"({', '.join(sorted(waiting)[:10])}{', ...' if len(waiting) > 10 else ''}): their pages say so. Grade "

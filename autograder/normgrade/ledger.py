@@ -236,3 +236,20 @@ def rows(url):
     with db_engine.connect() as db:
         query = select(GRADING).where(GRADING.c.assignment == ASSIGNMENT_ID).order_by(GRADING.c.student)
         return [dict(row) for row in db.execute(query).mappings()]
+
+
+def current_rows(url):
+    """
+    (rows, gone): the ledger rows of the course as it is now, and the
+    students whose rows say graded but who are no longer in nbgrader's
+    gradebook (removed with `nbgrader db student remove`). Failures are
+    always kept: a submission that failed before nbgrader saw it has no
+    student there.
+    """
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url, COURSE_ID) as gb:
+        students = {student.id for student in gb.students}
+    everything = rows(url)
+    gone = sorted(row["student"] for row in everything if row["status"] != "failed" and row["student"] not in students)
+    return [row for row in everything if row["student"] not in gone], gone

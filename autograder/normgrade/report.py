@@ -27,7 +27,7 @@ from pathlib import Path
 from . import ledger
 from .autograde import DEFAULT_COURSE, late_text
 from .checks import NOT_OWN_MISTAKES
-from .course import db_url, is_course
+from .course import gradebook_url, is_course
 from .status import summarize
 
 
@@ -40,8 +40,8 @@ def class_report(course, url=None):
     """The report's data: {"gradebook", "students", "tests", "mistakes", "failures", "scores", ...}."""
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
-    url = db_url(course, url)
-    rows = ledger.rows(url)
+    url = gradebook_url(course, url)
+    rows, gone = ledger.current_rows(url)
     results = {row["student"]: json.loads(row["result"]) if row["result"] else {} for row in rows}
     graded = [row for row in rows if row["status"] == "graded"]
     tests = {}
@@ -69,6 +69,7 @@ def class_report(course, url=None):
                      for (function, mistake), count in mistakes.most_common()],
         "failures": [{"student": row["student"], "error": results[row["student"]].get("error", "")}
                      for row in rows if row["status"] == "failed"],
+        "removed": gone,
         "counts": {status: sum(row["status"] == status for row in rows) for status in ("graded", "failed", "running")},
     }
 
@@ -173,6 +174,9 @@ def render_html(data, images):
                         ("mistakes", "Recognized mistakes")):
         if name in images:
             parts.append(f"<h2>{title}</h2><img id='figure-{name}' alt='{title}' src='{images[name]}'>")
+    if data["removed"]:
+        parts.append(f"<p id='removed'>Not counted: {e(', '.join(data['removed']))} (graded, but no longer in the "
+                     "gradebook: removed with <code>nbgrader db student remove</code>?).</p>")
     if data["mistakes"]:
         parts.append("<table class='sortable' id='mistakes'><thead><tr><th>function</th><th>mistake</th>"
                      "<th>students</th></tr></thead><tbody>")

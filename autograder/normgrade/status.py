@@ -8,7 +8,8 @@ auto-graded scores (after late penalties): count, mean, quartiles and a histogra
 and lists the late submissions and those whose submission time is unknown.
 
     {"gradebook": URL, "graded": n, "failed": n, "pending": n,
-     "failures": [{"student", "error"}], "pending_students": [...],
+     "failures": [{"student", "error"}], "removed": [...] (graded, no longer in the gradebook),
+     "pending_students": [...],
      "late": [{"student", "late_seconds", "penalty"}], "time_unknown": [student...],
      "students": [{"student", "status", "score", "max_score", "penalty"}],
      "scores": {"count", "max_score", "mean", "min", "q1", "median", "q3", "max", "histogram": [[low, high, n]...]}}
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from . import ledger
 from .autograde import DEFAULT_COURSE, printable, discover, duration
-from .course import db_url, is_course
+from .course import gradebook_url, is_course
 
 BINS = 10
 
@@ -29,8 +30,8 @@ def class_status(course, url=None, paths_given=()):
     """The status document of the course's gradebook (see the module docstring)."""
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
-    url = db_url(course, url)
-    rows = ledger.rows(url)
+    url = gradebook_url(course, url)
+    rows, gone = ledger.current_rows(url)
     by_status = {}
     for row in rows:
         by_status.setdefault(row["status"], []).append(row)
@@ -45,6 +46,7 @@ def class_status(course, url=None, paths_given=()):
         "pending": len(by_status.get("running", [])) + len(unseen),
         "failures": [{"student": row["student"], "error": json.loads(row["result"]).get("error", "")}
                      for row in by_status.get("failed", [])],
+        "removed": gone,
         "pending_students": sorted([row["student"] for row in by_status.get("running", [])] + unseen),
         "late": [{"student": row["student"], "late_seconds": result["late_seconds"], "penalty": result["penalty"]}
                  for row, result in graded_results if result.get("late_seconds")],
@@ -95,6 +97,9 @@ def format_status(document):
     for failure in document["failures"]:
         first_line = (failure["error"] or "?").splitlines()[0]
         lines.append(f"failed: {failure['student']}: {first_line[:200]}")
+    if document.get("removed"):
+        lines.append("not counted (graded, but no longer in the gradebook: `nbgrader db student remove`?): "
+                     + ", ".join(printable(s) for s in document["removed"]))
     if document["pending_students"]:
         lines.append("pending: " + ", ".join(document["pending_students"]))
     for entry in document["late"]:
