@@ -282,6 +282,16 @@ def test_one_view_of_who_is_in_the_course(term, tmp_path):
     grade([make_submission(paths(course)["release"], tmp_path / "hal", reference_layers())], course)
     grade([make_submission(paths(course)["release"], tmp_path / "ida", reference_layers())], course)
     assert (paths(course)["autograded"] / "hal" / ASSIGNMENT_ID).is_dir()
+    # formgrader's grader sees the graded code, layers.py, below each notebook, with each function's points
+    import nbformat
+    shown = [c.source for c in nbformat.read(paths(course)["autograded"] / "ida" / ASSIGNMENT_ID /
+                                             "BatchNormalization.ipynb", as_version=4).cells
+             if c.metadata.get("normgrade") == "student code"]
+    assert [s.splitlines()[0].split(".")[0] for s in shown] == [
+        "# batchnorm_forward: 6 / 6 points", "# batchnorm_backward: 4 / 4 points",
+        "# batchnorm_backward_alt: 3 / 3 points", "# layernorm_forward: 3 / 3 points",
+        "# layernorm_backward: 3 / 3 points"]
+    assert "def batchnorm_forward(" in shown[0] and "def batchnorm_backward(" not in shown[0]
     run_nbgrader(course, "db", "student", "remove", "hal", "--force")
     status = class_status(course)
     assert status["removed"] == ["hal"] and "hal" not in {s["student"] for s in status["students"]}

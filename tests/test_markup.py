@@ -197,3 +197,24 @@ def test_results_are_computed_once_per_content(monkeypatch):
     monkeypatch.setattr(pre.SanitizeHTML, "sanitize_html_tags", lambda *a: pytest.fail("bleached again"))
     nb = autograded([cell])
     assert nb.cells[0].source.startswith("An answer")
+
+
+def test_the_students_code_shown_to_the_grader_is_text_on_both_pages():
+    from normgrade.preprocessors import student_code_cells
+
+    hostile = (b'def batchnorm_forward(x, gamma, beta, bn_param):\n'
+               b'    """</pre></div><script>alert(1)</script><img src=x onerror=alert(2)>"""\n'
+               b'    return x, None\n\n\ndef helper():\n    pass\n')
+    cells = student_code_cells(hostile, {"batchnorm_forward": (1.5, 6.0), "batchnorm_backward": (0.0, 4.0)})
+    assert [c.source.splitlines()[0] for c in cells] == [
+        "# batchnorm_forward: 1.5 / 6 points. The student's normlab/layers.py, as graded (not run here).",
+        "# batchnorm_backward: 0 / 4 points. The student's normlab/layers.py, as graded (not run here)."]
+    assert "def helper" not in cells[0].source and "no function batchnorm_backward" in cells[1].source
+    nb = nbformat.v4.new_notebook(cells=cells)
+    pages = render_pages(nb)
+    assert added(pages) == {}, "the student's code reached a page as markup"
+    for page in pages.values():
+        assert "&lt;script&gt;" in page and "batchnorm_forward" in page
+    unparsable = student_code_cells(b"def batchnorm_forward(:\n  <script>", {"batchnorm_forward": (0.0, 6.0)})
+    assert len(unparsable) == 1 and "does not parse" in unparsable[0].source
+    assert added(render_pages(nbformat.v4.new_notebook(cells=unparsable))) == {}

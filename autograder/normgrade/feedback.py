@@ -164,7 +164,8 @@ def generate_feedback(course, student=None):
         html = sorted(folder.glob("*.html"))
         # A marker the student typed into their own notebook is theirs to see (and must not stop the class).
         own = " ".join(p.read_text(errors="replace") for where in ("staged", "submitted")
-                       for p in (paths(course)[where] / name / ASSIGNMENT_ID).glob("*.ipynb"))
+                       for pattern in ("*.ipynb", "normlab/layers.py")  # their code is shown on the page too
+                       for p in (paths(course)[where] / name / ASSIGNMENT_ID).glob(pattern) if p.is_file())
         for page in html:
             add_math_note(page)
             text = page.read_text(errors="replace")

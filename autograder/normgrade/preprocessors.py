@@ -23,6 +23,7 @@ The course's nbgrader_config.py (normgrade.course) sets
   cell's result, which SaveAutoGrades records as partial credit. Whatever the
   kernel printed, raised or hid in a graded cell is replaced.
 """
+import ast
 import functools
 import hashlib
 import html
@@ -235,13 +236,58 @@ class TrustedScores(NbGraderPreprocessor):
         scored = score_notebook(nb, resources["metadata"]["path"], self.expected_path, self.unsandboxed,
                                 submitted_folder(self.expected_path, info, self.submitted_directory), info["notebook"])
         reports = _REPORTS[(info["student"], info["notebook"])] = {}
+        earned = {}
         for gid, cell in graded_code_cells(nb).items():
             points, message = scored[gid]
             if self.unsandboxed:
                 message = f"{UNSANDBOXED_NOTE}\n{message}"
             cell.outputs = _outputs(message, points)
             reports[gid] = message.strip()
+            function = gid[len("test_"):]
+            if function in checks.FUNCTIONS:
+                earned[function] = (points, float(cell.metadata["nbgrader"]["points"]))
+        if earned:  # the graded work is layers.py: formgrader shows it below the notebook, with its points
+            layers, why_not = student_layers(resources["metadata"]["path"],
+                                             submitted_folder(self.expected_path, info, self.submitted_directory))
+            nb.cells += student_code_cells(layers, earned, why_not)
         return nb, resources
+
+
+MAX_SHOWN_CODE = 20_000  # characters of one function shown to the grader
+
+
+def student_code_cells(layers, earned, why_not=""):
+    """
+    Code cells (read-only, never run) showing the grader the student's
+    normlab/layers.py as graded: one per function of `earned` {function:
+    (points, out of)}, its source cut from the file (the whole file, cut at
+    MAX_SHOWN_CODE, where it does not parse), headed by its points. A code
+    cell's source reaches formgrader and the feedback page highlighted and
+    escaped, never as markup.
+    """
+    meta = {"editable": False, "deletable": False, "normgrade": "student code"}
+    if layers is None:
+        return [nbformat.v4.new_code_cell(f"# normlab/layers.py as submitted: not graded ({why_not})", metadata=meta)]
+    text = layers.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    try:
+        spans = {node.name: (min([node.lineno] + [d.lineno for d in node.decorator_list]), node.end_lineno)
+                 for node in ast.parse(text).body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    except (SyntaxError, ValueError):
+        head = "# normlab/layers.py as submitted (it does not parse as Python): " + ", ".join(
+            f"{f} {p:g} / {m:g} points" for f, (p, m) in earned.items())
+        return [nbformat.v4.new_code_cell(f"{head}\n{text[:MAX_SHOWN_CODE]}", metadata=meta)]
+    cells = []
+    for function, (points, out_of) in earned.items():
+        head = f"# {function}: {points:g} / {out_of:g} points. The student's normlab/layers.py, as graded (not run here)."
+        if function in spans:
+            begin, end = spans[function]
+            body = "\n".join(lines[begin - 1:end])
+            body = body if len(body) <= MAX_SHOWN_CODE else body[:MAX_SHOWN_CODE] + "\n# ... (cut)"
+        else:
+            body = f"# no function {function} in normlab/layers.py"
+        cells.append(nbformat.v4.new_code_cell(f"{head}\n{body}", metadata=meta))
+    return cells
 
 
 class SandboxedExecute(NbGraderPreprocessor):
