@@ -381,9 +381,12 @@ def test_feedback_is_html_only_and_hides_grading_code(graded_class, course):
         folder = paths(course[0])["feedback"] / student / "normalization"
         kept = sorted(p.name for p in folder.rglob("*") if p.name not in EXCHANGE_FILES)  # those: for release_feedback
         assert kept == sorted(p.name for p in html)
+        own = paths(course[0])["staged"] / student / "normalization" / "normlab" / "layers.py"
+        own = own.read_text() if own.is_file() else ""  # their code is on the page: markers they wrote are theirs
         for page in html:
             text = page.read_text()
-            assert not any(marker in text for marker in HIDDEN_MARKERS)
+            assert not any(marker in text and marker not in own for marker in HIDDEN_MARKERS)
+            assert "BEGIN HIDDEN TESTS" not in text
     tampered = (paths(course[0])["feedback"] / "b_tampered" / "normalization" / "BatchNormalization.html").read_text()
     # The tags reach the page as text (&lt;img ...), never as live HTML.
     assert "<script>alert(1)" not in tampered and '<img src="x" onerror' not in tampered, "student markdown ran"

@@ -511,3 +511,18 @@ def test_a_rebuild_says_what_it_changes_for_students(tmp_path):
     assert lines == ["graded cell test_layernorm_backward removed from BatchNormalization.ipynb",
                      "inline_weight_scale: its text changed", "test_inline_batch_size: 1 -> 2 points",
                      "answer key of inline_batch_size: changed"], lines
+
+
+def test_a_class_entry_that_links_into_the_course_does_not_stop_the_class(tmp_path):
+    from normgrade.autograde import _through_link, refuse_overlaps
+
+    course = tmp_path / "course"
+    (course / "source" / "normalization").mkdir(parents=True)
+    klass = tmp_path / "class"
+    (klass / "ann" / "normalization").mkdir(parents=True)
+    (klass / "eve").symlink_to(course / "source")  # graded from nothing (staging follows no link), with a note
+    assert _through_link(klass / "eve" / "normalization", klass) and not _through_link(klass / "ann", klass)
+    refuse_overlaps(course, [klass])  # the PATH the instructor named is fine
+    from normgrade.autograde import Overlap
+    with pytest.raises(Overlap):
+        refuse_overlaps(course, [klass / "eve"])  # named directly, it is refused

@@ -110,6 +110,12 @@ def refuse_overlaps(course, folders):
                           f"or the course's submitted/ after `nbgrader collect`")
 
 
+def _through_link(folder, root):
+    """Whether `folder` is reached from `root` (a folder above it) through a symbolic link."""
+    folder, root = Path(folder).absolute(), Path(root).absolute()
+    return any(part.is_symlink() for part in [folder, *folder.parents] if root in part.parents)
+
+
 def _is_submission(folder):
     return folder.is_dir() and (any(folder.glob("*.ipynb")) or (folder / "normlab").is_dir())
 
@@ -478,7 +484,9 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     refuse_overlaps(course, paths_given)
     # On a case-insensitive file system (macOS, a Windows share) Ann's and ann's staging folders are one.
     found, duplicates, skipped = discover(paths_given, fold_case=is_course(course) and files.case_insensitive(course))
-    refuse_overlaps(course, [folder for _, folder, _, _ in found])
+    # A class entry reached through a link is never followed by staging (it is graded from nothing, with a
+    # note): only the rest is where a PATH's own folders could lie inside the course.
+    refuse_overlaps(course, [folder for _, folder, _, root in found if not _through_link(folder, root)])
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course: build it first with `normgrade release --course "
                                 f"{course}` (nothing was graded)")
