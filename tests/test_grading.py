@@ -504,7 +504,8 @@ def test_a_rebuild_says_what_it_changes_for_students(tmp_path):
     by_id["test_inline_batch_size"].metadata["nbgrader"]["points"] = 2
     by_id["inline_weight_scale"].source += "\nAlso say why."
     key_cell = by_id["answer_inline_batch_size"]
-    key_cell.source = key_cell.source.replace("inline_batch_size = 'b'", "inline_batch_size = 'c'")
+    key = answer_keys()["inline_batch_size"]  # spelled here, the key would live in two places
+    key_cell.source = key_cell.source.replace(f"inline_batch_size = {key!r}", "inline_batch_size = 'not the key'")
     nb.cells.remove(by_id["test_layernorm_backward"])
     nbformat.write(nb, path)
     lines = changes(source_notebooks(), source_notebooks(new))
