@@ -170,6 +170,23 @@ def test_the_corpus_no_wrong_diagnosis_and_nine_in_ten_named(corpus_results):
 
 
 @pytest.mark.slow
+def test_the_self_check_names_only_what_the_grader_names(corpus_results, tmp_path):
+    """
+    The students' public checks (normlab.check, on the published examples) and
+    the grader (on the hidden inputs) use one model of mistakes: whatever the
+    self-check names for a corpus entry, the grader names too.
+    """
+    from test_self_check import corpus_public_mistakes
+
+    public = corpus_public_mistakes(tmp_path, WRONG + UNMODELLED)
+    differ = {(entry.name, function): (keys, _stated(corpus_results[entry.name][function]))
+              for entry in WRONG + UNMODELLED for function, (_, keys) in public[entry.name].items()
+              if keys - _stated(corpus_results[entry.name][function])}
+    assert differ == {}
+    assert sum(bool(keys) for by in public.values() for _, keys in by.values()) >= 40
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", WRONG + UNMODELLED, ids=[e.name for e in WRONG + UNMODELLED])
 def test_every_wrong_function_loses_points_and_nothing_else_does(corpus_results, entry):
     scores = corpus_results[entry.name]

@@ -11,11 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import corpus
 from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from normgrade.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
 from normlab import check as self_check_module
+from normlab import diagnosis
 
 
 def _package(tmp_path, source):
@@ -64,11 +67,109 @@ def test_stubs_are_not_started_with_the_stubs_own_message(tmp_path):
 def test_typical_mistakes_fail_here_with_what_to_fix(tmp_path):
     rows = {f: (s, m) for f, s, m in self_check_module.summary(
         _layers(_package(tmp_path, mutant_layers(*TYPICAL_MISTAKES))))}
-    assert rows["batchnorm_forward"][0] == self_check_module.FAILS
-    assert "published output" in rows["batchnorm_forward"][1] and "biased variance" in rows["batchnorm_forward"][1]
+    # Named with the grader's own probes and words (normlab.diagnosis), on the published examples.
+    assert rows["batchnorm_forward"] == (self_check_module.FAILS, (
+        "a small published example (gamma and beta not trivial): differs from the published output (relative error "
+        "1.8e-01): the variance is the unbiased one (dividing by N - 1); normalization divides by N"))
     assert rows["spatial_groupnorm_forward"][0] == self_check_module.FAILS
-    assert "g*C//G" in rows["spatial_groupnorm_forward"][1]
+    assert "the mean and variance are taken per example and interleaved group (channel c in group c % G); " \
+           "spatial_groupnorm_forward takes them per example and group of C // G contiguous channels" \
+           in rows["spatial_groupnorm_forward"][1]
     assert rows["layernorm_forward"][0] == self_check_module.PASSES  # untouched by these mistakes
+
+
+def public_mistakes(layers):
+    """{function: (whether a public check fails, the diagnosis keys the failing checks name)}."""
+    found = {}
+    for function, checks in self_check_module.PUBLIC_CHECKS.items():
+        failed, keys = False, set()
+        for check_function in checks:
+            try:
+                check_function(layers)
+            except self_check_module.Named as err:
+                failed, keys = True, keys | {diagnosis.key((part,)) for part in err.parts}
+            except Exception:  # noqa: BLE001 - any failure counts as a failed check
+                failed = True
+        found[function] = (failed, keys)
+    return found
+
+
+def corpus_public_mistakes(tmp_path, entries):
+    """{entry name: public_mistakes} of corpus entries, each imported as a student's copy."""
+    found = {}
+    for number, entry in enumerate(entries):
+        source = corpus.layers_source(entry.sources)
+        found[entry.name] = public_mistakes(_layers(_package(tmp_path / str(number), source)))
+        for name in [n for n in sys.modules if n.startswith("student_normlab")]:
+            del sys.modules[name]
+    return found
+
+
+def test_the_corpus_through_the_public_checks_is_never_misnamed(tmp_path):
+    """
+    tests/corpus.py through the self-check: correct code written differently
+    passes every public check; a wrong function is named only with mistakes it
+    has, a right one never; most forward mistakes are named.
+    """
+    found = corpus_public_mistakes(tmp_path, corpus.CORRECT + corpus.WRONG + corpus.UNMODELLED)
+    assert {name: f for name, by in found.items() for f, (failed, _) in by.items()
+            if failed and name in {e.name for e in corpus.CORRECT}} == {}
+    named, misnamed = [], []
+    for entry in corpus.WRONG + corpus.UNMODELLED:
+        for function, (failed, keys) in found[entry.name].items():
+            if keys - entry.wrong.get(function, set()):
+                misnamed.append((entry.name, function, keys))
+            elif keys:
+                named.append((entry.name, function))
+    assert misnamed == []
+    failing = [(e.name, f) for e in corpus.WRONG for f in e.wrong if found[e.name][f][0]]
+    print(f"public checks: {len(named)} of the {len(failing)} wrong functions they fail named")
+    assert len(named) >= 0.5 * len(failing)
+
+
+def test_a_wrong_backward_is_named_by_its_gradient_check(tmp_path):
+    found = public_mistakes(_layers(_package(tmp_path, mutant_layers("alt_wrong_sign"))))
+    assert found["batchnorm_backward_alt"] == (True, {"dx terms: variance term sign"})
+    assert found["spatial_batchnorm_backward"] == (True, {"dx terms: variance term sign"})
+    assert found["batchnorm_backward"] == (False, set())
+
+
+def test_on_the_published_examples_every_single_mistake_is_named_as_itself():
+    """Each one-part hypothesis of the model, returned by a layer, is named exactly so by its published example."""
+    from types import SimpleNamespace
+
+    examples = {  # check -> (the layer function it calls, the layer, the probe's arguments)
+        self_check_module.batchnorm_published_example: ("batchnorm_forward", "batchnorm", (
+            self_check_module.SMALL_X, self_check_module.SMALL_GAMMA, self_check_module.SMALL_BETA)),
+        self_check_module.layernorm_published_example: ("layernorm_forward", "layernorm", (
+            self_check_module.SMALL_X, self_check_module.SMALL_GAMMA, self_check_module.SMALL_BETA)),
+        self_check_module.spatial_batchnorm_published_example: ("spatial_batchnorm_forward", "spatial_batchnorm", (
+            self_check_module.SPATIAL_X, np.reshape([1., 2., .5, 1.], (1, 4, 1, 1)),
+            np.reshape([0., 1., 0., -1.], (1, 4, 1, 1)))),
+        self_check_module.spatial_groupnorm_published_example: ("spatial_groupnorm_forward", "groupnorm", (
+            self_check_module.SPATIAL_X, np.reshape([1., 2., .5, 1.], (1, 4, 1, 1)),
+            np.reshape([0., 1., 0., -1.], (1, 4, 1, 1)))),
+    }
+    unseen = []  # mistakes too small to fail a published example at all
+    for check_function, (function, layer, args) in examples.items():
+        hypotheses = diagnosis.forward_hypotheses(layer, *args, 1e-5, G=2 if layer == "groupnorm" else None,
+                                                  eps_given=False)
+        singles = [h for h in hypotheses if len(h.parts) == 1]
+        assert len(singles) >= 11, (function, len(singles))
+        for h in singles:
+            layers = SimpleNamespace(**{function: lambda *_, value=h.value: (value, None)})
+            try:
+                check_function(layers)
+            except self_check_module.Named as named:
+                assert named.parts == h.parts
+                assert diagnosis.sentence(h.parts, function, layer) in str(named)
+            else:
+                unseen.append((function, h.parts))
+        right = SimpleNamespace(**{function: lambda *_: (diagnosis.right_value(hypotheses), None)})
+        assert check_function(right).startswith("relative error")  # the model's right value is the published one
+    # The spatial example's channels spread too widely for eps to matter (relative error 7e-7); the hidden
+    # inputs have a channel with a tiny spread for that.
+    assert unseen == [("spatial_batchnorm_forward", (("eps", "missing"),))]
 
 
 # Mistakes the mutants do not cover, written as students write them (the reference with one function redone).
@@ -130,8 +231,17 @@ def test_python_dash_m_from_the_students_folder(tmp_path, source, code, line):
 
 
 def test_the_self_check_reads_nothing_of_the_autograder():
-    source = Path(self_check_module.__file__).read_text()
-    assert "normgrade" not in source and "expected.npz" not in source and "open(" not in source
+    for module in (self_check_module, diagnosis):
+        source = Path(module.__file__).read_text()
+        assert "normgrade" not in source and "expected.npz" not in source and "open(" not in source, module
+
+
+def test_the_grader_uses_the_courses_model_of_mistakes_not_a_submissions():
+    from normgrade import diagnosis as probes
+
+    assert Path(probes.model.__file__) == STUDENT_PACKAGE / "diagnosis.py"
+    assert probes.model.__name__ not in ("normlab.diagnosis", "diagnosis")  # no normlab package was imported
+    assert probes.sentence is probes.model.sentence
 
 
 def test_forbidden_imports_are_named_with_their_lines(tmp_path):
