@@ -1,6 +1,7 @@
 """The trusted scorer, through the real sandbox: reference, stubs, mutants, a CS231n drop-in, broken code."""
 import json
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -442,6 +443,38 @@ def test_every_entry_of_a_class_folder_is_graded_or_skipped_with_its_reason(tmp_
     (tmp_path / "nothing" / "frank" / "Downloads" / "normalization" / "A.ipynb").write_text("{}")
     with pytest.raises(ValueError, match="move that folder's contents up"):
         discover([tmp_path / "nothing"])
+    # One student's folder named directly: its id is its own name, never "Downloads"
+    with pytest.raises(ValueError, match=r"(?s)nothing to grade.*frank: a student's folder of the class folder .*"
+                                         r"deeper, in .*Downloads/normalization"):
+        discover([klass / "frank"])
+    found, _, skipped = discover([klass / "frank", klass / "ann"])
+    assert [student for student, *_ in found] == ["ann"] and [Path(p).name for p, _ in skipped] == ["frank"]
+    assert [student for student, *_ in discover([klass / "ann" / "normalization"])[0]] == ["ann"]
+    # A class folder of several students beside a single submission is still a class folder
+    (tmp_path / "reference" / "normlab").mkdir(parents=True)
+    assert [student for student, *_ in discover([klass])[0]] == ["ann", "bo"]
+    (tmp_path / "nothing" / "gail" / "normalization").mkdir(parents=True)
+    (tmp_path / "nothing" / "gail" / "normalization" / "A.ipynb").write_text("{}")
+    assert [student for student, *_ in discover([tmp_path / "nothing"])[0]] == ["gail"]
+
+
+def test_grading_one_students_folder_with_the_submission_deeper_grades_no_one(tmp_path):
+    """`normgrade grade class/frank`, frank/Downloads/normalization/ inside: exit 2 and why, nothing recorded."""
+    import subprocess
+    import sys
+
+
+    klass = tmp_path / "class"
+    release = tmp_path / "release"
+    (release / "normlab").mkdir(parents=True)
+    (release / "BatchNormalization.ipynb").write_text("{}")
+    for folder in ("ann/normalization", "bo", "frank/Downloads/normalization"):
+        shutil.copytree(release, klass / folder)
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "grade", str(klass / "frank"), "--course",
+                           str(tmp_path / "course")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Downloads" not in done.stdout
+    assert "a student's folder of the class folder" in done.stderr and "move that folder's contents up" in done.stderr
+    assert not (tmp_path / "course").exists()
 
 
 def test_the_histogram_counts_whole_students():

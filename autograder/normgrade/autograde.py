@@ -140,6 +140,15 @@ def discover(paths_given, fold_case=False):
                 named = named.parent
             found.append((named.name, folder, str(given), named.parent))
             continue
+        if _is_submission(folder / ASSIGNMENT_ID):  # class/ann, holding ann/normalization/
+            named = folder.absolute()
+            found.append((named.name, folder / ASSIGNMENT_ID, str(given), named.parent))
+            continue
+        if _one_students_folder(folder):  # class/frank: a student's folder, whatever it holds deeper
+            skipped.append((str(given), f"a student's folder of the class folder {folder.absolute().parent} "
+                                        f"(which holds other submissions), not itself a submission: "
+                                        f"{_not_a_submission(folder)}"))
+            continue
         students = []
         for child in sorted(folder.iterdir()):
             inner = child / ASSIGNMENT_ID
@@ -155,7 +164,33 @@ def discover(paths_given, fold_case=False):
                 "folder of submissions" + "".join(f"\n  {path}: {why}" for path, why in skipped[-10:])
             )
         found.extend(students)
+    if not found:
+        raise ValueError("nothing to grade:" + "".join(f"\n  {path}: {why}" for path, why in skipped[-10:]))
     return (*_with_ids(found, fold_case), skipped)
+
+
+def _one_students_folder(folder):
+    """
+    Whether `folder` (not a submission) is one student's entry of a class
+    folder, such as class/frank holding frank/Downloads/normalization/: it
+    holds one submission at most, and two other entries of its parent or
+    more are submissions (<id>/ or <id>/normalization/); an nbgrader course
+    (whose submitted/ sits beside release/) is no class folder. Ids come from
+    the class folder's own entries, so that submission is never student
+    "Downloads"; a class folder of several students, or one beside a single
+    submission, is never mistaken for a student's.
+    """
+    def holds_submission(entry):
+        return _is_submission(entry) or _is_submission(entry / ASSIGNMENT_ID)
+
+    folder = folder.absolute()
+    parent = folder.parent
+    try:
+        if (parent / "nbgrader_config.py").exists() or sum(map(holds_submission, folder.iterdir())) > 1:
+            return False
+        return sum(holds_submission(entry) for entry in parent.iterdir() if entry.name != folder.name) >= 2
+    except OSError:
+        return False
 
 
 def _not_a_submission(entry):
