@@ -158,7 +158,8 @@ def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
     assert by["alice"]["raw_score"] == full and by["alice"]["score"] == pytest.approx(0.8 * full)
     assert by["bob"]["late_seconds"] == 0 and by["bob"]["score"] == full, "bob's 48 h extension"
     for student, says in (("carol", "no timestamp.txt"), ("dave", "timestamp.txt is unreadable"),
-                          ("erin", "after this grading"), ("frank", "not a small regular file")):
+                          ("erin", "after this grading"),
+                          ("frank", "timestamp.txt is not a regular file (a link, a folder or a pipe), not read")):
         assert by[student]["late_seconds"] is None and by[student]["score"] == full, student
         assert any(says in note for note in by[student]["notes"]), (student, by[student]["notes"])
     assert any("'bobby' an extension, but no submission has that student id" in n for n in document["notes"])

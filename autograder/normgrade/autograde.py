@@ -122,7 +122,7 @@ def _is_submission(folder):
 
 def discover(paths_given, fold_case=False):
     """
-    ([(student_id, submission folder, path as given, root)], duplicates,
+    ([(student_id, submission folder, path as given, root, folder name)], duplicates,
     skipped) for the PATHs, in order (duplicates: see _with_ids). root is the
     folder the instructor named above the student's own (the class folder, or
     the submission's parent): staging follows no link below it. skipped lists
@@ -236,11 +236,9 @@ def student_id(name):
     return f"{readable}{HASHED}{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
 
 
-def id_note(given, student):
-    """A note for the submission at `given` (a path, as discover saw it) whose folder name is not its student id."""
-    named = Path(given).absolute()
-    name = named.parent.name if named.name == ASSIGNMENT_ID and student_id(named.parent.name) == student else named.name
-    if name == student:
+def id_note(name, student):
+    """A note for a submission whose folder name (`name`; "" when unknown) is not its student id."""
+    if name in ("", student):
         return ""
     return (f"the folder name {name!r} is not a plain student id (letters, digits, _ . @ -, not starting with . or "
             f"-): graded as {student!r}; plain nbgrader would name it otherwise, so rename the folder to grade it "
@@ -250,7 +248,7 @@ def id_note(given, student):
 def _with_ids(found, fold_case=False):
     """
     (submissions, duplicates) from found, with student ids (student_id):
-    submissions [(student, folder, given, root)], and duplicates {student:
+    submissions [(student, folder, given, root, folder name)], and duplicates {student:
     [given, ...]} for ids that two submissions of this run would share (the
     same folder named twice, or <id> and <id>/normalization given
     separately; with fold_case, as on a case-insensitive file system, also
@@ -261,15 +259,21 @@ def _with_ids(found, fold_case=False):
     by_id = {}
     for name, folder, given, root in found:
         student = student_id(name)
-        by_id.setdefault(student.casefold() if fold_case else student, []).append((student, folder, given, root))
+        by_id.setdefault(student.casefold() if fold_case else student, []).append((student, folder, given, root, name))
     submissions = [entries[0] for entries in by_id.values() if len(entries) == 1]
-    duplicates = {entries[0][0]: [given for _, _, given, _ in entries] for entries in by_id.values()
+    duplicates = {entries[0][0]: [given for _, _, given, _, _ in entries] for entries in by_id.values()
                   if len(entries) > 1}
     return submissions, duplicates
 
 
-def _results(url, student):
-    """The auto-graded cells of a student's submission, from the gradebook at `url`."""
+def _recorded(url, student):
+    """
+    (tests, lateness) of the student's submission, as nbgrader recorded them
+    in the gradebook at `url`: the auto-graded cells, and {submitted_at,
+    late_seconds, penalty} (late.LatePenalties): the time (ISO, UTC) or None
+    when unknown, the seconds past the due date with the extension (None when
+    the time is unknown), and the late penalty in points.
+    """
     from nbgrader.api import Gradebook
 
     tests = []
@@ -283,7 +287,11 @@ def _results(url, student):
                     "notebook": notebook.name, "name": f"{notebook.name}/{grade.name}",
                     "cell": grade.name, "score": float(grade.auto_score), "max_score": float(grade.max_score),
                 })
-    return tests
+        known = submission.timestamp is not None
+        lateness = {"submitted_at": submission.timestamp.isoformat() + "Z" if known else None,
+                    "late_seconds": round(submission.total_seconds_late, 1) if known else None,
+                    "penalty": round(float(submission.late_submission_penalty or 0.0), 6)}
+    return tests, lateness
 
 
 def stage(course, student, folder, root=None, due=None):
@@ -332,11 +340,7 @@ def stage(course, student, folder, root=None, due=None):
     finally:
         os.close(folder_fd)
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    if stamp is None and stamp_problem is not files.Problem.MISSING:
-        when, note = None, ("timestamp.txt is not a small regular file: the submission time is unknown, so no late "
-                            "penalty was applied; check when it was handed in")
-    else:
-        when, note = late.submission_time(stamp, now, due)
+    when, note = late.submission_time(stamp, now, due, stamp_problem)
     if note:
         notes.append(note)
     if when is not None:  # as nbgrader writes it; nbgrader's autograde reads it from here
@@ -385,6 +389,7 @@ class Task:
     root: str = ""  # the folder the instructor named above the submission (discover); default: its parent
     due: str = ""  # the assignment's due date (ISO, naive UTC) or ""
     deadline: str = ""  # late.deadline_key: what else decides the student's lateness
+    name: str = ""  # the folder name the student id comes from (discover), when it is known
 
 
 def grade_submission(task):
@@ -414,7 +419,7 @@ def _grade_once(task, start):
     course = Path(task.course)
     layout = paths(course)
     due = datetime.datetime.fromisoformat(task.due) if task.due else None
-    notes = [note for note in [id_note(task.given, task.student)] if note]
+    notes = [note for note in [id_note(task.name, task.student)] if note]
     notes += stage(course, task.student, task.folder, task.root or None, due)
     staged = layout["staged"] / task.student / ASSIGNMENT_ID
     digest = ledger.content_hash(staged, layout["expected"], execute=task.execute, unsandboxed=task.unsandboxed,
@@ -454,31 +459,13 @@ def _autograde(course, task):
         return dict(status="failed", error="nbgrader autograde failed: " + "\n".join(errors + log[-15:]), score=0.0,
                     max_score=_max_auto_score(task.url), tests=[])
     messages = take_reports(task.student)  # the scorer's own messages, as TrustedScores wrote them
-    tests = _results(task.url, task.student)
+    tests, lateness = _recorded(task.url, task.student)
     for test in tests:
         message = messages.get((test.pop("notebook"), test.pop("cell")), "")
         test["message"] = "" if test["score"] == test["max_score"] else message
     raw = round(sum(t["score"] for t in tests), 6)
-    lateness = _lateness(task.url, task.student)
     return dict(status="graded", raw_score=raw, score=round(max(0.0, raw - lateness["penalty"]), 6),
                 max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests, **lateness)
-
-
-def _lateness(url, student):
-    """
-    {submitted_at, late_seconds, penalty} of the student's submission, as
-    nbgrader recorded them (late.LatePenalties): the time (ISO, UTC) or None
-    when unknown, the seconds past the due date with the extension (None when
-    the time is unknown), and the late penalty in points.
-    """
-    from nbgrader.api import Gradebook
-
-    with Gradebook(url, COURSE_ID) as gb:
-        submission = gb.find_submission(ASSIGNMENT_ID, student)
-        known = submission.timestamp is not None
-        return {"submitted_at": submission.timestamp.isoformat() + "Z" if known else None,
-                "late_seconds": round(submission.total_seconds_late, 1) if known else None,
-                "penalty": round(float(submission.late_submission_penalty or 0.0), 6)}
 
 
 def forget_submission(url, student):
@@ -521,7 +508,7 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     found, duplicates, skipped = discover(paths_given, fold_case=is_course(course) and files.case_insensitive(course))
     # A class entry reached through a link is never followed by staging (it is graded from nothing, with a
     # note): only the rest is where a PATH's own folders could lie inside the course.
-    refuse_overlaps(course, [folder for _, folder, _, root in found if not _through_link(folder, root)])
+    refuse_overlaps(course, [folder for _, folder, _, root, _ in found if not _through_link(folder, root)])
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course: build it first with `normgrade release --course "
                                 f"{course}` (nothing was graded)")
@@ -537,8 +524,9 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
         due = late.due_date(url)
         _, gone = ledger.current_rows(url)  # graded once, since removed from the gradebook: graded again
         tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade or s in gone, execute, unsandboxed,
-                      str(Path(root).absolute()), due.isoformat() if due else "", late.deadline_key(due, policy, s))
-                 for s, f, g, root in found]
+                      str(Path(root).absolute()), due.isoformat() if due else "", late.deadline_key(due, policy, s),
+                      name)
+                 for s, f, g, root, name in found]
         notes = late.unknown_extensions(policy, url, [s for s, *_ in found] + list(duplicates))
         tqdm.monitor_interval = 0  # no monitor thread: the local runner forks while the bar is open
         bar = tqdm(total=len(tasks), unit="submission", disable=not progress, file=sys.stderr,

@@ -133,18 +133,18 @@ def stale_autograded(course):
             if folder.parent.name not in graded}
 
 
-def generate_feedback(course, student=None):
+def generate_feedback(course, student=None, stale=None):
     """
     Write and scrub the feedback; return {student: [html paths]}. Students in
-    stale_autograded() are left out (nbgrader would fail the whole run on
-    them); the command says so.
+    `stale` (stale_autograded(course) when not given) are left out (nbgrader
+    would fail the whole run on them); the command says so.
     """
     url = gradebook_url(course)
     late.refresh_penalties(url, late.policy(load_config(course)))  # the pages show the penalty as it is now
     args = ["generate_feedback", ASSIGNMENT_ID, "--force"]
     if student:
         args += ["--student", student]
-    stale = stale_autograded(course)
+    stale = stale_autograded(course) if stale is None else stale
     if stale:
         args.append(f"--CourseDirectory.student_id_exclude={','.join(stale)}")
     if student and student in stale:
@@ -186,12 +186,13 @@ def add_parser(subparsers):
 
 def run(args):
     waiting = {s: n for s, n in ungraded_answers(args.course).items() if not args.student or s == args.student}
-    stale = {s: why for s, why in stale_autograded(args.course).items() if not args.student or s == args.student}
-    pages = generate_feedback(args.course, args.student)
+    stale = stale_autograded(args.course)
+    pages = generate_feedback(args.course, args.student, stale)
     for student, html in pages.items():
         print(f"{student}: {', '.join(str(p) for p in html)}")
     for student, why in stale.items():
-        print(f"not written for {student}: {why}", file=sys.stderr)
+        if not args.student or student == args.student:
+            print(f"not written for {student}: {why}", file=sys.stderr)
     if waiting:
         print(f"warning: {sum(waiting.values())} written answers of {len(waiting)} students are not graded yet "
               f"({', '.join(sorted(waiting)[:10])}{', ...' if len(waiting) > 10 else ''}): their pages say so. Grade "

@@ -33,6 +33,7 @@ from nbgrader.plugins import LateSubmissionPlugin
 from nbgrader.preprocessors import AssignLatePenalties
 from traitlets import Dict, Float, TraitError, validate
 
+from . import files
 from .course import ASSIGNMENT_ID, COURSE_ID, OWN_CONFIG_NAME
 
 DAY = 86400.0
@@ -124,13 +125,20 @@ class LatePenalties(AssignLatePenalties):
         from nbgrader.api import Gradebook
 
         student = resources["nbgrader"]["student"]
-        extension = self.plugin_class(parent=self).extension(student)
         with Gradebook(resources["nbgrader"]["db_url"], COURSE_ID) as gb:
             submission = gb.find_submission(resources["nbgrader"]["assignment"], student)
-            if submission.extension != extension:
-                submission.extension = extension
+            if apply_extension(submission, self.plugin_class(parent=self)):
                 gb.db.commit()
         return super().preprocess(nb, resources)
+
+
+def apply_extension(submission, policy_):
+    """Set a gradebook submission's extension to the one the policy gives its student; whether it changed."""
+    extension = policy_.extension(submission.student.id)
+    if submission.extension == extension:
+        return False
+    submission.extension = extension
+    return True
 
 
 def policy(config):
@@ -173,14 +181,17 @@ def parse_time(text):
                          f"'2026-12-04 16:59:30.123456 UTC'): {err}") from None
 
 
-def submission_time(data, now, due):
+def submission_time(data, now, due, problem=None):
     """
-    (time, note) from the bytes of a submission's timestamp.txt (None: no
-    such file), `now` and the due date (naive UTC, or None): time is the
-    submission time to grade with (naive UTC) or None when it cannot be
-    believed; note says why (or is None). A time past the grader's clock is
-    not believed.
+    (time, note) from the bytes of a submission's timestamp.txt (None: not
+    read, and `problem`, a files.Problem, says why), `now` and the due date
+    (naive UTC, or None): time is the submission time to grade with (naive
+    UTC) or None when it cannot be believed; note says why (or is None). A
+    time past the grader's clock is not believed.
     """
+    if data is None and problem not in (None, files.Problem.MISSING):
+        return None, (f"timestamp.txt is {problem.value}, not read: the submission time is unknown, so no late "
+                      "penalty was applied; check when it was handed in")
     if data is None:
         return None, (f"no timestamp.txt (nbgrader submit writes it): the submission time is unknown, so no late "
                       f"penalty was applied; check when it was handed in" if due else None)
@@ -226,9 +237,7 @@ def refresh_penalties(url, policy_):
     changed = 0
     with Gradebook(url, COURSE_ID) as gb:
         for submission in gb.find_assignment(ASSIGNMENT_ID).submissions:
-            extension = policy_.extension(submission.student.id)
-            if submission.extension != extension:
-                submission.extension = extension
+            apply_extension(submission, policy_)
             seconds = submission.total_seconds_late
             for notebook in submission.notebooks:
                 score = notebook.score or 0.0

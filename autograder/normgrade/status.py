@@ -32,27 +32,28 @@ def class_status(course, url=None, paths_given=()):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
     url = gradebook_url(course, url)
     rows, gone = ledger.current_rows(url)
+    result_of = {row["student"]: json.loads(row["result"]) if row["result"] else {} for row in rows}
     by_status = {}
     for row in rows:
         by_status.setdefault(row["status"], []).append(row)
     known = {row["student"] for row in rows}
     unseen = [student for student, *_ in discover(paths_given)[0] if student not in known] if paths_given else []
     graded = by_status.get("graded", [])
-    graded_results = [(row, json.loads(row["result"]) if row["result"] else {}) for row in graded]
+    graded_results = [(row, result_of[row["student"]]) for row in graded]
     return {
         "gradebook": ledger.safe_url(url),
         "graded": len(graded),
         "failed": len(by_status.get("failed", [])),
         "pending": len(by_status.get("running", [])) + len(unseen),
-        "failures": [{"student": row["student"], "error": json.loads(row["result"]).get("error", "")}
+        "failures": [{"student": row["student"], "error": result_of[row["student"]].get("error", "")}
                      for row in by_status.get("failed", [])],
         "removed": gone,
         "pending_students": sorted([row["student"] for row in by_status.get("running", [])] + unseen),
         "late": [{"student": row["student"], "late_seconds": result["late_seconds"], "penalty": result["penalty"]}
                  for row, result in graded_results if result.get("late_seconds")],
         "students": [{"student": row["student"], "status": row["status"], "score": row["score"],
-                      "max_score": row["max_score"], "penalty": (json.loads(row["result"]) if row["result"] else {})
-                      .get("penalty") or 0.0} for row in rows],
+                      "max_score": row["max_score"], "penalty": result_of[row["student"]].get("penalty") or 0.0}
+                     for row in rows],
         "time_unknown": [row["student"] for row, result in graded_results
                          if "late_seconds" in result and result["late_seconds"] is None],
         "scores": summarize([row["score"] for row in graded], max((row["max_score"] or 0) for row in graded)
