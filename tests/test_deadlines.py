@@ -6,6 +6,8 @@ shows: the run's JSON and table, status, the report, the export, feedback.
 import datetime
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 from traitlets.config import Config
@@ -181,6 +183,23 @@ def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
     rows = {row["student"]: row for row in csv.DictReader((tmp_path / "grades.csv").open())}
     assert float(rows["alice"]["late_penalty"]) == 7.2 and float(rows["alice"]["score"]) == pytest.approx(28.8)
     assert rows["carol"]["submitted_at"] == "" and rows["bob"]["submitted_at"].startswith(f"{now - HOUR:%Y-%m-%d}")
+    # Grades out to Canvas: its gradebook export is the roster, the import file has the score after the penalty.
+    roster = tmp_path / "canvas_export.csv"
+    roster.write_text("Student,ID,SIS User ID,SIS Login ID,Section,Normalization (4711)\n"
+                      "    Points Possible,,,,,43\n" + "".join(
+                          f'"{name}, A",{100 + n},S{n},{name},S1,\n' for n, name in enumerate(("alice", "bob", "carol"))))
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "export", "--course", str(course), "--csv",
+                           str(tmp_path / "g.csv"), "--canvas-roster", str(roster), "--canvas-csv",
+                           str(tmp_path / "canvas_import.csv"), "--canvas-assignment", "Normalization (4711)"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "3 of the roster's 3 students have a score" in done.stdout
+    assert [line.split(":")[1].split("(")[0].strip() for line in done.stderr.splitlines()] == ["dave", "erin", "frank"]
+    imported = list(csv.DictReader((tmp_path / "canvas_import.csv").open(newline="")))
+    assert imported[0]["Student"] == "Points Possible"
+    assert float(imported[0]["Normalization (4711)"]) == float(rows["bob"]["max_score"])  # written answers too
+    assert {row["SIS Login ID"]: float(row["Normalization (4711)"]) for row in imported[1:]} == pytest.approx(
+        {"alice": 28.8, "bob": full, "carol": full})
     # A manual grade after autograde: nbgrader would keep the penalty it took of 36 points; export and feedback
     # recompute it on 36 + 2.
     from nbgrader.api import Gradebook
@@ -210,8 +229,6 @@ def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
 @pytest.mark.slow
 def test_a_wrong_course_config_stops_the_run_before_anything_is_graded(term, tmp_path):
     import shutil
-    import subprocess
-    import sys
 
     from normgrade.course import paths
 
@@ -230,8 +247,6 @@ def test_a_wrong_course_config_stops_the_run_before_anything_is_graded(term, tmp
 @pytest.mark.slow
 def test_a_written_answer_not_graded_yet_says_so_in_the_feedback_and_is_empty_in_the_csv(term, tmp_path):
     import csv
-    import subprocess
-    import sys
 
     import nbformat
 
@@ -269,8 +284,6 @@ def test_a_written_answer_not_graded_yet_says_so_in_the_feedback_and_is_empty_in
 def test_one_view_of_who_is_in_the_course(term, tmp_path):
     """A student removed with nbgrader's own command is counted nowhere; a deleted gradebook is said, not remade."""
     import shutil
-    import subprocess
-    import sys
 
     from normgrade.course import ASSIGNMENT_ID, paths, run_nbgrader
     from normgrade.report import class_report

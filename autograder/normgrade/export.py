@@ -1,5 +1,10 @@
 """
-`normgrade export --course DIR --csv FILE`: one row per student, one column per question.
+`normgrade export --course DIR --csv FILE [--canvas-roster EXPORT.csv --canvas-csv IMPORT.csv]`: grades out.
+
+The per-question CSV: one row per student, one column per question; with a
+Canvas roster (its gradebook export), also the file Canvas's gradebook
+imports: the roster's identifying columns and one column for the assignment
+(normgrade.canvas).
 
 nbgrader's own `export` gives one score per assignment; this reads the
 gradebook cell by cell: every graded cell (auto-graded tests and manually
@@ -13,9 +18,10 @@ time (UTC; empty when unknown) and the seconds past the due date.
 """
 import argparse
 import csv
+import sys
 from pathlib import Path
 
-from . import late
+from . import canvas, late
 from .course import ASSIGNMENT_ID, COURSE_ID, gradebook_url, load_config
 
 
@@ -73,27 +79,71 @@ def neutral_cell(value):
     return value
 
 
-def write_csv(course, path):
-    """Write the per-question grades to `path` (every cell quoted, text neutralized: neutral_cell); the row count."""
-    columns, rows = per_question(course)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-        writer.writerow([neutral_cell(c) for c in columns])
-        writer.writerows([[neutral_cell(row[c]) for c in columns] for row in rows])
+def write_csv(course, path, graded=None):
+    """
+    Write the per-question grades (`graded`, per_question(course) when not
+    given) to `path`, every cell quoted, text neutralized (neutral_cell);
+    return the row count.
+    """
+    columns, rows = graded or per_question(course)
+    write_rows(path, [columns] + [[row[c] for c in columns] for row in rows])
     return len(rows)
 
 
+def write_rows(path, rows):
+    """Write rows (lists) as CSV: UTF-8, every cell quoted (RFC 4180, CRLF), text neutralized (neutral_cell)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+        writer.writerows([[neutral_cell(cell) for cell in row] for row in rows])
+
+
+def write_canvas(roster, path, assignment, graded):
+    """
+    Write Canvas's gradebook import file for the per-question grades `graded`
+    (per_question), one score a student (after the late penalty); return
+    (students written with a score, graded ids not in the roster).
+    """
+    _, rows = graded
+    grades = {row["student"]: row["score"] for row in rows}
+    max_score = max((row["max_score"] for row in rows), default="")
+    lines, unmatched = canvas.import_rows(roster, grades, assignment, max_score)
+    write_rows(path, lines)
+    return sum(1 for student in roster.students if student[roster.id_column] in grades), unmatched
+
+
 def add_parser(subparsers):
-    parser = subparsers.add_parser("export", help="per-question grades as CSV", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser("export", help="per-question grades as CSV, and Canvas's import file",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--course", type=Path, default=Path("course"))
-    parser.add_argument("--csv", type=Path, required=True, help="the CSV file to write")
+    parser.add_argument("--csv", type=Path, required=True, help="the per-question CSV file to write")
+    canvas_options = parser.add_argument_group("Canvas", "the gradebook file Canvas imports (normgrade.canvas)")
+    canvas_options.add_argument("--canvas-roster", type=Path, metavar="EXPORT.csv",
+                                help="Canvas's gradebook export (Grades, Actions, Export): the roster")
+    canvas_options.add_argument("--canvas-csv", type=Path, metavar="IMPORT.csv",
+                                help="the file to write for Canvas's Grades, Actions, Import")
+    canvas_options.add_argument("--canvas-assignment", default="normalization", metavar="COLUMN",
+                                help="the assignment's column, as in the export (e.g. 'Normalization (12345)'); "
+                                     "default: normalization")
+    canvas_options.add_argument("--roster-id-column", default="SIS Login ID", metavar="COLUMN",
+                                help="the roster column holding the course's student ids (default: SIS Login ID)")
     parser.set_defaults(run=run)
 
 
 def run(args):
-    count = write_csv(args.course, args.csv)
+    if bool(args.canvas_roster) != bool(args.canvas_csv):
+        raise ValueError("--canvas-roster and --canvas-csv go together: the roster to read, the import file to write")
+    roster = canvas.read_roster(args.canvas_roster, args.roster_id_column) if args.canvas_roster else None
+    graded = per_question(args.course)
+    count = write_csv(args.course, args.csv, graded)
     print(f"wrote {args.csv}: {count} students")
+    if roster:
+        written, unmatched = write_canvas(roster, args.canvas_csv, args.canvas_assignment, graded)
+        print(f"wrote {args.canvas_csv}: {written} of the roster's {len(roster.students)} students have a score")
+        for student in unmatched:
+            print(f"not in the Canvas roster, not written: {student} (no {roster.id_column} {student!r})",
+                  file=sys.stderr)
+        for line in roster.without_id:
+            print(f"roster {line}: no {roster.id_column}, left out", file=sys.stderr)
     return 0
