@@ -73,3 +73,9 @@ def test_the_readme_demo_table_is_what_make_demo_prints(tmp_path, sandbox):
     documented = readme_block("graded in: bubblewrap sandbox", after=False)
     assert matches_with_elisions([_without_seconds(x) for x in table], [_without_seconds(x) for x in documented])
 
+
+
+def test_every_file_the_readme_names_exists():
+    text = README.read_text(encoding="utf-8")
+    named = set(re.findall(r"`((?:tests|autograder|assignment|solutions|benchmarks|docs)/[\w./-]+\.\w+)`", text))
+    assert named and sorted(p for p in named if not (REPO / p).exists()) == []

@@ -58,8 +58,8 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import files, late, ledger, parallel
-from .course import ASSIGNMENT_ID, COURSE_ID, STAFF_FOLDER, db_url, is_course, load_config, paths
+from . import files, intake, late, ledger, parallel
+from .course import ASSIGNMENT_ID, COURSE_ID, PLAIN_ID, STAFF_FOLDER, db_url, is_course, load_config, paths
 from .preprocessors import (MAX_LAYERS_BYTES, SandboxedExecute, layers_problem, prepare_markup, scored_code,
                             take_reports)
 from .sandbox import Sandbox, kill_orphans
@@ -212,7 +212,6 @@ def _not_a_submission(entry):
     return "holds no notebooks and no normlab/: not a submission, not graded"
 
 
-PLAIN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
 HASHED = "~"  # never in a plain id
 
 
@@ -390,6 +389,7 @@ class Task:
     due: str = ""  # the assignment's due date (ISO, naive UTC) or ""
     deadline: str = ""  # late.deadline_key: what else decides the student's lateness
     name: str = ""  # the folder name the student id comes from (discover), when it is known
+    intake_notes: tuple = ()  # what reading the submission out of an LMS archive is worth saying (intake)
 
 
 def grade_submission(task):
@@ -419,7 +419,7 @@ def _grade_once(task, start):
     course = Path(task.course)
     layout = paths(course)
     due = datetime.datetime.fromisoformat(task.due) if task.due else None
-    notes = [note for note in [id_note(task.name, task.student)] if note]
+    notes = [note for note in [id_note(task.name, task.student)] if note] + list(task.intake_notes)
     notes += stage(course, task.student, task.folder, task.root or None, due)
     staged = layout["staged"] / task.student / ASSIGNMENT_ID
     digest = ledger.content_hash(staged, layout["expected"], execute=task.execute, unsandboxed=task.unsandboxed,
@@ -492,23 +492,68 @@ EXECUTE_TASK_SECONDS = 1800  # with --execute: each notebook may run for Sandbox
 
 
 def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, workers=1, url=None,
-          dask=None, regrade=False, progress=False, task_seconds=None):
+          dask=None, regrade=False, progress=False, task_seconds=None, roster=None, roster_id_column="SIS Login ID",
+          name_pattern=intake.CANVAS_PATTERN):
     """
     Grade every submission found in paths_given, `workers` at a time (or on the
     Dask scheduler at `dask`), exactly once in the gradebook at `url` (default:
-    the course's); return the JSON document (a dict). Ctrl-C returns what was
-    graded, with "interrupted": the submissions left for the next run. A
-    local grading process still running after task_seconds (default
-    TASK_SECONDS, or EXECUTE_TASK_SECONDS with execute) is stopped, and its
-    submission recorded failed.
+    the course's); return the JSON document (a dict). A PATH that is a file is
+    an LMS's bulk-download archive, read with the `roster` (normgrade.intake).
+    Ctrl-C returns what was graded, with "interrupted": the submissions left
+    for the next run. A local grading process still running after
+    task_seconds (default TASK_SECONDS, or EXECUTE_TASK_SECONDS with execute)
+    is stopped, and its submission recorded failed.
     """
     course = Path(course).resolve()
     refuse_overlaps(course, paths_given)
+    run_id = uuid.uuid4().hex
+    intake_root = course / STAFF_FOLDER / "intake" / run_id
+    try:
+        return _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrade, progress, task_seconds,
+                      roster, roster_id_column, name_pattern, run_id, intake_root)
+    finally:
+        shutil.rmtree(intake_root, ignore_errors=True)
+
+
+def _archives(paths_given, course, roster, roster_id_column, name_pattern, intake_root):
+    """(folders, skipped, notes): the PATHs with each archive read into a class folder under intake_root."""
+    archives = [given for given in paths_given if Path(given).is_file()]
+    if not archives:
+        return list(paths_given), [], {}
+    if not is_course(course):
+        raise FileNotFoundError(f"{course} is not a course: build it first with `normgrade release --course "
+                                f"{course}` (nothing was graded)")
+    if roster is None:
+        raise ValueError(f"{archives[0]} is a file: an LMS archive is read with a roster that maps its LMS ids to "
+                         "student ids (--roster, Canvas's gradebook export or a CSV of lms_id,student_id)")
+    regex = intake.check_pattern(name_pattern)
+    mapping = intake.read_mapping(roster, roster_id_column)
+    folders, skipped, notes = [], [], {}
+    for number, given in enumerate(paths_given):
+        if given not in archives:
+            folders.append(given)
+            continue
+        read = intake.read_archive(given, mapping, paths(course)["release"], intake_root / str(number), regex)
+        skipped += read.skipped
+        notes.update(read.notes)
+        if read.folder.is_dir() and any(read.folder.iterdir()):
+            folders.append(read.folder)
+    return folders, skipped, notes
+
+
+def _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrade, progress, task_seconds,
+           roster, roster_id_column, name_pattern, run_id, intake_root):
+    folders, skipped, intake_notes = _archives(paths_given, course, roster, roster_id_column, name_pattern,
+                                               intake_root)
+    if not folders:
+        raise ValueError("nothing to grade:" + "".join(f"\n  {path}: {why}" for path, why in skipped[-20:]))
     # On a case-insensitive file system (macOS, a Windows share) Ann's and ann's staging folders are one.
-    found, duplicates, skipped = discover(paths_given, fold_case=is_course(course) and files.case_insensitive(course))
+    found, duplicates, found_skipped = discover(folders, fold_case=is_course(course) and files.case_insensitive(course))
+    skipped += found_skipped
     # A class entry reached through a link is never followed by staging (it is graded from nothing, with a
-    # note): only the rest is where a PATH's own folders could lie inside the course.
-    refuse_overlaps(course, [folder for _, folder, _, root, _ in found if not _through_link(folder, root)])
+    # note): only the rest is where a PATH's own folders could lie inside the course (an archive's are ours).
+    refuse_overlaps(course, [folder for _, folder, _, root, _ in found
+                             if not _through_link(folder, root) and intake_root not in Path(folder).absolute().parents])
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course: build it first with `normgrade release --course "
                                 f"{course}` (nothing was graded)")
@@ -517,7 +562,6 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
     sandbox = Sandbox(unsandboxed=unsandboxed)  # refuses here, before anything, where bubblewrap cannot run
     policy = late.policy(load_config(course))  # a wrong course_config.py stops the run here, with what is wrong
     url = db_url(course, url)
-    run_id = uuid.uuid4().hex
     results = {}
     with ledger.run_lock(course):
         ledger.prepare(course, url)
@@ -525,7 +569,7 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
         _, gone = ledger.current_rows(url)  # graded once, since removed from the gradebook: graded again
         tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade or s in gone, execute, unsandboxed,
                       str(Path(root).absolute()), due.isoformat() if due else "", late.deadline_key(due, policy, s),
-                      name)
+                      name, tuple(intake_notes.get(s, ())))
                  for s, f, g, root, name in found]
         notes = late.unknown_extensions(policy, url, [s for s, *_ in found] + list(duplicates))
         tqdm.monitor_interval = 0  # no monitor thread: the local runner forks while the bar is open
@@ -671,7 +715,8 @@ def add_parser(subparsers):
         "grade", help="autograde submissions with nbgrader", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="a submission folder or a class folder of them")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a submission folder, a class folder of them, or an LMS's bulk-download zip (--roster)")
     parser.add_argument("--course", type=Path, default=DEFAULT_COURSE,
                         help=f"the course directory (default ./{DEFAULT_COURSE}), built by `normgrade release`")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -687,6 +732,15 @@ def add_parser(subparsers):
     parser.add_argument("--task-timeout", type=float, metavar="SECONDS",
                         help=f"stop a submission's grading after this long and report it failed (default "
                              f"{TASK_SECONDS} s, {EXECUTE_TASK_SECONDS} s with --execute; local workers)")
+    lms = parser.add_argument_group("LMS archives", "a PATH that is a zip file: Canvas's Download Submissions, or "
+                                                    "another LMS's with --name-pattern (normgrade.intake)")
+    lms.add_argument("--roster", type=Path, metavar="CSV",
+                     help="maps the archive's LMS ids to student ids: Canvas's gradebook export, or lms_id,student_id")
+    lms.add_argument("--roster-id-column", default="SIS Login ID", metavar="COLUMN",
+                     help="the Canvas export's column of student ids (default: SIS Login ID)")
+    lms.add_argument("--name-pattern", default=intake.CANVAS_PATTERN, metavar="REGEX",
+                     help="how the LMS names a submitted file: named groups lms_id and file, optionally late and "
+                          "submission (default: Canvas's)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--execute", action="store_true",
@@ -700,7 +754,7 @@ def add_parser(subparsers):
 def run(args):
     document = grade(args.paths, args.course, unsandboxed=args.unsandboxed, execute=args.execute,
                      workers=args.workers, url=args.db_url, dask=args.dask, regrade=args.regrade,
-                     task_seconds=args.task_timeout,
-                     progress=not args.no_progress and sys.stderr.isatty())
+                     task_seconds=args.task_timeout, roster=args.roster, roster_id_column=args.roster_id_column,
+                     name_pattern=args.name_pattern, progress=not args.no_progress and sys.stderr.isatty())
     print(json.dumps(document, indent=2) if args.json else format_table(document))
     return 130 if document.get("interrupted") else 0

@@ -1,6 +1,7 @@
 """An nbgrader course directory for the assignment: its layout, its config, and running nbgrader in it."""
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ CONFIG_NAME = "nbgrader_config.py"
 STAFF_FOLDER = "normgrade"  # in the course root, beside source/: never copied next to a notebook
 EXPECTED_FILE = "expected.npz"
 OWN_CONFIG_NAME = "course_config.py"  # the course's own settings: late policy, extensions, yours (normgrade.late)
+# A student id as nbgrader's exchange and JupyterHub spell it: letters, digits, _ . @ -, not starting with . or -.
+PLAIN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
 
 NBGRADER_CONFIG = f'''\
 # nbgrader configuration of the normlab course, written by `normgrade release`.

@@ -1,0 +1,282 @@
+"""
+Submissions in from an LMS: the bulk-download archive of Canvas (or another LMS), as a class folder.
+
+Canvas's "Download Submissions" writes one zip with a flat file per uploaded
+file, named `<name>_[LATE_]<user id>_<submission id>_<file name>` (the
+file name as the student uploaded it, with "-1", "-2" before the extension
+where Canvas renamed a file uploaded again). Another LMS is read with its
+own pattern (`--name-pattern`): a regular expression with the groups
+`lms_id` and `file`, and optionally `late` and `submission`. A roster maps
+LMS ids to the course's student ids: Canvas's gradebook export
+(normgrade.canvas; its `ID` column is the user id in the file names), or a
+CSV with the columns `lms_id` and `student_id`.
+
+Students upload `layers.py` and the notebooks, or a zip of them (the release
+folder, or the files alone). Each graded file is found by its name (after
+Canvas's "-N") and written, from the bytes read out of the archive, to the
+one place it has in a submission: the notebooks at the top, layers.py under
+normlab/. No name from an archive is ever used as a path, so `..`, absolute
+paths, links, odd encodings and names that differ only in case cannot write
+anywhere else; every other file is left out. Entries are read with bounds
+(MAX_ENTRIES, the graded files' own size limits, MAX_INNER_ZIP_BYTES for a
+student's zip, one level of zips), so a zip bomb costs at most those bytes.
+
+The archive is opened once, read only, and never changed; the submissions
+are written under the course's staging area (normgrade/intake/<run>/,
+removed when the run ends) and graded from there like a class folder. Every entry is graded
+or listed with the reason: an unknown, ambiguous or duplicated student is
+never guessed.
+"""
+import csv
+import io
+import os
+import re
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import canvas
+from .course import PLAIN_ID
+
+CANVAS_PATTERN = r"(?P<name>[^_]*)_(?:(?P<late>LATE|late)_)?(?P<lms_id>\d+)_(?P<submission>\d+)_(?P<file>.+)"
+MAX_ENTRIES = 20000  # entries of one archive (a class of 2,000 uploading 10 files each)
+MAX_INNER_ENTRIES = 2000  # entries of a student's own zip
+MAX_INNER_ZIP_BYTES = 64 << 20
+RENAMED = re.compile(r"-\d+(?=\.[^.]+$)")  # Canvas's "-1" for a file uploaded again
+
+
+class ArchiveError(ValueError):
+    """An archive or roster that cannot be read at all, with what is wrong."""
+
+
+@dataclass
+class Intake:
+    """What an archive gave: the class folder written, and what was left out or is worth a note."""
+    folder: Path
+    skipped: list = field(default_factory=list)  # [(archive:entry or student, why)]
+    notes: dict = field(default_factory=dict)  # student id -> [note]
+
+
+def read_mapping(path, id_column="SIS Login ID"):
+    """{LMS id: course student id} from a roster: Canvas's gradebook export, or a CSV of lms_id,student_id."""
+    path = Path(path)
+    try:
+        head = path.read_bytes()[:4096].decode("utf-8-sig", errors="replace")
+    except OSError as err:
+        raise ArchiveError(f"{path}: cannot read the roster ({err.strerror})") from None
+    header = next(csv.reader(io.StringIO(head)), [])
+    if {"lms_id", "student_id"} <= {name.strip() for name in header}:
+        text = path.read_bytes().decode("utf-8-sig")
+        mapping, problems = {}, []
+        for number, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+            lms_id, student = (row.get("lms_id") or "").strip(), (row.get("student_id") or "").strip()
+            if not lms_id or not student:
+                problems.append(f"line {number}: lms_id and student_id are both needed")
+            elif lms_id in mapping:
+                problems.append(f"line {number}: lms_id {lms_id!r} is also on an earlier line")
+            else:
+                mapping[lms_id] = student
+        taken = {}
+        for lms_id, student in mapping.items():
+            if student in taken:
+                problems.append(f"student_id {student!r} has two lms_ids ({taken[student]}, {lms_id})")
+            taken[student] = lms_id
+        if problems:
+            raise ArchiveError(f"{path}: " + "; ".join(problems[:20]))
+        return mapping
+    roster = canvas.read_roster(path, id_column)
+    return {row["ID"]: row[roster.id_column] for row in roster.students}
+
+
+def check_pattern(pattern):
+    """The compiled file-name pattern of an LMS; ValueError when it is no regular expression or lacks a group."""
+    try:
+        regex = re.compile(pattern, re.S)
+    except re.error as err:
+        raise ValueError(f"--name-pattern {pattern!r} is not a regular expression: {err}") from None
+    missing = [group for group in ("lms_id", "file") if group not in regex.groupindex]
+    if missing:
+        raise ValueError(f"--name-pattern needs the named groups (?P<lms_id>...) and (?P<file>...); "
+                         f"{pattern!r} has no {', '.join(missing)}")
+    return regex
+
+
+def _is_link(info):
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _read(archive, info, limit):
+    """The bytes of an entry, or (None, why): at most `limit` bytes are ever read."""
+    if info.flag_bits & 0x1:
+        return None, "encrypted, not read"
+    if _is_link(info):
+        return None, "a link, not read"
+    if info.file_size > limit:
+        return None, f"larger than {limit >> 20} MiB, not read"
+    try:
+        with archive.open(info) as f:
+            data = f.read(limit + 1)
+    except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, RuntimeError, ValueError) as err:
+        return None, f"unreadable ({type(err).__name__}: {err})"
+    if len(data) > limit:  # the header lied about the size
+        return None, f"larger than {limit >> 20} MiB, not read"
+    return data, None
+
+
+def _target(name, targets):
+    """The graded file a base name is (after Canvas's "-N"), or None: names match case-insensitively."""
+    plain = RENAMED.sub("", name).lower()
+    return next((target for target in targets if target.lower() == plain), None)
+
+
+def _from_inner_zip(data, targets, limits):
+    """({target: bytes}, problems) from a student's own zip: the graded files found by their base names."""
+    found, where, problems = {}, {}, []
+    try:
+        inner = zipfile.ZipFile(io.BytesIO(data))
+        entries = inner.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        return {}, [f"not a readable zip ({err})"]
+    if len(entries) > MAX_INNER_ENTRIES:
+        return {}, [f"{len(entries)} entries, more than {MAX_INNER_ENTRIES}: not read"]
+    for info in entries:
+        parts = re.split(r"[\\/]+", info.filename)
+        if info.is_dir() or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+            continue  # folders, checkpoints, macOS's resource forks
+        target = _target(parts[-1], targets)
+        if target is None:
+            continue
+        if target in where:
+            problems.append(f"two files named {target} in it ({where[target]}, {info.filename}): which one is "
+                            "graded is not guessed")
+            continue
+        where[target] = info.filename
+        content, why = _read(inner, info, limits[target])
+        if content is None:
+            problems.append(f"{info.filename}: {why}")
+        else:
+            found[target] = content
+    return found, problems
+
+
+def read_archive(path, mapping, release, dest, pattern=CANVAS_PATTERN, limits=None):
+    """
+    Write the submissions in the LMS archive at `path` into the class folder
+    `dest` (one folder per student id, as `release` lays it out: the
+    notebooks, normlab/layers.py), using `mapping` {LMS id: student id};
+    return the Intake. ArchiveError where the archive cannot be read at all.
+    """
+    path, release, dest = Path(path), Path(release), Path(dest)
+    notebooks = sorted(p.name for p in release.glob("*.ipynb"))
+    targets = notebooks + ["layers.py"]
+    limits = limits or {}
+    limits = {t: limits.get(t, 16 << 20 if t.endswith(".ipynb") else 1 << 20) for t in targets}
+    regex = check_pattern(pattern) if isinstance(pattern, str) else pattern
+    intake = Intake(dest)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        with os.fdopen(fd, "rb") as f:
+            fd = None
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ArchiveError(f"{path}: not a regular file")
+            try:
+                archive = zipfile.ZipFile(f)
+                entries = archive.infolist()
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+                raise ArchiveError(f"{path}: not a zip archive ({err})") from None
+            if len(entries) > MAX_ENTRIES:
+                raise ArchiveError(f"{path}: {len(entries)} entries, more than {MAX_ENTRIES}: not read")
+            files = _by_student(path, entries, regex, mapping, intake)
+            for student, (names, late) in files.items():
+                _write_student(path, archive, student, names, late, targets, limits, intake)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return intake
+
+
+def _by_student(path, entries, regex, mapping, intake):
+    """{student id: ([(target or zip, entry)], late)} from the archive's entries; the rest goes to intake.skipped."""
+    seen_submission, by_student = {}, {}
+    for info in entries:
+        where = f"{path.name}:{info.filename}"
+        if info.is_dir():
+            continue
+        match = regex.fullmatch(info.filename)
+        if not match or "/" in info.filename or "\\" in info.filename:
+            intake.skipped.append((where, "not named as the LMS names a submitted file (see --name-pattern); "
+                                          "not read"))
+            continue
+        lms_id = match.group("lms_id")
+        student = mapping.get(lms_id)
+        if student is None:
+            intake.skipped.append((where, f"LMS id {lms_id} is not in the roster: not graded (add the student to "
+                                          "the roster, or check the export is this course's)"))
+            continue
+        if not PLAIN_ID.fullmatch(student):  # it names a folder: never "..", a slash or a space
+            intake.skipped.append((where, f"the roster's student id {student!r} for LMS id {lms_id} is not a plain "
+                                          "id (letters, digits, _ . @ -): not graded"))
+            continue
+        submission = match.groupdict().get("submission")
+        if submission:
+            seen_submission.setdefault(student, set()).add(submission)
+        late = bool(match.groupdict().get("late"))
+        names, was_late = by_student.get(student, ([], False))
+        names.append((match.group("file"), info))
+        by_student[student] = (names, was_late or late)
+    for student, submissions in seen_submission.items():
+        if len(submissions) > 1:
+            by_student.pop(student, None)
+            intake.skipped.append((f"{path.name}: student {student}", f"{len(submissions)} submissions "
+                                   f"({', '.join(sorted(submissions))}) in one archive: which one counts is not "
+                                   "guessed; not graded"))
+    return by_student
+
+
+def _write_student(path, archive, student, names, late, targets, limits, intake):
+    """Write one student's graded files into intake.folder / student, or list why not."""
+    found, where, problems = {}, {}, []
+    for name, info in names:
+        target = _target(name, targets)
+        if target is None and name.lower().endswith(".zip"):
+            data, why = _read(archive, info, MAX_INNER_ZIP_BYTES)
+            if data is None:
+                problems.append(f"{info.filename}: {why}")
+                continue
+            inner, inner_problems = _from_inner_zip(data, targets, limits)
+            problems += [f"{info.filename}: {p}" for p in inner_problems]
+            for inner_target, content in inner.items():
+                if inner_target in where:
+                    problems.append(f"{inner_target} is both {where[inner_target]} and in {info.filename}")
+                else:
+                    where[inner_target], found[inner_target] = info.filename, content
+            continue
+        if target is None:
+            intake.skipped.append((f"{path.name}:{info.filename}", "not a graded file (the notebooks, layers.py, "
+                                                                    "or a zip of them); not read"))
+            continue
+        if target in where:
+            problems.append(f"{target} is both {where[target]} and {info.filename}: which one is graded is not "
+                            "guessed")
+            continue
+        data, why = _read(archive, info, limits[target])
+        if data is None:
+            problems.append(f"{info.filename}: {why}")
+            continue
+        where[target], found[target] = info.filename, data
+    if problems:
+        intake.skipped.append((f"{path.name}: student {student}", "; ".join(problems) + "; not graded"))
+        return
+    if not found:
+        intake.skipped.append((f"{path.name}: student {student}", "no notebook and no layers.py; not graded"))
+        return
+    folder = intake.folder / student
+    (folder / "normlab").mkdir(parents=True)
+    for target, data in found.items():
+        (folder / ("normlab/layers.py" if target == "layers.py" else target)).write_bytes(data)
+    notes = [f"from {path.name}: {', '.join(sorted(set(where.values())))}"]
+    if late:
+        notes.append("the LMS marked this submission LATE (its time is not in the archive: no late penalty "
+                     "here; apply the LMS's own late policy there)")
+    intake.notes[student] = notes
