@@ -60,10 +60,9 @@ from tqdm import tqdm
 
 from . import files, intake, late, ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, PLAIN_ID, STAFF_FOLDER, db_url, is_course, load_config, paths
-from .preprocessors import (MAX_LAYERS_BYTES, SandboxedExecute, layers_problem, prepare_markup, scored_code,
-                            take_reports)
+from .preprocessors import SandboxedExecute, prepare_markup, take_reports
 from .sandbox import Sandbox, kill_orphans
-from .scorer import parse_notebook
+from .scorer import MAX_LAYERS_BYTES, layers_problem, parse_notebook, scored_code
 
 DEFAULT_COURSE = Path("course")
 MAX_NOTEBOOK_BYTES = 16 << 20
@@ -431,7 +430,7 @@ def _grade_once(task, start):
     result = {"path": task.given, "student": task.student, "attempts": claim.attempts, "notes": notes}
     if claim.action == "grade":
         # The sandboxed scoring runs before the gradebook lock; TrustedScores then finds it done.
-        scores = scored_code(staged, layout["expected"], task.unsandboxed, submitted=staged)
+        scores = scored_code(staged, layout["expected"], Sandbox(unsandboxed=task.unsandboxed), submitted=staged)
         result["mistakes"] = [{"function": function, "check": r.check.label, "mistake": r.mistake}
                               for function, results in scores.items() for r in results if r.mistake]
     with ledger.gradebook_lock(course, task.url):

@@ -17,6 +17,8 @@ score_answers reads the inline answers from the notebook's answer cells as
 Python literals (ast.literal_eval), without running anything.
 """
 import ast
+import functools
+import hashlib
 import json
 import os
 import re
@@ -27,8 +29,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import checks, worker
+from . import checks, files, worker
 from .checks import Failure, Other
+from .expected import ExpectedValues
 from .paths import STUDENT_PACKAGE
 from .sandbox import Limits, WorkerDied
 
@@ -329,3 +332,107 @@ def parse_notebook(data, name):
         return None, f"{name} is not a valid notebook ({err.message[:200]})"
     except Exception as err:  # invalid JSON or UTF-8, not a notebook, too deep, not encodable
         return None, f"{name} could not be read as a notebook ({type(err).__name__})"
+
+
+# ---- a notebook's graded cells (nbgrader's TrustedScores, the Gradescope runner) -------------
+
+MAX_LAYERS_BYTES = 1 << 20
+def student_layers(folder, submitted=None):
+    """
+    (the bytes of normlab/layers.py in `folder`, or None, and why it is not
+    used), read once from one descriptor without following a link (normgrade.
+    files). `submitted`: the folder nbgrader copied `folder` from; nbgrader's
+    copy follows links, so the file must be a plain file there too.
+    """
+    data, problem = files.read_below(folder, Path(folder) / LAYERS, MAX_LAYERS_BYTES)
+    if problem is None and submitted and not plain_file(Path(submitted) / LAYERS, submitted):
+        problem = files.Problem.NOT_REGULAR
+    return data, layers_problem(problem)
+
+
+LAYERS = "normlab/layers.py"
+
+
+def layers_problem(problem):
+    """What a submission's note says for a files.Problem of its normlab/layers.py ("" for None)."""
+    return {None: "", files.Problem.MISSING: f"{LAYERS} is missing from the submission",
+            files.Problem.NOT_REGULAR: f"{LAYERS} is not a regular file inside the submission (a link?): not graded",
+            files.Problem.TOO_LARGE: f"{LAYERS} is larger than {MAX_LAYERS_BYTES >> 20} MiB: not graded"}[problem]
+
+
+def graded_code_cells(nb):
+    """{grade_id: cell} of the auto-graded code cells (tests) of a notebook."""
+    cells = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            cells[meta["grade_id"]] = cell
+    return cells
+
+
+@functools.lru_cache(maxsize=4)
+def load_expected(path, stamp):
+    """The expected values at `path`, read once per version (`stamp`: its mtime and size)."""
+    return ExpectedValues(path)
+
+
+_SCORED = {}  # the last few submissions' scores in this process: {key: {function: [checks.Result]}}
+_SCORED_KEPT = 2
+
+
+def scored_code(folder, expected_path, sandbox, submitted=None):
+    """
+    {function: [checks.Result]} for the layers.py of the submission in
+    `folder` (see student_layers). One sandboxed worker run serves all
+    notebooks of a submission (nbgrader preprocesses them one by one), and
+    `normgrade grade` scores a submission before it takes the gradebook:
+    results are kept by the file's content (not its path), so a changed file
+    is scored again and a copy elsewhere is not.
+    """
+    layers, why = student_layers(folder, submitted)
+    digest = hashlib.sha256(layers).hexdigest() if layers is not None else None
+    key = (digest, why, str(expected_path), _stamp(expected_path), sandbox.description)
+    if key not in _SCORED:
+        _SCORED[key] = score_code(layers, checks.FUNCTIONS, load_expected(str(expected_path), key[3]), sandbox,
+                                  missing=why)
+        while len(_SCORED) > _SCORED_KEPT:
+            del _SCORED[next(iter(_SCORED))]
+    return _SCORED[key]
+
+
+def _stamp(path):
+    info = Path(path).stat()
+    return info.st_mtime_ns, info.st_size
+
+
+def score_notebook(nb, folder, expected_path, sandbox, submitted=None, notebook=None):
+    """
+    {grade_id: (points, message)} for every auto-graded code cell of `nb`, a
+    submission notebook whose files are in `folder`. Test cells are named
+    test_<function> (normgrade.checks) or test_<question> (inline answers).
+    `submitted` (with the notebook's name) is the folder nbgrader copied
+    `folder` from: a notebook that was a link there has its answers ignored.
+    """
+    data = load_expected(str(expected_path), _stamp(expected_path))
+    cells = graded_code_cells(nb)
+    questions = {gid[len("test_"):]: float(cell.metadata["nbgrader"]["points"])
+                 for gid, cell in cells.items() if gid[len("test_"):] in data.answer_keys}
+    functions = [gid[len("test_"):] for gid in cells if gid[len("test_"):] in checks.FUNCTIONS]
+    code = scored_code(folder, expected_path, sandbox, submitted) if functions else {}
+    if submitted and notebook and not plain_file(Path(submitted) / f"{notebook}.ipynb", submitted):
+        answers = {q: (0.0, "the submitted notebook is not a regular file (a link?): its answers are not read")
+                   for q in questions}
+    else:
+        answers = score_answers(nb, questions, data.answer_keys)
+    scored = {}
+    for gid in cells:
+        name = gid[len("test_"):]
+        if name in code:
+            results = code[name]
+            scored[gid] = (sum(r.earned for r in results), checks.report(name, results))
+        elif name in answers:
+            points, why_not = answers[name]
+            scored[gid] = (points, f"{name}: {points:g} / {questions[name]:g} points" + (f"; {why_not}" if why_not else ""))
+        else:
+            scored[gid] = (0.0, f"{gid}: no normgrade check has this name; the cell earns nothing")
+    return scored
