@@ -378,7 +378,7 @@ def test_the_normalization_gate_takes_every_normalization_and_nothing_trivial(da
     or missing, are normalizations; eps subtracted, x / x.flat[0], x - mean,
     (x - mean) / (2 std) and the mean without the variance are not.
     """
-    from normlab import diagnosis
+    from normgrade import diagnosis
 
     stack = data.all_inputs[f"{prefix}_stack_x"]
     points = stack[::max(1, len(stack) // 20)]  # perturbed points, and the scale test's two

@@ -6,6 +6,7 @@ mistakes where the notebooks' published examples and properties can, and
 never touch the autograder's hidden inputs or expected values.
 """
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -17,8 +18,8 @@ import pytest
 import corpus
 from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from normgrade.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
+from normgrade import diagnosis
 from normlab import check as self_check_module
-from normlab import diagnosis
 
 
 def _package(tmp_path, source):
@@ -138,22 +139,16 @@ def test_on_the_published_examples_every_single_mistake_is_named_as_itself():
     """Each one-part hypothesis of the model, returned by a layer, is named exactly so by its published example."""
     from types import SimpleNamespace
 
-    examples = {  # check -> (the layer function it calls, the layer, the probe's arguments)
-        self_check_module.batchnorm_published_example: ("batchnorm_forward", "batchnorm", (
-            self_check_module.SMALL_X, self_check_module.SMALL_GAMMA, self_check_module.SMALL_BETA)),
-        self_check_module.layernorm_published_example: ("layernorm_forward", "layernorm", (
-            self_check_module.SMALL_X, self_check_module.SMALL_GAMMA, self_check_module.SMALL_BETA)),
-        self_check_module.spatial_batchnorm_published_example: ("spatial_batchnorm_forward", "spatial_batchnorm", (
-            self_check_module.SPATIAL_X, np.reshape([1., 2., .5, 1.], (1, 4, 1, 1)),
-            np.reshape([0., 1., 0., -1.], (1, 4, 1, 1)))),
-        self_check_module.spatial_groupnorm_published_example: ("spatial_groupnorm_forward", "groupnorm", (
-            self_check_module.SPATIAL_X, np.reshape([1., 2., .5, 1.], (1, 4, 1, 1)),
-            np.reshape([0., 1., 0., -1.], (1, 4, 1, 1)))),
-    }
+    examples = {"batchnorm_forward": self_check_module.batchnorm_published_example,
+                "layernorm_forward": self_check_module.layernorm_published_example,
+                "spatial_batchnorm_forward": self_check_module.spatial_batchnorm_published_example,
+                "spatial_groupnorm_forward": self_check_module.spatial_groupnorm_published_example}
     unseen = []  # mistakes too small to fail a published example at all
-    for check_function, (function, layer, args) in examples.items():
-        hypotheses = diagnosis.forward_hypotheses(layer, *args, 1e-5, G=2 if layer == "groupnorm" else None,
-                                                  eps_given=False)
+    for function, check_function in examples.items():
+        layer, G, (x, gamma, beta) = self_check_module.PROBES[function]
+        if np.ndim(x) == 4 and np.ndim(gamma) == 1:
+            gamma, beta = gamma.reshape(1, -1, 1, 1), beta.reshape(1, -1, 1, 1)
+        hypotheses = diagnosis.forward_hypotheses(layer, x, gamma, beta, 1e-5, G=G, eps_given=False)
         singles = [h for h in hypotheses if len(h.parts) == 1]
         assert len(singles) >= 11, (function, len(singles))
         for h in singles:
@@ -231,17 +226,41 @@ def test_python_dash_m_from_the_students_folder(tmp_path, source, code, line):
 
 
 def test_the_self_check_reads_nothing_of_the_autograder():
-    for module in (self_check_module, diagnosis):
-        source = Path(module.__file__).read_text()
-        assert "normgrade" not in source and "expected.npz" not in source and "open(" not in source, module
+    source = Path(self_check_module.__file__).read_text()
+    assert "normgrade" not in source and "expected.npz" not in source and "open(" not in source
 
 
-def test_the_grader_uses_the_courses_model_of_mistakes_not_a_submissions():
-    from normgrade import diagnosis as probes
+def test_the_student_package_holds_no_model_that_computes_a_layer():
+    """
+    The model of mistakes computes every layer right too: only its values on
+    the public checks' own inputs reach the students (mistakes.npz, current
+    with the model), and no module of theirs holds the model.
+    """
+    from normgrade import mistakes
 
-    assert Path(probes.model.__file__) == STUDENT_PACKAGE / "diagnosis.py"
-    assert probes.model.__name__ not in ("normlab.diagnosis", "diagnosis")  # no normlab package was imported
-    assert probes.sentence is probes.model.sentence
+    assert sorted(p.name for p in STUDENT_PACKAGE.iterdir() if p.suffix in (".py", ".npz")) == sorted(
+        ["__init__.py", "backend.py", "check.py", "data.py", "fc_net.py", "gradient_check.py", "layer_utils.py",
+         "layers.py", "mistakes.npz", "optim.py", "solver.py", "vis.py"])
+    assert mistakes.is_current(), "run `make stubs` and commit the result"
+    table = self_check_module.mistakes_table()
+    assert all(json.loads(parts) for key in table if key.endswith("/parts") for parts in table[key]), \
+        "no right computation in the table"
+    assert {key.split("/")[0] for key in table} == set(self_check_module.PROBES)
+
+
+def test_the_students_checks_name_exactly_what_the_graders_diagnosis_names():
+    """named_parts (the students' side, float32 values) agrees with diagnosis.confirmed on every modelled value."""
+    table = self_check_module.mistakes_table()
+    compared = 0
+    for key in (k for k in table if k.endswith("/values")):
+        probe, which, _ = key.split("/")
+        parts = [tuple(map(tuple, json.loads(p))) for p in table[f"{probe}/{which}/parts"]]
+        hypotheses = [diagnosis.Hypothesis(p, v.astype(np.float64)) for p, v in zip(parts, table[key])]
+        for value in table[key].astype(np.float64):
+            assert self_check_module.named_parts(value, probe, which) == (
+                diagnosis.confirmed(value, hypotheses, 1e-6, 1e-8) or ()), (probe, which)
+            compared += 1
+    assert compared > 2000
 
 
 def test_forbidden_imports_are_named_with_their_lines(tmp_path):

@@ -1,42 +1,425 @@
 """
-Diagnosis by probes: which hidden inputs and parameters explain each graded value.
+Diagnosis by probes: what a wrong value actually computes, stated only when confirmed.
 
-The model of mistakes (every hypothesis of how a value can be computed, the
-matching, the words) is the student package's normlab/diagnosis.py, so that
-the students' own checks (normlab.check, on the published examples) and the
-grader name a mistake with the same probes and the same words. The grader
-loads the course's copy of that file (paths.STUDENT_PACKAGE), never a
-submission's, and keeps here what the students never see: which hidden input
-of expected.npz, and which call, produced each graded quantity.
-
-The hidden inputs separate the hypotheses (a feature with a tiny spread makes
-eps visible, a single example makes the batch axis visible, G = 2 of 6
-channels makes groups visible; tests/test_diagnosis.py checks that different
+The scorer holds the hidden inputs. For a quantity the student got wrong, this
+module computes, in float64 NumPy, every hypothesis of a small model of how
+that quantity can be computed (the parts below, alone and combined) on the
+inputs the student's code saw, and keeps those whose output matches the
+student's value as closely as a right answer must match the reference. The
+hidden inputs separate the hypotheses (a feature with a tiny spread makes eps
+visible, a single example makes the batch axis visible, G = 2 of 6 channels
+makes groups visible; tests/test_diagnosis.py checks that different
 hypotheses give different values), so a match says what the code does.
+
+The diagnosis is the parts that every matching hypothesis shares: a part is
+named only when no other explanation fits. Where nothing matches,
+`describe_difference` says what differs (how many entries, where, a sample,
+a pattern such as a constant factor) and guesses nothing.
+
+The model computes every layer right too (its hypothesis without parts), so
+it never reaches the students: their self-check gets the hypotheses' values
+on the published examples only (normgrade.mistakes writes them into the
+student package), which tell nothing about any other input.
+
+Forward parts: statistics (the axes they are taken over; or only the mean's),
+variance (biased or unbiased), eps (inside the square root, outside,
+missing, the default instead of the param dict's), affine (gamma and beta
+applied or not), output (x returned unchanged); in test mode, which
+statistics; for the running statistics: momentum's direction, the variance
+they are updated with, left unchanged (not updated, or not written back).
+Backward parts (dx): eps, the terms of the closed form (the mean term, the
+variance term, its sign, sums where means belong), the axis, gamma, an
+uncentred x; and dgamma / dbeta.
+
+Each hypothesis is a tuple of (part, choice) pairs that differ from the right
+computation; `key` makes it the short text the class report counts.
 """
-import importlib.util
-import sys
+import itertools
+from dataclasses import dataclass
 
 import numpy as np
 
-from .paths import STUDENT_PACKAGE
+DEFAULT_EPS = 1e-5  # the layers' documented defaults
+DEFAULT_MOMENTUM = 0.9
+
+# ---- layouts: the axes statistics are taken over ---------------------------------------
+
+# name -> (view(x, G), axes of the view to reduce, in words). A view is a reshape of x, so that the
+# statistics are one mean / var over `axes` of it, and .reshape(x.shape) undoes it.
+def _same(x, G):
+    return x
 
 
-def _course_model(path=STUDENT_PACKAGE / "diagnosis.py"):
-    """The course's normlab/diagnosis.py as a module of its own name (no import of a normlab package)."""
-    name = "normgrade._diagnosis_model"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the file runs
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+def _groups(x, G):
+    return x.reshape(x.shape[0], G, -1, *x.shape[2:])
 
 
-model = _course_model()
-DEFAULT_EPS, DEFAULT_MOMENTUM, Hypothesis = model.DEFAULT_EPS, model.DEFAULT_MOMENTUM, model.Hypothesis
-confirmed, describe_difference, key, matches, sentence = (model.confirmed, model.describe_difference, model.key,
-                                                          model.matches, model.sentence)
+def _interleaved(x, G):
+    return x.reshape(x.shape[0], -1, G, *x.shape[2:])
+
+
+def _rows(x, G):
+    return x.reshape(-1, x.shape[1])
+
+
+_2D = {
+    "per feature": (_same, (0,), "per feature, over the batch"),
+    "per example": (_same, (1,), "per example, over its features"),
+    "whole batch": (_same, (0, 1), "over the whole batch at once"),
+}
+_4D = {
+    "per channel": (_same, (0, 2, 3), "per channel, over N, H and W"),
+    "per position over N": (_same, (0,), "per (channel, position), over the batch only"),
+    "per pixel over C": (_same, (1,), "per (example, position), over the channels"),
+    "instance": (_same, (2, 3), "per example and channel, over H and W (instance norm)"),
+    "layer": (_same, (1, 2, 3), "per example, over C, H and W (layer norm)"),
+    "whole array": (_same, (0, 1, 2, 3), "over the whole array at once"),
+    "no transpose": (_rows, (0,), "per column of x reshaped to (N*H*W, C) without moving C last "
+                                  "(each column mixes channels and positions)"),
+    "groups": (_groups, (2, 3, 4), "per example and group of C // G contiguous channels"),
+    "interleaved groups": (_interleaved, (1, 3, 4), "per example and interleaved group (channel c in group c % G)"),
+    "pixel groups": (_groups, (2,), "per pixel over the group's C // G channels only (not over H and W)"),
+    "groups over N": (_groups, (0, 2, 3, 4), "per group over the whole batch"),
+}
+LAYOUTS = {**_2D, **_4D}
+
+# The right layout of each layer, and the layouts a student's code might use instead.
+LAYER_LAYOUTS = {
+    "batchnorm": ("per feature", tuple(_2D)),
+    "layernorm": ("per example", tuple(_2D)),
+    "spatial_batchnorm": ("per channel", tuple(k for k in _4D if "group" not in k)),
+    "groupnorm": ("groups", tuple(_4D)),
+}
+
+EPS_PLACES = ("inside", "outside", "missing", "minus")
+
+
+def _statistics(x, layout, G, unbiased=False):
+    """(view of x, mean, var) over the layout's axes, keepdims."""
+    view, axes, _ = LAYOUTS[layout]
+    v = view(np.asarray(x, dtype=np.float64), G)
+    count = int(np.prod([v.shape[a] for a in axes]))
+    mean = v.mean(axis=axes, keepdims=True)
+    var = ((v - mean) ** 2).sum(axis=axes, keepdims=True) / (count - 1 if unbiased else count)
+    return v, mean, var
+
+
+def _inv_std(var, eps, place):
+    if place == "inside":
+        return 1.0 / np.sqrt(var + eps)
+    if place == "outside":
+        return 1.0 / (np.sqrt(var) + eps)
+    if place == "missing":
+        return 1.0 / np.sqrt(var)
+    return 1.0 / np.sqrt(var - eps)  # "minus"
+
+
+def _affine(x_hat, gamma, beta, affine):
+    gamma = gamma if affine in ("both", "gamma only") else 1.0
+    beta = beta if affine in ("both", "beta only") else 0.0
+    return gamma * x_hat + beta
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    parts: tuple  # ((part, choice), ...): how it differs from the right computation; () is the right one
+    value: np.ndarray
+
+
+def _parts(**chosen):
+    """The (part, choice) pairs whose choice is not the right one (None)."""
+    return tuple((part.replace("_", " "), choice) for part, choice in chosen.items() if choice is not None)
+
+
+def forward_hypotheses(layer, x, gamma, beta, eps, G=None, eps_given=True):
+    """Train-mode (or layer / group norm) outputs under every combination of the forward parts."""
+    right, layouts = LAYER_LAYOUTS[layer]
+    found = [Hypothesis(_parts(output="x"), np.asarray(x, dtype=np.float64))]
+    eps_values = [(None, eps)] + ([("default", DEFAULT_EPS)]
+                                  if eps_given and eps != DEFAULT_EPS else [])
+    shape = np.shape(x)
+    statistics = {}  # (layout, mean_only, unbiased) -> (view of x, its mean, its var, the view's layout)
+    for layout, unbiased in itertools.product(layouts, (False, True)):
+        v, mean, var = _statistics(x, layout, G, unbiased)
+        statistics[layout, False, unbiased] = (v, mean, var, layout)
+        if layout != right:  # x centred with the wrong axes' mean, divided by the right axes' spread
+            right_var = _statistics(x, right, G, unbiased)[2]
+            statistics[layout, True, unbiased] = (LAYOUTS[right][0]((v - mean).reshape(shape), G), 0.0, right_var,
+                                                  right)
+    for (layout, mean_only, unbiased), place, (eps_part, eps_value), affine in itertools.product(
+            statistics, EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
+        v, mean, var, view_layout = statistics[layout, mean_only, unbiased]
+        x_hat = (v - mean) * _inv_std(var, eps_value, place)
+        parts = _parts(statistics=None if layout == right or mean_only else layout,
+                       mean=layout if mean_only else None, variance="unbiased" if unbiased else None,
+                       eps=None if place == "inside" else place, eps_value=eps_part if place != "missing" else None,
+                       affine=None if affine == "both" else affine)
+        found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, view_layout, shape)))
+    return found
+
+
+def _scaled(x_hat, gamma, beta, affine, layout, shape):
+    """The affine output of a normalized view: in x's layout, or in the rows' (C columns) without the transpose."""
+    if layout == "no transpose":  # gamma and beta then scale the columns of the wrongly reshaped rows
+        return _affine(x_hat, np.reshape(gamma, -1), np.reshape(beta, -1), affine).reshape(shape)
+    return _affine(x_hat.reshape(shape), gamma, beta, affine)
+
+
+def test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts=("per feature",), eps_given=True):
+    """
+    Batch norm test-mode outputs: running or batch statistics, eps, affine;
+    the first layout is the right one (the running statistics have one value
+    per column of its view).
+    """
+    found = [Hypothesis(_parts(output="x"), np.asarray(x, dtype=np.float64))]
+    shape = np.shape(x)
+    eps_values = [(None, eps)] + ([("default", DEFAULT_EPS)] if eps_given and eps != DEFAULT_EPS else [])
+    batch = {layout: _statistics(x, layout, None) for layout in layouts}
+    for layout, stats, place, (eps_part, eps_value), affine in itertools.product(
+            layouts, ("running", "batch"), EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
+        v, batch_mean, batch_var = batch[layout]
+        axes = LAYOUTS[layout][1]
+        keep = [1 if a in axes else n for a, n in enumerate(v.shape)]
+        mean, var = ((np.reshape(running_mean, keep), np.reshape(running_var, keep)) if stats == "running"
+                     else (batch_mean, batch_var))
+        x_hat = (v - mean) * _inv_std(var, eps_value, place)
+        parts = _parts(statistics=None if layout == layouts[0] else layout,
+                       test_statistics=None if stats == "running" else "test batch",
+                       eps=None if place == "inside" else place, eps_value=eps_part if place != "missing" else None,
+                       affine=None if affine == "both" else affine)
+        found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, layout, shape)))
+    return found
+
+
+def running_hypotheses(xs, running_mean, running_var, momentum, eps, which, layouts=("per feature",)):
+    """
+    The running mean (which="mean") or variance after a train step on each x in
+    xs, starting from (running_mean, running_var): momentum's direction, the
+    variance used, whether the result was written back at all, and (after the
+    right one) the layouts whose statistics have the same shape.
+    """
+    start = running_mean if which == "mean" else running_var
+    # Unchanged: not updated, or not written back; the value cannot tell which.
+    found = [Hypothesis(_parts(running_statistics="unchanged"), np.asarray(start, dtype=np.float64))]
+    for layout, reversed_, variance in itertools.product(layouts, (False, True), ("biased", "unbiased", "var + eps")):
+        if which == "mean" and variance != "biased":
+            continue
+        value = np.asarray(start, dtype=np.float64)
+        for x in xs:
+            v, mean, var = _statistics(x, layout, None, unbiased=variance == "unbiased")
+            stat = mean if which == "mean" else var + (eps if variance == "var + eps" else 0.0)
+            stat = stat.reshape(-1)
+            weight = 1 - momentum if reversed_ else momentum
+            value = weight * value + (1 - weight) * stat
+        found.append(Hypothesis(_parts(statistics=None if layout == layouts[0] else layout,
+                                       momentum="reversed" if reversed_ else None,
+                                       running_variance=None if variance == "biased" else variance), value))
+    return found
+
+
+# The layout whose means a backward pass most often takes instead of the right one.
+CONFUSED_LAYOUT = {"batchnorm": "per example", "layernorm": "per feature",
+                   "spatial_batchnorm": "per position over N", "groupnorm": "instance"}
+
+
+def backward_hypotheses(layer, x, gamma, dout, eps, G=None):
+    """dx under every combination of the backward parts, for a right forward pass."""
+    right, _ = LAYER_LAYOUTS[layer]
+    shape = np.shape(x)
+    found = [Hypothesis(_parts(dx="dout"), np.asarray(dout, dtype=np.float64))]
+    # With one channel a group, groups are instances: the confusion left to name is layer norm's axes.
+    other = "layer" if layer == "groupnorm" and G == shape[1] else CONFUSED_LAYOUT[layer]
+    layouts = (right, other)
+    dx_hat_right = dout * gamma
+    # The forward's statistics (the right ones); every view is a reshape, so .reshape(shape) undoes it.
+    v, mean, var = _statistics(x, right, G)
+    terms_choices = ("all", "no mean term", "no variance term", "variance term sign", "sums")
+    for layout, place, everywhere, terms, use_gamma, centred in itertools.product(
+            layouts, EPS_PLACES, (True, False), terms_choices, (True, False), (True, False)):
+        if place == "inside" and not everywhere:
+            continue
+        # eps misplaced everywhere (a step-by-step backward), or only in the outer 1 / std (x_hat from the cache).
+        inv_std = _inv_std(var, eps, place)
+        x_hat = ((v - mean) * (inv_std if everywhere else _inv_std(var, eps, "inside"))).reshape(shape)
+        x_inner = x_hat if centred else (v * inv_std).reshape(shape)  # (x - mean) -> x in the variance term
+        inv = np.broadcast_to(inv_std, v.shape).reshape(shape)
+        dx_hat = dx_hat_right if use_gamma else np.asarray(dout, dtype=np.float64)
+        view, axes, _ = LAYOUTS[layout]
+        dxh, xh, xin, inv = (view(a, G) for a in (dx_hat, x_hat, x_inner, inv))
+        if terms == "sums":
+            reduce = lambda a: a.sum(axis=axes, keepdims=True)  # noqa: E731
+        else:
+            reduce = lambda a: a.mean(axis=axes, keepdims=True)  # noqa: E731
+        mean_term = 0.0 if terms == "no mean term" else reduce(dxh)
+        var_term = 0.0 if terms == "no variance term" else xh * reduce(dxh * xin)
+        sign = -1.0 if terms == "variance term sign" else 1.0
+        dx = (inv * (dxh - mean_term - sign * var_term)).reshape(shape)
+        parts = _parts(eps=None if place == "inside" else place, dx_axis=None if layout == right else layout,
+                       dx_terms=None if terms == "all" else terms, gamma=None if use_gamma else "missing",
+                       centring=None if centred else "uncentred")
+        found.append(Hypothesis(parts, dx))
+    return found
+
+
+def right_x_hat(layer, x, eps, G=None):
+    """The right normalized x of a layer (before gamma and beta)."""
+    v, mean, var = _statistics(x, LAYER_LAYOUTS[layer][0], G)
+    return ((v - mean) / np.sqrt(var + eps)).reshape(np.shape(x))
+
+
+def parameter_hypotheses(layer, x, dout, eps, G, which):
+    """dgamma (which="dgamma") or dbeta, right and as typically mixed up, for a right forward pass."""
+    x_hat = right_x_hat(layer, x, eps, G)
+    axes = 0 if np.ndim(x) == 2 else (0, 2, 3)  # group norm's gamma has shape (1, C, 1, 1), the others (C,)
+    dgamma = np.sum(dout * x_hat, axis=axes, keepdims=layer == "groupnorm")
+    dbeta = np.sum(dout, axis=axes, keepdims=layer == "groupnorm")
+    if which == "dgamma":
+        return [Hypothesis((), dgamma), Hypothesis(_parts(dgamma="swapped"), dbeta)]
+    return [Hypothesis((), dbeta), Hypothesis(_parts(dbeta="swapped"), dgamma)]
+
+
+def gradient_hypotheses(layer, which, x, gamma, dout, eps, G=None):
+    """The hypotheses of one gradient (which: "dx", "dgamma" or "dbeta") of a layer, for a right forward pass."""
+    if which == "dx":
+        return backward_hypotheses(layer, x, gamma, dout, eps, G)
+    return parameter_hypotheses(layer, x, dout, eps, G, which)
+
+
+# ---- matching and the words ----------------------------------------------------------------
+
+
+def matches(value, hypothesis_value, rtol, atol):
+    h = np.asarray(hypothesis_value)
+    if np.shape(value) != h.shape:
+        return False
+    with np.errstate(all="ignore"):
+        return bool(np.allclose(np.asarray(value, dtype=np.float64), h, rtol=rtol, atol=atol, equal_nan=True))
+
+
+def confirmed(value, hypotheses, rtol, atol):
+    """
+    The parts every hypothesis matching `value` shares (a tuple), or None when
+    none matches, or when the matching ones share nothing (more than one
+    explanation fits, so none is stated). The right computation never counts.
+    """
+    wrong = [h for h in hypotheses if h.parts and np.shape(h.value) == np.shape(value)]
+    if not wrong:
+        return None
+    with np.errstate(all="ignore"):  # all hypotheses at once: matches() for each, in one comparison
+        close = np.isclose(np.asarray(value, dtype=np.float64), np.stack([h.value for h in wrong]),
+                           rtol=rtol, atol=atol, equal_nan=True)
+    found = [set(h.parts) for h, same in zip(wrong, close.reshape(len(wrong), -1).all(axis=1)) if same]
+    if not found:
+        return None
+    shared = set.intersection(*found)
+    return tuple(sorted(shared)) or None
+
+
+PHRASES = {
+    "output x": "{function} returns x unchanged: not implemented yet?",
+    "dx dout": "dx is dout unchanged: not implemented yet?",
+    "statistics": "the mean and variance are taken {layout}; {function} takes them {right}",
+    "variance unbiased": "the variance is the unbiased one (dividing by N - 1); normalization divides by N",
+    "eps outside": "eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps",
+    "eps missing": "eps is missing (or far too small to matter): divide by sqrt(var + eps), not sqrt(var)",
+    "eps minus": "eps is subtracted: it is sqrt(var + eps), not sqrt(var - eps)",
+    "eps value default": "eps is always the default 1e-5; use the value the param dict gives",
+    "affine gamma only": "beta is not added: out = gamma * x_hat + beta",
+    "affine beta only": "gamma is not applied: out = gamma * x_hat + beta",
+    "affine neither": "neither gamma nor beta is applied: out = gamma * x_hat + beta",
+    "test statistics test batch": "test mode normalizes with the statistics of the test batch; it must use the "
+                                  "running mean and variance",
+    "test mode updates": "test mode changes the running statistics; only train mode updates them",
+    "momentum reversed": "the momentum is reversed: running = momentum * running + (1 - momentum) * batch statistic",
+    "running variance unbiased": "the running variance is updated with the unbiased variance; use the biased "
+                                 "one, as in the normalization",
+    "running variance var + eps": "the running variance is updated with var + eps; eps belongs in the "
+                                  "normalization only",
+    "write back missing": "the running statistics are not written back: bn_param['running_mean'] and "
+                          "bn_param['running_var'] must hold the updated values after a train step",
+    "running statistics unchanged": "the running statistics are unchanged after a train step: they are not "
+                                    "updated, or not written back into bn_param",
+    "mean": "the mean is taken {layout}, the variance {right}: both are taken {right}",
+    "dx axis": "the means in dx are taken {layout}; they must be taken {right}, like the statistics",
+    "dx terms no mean term": "dx lacks the term that comes through the mean (- mean(dx_hat))",
+    "dx terms no variance term": "dx lacks the term that comes through the variance "
+                                 "(- x_hat * mean(dx_hat * x_hat))",
+    "dx terms variance term sign": "the variance term of dx has the wrong sign: "
+                                   "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
+    "dx terms sums": "dx uses sums where means belong (a factor of N): "
+                     "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
+    "gamma missing": "dx does not multiply dout by gamma: dx_hat = dout * gamma",
+    "centring uncentred": "the variance term of dx uses x where it needs x - mean",
+    "precision float32": "right for float64 input, wrong for float32 input with a large mean: the statistics lose "
+                         "their precision in float32 (E[x^2] - E[x]^2 cancels); compute them in float64 "
+                         "(x.astype(np.float64)) and cast the output back to x's dtype",
+    "dgamma swapped": "dgamma is the sum of dout, dbeta's value: dgamma = sum(dout * x_hat)",
+    "dbeta swapped": "dbeta is the sum of dout * x_hat, dgamma's value: dbeta = sum(dout)",
+}
+
+
+def named(value, hypotheses, rtol=1e-6, atol=1e-8):
+    """The parts every hypothesis that fits `value` shares (as `confirmed`), or () where none is sure."""
+    with np.errstate(all="ignore"):
+        return confirmed(value, hypotheses, rtol, atol) or ()
+
+
+def right_value(hypotheses):
+    """The value of the right computation among `hypotheses`."""
+    return next(h.value for h in hypotheses if not h.parts)
+
+
+def key(parts):
+    """The short text of a diagnosis, as the class report counts it: 'eps: outside; variance: unbiased'."""
+    return "; ".join(f"{part}: {choice}" for part, choice in parts)
+
+
+def sentence(parts, function="", layer=None):
+    """The diagnosis in words, one clause per part."""
+    right = LAYOUTS[LAYER_LAYOUTS[layer][0]][2] if layer else ""
+    clauses = []
+    for part, choice in parts:
+        template = PHRASES.get(f"{part} {choice}", PHRASES.get(part, f"{part}: {choice}"))
+        layout = LAYOUTS[choice][2] if choice in LAYOUTS else choice
+        clauses.append(template.format(layout=layout, function=function, right=right))
+    return "; ".join(clauses)
+
+
+AXIS_NAMES = {2: ("example (row)", "feature (column)"), 4: ("example", "channel", "row", "column")}
+
+
+def describe_difference(value, expected, rtol, atol):
+    """What differs between two arrays of one shape, in a few words, without a diagnosis."""
+    value, expected = np.asarray(value, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        bad = ~np.isclose(value, expected, rtol=rtol, atol=atol)
+        words = [f"{int(bad.sum())} of {bad.size} entries differ"]
+        names = AXIS_NAMES.get(value.ndim)
+        if names and bad.any():
+            for axis, name in enumerate(names):
+                others = tuple(a for a in range(value.ndim) if a != axis)
+                where = np.flatnonzero(bad.any(axis=others))
+                if len(where) < value.shape[axis] and len(where) <= 3:
+                    words.append(f"only in {name} {', '.join(map(str, where))} of {value.shape[axis]}")
+        if np.all(np.isfinite(value)) and not value.any():
+            words.append("yours is all zeros")
+        elif np.all(np.isfinite(value)) and np.any(expected):
+            factor = float(np.sum(value * expected) / np.sum(expected * expected))
+            offset = float(np.mean(value - expected))
+            if abs(factor - 1) > 1e-6 and np.allclose(value, factor * expected, rtol=rtol, atol=atol):
+                words.append(f"yours is the expected value times {factor:.4g}")
+            elif np.allclose(value, expected + offset, rtol=rtol, atol=atol):
+                words.append(f"yours is the expected value plus {offset:.4g}")
+        finite = np.isfinite(value)
+        if not finite.all():
+            index = tuple(int(i) for i in np.argwhere(~finite)[0])
+            words.append(f"{int((~finite).sum())} entries are NaN or inf, e.g. at {list(index)}")
+        elif bad.any():
+            index = np.unravel_index(np.argmax(np.abs(value - expected)), value.shape)
+            words.append(f"the largest difference is at {[int(i) for i in index]}: expected {expected[index]:.6g}, "
+                         f"got {value[index]:.6g}")
+    return "; ".join(words)
+
 
 # ---- which probe explains which graded quantity ----------------------------------------------
 # The inputs and parameters are those of the recipe that produced the quantity (normgrade.worker,
@@ -77,9 +460,9 @@ def _probe(quantity, i, call):
     if quantity in ("bn_train_out", "bn_n1_out", "bn_f32_out"):
         x = {"bn_train_out": i["bn_x"], "bn_n1_out": i["bn_n1_x"],
              "bn_f32_out": i["bn_big_x"].astype(np.float32)}[quantity]
-        return model.forward_hypotheses(bn[0], x, bn[1], bn[2], eps, eps_given="eps" in call), "batchnorm"
+        return forward_hypotheses(bn[0], x, bn[1], bn[2], eps, eps_given="eps" in call), "batchnorm"
     if quantity == "bn_d1_out":
-        return model.forward_hypotheses("batchnorm", i["bn_d1_x"], i["bn_d1_gamma"], i["bn_d1_beta"], eps,
+        return forward_hypotheses("batchnorm", i["bn_d1_x"], i["bn_d1_gamma"], i["bn_d1_beta"], eps,
                                   eps_given="eps" in call), "batchnorm"
     if quantity.startswith(RUNNING):
         which = quantity.rsplit("_", 1)[1]
@@ -90,32 +473,32 @@ def _probe(quantity, i, call):
             start = (np.zeros(xs[0].shape[1]),) * 2
         layouts = ("per channel", "no transpose") if quantity.startswith("sbn") else ("per feature",)
         momentum = call.get("momentum", DEFAULT_MOMENTUM)
-        return model.running_hypotheses(xs, *start, momentum, eps, which, layouts), None
+        return running_hypotheses(xs, *start, momentum, eps, which, layouts), None
     if quantity.startswith("bn_test_running_"):
         which = quantity.rsplit("_", 1)[1]
-        found = model.running_hypotheses([i["bn_test_x"]], i["bn_test_rm"], i["bn_test_rv"], DEFAULT_MOMENTUM, eps,
+        found = running_hypotheses([i["bn_test_x"]], i["bn_test_rm"], i["bn_test_rv"], DEFAULT_MOMENTUM, eps,
                                          which)
         unchanged = i["bn_test_rm"] if which == "mean" else i["bn_test_rv"]
         return [Hypothesis((), np.asarray(unchanged, dtype=np.float64))] + [
             Hypothesis((("test mode", "updates"),) + h.parts, h.value) for h in found
             if ("running statistics", "unchanged") not in h.parts], None
     if quantity == "bn_test_out":
-        return model.test_mode_hypotheses(i["bn_test_x"], bn[1], bn[2], i["bn_test_rm"], i["bn_test_rv"], eps,
+        return test_mode_hypotheses(i["bn_test_x"], bn[1], bn[2], i["bn_test_rm"], i["bn_test_rv"], eps,
                                     eps_given="eps" in call), "batchnorm"
     if quantity == "sbn_test_out":
-        return model.test_mode_hypotheses(i["sbn_test_x"], _channels(i["sbn_gamma"]), _channels(i["sbn_beta"]),
+        return test_mode_hypotheses(i["sbn_test_x"], _channels(i["sbn_gamma"]), _channels(i["sbn_beta"]),
                                     i["sbn_test_rm"], i["sbn_test_rv"], eps,
                                     ("per channel", "no transpose")), "spatial_batchnorm"
     if quantity in ("ln_out", "ln_f32_out", "ln_single_out"):
         x = {"ln_out": i["ln_x"], "ln_f32_out": i["ln_big_x"].astype(np.float32), "ln_single_out": i["ln_single_x"]}
-        return model.forward_hypotheses("layernorm", x[quantity], i["ln_gamma"], i["ln_beta"], eps,
+        return forward_hypotheses("layernorm", x[quantity], i["ln_gamma"], i["ln_beta"], eps,
                                   eps_given="eps" in call), "layernorm"
     if quantity == "sbn_train_out":
-        return model.forward_hypotheses("spatial_batchnorm", i["sbn_x"], _channels(i["sbn_gamma"]),
+        return forward_hypotheses("spatial_batchnorm", i["sbn_x"], _channels(i["sbn_gamma"]),
                                   _channels(i["sbn_beta"]), eps, eps_given="eps" in call), "spatial_batchnorm"
     if quantity.startswith("gn_G") and quantity.endswith("_out"):
         G = int(quantity[len("gn_G"):-len("_out")])
-        return model.forward_hypotheses("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_beta"], eps, G=G,
+        return forward_hypotheses("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_beta"], eps, G=G,
                                   eps_given="eps" in call), "groupnorm"
     backward = {  # quantity -> (layer, x, gamma broadcastable to x, dout, G)
         "batchnorm_backward": ("batchnorm", i["bn_x"], i["bn_gamma"], i["bn_dout"], None),
@@ -130,4 +513,4 @@ def _probe(quantity, i, call):
     if prefix not in backward or name not in ("dx", "dgamma", "dbeta"):
         return None
     layer, x, gamma, dout, G = backward[prefix]
-    return model.gradient_hypotheses(layer, name, x, gamma, dout, eps, G), layer
+    return gradient_hypotheses(layer, name, x, gamma, dout, eps, G), layer

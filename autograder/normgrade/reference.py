@@ -18,15 +18,7 @@ def load_layers(path=SOLUTION_LAYERS, package_dir=STUDENT_PACKAGE):
     path, package_dir = Path(path).resolve(), Path(package_dir).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"no layers file at {path}")
-    normlab = sys.modules.get("normlab")
-    if normlab is None:
-        sys.path.insert(0, str(package_dir.parent))
-        normlab = importlib.import_module("normlab")
-    if Path(normlab.__file__).resolve().parent != package_dir:
-        raise ImportError(
-            f"the normlab package already imported lives in {Path(normlab.__file__).parent}, "
-            f"not in {package_dir}"
-        )
+    course_normlab(package_dir)
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     name = f"normlab._layers_{digest}"
     if name in sys.modules:
@@ -40,3 +32,18 @@ def load_layers(path=SOLUTION_LAYERS, package_dir=STUDENT_PACKAGE):
         del sys.modules[name]
         raise
     return module
+
+
+def course_normlab(package_dir=STUDENT_PACKAGE):
+    """The normlab package in `package_dir` (the course's own), imported; ImportError if another one was."""
+    package_dir = Path(package_dir).resolve()
+    normlab = sys.modules.get("normlab")
+    if normlab is None:
+        sys.path.insert(0, str(package_dir.parent))
+        normlab = importlib.import_module("normlab")
+    if Path(normlab.__file__).resolve().parent != package_dir:
+        raise ImportError(
+            f"the normlab package already imported lives in {Path(normlab.__file__).parent}, "
+            f"not in {package_dir}"
+        )
+    return normlab

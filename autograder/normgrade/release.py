@@ -176,7 +176,7 @@ def find_leaks(release, notebook_paths):
     release = Path(release)
     problems = []
     expected_files = {p.name for p in notebook_paths} | {
-        f"normlab/{p.name}" for p in STUDENT_PACKAGE.glob("*.py")
+        f"normlab/{p.name}" for p in STUDENT_PACKAGE.iterdir() if p.suffix in (".py", ".npz")
     }
     present = {str(p.relative_to(release)) for p in release.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     for extra in sorted(present - expected_files):

@@ -103,7 +103,7 @@ def write_stub(solution_path, stub_path):
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
-        "stubs", help="generate assignment/normlab/layers.py from the reference",
+        "stubs", help="generate assignment/normlab/layers.py from the reference, and mistakes.npz from the diagnosis",
         description=__doc__,
     )
     parser.add_argument("--check", action="store_true", help="only check that the stub is up to date")
@@ -113,12 +113,18 @@ def add_parser(subparsers):
 
 
 def run(args):
+    from . import mistakes
+
     if args.check:
-        if check_stub(args.solution, args.stub):
-            print(f"{args.stub} is up to date with {args.solution}")
-            return 0
-        print(f"{args.stub} is out of date with {args.solution}: run `normgrade stubs`")
-        return 1
+        stale = [] if check_stub(args.solution, args.stub) else [f"{args.stub} (from {args.solution})"]
+        stale += [] if mistakes.is_current() else [f"{mistakes.MISTAKES_FILE} (from normgrade.diagnosis)"]
+        for path in stale:
+            print(f"out of date: {path}: run `normgrade stubs`")
+        if not stale:
+            print(f"{args.stub} and {mistakes.MISTAKES_FILE.name} are up to date")
+        return 1 if stale else 0
     changed = write_stub(args.solution, args.stub)
     print(f"{'wrote' if changed else 'unchanged:'} {args.stub}")
+    changed = mistakes.write()
+    print(f"{'wrote' if changed else 'unchanged:'} {mistakes.MISTAKES_FILE}")
     return 0
