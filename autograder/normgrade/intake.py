@@ -36,7 +36,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import canvas
+from . import canvas, files
 from .course import PLAIN_ID
 
 CANVAS_PATTERN = r"(?P<name>[^_]*)_(?:(?P<late>LATE|late)_)?(?P<lms_id>\d+)_(?P<submission>\d+)_(?P<file>.+)"
@@ -124,13 +124,13 @@ def _read(archive, info, limit):
     return data, None
 
 
-def _target(name, targets):
+def graded_name(name, targets):
     """The graded file a base name is (after Canvas's "-N"), or None: names match case-insensitively."""
     plain = RENAMED.sub("", name).lower()
     return next((target for target in targets if target.lower() == plain), None)
 
 
-def _from_inner_zip(data, targets, limits):
+def files_in_zip(data, targets, limits):
     """({target: bytes}, problems) from a student's own zip: the graded files found by their base names."""
     found, where, problems = {}, {}, []
     try:
@@ -144,7 +144,7 @@ def _from_inner_zip(data, targets, limits):
         parts = re.split(r"[\\/]+", info.filename)
         if info.is_dir() or any(p.startswith(".") or p == "__MACOSX" for p in parts):
             continue  # folders, checkpoints, macOS's resource forks
-        target = _target(parts[-1], targets)
+        target = graded_name(parts[-1], targets)
         if target is None:
             continue
         if target in where:
@@ -160,6 +160,49 @@ def _from_inner_zip(data, targets, limits):
     return found, problems
 
 
+def graded_limits(targets):
+    """{graded file: its size limit}: a notebook 16 MiB, layers.py 1 MiB (as `normgrade grade` reads them)."""
+    return {t: 16 << 20 if t.endswith(".ipynb") else 1 << 20 for t in targets}
+
+
+def files_in_folder(folder, targets, limits, max_files=MAX_INNER_ENTRIES):
+    """
+    ({target: bytes}, problems) from an upload folder of any shape (the
+    release folder, loose files, zips of either): each graded file found by
+    its base name anywhere below `folder`, read once without following a
+    link; a zip is read as files_in_zip. Two candidates for one graded file
+    are a problem, never a guess.
+    """
+    found, where, problems, seen = {}, {}, [], 0
+    root = Path(folder)
+    for current, dirs, names in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+        for name in sorted(names):
+            seen += 1
+            if seen > max_files:
+                return {}, [f"more than {max_files} files: not read"]
+            path = Path(current) / name
+            shown = str(path.relative_to(root))
+            target = graded_name(name, targets)
+            if name.startswith(".") or (target is None and not name.lower().endswith(".zip")):
+                continue
+            data, problem = files.read_below(root, path, limits.get(target, MAX_INNER_ZIP_BYTES))
+            if data is None:
+                problems.append(f"{shown}: {problem.value}, not read")
+                continue
+            inner = {target: data} if target else files_in_zip(data, targets, limits)
+            if not target:
+                inner, inner_problems = inner
+                problems += [f"{shown}: {p}" for p in inner_problems]
+            for graded, content in inner.items():
+                if graded in where:
+                    problems.append(f"two files could be {graded} ({where[graded]}, {shown}): which one is graded "
+                                    "is not guessed")
+                else:
+                    where[graded], found[graded] = shown, content
+    return found, problems
+
+
 def read_archive(path, mapping, release, dest, pattern=CANVAS_PATTERN, limits=None):
     """
     Write the submissions in the LMS archive at `path` into the class folder
@@ -170,8 +213,7 @@ def read_archive(path, mapping, release, dest, pattern=CANVAS_PATTERN, limits=No
     path, release, dest = Path(path), Path(release), Path(dest)
     notebooks = sorted(p.name for p in release.glob("*.ipynb"))
     targets = notebooks + ["layers.py"]
-    limits = limits or {}
-    limits = {t: limits.get(t, 16 << 20 if t.endswith(".ipynb") else 1 << 20) for t in targets}
+    limits = {**graded_limits(targets), **(limits or {})}
     regex = check_pattern(pattern) if isinstance(pattern, str) else pattern
     intake = Intake(dest)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
@@ -238,13 +280,13 @@ def _write_student(path, archive, student, names, late, targets, limits, intake)
     """Write one student's graded files into intake.folder / student, or list why not."""
     found, where, problems = {}, {}, []
     for name, info in names:
-        target = _target(name, targets)
+        target = graded_name(name, targets)
         if target is None and name.lower().endswith(".zip"):
             data, why = _read(archive, info, MAX_INNER_ZIP_BYTES)
             if data is None:
                 problems.append(f"{info.filename}: {why}")
                 continue
-            inner, inner_problems = _from_inner_zip(data, targets, limits)
+            inner, inner_problems = files_in_zip(data, targets, limits)
             problems += [f"{info.filename}: {p}" for p in inner_problems]
             for inner_target, content in inner.items():
                 if inner_target in where:

@@ -20,9 +20,14 @@ provided normlab package with the student's layers.py, and starts
   the process rlimit, included).
 
 Where bubblewrap is missing or user namespaces are blocked, `Sandbox()` raises
-SandboxUnavailable saying how to enable them. `Sandbox(unsandboxed=True)` runs
-the worker as a plain child process with the same rlimits and private folder,
-for an instructor who chose that explicitly; every report then says so.
+SandboxUnavailable saying how to enable them. `Sandbox(user="nobody")`, for a
+grader running as root where namespaces are blocked (a Gradescope container),
+runs the worker without bubblewrap as that unprivileged user, with the same
+rlimits, seccomp filter and private folder (plus a temporary folder of the
+user's own); what it must not read (the expected values, the results) is
+kept from it by file permissions, which the caller sets. `Sandbox(unsandboxed=True)`
+runs the worker as a plain child process with the same rlimits and private
+folder, for an instructor who chose that explicitly; every report then says so.
 """
 import functools
 import json
@@ -149,17 +154,34 @@ def probe_bwrap():
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed"
     box = Sandbox.__new__(Sandbox)
-    box.unsandboxed, box.bwrap = False, bwrap
+    box.unsandboxed, box.bwrap, box.user = False, bwrap, None
     return box.self_test()
 
 
 class Sandbox:
-    """Starts sandboxed workers. Sandbox() checks bubblewrap first; unsandboxed=True must be chosen explicitly."""
+    """
+    Starts sandboxed workers. Sandbox() checks bubblewrap first; user="name"
+    (root only) runs them as that unprivileged user instead; unsandboxed=True
+    must be chosen explicitly.
+    """
 
-    def __init__(self, unsandboxed=False):
+    def __init__(self, unsandboxed=False, user=None):
         self.unsandboxed = bool(unsandboxed)
         self.bwrap = None
-        if not self.unsandboxed:
+        self.user = None
+        if user is not None:
+            import pwd
+
+            if os.geteuid() != 0:
+                raise SandboxUnavailable(f"cannot run student code as {user!r}: that needs root")
+            try:
+                entry = pwd.getpwnam(user)
+            except KeyError:
+                raise SandboxUnavailable(f"cannot run student code as {user!r}: no such user") from None
+            if entry.pw_uid == 0 or entry.pw_gid == 0:
+                raise SandboxUnavailable(f"{user!r} is root or in root's group: not an unprivileged user")
+            self.user = (user, entry.pw_uid, entry.pw_gid)
+        elif not self.unsandboxed:
             reason = probe_bwrap()
             if reason:
                 raise SandboxUnavailable(f"cannot grade safely: {reason}. {ENABLE_HINT}")
@@ -169,6 +191,10 @@ class Sandbox:
     def description(self):
         if self.unsandboxed:
             return "UNSANDBOXED: student code ran as a plain process with your rights (chosen with --unsandboxed)"
+        if self.user:
+            name, uid, _ = self.user
+            return (f"unprivileged user: student code ran as {name} (uid {uid}) with the rlimits and seccomp filter, "
+                    "without bubblewrap (user namespaces are blocked here)")
         return "bubblewrap sandbox"
 
     # ---- the private folder ----
@@ -240,7 +266,16 @@ class Sandbox:
         info_read, info_write = os.pipe()  # bwrap writes {"child-pid": host pid of the worker} here
         env[worker.RESULT_FD] = str(write_end)
         try:
-            if self.unsandboxed:
+            preexec = _no_core_files
+            if self.user:
+                _, uid, gid = self.user
+                scratch = folder / "tmp"  # the user's only writable folder
+                scratch.mkdir(mode=0o700, exist_ok=True)
+                os.chown(scratch, uid, gid)
+                argv = [arg.replace(MOUNT, str(folder)) for arg in command]
+                cwd, env = str(folder), dict(env, HOME=str(scratch), MPLCONFIGDIR=str(scratch), TMPDIR=str(scratch))
+                preexec = functools.partial(_become, uid, gid)
+            elif self.unsandboxed:
                 argv = [arg.replace(MOUNT, str(folder)) for arg in command]
                 cwd, env = str(folder), dict(env, HOME=str(folder), MPLCONFIGDIR=str(folder), TMPDIR=str(folder))
             else:
@@ -252,7 +287,7 @@ class Sandbox:
                 cwd, env = "/", {}
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, pass_fds=[write_end, info_write],
-                                       preexec_fn=_no_core_files, start_new_session=True)
+                                       preexec_fn=preexec, start_new_session=True)
             _LIVE.add(process.pid)
         except BaseException:
             os.close(info_read)
@@ -286,11 +321,19 @@ class Sandbox:
         """A running worker: `python -I -B worker.py MODE ARGS` in the private folder."""
         command = [sys.executable, "-I", "-B", f"{MOUNT}/worker.py", mode, *args]
         process, read_end, info = self._popen(command, folder, limits, extra_env, graded=mode == "calls")
-        return Run(process, read_end, info, limits, sandboxed=not self.unsandboxed)
+        return Run(process, read_end, info, limits, sandboxed=self.bwrap is not None)
 
 
 def _no_core_files():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _become(uid, gid):
+    """In the child, before exec: no core files, no supplementary groups, then the unprivileged user for good."""
+    _no_core_files()
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
 
 
 _LIVE = set()  # process groups of this process's running sandboxes (bwrap and its setup child share one)

@@ -1,0 +1,263 @@
+"""
+`normgrade gradescope --course DIR --out autograder.zip`: the course as a Gradescope autograder.
+
+The zip follows Gradescope's autograder specification: `setup.sh` (run once
+as root when Gradescope builds the image: Python, bubblewrap, the pinned
+packages in requirements.txt) and `run_autograder` (run as root for each
+submission), with this package's source, the provided student package, the
+course's released notebooks and its expected values (hidden inputs, expected
+values, answer keys). For each submission, run_autograder calls
+`python -m normgrade.gradescope run /autograder`, which
+
+1. keeps the secrets from student code: everything in /autograder/source but
+   the Python environment (expected.npz, the grader's code, the notebooks),
+   the results folder and the submission metadata become root's alone (0600,
+   0700), as Gradescope's security advice says;
+2. chooses the sandbox and says which in results.json: bubblewrap where user
+   namespaces work; where they are blocked (Gradescope's containers may
+   block them), the worker runs as the unprivileged user `nobody`, with the
+   same rlimits and seccomp filter (normgrade.sandbox); never less: where
+   neither can run, it writes no score and exits 1, saying why;
+3. finds the graded files in /autograder/submission, whatever its shape (the
+   release folder, a zip of it, loose layers.py and notebooks: normgrade.
+   intake), never following a link;
+4. scores them with the trusted scorer and the diagnosis that `normgrade
+   grade` uses (normgrade.scorer.score_notebook: the released notebook's
+   cells and points, the student's answer cells only), and writes
+   /autograder/results/results.json: `score`, `execution_time`, `output`
+   (the sandbox and any notes), `visibility`, `stdout_visibility`,
+   `extra_data` and one test a graded cell (`name`, `number`, `score`,
+   `max_score`, `output`, `visibility`). The tests' messages follow the
+   course's choice (--visibility): shown, shown after the due date, or
+   hidden (the total score is always shown).
+"""
+import argparse
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+from .course import paths
+from .paths import REPO
+
+VISIBILITY = {"visible": "visible", "after-due-date": "after_due_date", "hidden": "hidden"}
+STUDENT_USER = "nobody"
+SUBMISSION_OUTPUT_CHARS = 20_000  # of one test's output in results.json
+PINNED = ("numpy", "array-api-compat", "nbformat", "pyseccomp")  # what grading imports (requirements.txt)
+
+SETUP_SH = """\
+#!/usr/bin/env bash
+# Gradescope runs this once, as root, when it builds the autograder's image.
+set -euo pipefail
+apt-get update
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv bubblewrap
+python3 -m venv /autograder/source/venv
+/autograder/source/venv/bin/pip install --no-cache-dir -r /autograder/source/requirements.txt
+chmod -R a+rX /autograder/source/venv
+chmod 0600 /autograder/source/expected.npz
+"""
+
+RUN_AUTOGRADER = """\
+#!/usr/bin/env bash
+# Gradescope runs this, as root, for each submission; results go to /autograder/results/results.json.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+export PYTHONPATH="$ROOT/source/normgrade-src/autograder"
+exec "${NORMGRADE_PYTHON:-$ROOT/source/venv/bin/python}" -B -m normgrade.gradescope run "$ROOT"
+"""
+
+
+# ---- building the autograder zip ------------------------------------------------------------
+
+
+def requirements():
+    """requirements.txt: each package grading imports, pinned to the version this grader runs."""
+    import importlib.metadata
+
+    return "".join(f"{name}=={importlib.metadata.version(name)}\n" for name in PINNED)
+
+
+def build_autograder(course, out, visibility="visible"):
+    """Write the autograder zip for the course at `course` to `out`; return the list of its entries."""
+    from .course import is_course
+
+    course, out = Path(course), Path(out)
+    if visibility not in VISIBILITY:
+        raise ValueError(f"--visibility is one of {', '.join(VISIBILITY)}, not {visibility!r}")
+    if not is_course(course) or not paths(course)["expected"].is_file():
+        raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
+    layout = paths(course)
+    entries = {"setup.sh": (SETUP_SH.encode(), 0o755), "run_autograder": (RUN_AUTOGRADER.encode(), 0o755),
+               "requirements.txt": (requirements().encode(), 0o644),
+               "expected.npz": (layout["expected"].read_bytes(), 0o600),
+               "settings.json": (json.dumps({"visibility": VISIBILITY[visibility]}).encode(), 0o644)}
+    for path in sorted(layout["release"].glob("*.ipynb")):
+        entries[f"release/{path.name}"] = (path.read_bytes(), 0o644)
+    for folder in ("autograder/normgrade", "assignment/normlab"):
+        for path in sorted((REPO / folder).glob("*.py")):
+            entries[f"normgrade-src/{folder}/{path.name}"] = (path.read_bytes(), 0o644)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, (data, mode) in entries.items():
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info.external_attr = (stat.S_IFREG | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+    os.replace(partial, out)
+    return sorted(entries)
+
+
+# ---- running in Gradescope's container ------------------------------------------------------
+
+
+def choose_sandbox():
+    """(Sandbox, None) of the strongest kind that runs here, or (None, why not): bubblewrap, else `nobody`."""
+    from .sandbox import Sandbox, SandboxUnavailable, probe_bwrap
+
+    reason = probe_bwrap()
+    if reason is None:
+        return Sandbox(), None
+    try:
+        sandbox = Sandbox(user=STUDENT_USER)
+    except SandboxUnavailable as err:
+        return None, f"bubblewrap cannot run here ({reason}), and {err}"
+    failed = sandbox.self_test()
+    if failed:
+        return None, f"bubblewrap cannot run here ({reason}), and as {STUDENT_USER}: {failed}"
+    return sandbox, None
+
+
+def lock_down(root):
+    """
+    Make what student code must not read or write root's alone: everything
+    in source/ but the Python environment (the expected values, the grader's
+    code, the released notebooks), the results folder and Gradescope's
+    submission metadata (files 0600, folders 0700; source/ itself 0711).
+    """
+    source, results = root / "source", root / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    private = [results, root / "submission_metadata.json"] + [p for p in source.iterdir() if p.name != "venv"]
+    for path in private:
+        if path.exists() and not path.is_symlink():
+            if os.geteuid() == 0:
+                os.chown(path, 0, 0)
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+    os.chmod(source, 0o711)
+
+
+def _release_with_answers(release_nb, student_nb):
+    """The released notebook (its cells, ids and points) with the student's answer cells' sources."""
+    answers = {}
+    for cell in (student_nb.cells if student_nb is not None else []):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+        if cell.get("cell_type") == "code" and grade_id.startswith("answer_") and grade_id not in answers:
+            answers[grade_id] = cell.get("source", "")
+    for cell in release_nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return release_nb
+
+
+def grade_upload(root, sandbox):
+    """(tests, notes) for the submission under root/submission: one test a graded cell of the released notebooks."""
+    from . import intake
+    from .scorer import graded_code_cells, parse_notebook, score_notebook
+
+    source = root / "source"
+    release = sorted((source / "release").glob("*.ipynb"))
+    targets = [p.name for p in release] + ["layers.py"]
+    found, problems = intake.files_in_folder(root / "submission", targets, intake.graded_limits(targets))
+    notes = [f"not graded: {p}" for p in problems]
+    if problems:
+        found = {}  # which file is the student's is never guessed: they see why, and can submit again
+    staged = Path(tempfile.mkdtemp(prefix="normgrade-gradescope-"))
+    try:
+        (staged / "normlab").mkdir()
+        if "layers.py" in found:
+            (staged / "normlab" / "layers.py").write_bytes(found["layers.py"])
+        elif not problems:
+            notes.append("no layers.py in the submission: every function earns nothing")
+        tests = []
+        for path in release:
+            student_nb = None
+            if path.name in found:
+                student_nb, why = parse_notebook(found[path.name], path.name)
+                if student_nb is None:
+                    notes.append(f"{path.name}: {why}; its inline answers earn nothing")
+            elif not problems:
+                notes.append(f"no {path.name} in the submission: its inline answers earn nothing")
+            nb = _release_with_answers(nbformat.read(path, as_version=4), student_nb)
+            scored = score_notebook(nb, staged, source / "expected.npz", sandbox)
+            for gid, cell in graded_code_cells(nb).items():
+                points, message = scored[gid]
+                tests.append({"name": f"{path.stem}/{gid}", "score": round(float(points), 6),
+                              "max_score": float(cell.metadata["nbgrader"]["points"]),
+                              "output": message.strip()[:SUBMISSION_OUTPUT_CHARS]})
+        return tests, notes
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def results_document(tests, notes, sandbox_description, visibility, seconds):
+    """results.json as Gradescope's specification has it."""
+    numbered = [dict(test, number=f"{n}", visibility=visibility) for n, test in enumerate(tests, start=1)]
+    output = "\n".join([f"graded in: {sandbox_description}"] + notes)
+    return {"score": round(sum(t["score"] for t in tests), 6), "execution_time": int(round(seconds)),
+            "output": output, "visibility": "visible", "stdout_visibility": "hidden",
+            "extra_data": {"sandbox": sandbox_description, "notes": notes}, "tests": numbered}
+
+
+def write_results(root, document):
+    """Write results.json in one step (a file beside it, then a rename)."""
+    results = root / "results"
+    partial = results / "results.json.partial"
+    partial.write_text(json.dumps(document, indent=2))
+    os.replace(partial, results / "results.json")
+
+
+def run_in_gradescope(root):
+    """Grade the submission of the Gradescope layout at `root`; return the process's exit status."""
+    root = Path(root)
+    start = time.monotonic()
+    lock_down(root)
+    sandbox, why_not = choose_sandbox()
+    if sandbox is None:
+        print(f"normgrade: cannot grade safely here: {why_not}. No score was written.", file=sys.stderr)
+        return 1
+    settings = json.loads((root / "source" / "settings.json").read_text())
+    tests, notes = grade_upload(root, sandbox)
+    write_results(root, results_document(tests, notes, sandbox.description, settings["visibility"],
+                                         time.monotonic() - start))
+    return 0
+
+
+# ---- the command ----------------------------------------------------------------------------
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser("gradescope", help="build the course's Gradescope autograder zip",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--course", type=Path, default=Path("course"))
+    parser.add_argument("--out", type=Path, required=True, help="the autograder zip to write")
+    parser.add_argument("--visibility", choices=tuple(VISIBILITY), default="visible",
+                        help="when students see the tests' messages: visible (default), after-due-date, hidden")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    names = build_autograder(args.course, args.out, args.visibility)
+    print(f"wrote {args.out}: {len(names)} files; upload it as the assignment's autograder (Configure Autograder)")
+    return 0
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "run":
+    sys.exit(run_in_gradescope(sys.argv[2]))

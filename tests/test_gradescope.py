@@ -1,0 +1,271 @@
+"""
+The Gradescope autograder (`normgrade gradescope`), run as Gradescope runs it.
+
+The zip that `normgrade gradescope` writes is unpacked into a folder laid out
+like Gradescope's (source/, submission/, results/) and bound at /autograder
+in a bubblewrap container started as root, where the built `run_autograder`
+runs as root: once with user namespaces available (student code then runs
+under bubblewrap), once with them blocked the way Docker's default seccomp
+profile blocks them (clone and unshare with CLONE_NEWUSER refused, clone3
+unavailable), where student code runs as `nobody`. Each results.json is
+checked field by field against Gradescope's specification and its scores,
+test by test, against `normgrade grade` on the same files. The uploads take
+the shapes students use (the release folder, a zip of it, loose files), and
+a hostile one tries to read the expected values and write the results.
+"""
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from normgrade.sandbox import _python_roots
+
+pytestmark = pytest.mark.slow
+
+SPEC_TOP = {"score", "execution_time", "output", "output_format", "visibility", "stdout_visibility", "extra_data",
+            "tests", "leaderboard"}
+SPEC_TEST = {"score", "max_score", "status", "name", "name_format", "number", "output", "output_format", "tags",
+             "visibility", "extra_data"}
+VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+
+CHEATER = '''
+
+import numpy as _np
+
+
+def _expected():
+    try:
+        with _np.load("/autograder/source/expected.npz") as data:
+            return {key: data[key] for key in data.files}
+    except Exception:  # noqa: BLE001
+        return None
+
+
+_EXPECTED = _expected()
+try:
+    with open("/autograder/source/normgrade-src/autograder/normgrade/checks.py") as _f:
+        _LEAK = _f.read(200)
+except OSError:
+    _LEAK = ""
+for _path in ("/autograder/results/results.json", "/autograder/source/pwned", "/autograder/submission/pwned"):
+    try:
+        with open(_path, "w") as _f:
+            _f.write('{"score": 1000}')
+    except OSError:
+        pass
+
+
+def layernorm_forward(x, gamma, beta, ln_param):
+    raise RuntimeError(f"LEAKED: {_LEAK}" if _LEAK else "the grader's code could not be read")
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    if _EXPECTED is None:
+        raise RuntimeError("the expected values could not be read")
+    return _EXPECTED["expected/bn_train_out"], None
+'''
+
+
+def _need_root():
+    if os.geteuid() != 0:
+        reason = "the Gradescope test runs run_autograder as root, as Gradescope does"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Gradescope test: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def autograder(sandbox, tmp_path_factory):
+    from normgrade.course import paths
+    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.release import build_course
+
+    _need_root()
+    top = tmp_path_factory.mktemp("gradescope")
+    course = top / "course"
+    build_course(course, prove=False)
+    out = top / "autograder.zip"
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "gradescope", "--course", str(course), "--out",
+                           str(out), "--visibility", "after-due-date"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return course, out, answer_keys(source_notebooks(paths(course)["source"]))
+
+
+def test_the_zip_has_gradescopes_files_and_nothing_of_the_reference(autograder):
+    from normgrade.release import _solution_lines
+
+    _, out, keys = autograder
+    with zipfile.ZipFile(out) as z:
+        names = set(z.namelist())
+        modes = {info.filename: stat.S_IMODE(info.external_attr >> 16) for info in z.infolist()}
+        student_side = b"".join(z.read(n) for n in names if n.startswith(("release/", "normgrade-src/assignment/")))
+    assert {"setup.sh", "run_autograder", "requirements.txt", "expected.npz", "settings.json"} <= names
+    assert modes["run_autograder"] == modes["setup.sh"] == 0o755 and modes["expected.npz"] == 0o600
+    assert not any(name.startswith("normgrade-src/solutions") for name in names)
+    assert [line for line in _solution_lines() if line.encode() in student_side] == [], "no answer in the zip"
+
+
+def _unpack(out, root):
+    with zipfile.ZipFile(out) as z:
+        for info in z.infolist():
+            target = root / "source" / info.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(z.read(info))
+            target.chmod(stat.S_IMODE(info.external_attr >> 16))
+
+
+def gradescope_root(tmp_path, out, upload):
+    """A folder laid out like Gradescope's /autograder, with `upload` {relative path: bytes} as the submission."""
+    root = tmp_path / "autograder"
+    _unpack(out, root)
+    (root / "results").mkdir(parents=True)
+    (root / "submission").mkdir()
+    for name, data in upload.items():
+        (root / "submission" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "submission" / name).write_bytes(data)
+    (root / "submission_metadata.json").write_text(json.dumps({"users": [{"email": "jo@uni.edu"}]}))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(root, 0o755)
+    return root
+
+
+def _block_user_namespaces():
+    """In the child: refuse new user namespaces, as Docker's default seccomp profile does."""
+    import errno
+
+    import pyseccomp as sc
+
+    clone_newuser = 0x10000000
+    rules = sc.SyscallFilter(sc.ALLOW)
+    for name in ("clone", "unshare"):
+        rules.add_rule(sc.ERRNO(errno.EPERM), name, sc.Arg(0, sc.MASKED_EQ, clone_newuser, clone_newuser))
+    rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    rules.load()
+
+
+def run_autograder(root, user_namespaces=True):
+    """Run root/source/run_autograder in a container whose /autograder is `root`; return the process."""
+    # The host's /proc: a fresh one in a PID namespace of the harness would stop bubblewrap inside from
+    # mounting its own (the kernel wants a fully visible proc to mount another in a user namespace).
+    argv = ["bwrap", "--tmpfs", "/", "--dev", "/dev", "--dev-bind", "/proc", "/proc", "--die-with-parent",
+            "--cap-add", "ALL", "--ro-bind", "/etc", "/etc", "--bind", "/tmp", "/tmp"]
+    for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            argv += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            argv += ["--ro-bind", str(path), str(path)]
+    for python_root in _python_roots():  # its folders above made as a system's are: 0755, as traversable() left them
+        for folder in reversed(python_root.parents[:-1]):
+            argv += ["--perms", "0755", "--dir", str(folder)]
+        argv += ["--ro-bind", str(python_root), str(python_root)]
+    argv += ["--bind", str(root), "/autograder", "--chdir", "/autograder/source",
+             "--setenv", "NORMGRADE_PYTHON", sys.executable, "/autograder/source/run_autograder"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=900,
+                          preexec_fn=None if user_namespaces else _block_user_namespaces)
+
+
+def check_against_the_spec(document, visibility):
+    assert set(document) <= SPEC_TOP, set(document) - SPEC_TOP
+    assert isinstance(document["score"], float) and isinstance(document["execution_time"], int)
+    assert isinstance(document["output"], str) and document["visibility"] in VISIBILITIES
+    assert document["stdout_visibility"] in VISIBILITIES
+    assert document["tests"], "one test a graded cell"
+    for test in document["tests"]:
+        assert set(test) <= SPEC_TEST, set(test) - SPEC_TEST
+        assert isinstance(test["name"], str) and isinstance(test["number"], str) and isinstance(test["output"], str)
+        assert isinstance(test["score"], float) and isinstance(test["max_score"], float)
+        assert 0 <= test["score"] <= test["max_score"] and test["visibility"] == visibility
+    assert document["score"] == pytest.approx(sum(t["score"] for t in document["tests"]))
+    assert len({t["name"] for t in document["tests"]}) == len(document["tests"])
+
+
+def _folder_bytes(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _zip_of(files, prefix=""):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(prefix + name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("user_namespaces", [True, False], ids=["bubblewrap", "namespaces-blocked"])
+def test_run_autograder_scores_like_normgrade_grade(autograder, tmp_path, user_namespaces):
+    from normgrade.autograde import grade
+    from normgrade.course import paths
+    from normgrade.paths import STUB_LAYERS
+    from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+    from test_exchange import traversable
+
+    course, out, keys = autograder
+    release = paths(course)["release"]
+    folders = {
+        "reference": make_submission(release, tmp_path / "class" / "reference", reference_layers(), keys),
+        "mistakes": make_submission(release, tmp_path / "class" / "mistakes", mutant_layers(*TYPICAL_MISTAKES)),
+        "cheater": make_submission(release, tmp_path / "class" / "cheater", STUB_LAYERS.read_text() + CHEATER),
+    }
+    (tmp_path / "class" / "stubs" / "normlab").mkdir(parents=True)
+    (tmp_path / "class" / "stubs" / "normlab" / "layers.py").write_text(STUB_LAYERS.read_text())
+    folders["stubs"] = tmp_path / "class" / "stubs"
+    uploads = {  # the shapes students upload
+        "reference": {"normalization.zip": _zip_of(_folder_bytes(folders["reference"]), "normalization/")},
+        "mistakes": {f"normalization/{k}": v for k, v in _folder_bytes(folders["mistakes"]).items()},
+        "stubs": {"layers.py": STUB_LAYERS.read_bytes()},
+        "cheater": _folder_bytes(folders["cheater"]),
+    }
+    expected = {s["student"]: s for s in grade([tmp_path / "class"], course, regrade=True)["submissions"]}
+    mode = "bubblewrap sandbox" if user_namespaces else "unprivileged user: student code ran as nobody"
+    with traversable(sys.executable, *[str(r) for r in _python_roots()]):
+        for student, upload in uploads.items():
+            root = gradescope_root(tmp_path / f"gs-{student}", out, upload)
+            secret = hashlib.sha256((root / "source" / "expected.npz").read_bytes()).hexdigest()
+            done = run_autograder(root, user_namespaces)
+            assert done.returncode == 0, (student, done.stdout[-2000:], done.stderr[-4000:])
+            document = json.loads((root / "results" / "results.json").read_text())
+            check_against_the_spec(document, "after_due_date")
+            assert document["output"].startswith(f"graded in: {mode}"), document["output"][:200]
+            scores = {t["name"]: t["score"] for t in document["tests"]}
+            assert scores == {t["name"]: t["score"] for t in expected[student]["tests"]}, student
+            assert document["score"] == expected[student]["raw_score"], student
+            assert hashlib.sha256((root / "source" / "expected.npz").read_bytes()).hexdigest() == secret
+            assert not (root / "source" / "pwned").exists() and not (root / "submission" / "pwned").exists()
+            assert "LEAKED" not in json.dumps(document), "student code read the grader's code"
+            assert stat.S_IMODE((root / "source" / "expected.npz").stat().st_mode) == 0o600
+            assert stat.S_IMODE((root / "results").stat().st_mode) == 0o700
+    assert expected["reference"]["raw_score"] == expected["reference"]["max_score"]
+    assert expected["cheater"]["raw_score"] == 0.0, "the cheater read no expected value"
+
+
+def test_a_submission_of_two_candidates_is_not_guessed(autograder, tmp_path):
+    from normgrade.paths import STUB_LAYERS
+    from test_exchange import traversable
+
+    _, out, _ = autograder
+    root = gradescope_root(tmp_path, out, {"layers.py": STUB_LAYERS.read_bytes(),
+                                           "old/layers.py": STUB_LAYERS.read_bytes()})
+    with traversable(sys.executable, *[str(r) for r in _python_roots()]):
+        done = run_autograder(root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads((root / "results" / "results.json").read_text())
+    check_against_the_spec(document, "after_due_date")
+    assert document["score"] == 0.0 and "two files could be layers.py (layers.py, old/layers.py)" in document["output"]
+
+
+def test_the_unprivileged_user_is_never_root():
+    from normgrade.sandbox import Sandbox, SandboxUnavailable
+
+    _need_root()
+    with pytest.raises(SandboxUnavailable, match="not an unprivileged user"):
+        Sandbox(user="root")
+    with pytest.raises(SandboxUnavailable, match="no such user"):
+        Sandbox(user="no-such-user-here")
