@@ -28,6 +28,7 @@ or listed with the reason: an unknown, ambiguous or duplicated student is
 never guessed.
 """
 import csv
+import errno
 import io
 import os
 import re
@@ -216,7 +217,11 @@ def read_archive(path, mapping, release, dest, pattern=CANVAS_PATTERN, limits=No
     limits = {**graded_limits(targets), **(limits or {})}
     regex = check_pattern(pattern) if isinstance(pattern, str) else pattern
     intake = Intake(dest)
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        why = "a link, not followed: give the archive itself" if err.errno == errno.ELOOP else err.strerror
+        raise ArchiveError(f"{path}: {why}") from None
     try:
         with os.fdopen(fd, "rb") as f:
             fd = None
