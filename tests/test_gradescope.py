@@ -236,6 +236,9 @@ def test_run_autograder_scores_like_normgrade_grade(autograder, tmp_path, user_n
             assert document["output"].startswith(f"graded in: {mode}"), document["output"][:200]
             scores = {t["name"]: t["score"] for t in document["tests"]}
             assert scores == {t["name"]: t["score"] for t in expected[student]["tests"]}, student
+            lost = {t["name"]: t["message"] for t in expected[student]["tests"] if t["message"]}
+            assert {name: t["output"] for t in document["tests"] if (name := t["name"]) in lost} == lost, \
+                "the same messages as the feedback"
             assert document["score"] == expected[student]["raw_score"], student
             assert hashlib.sha256((root / "source" / "expected.npz").read_bytes()).hexdigest() == secret
             assert not (root / "source" / "pwned").exists() and not (root / "submission" / "pwned").exists()
