@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -60,6 +61,19 @@ for _path in ("/autograder/results/results.json", "/autograder/source/pwned", "/
             _f.write('{"score": 1000}')
     except OSError:
         pass
+
+
+try:
+    import socket as _socket
+
+    _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM).close()
+    _NETWORK = True
+except OSError:
+    _NETWORK = False
+
+
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    raise RuntimeError(f"NETWORK:{_NETWORK}")
 
 
 def layernorm_forward(x, gamma, beta, ln_param):
@@ -131,6 +145,7 @@ def gradescope_root(tmp_path, out, upload):
         (root / "submission" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "submission" / name).write_bytes(data)
     (root / "submission_metadata.json").write_text(json.dumps({"users": [{"email": "jo@uni.edu"}]}))
+    shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")  # where Gradescope puts it
     os.chmod(tmp_path, 0o755)
     os.chmod(root, 0o755)
     return root
@@ -167,7 +182,7 @@ def run_autograder(root, user_namespaces=True):
             argv += ["--perms", "0755", "--dir", str(folder)]
         argv += ["--ro-bind", str(python_root), str(python_root)]
     argv += ["--bind", str(root), "/autograder", "--chdir", "/autograder/source",
-             "--setenv", "NORMGRADE_PYTHON", sys.executable, "/autograder/source/run_autograder"]
+             "--setenv", "NORMGRADE_PYTHON", sys.executable, "/autograder/run_autograder"]
     return subprocess.run(argv, capture_output=True, text=True, timeout=900,
                           preexec_fn=None if user_namespaces else _block_user_namespaces)
 
@@ -243,6 +258,8 @@ def test_run_autograder_scores_like_normgrade_grade(autograder, tmp_path, user_n
             assert hashlib.sha256((root / "source" / "expected.npz").read_bytes()).hexdigest() == secret
             assert not (root / "source" / "pwned").exists() and not (root / "submission" / "pwned").exists()
             assert "LEAKED" not in json.dumps(document), "student code read the grader's code"
+            if student == "cheater":
+                assert "NETWORK:False" in json.dumps(document), "graded code opens no socket but a Unix one"
             assert stat.S_IMODE((root / "source" / "expected.npz").stat().st_mode) == 0o600
             assert stat.S_IMODE((root / "results").stat().st_mode) == 0o700
     assert expected["reference"]["raw_score"] == expected["reference"]["max_score"]
@@ -262,6 +279,25 @@ def test_a_submission_of_two_candidates_is_not_guessed(autograder, tmp_path):
     document = json.loads((root / "results" / "results.json").read_text())
     check_against_the_spec(document, "after_due_date")
     assert document["score"] == 0.0 and "two files could be layers.py (layers.py, old/layers.py)" in document["output"]
+
+
+def test_what_the_unprivileged_user_leaves_in_shared_temporary_folders_goes(tmp_path):
+    import pwd
+
+    from normgrade.sandbox import remove_files_of
+
+    _need_root()
+    nobody = pwd.getpwnam("nobody").pw_uid
+    shared = tmp_path / "tmp"
+    (shared / "left" / "deep").mkdir(parents=True)
+    (shared / "left.txt").write_text("state")
+    (shared / "root.txt").write_text("the grader's")
+    (shared / "to-root").symlink_to(tmp_path / "root-owned")
+    for path in (shared / "left", shared / "left" / "deep", shared / "left.txt"):
+        os.chown(path, nobody, nobody)
+    os.lchown(shared / "to-root", nobody, nobody)
+    remove_files_of(nobody, [str(shared)])
+    assert sorted(p.name for p in shared.iterdir()) == ["root.txt"]
 
 
 def test_the_unprivileged_user_is_never_root():

@@ -27,7 +27,8 @@ NOTEBOOKS = ("BatchNormalization.ipynb", "SpatialNormalization.ipynb")
 EXPORT = ("Student,ID,SIS User ID,SIS Login ID,Section\n    Points Possible,,,,\n"
           '"Doe, Jane",101,S1,jdoe,A\n"Smith, Bo",103,S3,bsmith,A\n"Twice, Tom",104,S4,ttwice,A\n'
           '"Link, Lou",106,S6,llink,A\n"Bomb, Bea",107,S7,bbomb,A\n"Zoë, Zed",108,S8,zoe,A\n'
-          '"Path, Pat",109,S9,../evil,A\n"Nest, Ned",110,S10,nned,A\n')
+          '"Path, Pat",109,S9,../evil,A\n"Nest, Ned",110,S10,nned,A\n"Corrupt, Cy",111,S11,ccorrupt,A\n'
+          '"Many, Zips",112,S12,mmany,A\n"Back, Sam",113,S13,sback,A\n"Five, Fay",114,S14,ffive,A\n')
 
 
 def _zip_bytes(entries):
@@ -54,14 +55,26 @@ def canvas_archive():
         "__MACOSX/normalization/normlab/._layers.py": b"resource fork",
     })
     nested_bomb = _zip_bytes({"normalization/SpatialNormalization.ipynb": bytes(40 << 20)})
+    corrupt_zip = bytearray(_zip_bytes({"normalization/normlab/layers.py": bytes(range(256)) * 40}))
+    start = 30 + len("normalization/normlab/layers.py")  # the first entry's deflate data
+    corrupt_zip[start:start + 8] = b"\xff" * 8  # flipped: zlib.error when read
+    corrupt_zip = bytes(corrupt_zip)
+    many_entries = _zip_bytes({f"f{n}.txt": b"" for n in range(intake.MAX_INNER_ENTRIES + 1)})
+    with_backup = _zip_bytes({"normalization/normlab/layers.py": b"# sam's layers",
+                              "normalization/backup/layers-2.py": b"# an old copy"})
     return {
         "doejane_101_5551_layers.py": b"# jdoe's layers",
-        "doejane_101_5551_BatchNormalization.ipynb": b"jdoe's batch notebook",
-        "doejane_101_5551_SpatialNormalization-1.ipynb": b"jdoe's spatial notebook, uploaded again",
-        "doejane_101_5551_notes.txt": b"not graded",
+        "doejane_101_5552_BatchNormalization.ipynb": b"jdoe's batch notebook",
+        "doejane_101_5553_SpatialNormalization-1.ipynb": b"jdoe's spatial notebook, uploaded again",
+        "doejane_101_5554_notes.txt": b"not graded",
         "smithbo_LATE_103_5553_normalization.zip": release_zip,
-        "twicetom_104_5554_layers.py": b"one",
-        "twicetom_104_5554_layers-1.py": b"the other",
+        "twicetom_104_5555_layers.py": b"one",
+        "twicetom_104_5556_layers-1.py": b"the other",
+        "pal_104_556_9300_normalization.zip": release_zip,  # a name with _<digits>_<digits>_: 104 or 556?
+        "corruptcy_111_5570_normalization.zip": corrupt_zip,
+        "manyzips_112_5571_a.zip": many_entries, "manyzips_112_5572_b.zip": release_zip,
+        "backup_113_5573_normalization.zip": with_backup,
+        **{f"five_114_{5580 + n}_part{n}.zip": release_zip for n in range(intake.MAX_ZIPS + 1)},
         "linklou_106_5556_layers.py": ("link", "/etc/passwd"),
         "bombbea_107_5557_layers.py": bytes(50 << 20),
         "zoëzed_108_5558_layers.py": "# zoë's layers".encode(),
@@ -108,19 +121,24 @@ def test_every_entry_lands_in_its_one_place_or_is_listed(tmp_path, lms):
         "bsmith/BatchNormalization.ipynb": b"bsmith's batch notebook",
         "bsmith/normlab/layers.py": b"# bsmith's layers",
         "zoe/normlab/layers.py": "# zoë's layers".encode(),
+        "sback/normlab/layers.py": b"# sam's layers",
     }
     why = dict(read.skipped)
-    assert "not a graded file" in why["canvas.zip:doejane_101_5551_notes.txt"]
+    assert "not a graded file" in why["canvas.zip:doejane_101_5554_notes.txt"]
+    assert "more than 4 zips, not read" in why["canvas.zip: student ffive"]
     assert "which one is graded is not guessed" in why["canvas.zip: student ttwice"]
     assert "a link, not read" in why["canvas.zip: student llink"]
     assert "larger than 1 MiB" in why["canvas.zip: student bbomb"]
     assert "larger than 16 MiB" in why["canvas.zip: student nned"]
     assert "not a plain id" in why["canvas.zip:pathpat_109_5559_layers.py"]
     assert "LMS id 999 is not in the roster" in why["canvas.zip:ghost_999_5599_layers.py"]
+    assert "parses as LMS id 104 and as 556" in why["canvas.zip:pal_104_556_9300_normalization.zip"]
+    assert "unreadable (error" in why["canvas.zip: student ccorrupt"]
+    assert "2001 entries, more than 2000 allowed" in why["canvas.zip: student mmany"]
     for hostile in ("../../escape_101_5551_layers.py", "/abs_101_5551_layers.py", "evil_101_5551_../../x.ipynb",
                     "readme.txt"):
         assert "not named as the LMS names" in why[f"canvas.zip:{hostile}"], hostile
-    assert len(read.skipped) == len(why) == 11, "every entry not graded is listed once (a student's together)"
+    assert len(read.skipped) == len(why) == 15, "every entry not graded is listed once (a student's together)"
     assert any("marked this submission LATE" in note for note in read.notes["bsmith"])
     assert not any("LATE" in note for note in read.notes["jdoe"])
 

@@ -29,7 +29,7 @@ values, answer keys). For each submission, run_autograder calls
    `extra_data` and one test a graded cell (`name`, `number`, `score`,
    `max_score`, `output`, `visibility`). The tests' messages follow the
    course's choice (--visibility): shown, shown after the due date, or
-   hidden (the total score is always shown).
+   hidden (what Gradescope then shows of the total is Gradescope's rule).
 """
 import argparse
 import json
@@ -58,6 +58,10 @@ SETUP_SH = """\
 set -euo pipefail
 apt-get update
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv bubblewrap
+if ! python3 -c 'import sys; sys.exit(sys.version_info < {python})'; then
+    echo "normgrade needs Python {python_text} or newer (the pinned packages do): choose Gradescope's Ubuntu 24.04 base image" >&2
+    exit 1
+fi
 python3 -m venv /autograder/source/venv
 /autograder/source/venv/bin/pip install --no-cache-dir -r /autograder/source/requirements.txt
 chmod -R a+rX /autograder/source/venv
@@ -66,11 +70,11 @@ chmod 0600 /autograder/source/expected.npz
 
 RUN_AUTOGRADER = """\
 #!/usr/bin/env bash
-# Gradescope runs this, as root, for each submission; results go to /autograder/results/results.json.
+# Gradescope copies this to /autograder/run_autograder and runs it, as root, for each submission;
+# results go to /autograder/results/results.json.
 set -euo pipefail
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-export PYTHONPATH="$ROOT/source/normgrade-src/autograder"
-exec "${NORMGRADE_PYTHON:-$ROOT/source/venv/bin/python}" -B -m normgrade.gradescope run "$ROOT"
+export PYTHONPATH=/autograder/source/normgrade-src/autograder
+exec "${NORMGRADE_PYTHON:-/autograder/source/venv/bin/python}" -B -m normgrade.gradescope run /autograder
 """
 
 
@@ -94,7 +98,9 @@ def build_autograder(course, out, visibility="visible"):
     if not is_course(course) or not paths(course)["expected"].is_file():
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
     layout = paths(course)
-    entries = {"setup.sh": (SETUP_SH.encode(), 0o755), "run_autograder": (RUN_AUTOGRADER.encode(), 0o755),
+    python = sys.version_info[:2]
+    setup = SETUP_SH.replace("{python}", repr(python)).replace("{python_text}", f"{python[0]}.{python[1]}")
+    entries = {"setup.sh": (setup.encode(), 0o755), "run_autograder": (RUN_AUTOGRADER.encode(), 0o755),
                "requirements.txt": (requirements().encode(), 0o644),
                "expected.npz": (layout["expected"].read_bytes(), 0o600),
                "settings.json": (json.dumps({"visibility": VISIBILITY[visibility]}).encode(), 0o644)}
@@ -157,9 +163,12 @@ def _release_with_answers(release_nb, student_nb):
     """The released notebook (its cells, ids and points) with the student's answer cells' sources."""
     answers = {}
     for cell in (student_nb.cells if student_nb is not None else []):
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
-        if cell.get("cell_type") == "code" and grade_id.startswith("answer_") and grade_id not in answers:
-            answers[grade_id] = cell.get("source", "")
+        meta = cell.get("metadata", {}).get("nbgrader", {})  # the student's: any JSON that validates
+        grade_id = meta.get("grade_id", "") if isinstance(meta, dict) else ""
+        source = cell.get("source", "")
+        if cell.get("cell_type") == "code" and isinstance(grade_id, str) and grade_id.startswith("answer_") \
+                and isinstance(source, str) and grade_id not in answers:
+            answers[grade_id] = source
     for cell in release_nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
         if grade_id in answers:

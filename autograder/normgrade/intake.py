@@ -2,11 +2,13 @@
 Submissions in from an LMS: the bulk-download archive of Canvas (or another LMS), as a class folder.
 
 Canvas's "Download Submissions" writes one zip with a flat file per uploaded
-file, named `<name>_[LATE_]<user id>_<submission id>_<file name>` (the
-file name as the student uploaded it, with "-1", "-2" before the extension
-where Canvas renamed a file uploaded again). Another LMS is read with its
-own pattern (`--name-pattern`): a regular expression with the groups
-`lms_id` and `file`, and optionally `late` and `submission`. A roster maps
+file of each student's latest submission, named `<name>_[LATE_]<user
+id>_<file id>_<file name>` (the file name as the student uploaded it, with
+"-1", "-2" before the extension where Canvas renamed a file uploaded again).
+A name that parses two ways (a student's name holding "_<digits>_<digits>_")
+is refused, never guessed. Another LMS is read with its own pattern
+(`--name-pattern`): a regular expression with the groups `lms_id` and
+`file`, and optionally `late`. A roster maps
 LMS ids to the course's student ids: Canvas's gradebook export
 (normgrade.canvas; its `ID` column is the user id in the file names), or a
 CSV with the columns `lms_id` and `student_id`.
@@ -40,10 +42,13 @@ from pathlib import Path
 from . import canvas, files
 from .course import PLAIN_ID
 
-CANVAS_PATTERN = r"(?P<name>[^_]*)_(?:(?P<late>LATE|late)_)?(?P<lms_id>\d+)_(?P<submission>\d+)_(?P<file>.+)"
+CANVAS_PATTERN = r"(?P<name>.*?)_(?:(?P<late>LATE|late)_)?(?P<lms_id>\d+)_(?P<file_id>\d+)_(?P<file>.+)"
+# The same with the name taken as long as it can be: where the two parse a file name differently, it is ambiguous.
+CANVAS_GREEDY = re.compile(CANVAS_PATTERN.replace("(?P<name>.*?)", "(?P<name>.*)"), re.S)
 MAX_ENTRIES = 20000  # entries of one archive (a class of 2,000 uploading 10 files each)
 MAX_INNER_ENTRIES = 2000  # entries of a student's own zip
 MAX_INNER_ZIP_BYTES = 64 << 20
+MAX_ZIPS = 4  # zips one student may hand in at once (each is read, up to MAX_INNER_ZIP_BYTES)
 RENAMED = re.compile(r"-\d+(?=\.[^.]+$)")  # Canvas's "-1" for a file uploaded again
 
 
@@ -118,26 +123,34 @@ def _read(archive, info, limit):
     try:
         with archive.open(info) as f:
             data = f.read(limit + 1)
-    except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError, RuntimeError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - a corrupt stream raises zlib.error, LZMAError, ...: one file, not the run
         return None, f"unreadable ({type(err).__name__}: {err})"
     if len(data) > limit:  # the header lied about the size
         return None, f"larger than {limit >> 20} MiB, not read"
     return data, None
 
 
-def graded_name(name, targets):
-    """The graded file a base name is (after Canvas's "-N"), or None: names match case-insensitively."""
-    plain = RENAMED.sub("", name).lower()
+def graded_name(name, targets, renamed=False):
+    """
+    The graded file a base name is, or None: names match case-insensitively;
+    with renamed, after Canvas's "-N" (only an LMS's own file names: inside a
+    student's folder or zip, layers-2.py is a backup, not layers.py).
+    """
+    plain = (RENAMED.sub("", name) if renamed else name).lower()
     return next((target for target in targets if target.lower() == plain), None)
 
 
 def files_in_zip(data, targets, limits):
     """({target: bytes}, problems) from a student's own zip: the graded files found by their base names."""
     found, where, problems = {}, {}, []
+    declared = _declared_entries(data)
+    if declared is None or declared > MAX_INNER_ENTRIES:  # before zipfile parses a directory of millions
+        return {}, [f"{'a zip64 or unreadable directory' if declared is None else f'{declared} entries'}, more "
+                    f"than {MAX_INNER_ENTRIES} allowed: not read"]
     try:
         inner = zipfile.ZipFile(io.BytesIO(data))
         entries = inner.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+    except Exception as err:  # noqa: BLE001 - a corrupt directory: this zip, not the run
         return {}, [f"not a readable zip ({err})"]
     if len(entries) > MAX_INNER_ENTRIES:
         return {}, [f"{len(entries)} entries, more than {MAX_INNER_ENTRIES}: not read"]
@@ -161,6 +174,19 @@ def files_in_zip(data, targets, limits):
     return found, problems
 
 
+def _declared_entries(data):
+    """
+    The entry count a zip's end-of-central-directory record declares (read
+    from its last bytes, before anything is parsed), or None where there is
+    no such record or the count is a zip64 one.
+    """
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - (1 << 16) - 22))
+    if end < 0 or len(data) < end + 22:
+        return None
+    count = int.from_bytes(data[end + 10:end + 12], "little")
+    return None if count == 0xFFFF else count
+
+
 def graded_limits(targets):
     """{graded file: its size limit}: a notebook 16 MiB, layers.py 1 MiB (as `normgrade grade` reads them)."""
     return {t: 16 << 20 if t.endswith(".ipynb") else 1 << 20 for t in targets}
@@ -174,7 +200,7 @@ def files_in_folder(folder, targets, limits, max_files=MAX_INNER_ENTRIES):
     link; a zip is read as files_in_zip. Two candidates for one graded file
     are a problem, never a guess.
     """
-    found, where, problems, seen = {}, {}, [], 0
+    found, where, problems, seen, zips = {}, {}, [], 0, 0
     root = Path(folder)
     for current, dirs, names in os.walk(root, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
@@ -187,6 +213,11 @@ def files_in_folder(folder, targets, limits, max_files=MAX_INNER_ENTRIES):
             target = graded_name(name, targets)
             if name.startswith(".") or (target is None and not name.lower().endswith(".zip")):
                 continue
+            if target is None:
+                zips += 1
+                if zips > MAX_ZIPS:
+                    problems.append(f"{shown}: more than {MAX_ZIPS} zips, not read")
+                    continue
             data, problem = files.read_below(root, path, limits.get(target, MAX_INNER_ZIP_BYTES))
             if data is None:
                 problems.append(f"{shown}: {problem.value}, not read")
@@ -245,7 +276,7 @@ def read_archive(path, mapping, release, dest, pattern=CANVAS_PATTERN, limits=No
 
 def _by_student(path, entries, regex, mapping, intake):
     """{student id: ([(target or zip, entry)], late)} from the archive's entries; the rest goes to intake.skipped."""
-    seen_submission, by_student = {}, {}
+    by_student = {}
     for info in entries:
         where = f"{path.name}:{info.filename}"
         if info.is_dir():
@@ -256,6 +287,13 @@ def _by_student(path, entries, regex, mapping, intake):
                                           "not read"))
             continue
         lms_id = match.group("lms_id")
+        if regex.pattern == CANVAS_PATTERN:
+            other = CANVAS_GREEDY.fullmatch(info.filename)
+            if other and other.group("lms_id") != lms_id:
+                intake.skipped.append((where, f"parses as LMS id {lms_id} and as {other.group('lms_id')} (a name "
+                                              "with _<digits>_<digits>_ in it): which student it is is not guessed; "
+                                              "not read"))
+                continue
         student = mapping.get(lms_id)
         if student is None:
             intake.skipped.append((where, f"LMS id {lms_id} is not in the roster: not graded (add the student to "
@@ -265,28 +303,23 @@ def _by_student(path, entries, regex, mapping, intake):
             intake.skipped.append((where, f"the roster's student id {student!r} for LMS id {lms_id} is not a plain "
                                           "id (letters, digits, _ . @ -): not graded"))
             continue
-        submission = match.groupdict().get("submission")
-        if submission:
-            seen_submission.setdefault(student, set()).add(submission)
         late = bool(match.groupdict().get("late"))
         names, was_late = by_student.get(student, ([], False))
         names.append((match.group("file"), info))
         by_student[student] = (names, was_late or late)
-    for student, submissions in seen_submission.items():
-        if len(submissions) > 1:
-            by_student.pop(student, None)
-            intake.skipped.append((f"{path.name}: student {student}", f"{len(submissions)} submissions "
-                                   f"({', '.join(sorted(submissions))}) in one archive: which one counts is not "
-                                   "guessed; not graded"))
     return by_student
 
 
 def _write_student(path, archive, student, names, late, targets, limits, intake):
     """Write one student's graded files into intake.folder / student, or list why not."""
-    found, where, problems = {}, {}, []
+    found, where, problems, zips = {}, {}, [], 0
     for name, info in names:
-        target = graded_name(name, targets)
+        target = graded_name(name, targets, renamed=True)
         if target is None and name.lower().endswith(".zip"):
+            zips += 1
+            if zips > MAX_ZIPS:
+                problems.append(f"{info.filename}: more than {MAX_ZIPS} zips, not read")
+                continue
             data, why = _read(archive, info, MAX_INNER_ZIP_BYTES)
             if data is None:
                 problems.append(f"{info.filename}: {why}")

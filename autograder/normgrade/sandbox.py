@@ -23,9 +23,13 @@ Where bubblewrap is missing or user namespaces are blocked, `Sandbox()` raises
 SandboxUnavailable saying how to enable them. `Sandbox(user="nobody")`, for a
 grader running as root where namespaces are blocked (a Gradescope container),
 runs the worker without bubblewrap as that unprivileged user, with the same
-rlimits, seccomp filter and private folder (plus a temporary folder of the
-user's own); what it must not read (the expected values, the results) is
-kept from it by file permissions, which the caller sets. `Sandbox(unsandboxed=True)`
+rlimits, seccomp filter (which, for graded calls, also refuses every socket
+but a Unix one) and private folder, a new temporary folder of the user's own
+for each worker, and nothing the user left in /tmp, /var/tmp or /dev/shm
+kept from one worker to the next; what it must not read (the expected
+values, the grader's code, the results) is kept from it by file permissions,
+which the caller sets. Its files are limited one by one (RLIMIT_FSIZE), not
+together. `Sandbox(unsandboxed=True)`
 runs the worker as a plain child process with the same rlimits and private
 folder, for an instructor who chose that explicitly; every report then says so.
 """
@@ -269,8 +273,8 @@ class Sandbox:
             preexec = _no_core_files
             if self.user:
                 _, uid, gid = self.user
-                scratch = folder / "tmp"  # the user's only writable folder
-                scratch.mkdir(mode=0o700, exist_ok=True)
+                remove_files_of(uid)  # what an earlier worker left in the shared temporary folders
+                scratch = Path(tempfile.mkdtemp(dir=folder, prefix="tmp-"))  # a new one each worker
                 os.chown(scratch, uid, gid)
                 argv = [arg.replace(MOUNT, str(folder)) for arg in command]
                 cwd, env = str(folder), dict(env, HOME=str(scratch), MPLCONFIGDIR=str(scratch), TMPDIR=str(scratch))
@@ -326,6 +330,32 @@ class Sandbox:
 
 def _no_core_files():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+SHARED_TEMPORARY = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def remove_files_of(uid, folders=SHARED_TEMPORARY):
+    """
+    Remove what user `uid` owns at the top of the shared temporary folders
+    (no link followed): one worker run as that user leaves nothing for the
+    next, as bubblewrap's private /tmp does.
+    """
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
 
 
 def _become(uid, gid):

@@ -326,20 +326,26 @@ def apply_limits(limits):
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
-def deny_new_processes():
+def deny_new_processes(network=True):
     """
     A seccomp filter on this process and its threads: no fork, vfork or clone
     of a new process (threads stay allowed), no clone3 (libc falls back to
     clone), no ptrace, no System V or POSIX shared memory or message queues,
     no memfd, no new namespaces (unshare, setns), no prctl(PR_SET_PDEATHSIG)
     (which would undo bwrap's --die-with-parent). It holds whatever the user:
-    root is exempt from RLIMIT_NPROC, and a filter is not.
+    root is exempt from RLIMIT_NPROC, and a filter is not. With
+    network=False, no socket but a Unix one either: graded calls need none,
+    and where no network namespace holds them (a worker run as an
+    unprivileged user) the hidden inputs must not leave by the network.
     """
     import errno
+    import socket
 
     import pyseccomp as sc
 
     rules = sc.SyscallFilter(sc.ALLOW)
+    if not network:
+        rules.add_rule(sc.ERRNO(errno.EPERM), "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
     # Shared memory and memfd would hold memory outside the address-space limit (and outlive the process).
     for name in ("fork", "vfork", "ptrace", "process_vm_writev", "shmget", "shmat", "msgget", "mq_open",
                  "memfd_create", "unshare", "setns"):
@@ -395,7 +401,7 @@ def serve_calls(package_dir, out):
     inputs = dict(zip(header["names"], arrays))
     try:
         apply_limits(header.get("limits", {}))
-        deny_new_processes()
+        deny_new_processes(network=False)
     except Exception as err:
         out.write(encode_frame({"kind": "setup_error", "error": error_text(err)}))
         out.flush()
