@@ -160,12 +160,17 @@ def discover(paths_given, fold_case=False):
         if not students:
             raise ValueError(
                 f"{given}: neither a submission (a folder with the notebooks and normlab/) nor a class "
-                "folder of submissions" + "".join(f"\n  {path}: {why}" for path, why in skipped[-10:])
+                "folder of submissions" + _listed(skipped[-10:])
             )
         found.extend(students)
     if not found:
-        raise ValueError("nothing to grade:" + "".join(f"\n  {path}: {why}" for path, why in skipped[-10:]))
+        raise ValueError("nothing to grade:" + _listed(skipped[-10:]))
     return (*_with_ids(found, fold_case), skipped)
+
+
+def _listed(skipped):
+    """Skipped entries, a line each, for an error message (names from students: no control characters)."""
+    return "".join(f"\n  {printable(path)}: {printable(why)}" for path, why in skipped)
 
 
 def _one_students_folder(folder):
@@ -545,7 +550,7 @@ def _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrad
     folders, skipped, intake_notes = _archives(paths_given, course, roster, roster_id_column, name_pattern,
                                                intake_root)
     if not folders:
-        raise ValueError("nothing to grade:" + "".join(f"\n  {path}: {why}" for path, why in skipped[-20:]))
+        raise ValueError("nothing to grade:" + _listed(skipped[-20:]))
     # On a case-insensitive file system (macOS, a Windows share) Ann's and ann's staging folders are one.
     found, duplicates, found_skipped = discover(folders, fold_case=is_course(course) and files.case_insensitive(course))
     skipped += found_skipped
