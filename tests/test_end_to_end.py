@@ -159,7 +159,9 @@ def test_release_proof_reference_full_marks_stubs_none(course):
 def test_the_course_keeps_secrets_out_of_source_and_release(course):
     layout = paths(course[0])
     assert layout["expected"].is_file() and layout["source"] not in layout["expected"].parents
-    assert not list(layout["source"].rglob("*.npz")), "nbgrader copies source/ files next to the notebooks"
+    # nbgrader copies source/ files next to the notebooks: the only .npz there is the students' own table
+    assert [p.relative_to(layout["source"]) for p in layout["source"].rglob("*.npz")] == [
+        Path("normlab") / "mistakes.npz"]
     assert (layout["source"] / "normlab" / "layers.py").read_text() == STUB_LAYERS.read_text(), "no reference in the course"
 
 
@@ -177,6 +179,7 @@ def test_leak_check_catches_planted_secrets(course, keys, tmp_path):
     shutil.copy(paths(course[0])["expected"], planted / "expected.npz")
     (planted / "normlab" / "layers.py").write_text(reference_layers())
     (planted / "normlab" / "helpers.py").write_text("x_hat = x_centered * inv_std\n")
+    (planted / "normlab" / "mistakes.npz").write_bytes(paths(course[0])["expected"].read_bytes())
     nb_path = planted / "BatchNormalization.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells[1].source += "\n### BEGIN HIDDEN TESTS\nimport normgrade\n### END HIDDEN TESTS\n"
@@ -185,7 +188,8 @@ def test_leak_check_catches_planted_secrets(course, keys, tmp_path):
     nb.cells.append(nbformat.v4.new_markdown_cell("    **Your answer:**\n\n    YOUR ANSWER HERE"))
     nbformat.write(nb, nb_path)
     problems = "\n".join(find_leaks(planted, source_notebooks(NOTEBOOKS)))
-    for needle in ("expected.npz", "helpers.py", "not the stub file", "solution code", "BEGIN HIDDEN TESTS",
+    for needle in ("expected.npz", "helpers.py", "not the stub file", "mistakes.npz is not the one", "solution code",
+                   "BEGIN HIDDEN TESTS",
                    "answer key of inline_batch_size", "has outputs", "renders as a code block"):
         assert needle in problems, needle
 

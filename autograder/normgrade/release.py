@@ -186,6 +186,9 @@ def find_leaks(release, notebook_paths):
     layers = release / "normlab" / "layers.py"
     if layers.is_file() and layers.read_text() != STUB_LAYERS.read_text():
         problems.append("normlab/layers.py is not the stub file of assignment/normlab")
+    mistakes = release / "normlab" / "mistakes.npz"  # the only binary students get: byte for byte the package's
+    if mistakes.is_file() and mistakes.read_bytes() != (STUDENT_PACKAGE / "mistakes.npz").read_bytes():
+        problems.append("normlab/mistakes.npz is not the one of assignment/normlab (`normgrade stubs` writes it)")
     secret_lines = _solution_lines()
     for path in sorted(release.rglob("*.py")):
         for text in {l.strip() for l in path.read_text().splitlines()} & secret_lines:
