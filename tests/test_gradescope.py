@@ -22,11 +22,10 @@ import stat
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 
-from normgrade.sandbox import _python_roots
+from normgrade.sandbox import _python_roots, system_mounts
 
 pytestmark = pytest.mark.slow
 
@@ -171,12 +170,7 @@ def run_autograder(root, user_namespaces=True):
     # mounting its own (the kernel wants a fully visible proc to mount another in a user namespace).
     argv = ["bwrap", "--tmpfs", "/", "--dev", "/dev", "--dev-bind", "/proc", "/proc", "--die-with-parent",
             "--cap-add", "ALL", "--ro-bind", "/etc", "/etc", "--bind", "/tmp", "/tmp"]
-    for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        path = Path("/") / name
-        if path.is_symlink():
-            argv += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            argv += ["--ro-bind", str(path), str(path)]
+    argv += system_mounts()
     for python_root in _python_roots():  # its folders above made as a system's are: 0755, as traversable() left them
         for folder in reversed(python_root.parents[:-1]):
             argv += ["--perms", "0755", "--dir", str(folder)]

@@ -161,17 +161,21 @@ def files_in_zip(data, targets, limits):
         target = graded_name(parts[-1], targets)
         if target is None:
             continue
-        if target in where:
-            problems.append(f"two files named {target} in it ({where[target]}, {info.filename}): which one is "
-                            "graded is not guessed")
-            continue
-        where[target] = info.filename
         content, why = _read(inner, info, limits[target])
         if content is None:
             problems.append(f"{info.filename}: {why}")
         else:
-            found[target] = content
+            _take(found, where, problems, target, info.filename, content)
     return found, problems
+
+
+def _take(found, where, problems, target, source, data):
+    """Keep `data` (read from `source`) as the graded file `target`; a second candidate is a problem, never a guess."""
+    if target in where:
+        problems.append(f"two files could be {target} ({where[target]}, {source}): which one is graded is not "
+                        "guessed")
+    else:
+        where[target], found[target] = source, data
 
 
 def _declared_entries(data):
@@ -227,11 +231,7 @@ def files_in_folder(folder, targets, limits, max_files=MAX_INNER_ENTRIES):
                 inner, inner_problems = inner
                 problems += [f"{shown}: {p}" for p in inner_problems]
             for graded, content in inner.items():
-                if graded in where:
-                    problems.append(f"two files could be {graded} ({where[graded]}, {shown}): which one is graded "
-                                    "is not guessed")
-                else:
-                    where[graded], found[graded] = shown, content
+                _take(found, where, problems, graded, shown, content)
     return found, problems
 
 
@@ -327,24 +327,17 @@ def _write_student(path, archive, student, names, late, targets, limits, intake)
             inner, inner_problems = files_in_zip(data, targets, limits)
             problems += [f"{info.filename}: {p}" for p in inner_problems]
             for inner_target, content in inner.items():
-                if inner_target in where:
-                    problems.append(f"{inner_target} is both {where[inner_target]} and in {info.filename}")
-                else:
-                    where[inner_target], found[inner_target] = info.filename, content
+                _take(found, where, problems, inner_target, info.filename, content)
             continue
         if target is None:
             intake.skipped.append((f"{path.name}:{info.filename}", "not a graded file (the notebooks, layers.py, "
                                                                     "or a zip of them); not read"))
             continue
-        if target in where:
-            problems.append(f"{target} is both {where[target]} and {info.filename}: which one is graded is not "
-                            "guessed")
-            continue
         data, why = _read(archive, info, limits[target])
         if data is None:
             problems.append(f"{info.filename}: {why}")
             continue
-        where[target], found[target] = info.filename, data
+        _take(found, where, problems, target, info.filename, data)
     if problems:
         intake.skipped.append((f"{path.name}: student {student}", "; ".join(problems) + "; not graded"))
         return

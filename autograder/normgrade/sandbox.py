@@ -162,6 +162,18 @@ def probe_bwrap():
     return box.self_test()
 
 
+def system_mounts():
+    """bwrap arguments for the system's programs and libraries: /usr read-only, and /bin, /lib... as they are here."""
+    args = []
+    for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
 class Sandbox:
     """
     Starts sandboxed workers. Sandbox() checks bubblewrap first; user="name"
@@ -236,12 +248,7 @@ class Sandbox:
                 "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
         if _bwrap_supports(self.bwrap, "--disable-userns"):  # bubblewrap 0.8+; the seccomp filter denies unshare too
             args.append("--disable-userns")
-        for name in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-            path = Path("/") / name
-            if path.is_symlink():
-                args += ["--symlink", os.readlink(path), str(path)]
-            elif path.is_dir():
-                args += ["--ro-bind", str(path), str(path)]
+        args += system_mounts()
         if Path("/etc/ld.so.cache").is_file():  # how ctypes finds libseccomp
             args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
         # /tmp first: a Python environment that lives under /tmp is then mounted over it, not hidden by it.
