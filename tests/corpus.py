@@ -333,7 +333,7 @@ WRONG = (
     Entry("backward keepdims on dgamma and dbeta", bn(**{
         "    dbeta = np.sum(dout, axis=0)\n    dgamma = np.sum(dout * x_hat, axis=0)":
         "    dbeta = np.sum(dout, axis=0, keepdims=True)\n    dgamma = np.sum(dout * x_hat, axis=0, keepdims=True)"}),
-        {BNB: {"shape: (1, 6) for (6,)"}}),
+        {BNB: {"shape: axes of size 1 added"}}),
     Entry("backward swaps dgamma and dbeta", bn(**{
         "    dbeta = np.sum(dout, axis=0)\n    dgamma = np.sum(dout * x_hat, axis=0)":
         "    dgamma = np.sum(dout, axis=0)\n    dbeta = np.sum(dout * x_hat, axis=0)"}),
@@ -486,8 +486,188 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     Entry("group norm backward sums dgamma without keepdims", gn(**{
         "    dbeta = dout.sum(axis=(0, 2, 3), keepdims=True)\n    dgamma = (dout * x_hat).sum(axis=(0, 2, 3), keepdims=True)":
         "    dbeta = dout.sum(axis=(0, 2, 3))\n    dgamma = (dout * x_hat).sum(axis=(0, 2, 3))"}),
-        {GNB: {"shape: (6,) for (1, 6, 1, 1)"}}),
+        {GNB: {"shape: axes of size 1 dropped"}}),
 )
+
+# ---- families found in public student code (issue 19), in several styles, alone and combined --------
+
+BN_SQUARE_BRANCH = BN_FORWARD.replace('''        out = gamma * x_hat + beta
+        cache = (x, mu, var, eps, gamma, x_hat)''', '''        if gamma.shape[0] == x.shape[0]:  # called by layer norm on x.T: gamma belongs to the rows
+            out = gamma[:, None] * x_hat + beta[:, None]
+        else:
+            out = gamma * x_hat + beta
+        cache = (x, mu, var, eps, gamma, x_hat)''')
+
+LN_GAMMA_OUTSIDE = '''
+def layernorm_backward(dout, cache):
+    x, mu, var, std, x_hat, gamma, eps = cache
+    N, D = dout.shape
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx = gamma / (D * std) * (D * dout - dout.sum(axis=1, keepdims=True)
+                              - x_hat * (dout * x_hat).sum(axis=1, keepdims=True))
+    return dx, dgamma, dbeta
+'''
+
+LN_BACKWARD_BATCH_COUNT = LN_BACKWARD.replace("    D = x.shape[1]", "    D = x.shape[0]  # as in the batch norm code it was copied from")
+
+LN_BACKWARD_TRANSPOSED_UNCENTRED = '''
+def layernorm_backward(dout, cache):
+    x, mu, var, std, x_hat, gamma, eps = cache
+    D = x.shape[1]
+    dgamma = np.sum(dout * x_hat, axis=0)
+    dbeta = np.sum(dout, axis=0)
+    dx_hat_t, x_t, std_t = (dout * gamma).T, x.T, std.T
+    dx_t = (dx_hat_t / std_t - np.sum(dx_hat_t * x_t, axis=0) * x_t / std_t ** 3 / D
+            - np.sum(dx_hat_t, axis=0) / (std_t * D))
+    return dx_t.T, dgamma, dbeta
+'''
+
+LN_BACKWARD_TRANSPOSED_AXIS = '''
+def layernorm_backward(dout, cache):
+    x, mu, var, std, x_hat, gamma, eps = cache
+    dgamma = np.sum(dout * x_hat, axis=0)
+    dbeta = np.sum(dout, axis=0)
+    dx_hat_t, x_hat_t = (dout * gamma).T, x_hat.T
+    dx_t = (dx_hat_t - dx_hat_t.mean(axis=1, keepdims=True)
+            - x_hat_t * (dx_hat_t * x_hat_t).mean(axis=1, keepdims=True)) / std.T
+    return dx_t.T, dgamma, dbeta
+'''
+
+SBN_NOT_TRANSPOSED_BACK = SBN_FORWARD.replace("    out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)",
+                                              "    out = out_flat.reshape(N, C, H, W)")
+
+GN_THROUGH_COLUMNS = '''
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    eps = gn_param.get("eps", 1e-5)
+    N, C, H, W = x.shape
+    columns = x.reshape(N * G, -1).T
+    mean = columns.mean(axis=0)
+    var = columns.var(axis=0)
+    x_hat = ((columns - mean) / np.sqrt(var + eps)).T.reshape(N, C, H, W)
+    out = gamma * x_hat + beta
+    return out, (x_hat, gamma, var.reshape(N, G, 1, 1, 1), eps, G)
+'''
+
+GN_GAMMA_AS_C = '''
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    eps = gn_param.get("eps", 1e-5)
+    N, C, H, W = x.shape
+    x_group = x.reshape(N, G, C // G, H, W)
+    mean = x_group.mean(axis=(2, 3, 4), keepdims=True)
+    var = x_group.var(axis=(2, 3, 4), keepdims=True)
+    x_hat = ((x_group - mean) / np.sqrt(var + eps)).reshape(N, C, H, W)
+    out = gamma[np.newaxis, :, np.newaxis, np.newaxis] * x_hat + beta[np.newaxis, :, np.newaxis, np.newaxis]
+    return out, (x_hat, gamma, var, eps, G)
+'''
+
+GN_BACKWARD_GAMMA_AS_C = GN_BACKWARD.replace(
+    "    dx_hat = (dout * gamma).reshape(N, G, -1)",
+    "    dx_hat = (dout * gamma[np.newaxis, :, np.newaxis, np.newaxis]).reshape(N, G, -1)")
+
+FOUND = (
+    Entry("test mode subtracts beta, eps outside", bn(**{
+        "        x_hat = (x - running_mean) / np.sqrt(running_var + eps)\n        out = gamma * x_hat + beta":
+        "        x_hat = (x - running_mean) / (np.sqrt(running_var) + eps)\n        out = gamma * x_hat - beta"}),
+        spatial({"affine: minus beta", "eps: outside"})),
+    Entry("batch norm applies gamma per row when N == D (reused by layer norm on x.T)",
+          (BN_SQUARE_BRANCH, BN_BACKWARD, BN_ALT), {BNF: {"affine: per row"}}),
+    Entry("running statistics overwritten by the batch's", bn(**{
+        "        running_mean = momentum * running_mean + (1 - momentum) * mu\n"
+        "        running_var = momentum * running_var + (1 - momentum) * var":
+        "        running_mean = mu\n        running_var = var"}),
+        spatial({"momentum: ignored"})),
+    Entry("running variance overwritten, the mean kept", bn(**{
+        "running_var = momentum * running_var + (1 - momentum) * var": "running_var = var"}),
+        spatial({"momentum: ignored"})),
+    Entry("running mean kept with keepdims (shape (1, D))", bn(**{
+        "        mu = np.mean(x, axis=0)": "        mu = np.mean(x, axis=0, keepdims=True)"}),
+        spatial({"shape: axes of size 1 added"})),
+    Entry("running variance keeps the std, test mode divides by it", bn(**{
+        "        running_var = momentum * running_var + (1 - momentum) * var":
+        "        running_var = momentum * running_var + (1 - momentum) * np.sqrt(var + eps)",
+        "        x_hat = (x - running_mean) / np.sqrt(running_var + eps)":
+        "        x_hat = (x - running_mean) / running_var"}),
+        spatial({"running variance: std", "square root: missing", "eps: missing"})),
+    Entry("group norm expands gamma to the group rows with np.tile", gn(forward='''
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    eps = gn_param.get("eps", 1e-5)
+    N, C, H, W = x.shape
+    rows = x.reshape(N * G, -1)
+    mean = rows.mean(axis=1, keepdims=True)
+    var = rows.var(axis=1, keepdims=True)
+    x_hat = (rows - mean) / np.sqrt(var + eps)
+    gamma_rows = np.tile(np.tile(gamma.reshape(C), H * W).reshape(G, -1), (N, 1))
+    beta_rows = np.tile(np.tile(beta.reshape(C), H * W).reshape(G, -1), (N, 1))
+    out = (gamma_rows * x_hat + beta_rows).reshape(N, C, H, W)
+    return out, (x_hat.reshape(N, C, H, W), gamma, var.reshape(N, G, 1, 1, 1), eps, G)
+'''), {GNF: {"affine: tiled"}}),
+    Entry("group norm with eps outside the square root", gn(**{
+        "    x_hat = ((x_group - mean) / np.sqrt(var + eps)).reshape(N, C, H, W)":
+        "    x_hat = ((x_group - mean) / (np.sqrt(var) + eps)).reshape(N, C, H, W)"}),
+        {GNF: {"eps: outside"}}),
+    Entry("group norm reads G as the channels in a group", gn(**{
+        "    x_group = x.reshape(N, G, C // G, H, W)": "    x_group = x.reshape(N, C // G, G, H, W)"}),
+        {GNF: {"statistics: G channels per group"}}),
+    Entry("group norm reads G as the channels in a group, by a loop", gn(forward='''
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    eps = gn_param.get("eps", 1e-5)
+    N, C, H, W = x.shape
+    x_hat = np.empty_like(x)
+    for n in range(N):
+        for start in range(0, C, G):
+            block = x[n, start:start + G]
+            x_hat[n, start:start + G] = (block - block.mean()) / np.sqrt(block.var() + eps)
+    out = gamma * x_hat + beta
+    return out, (x_hat, gamma, None, eps, G)
+'''), {GNF: {"statistics: G channels per group"}}),
+    Entry("group norm reads G as the channels in a group, eps outside, by a loop", gn(forward='''
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    eps = gn_param.get("eps", 1e-5)
+    N, C, H, W = x.shape
+    x_hat = np.empty_like(x)
+    for n in range(N):
+        for start in range(0, C, G):
+            block = x[n, start:start + G]
+            x_hat[n, start:start + G] = (block - block.mean()) / (block.std() + eps)
+    return gamma * x_hat + beta, {"x_hat": x_hat, "gamma": gamma, "G": G, "eps": eps}
+'''), {GNF: {"statistics: G channels per group", "eps: outside"}}),
+    Entry("running variance overwritten by the unbiased batch variance", bn(**{
+        "        running_mean = momentum * running_mean + (1 - momentum) * mu\n"
+        "        running_var = momentum * running_var + (1 - momentum) * var":
+        "        running_mean = momentum * running_mean + (1 - momentum) * mu\n"
+        "        running_var = np.var(x, axis=0, ddof=1)"}),
+        spatial({"momentum: ignored", "running variance: unbiased"})),
+    Entry("layer norm backward with gamma outside the sums, a dict cache", (LN_FORWARD.replace(
+        "    cache = (x, mu, var, std, x_hat, gamma, eps)", '    cache = {"x_hat": x_hat, "std": std, "gamma": gamma}'), '''
+def layernorm_backward(dout, cache):
+    x_hat, std, gamma = cache["x_hat"], cache["std"], cache["gamma"]
+    dbeta = dout.sum(axis=0)
+    dgamma = (dout * x_hat).sum(axis=0)
+    dx = gamma * (dout - dout.mean(axis=1, keepdims=True) - x_hat * (dout * x_hat).mean(axis=1, keepdims=True)) / std
+    return dx, dgamma, dbeta
+'''), {LNB: {"gamma: outside"}}),
+    Entry("group norm through columns, not transposed back", gn(forward=GN_THROUGH_COLUMNS.replace(
+        ").T.reshape(N, C, H, W)", ").reshape(N, C, H, W)")), {GNF: {"output: not transposed back"}}),
+    Entry("spatial batch norm reshaped back without its transpose",
+          BN_FAMILY + (SBN_NOT_TRANSPOSED_BACK, SBN_BACKWARD), {SBF: {"output: not transposed back"}}),
+    Entry("group norm indexes gamma as (C,): a 7-D output, its backward right", (GN_GAMMA_AS_C, GN_BACKWARD_GAMMA_AS_C),
+          {GNF: {"shape: axes of size 1 added"}}),
+    Entry("layer norm backward with gamma outside the sums", (LN_FORWARD, LN_GAMMA_OUTSIDE),
+          {LNB: {"gamma: outside"}}),
+    Entry("layer norm backward dividing by N (copied from batch norm)", (LN_FORWARD, LN_BACKWARD_BATCH_COUNT),
+          {LNB: {"dx terms: count"}}),
+    Entry("layer norm backward on the transpose, x uncentred", (LN_FORWARD, LN_BACKWARD_TRANSPOSED_UNCENTRED),
+          {LNB: {"centring: uncentred everywhere"}}),
+    Entry("layer norm backward on the transpose, means over the batch", (LN_FORWARD, LN_BACKWARD_TRANSPOSED_AXIS),
+          {LNB: {"dx axis: per feature"}}),
+)
+# Right code in the same styles: every point earned.
+FOUND_CORRECT = (
+    Entry("group norm through columns, transposed back", gn(forward=GN_THROUGH_COLUMNS)),
+)
+WRONG += FOUND
+CORRECT += FOUND_CORRECT
 
 # Realistic mistakes no probe models: they must be left unnamed (what differs is said), never misnamed.
 UNMODELLED = (
@@ -503,9 +683,6 @@ UNMODELLED = (
         "    var = x_group.var(axis=(2, 3, 4), keepdims=True)": "    var = x_group.var(axis=(3, 4), keepdims=True)",
         "    cache = (x_hat, gamma, var, eps, G)": "    cache = (x_hat, gamma, var.mean(axis=2, keepdims=True), eps, G)"}),
         {GNF: set()}),
-    Entry("running variance without momentum", bn(**{
-        "running_var = momentum * running_var + (1 - momentum) * var": "running_var = var"}),
-        spatial(set())),
 )
 
 # ---- not implemented: raising, returning None, returning the inputs --------------------------

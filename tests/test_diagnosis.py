@@ -14,15 +14,12 @@ import numpy as np
 import pytest
 
 from corpus import CORRECT, UNIMPLEMENTED, UNMODELLED, WRONG, layers_source
+from judge import DEPENDENT, FACTS, judge
 from normgrade import checks, diagnosis
-from normgrade.scorer import score_code
+from normgrade.scorer import collect
 from test_grading import FAST
 
 QUANTITIES = sorted(checks.CALL_OF)
-# Facts straight from the comparison, not diagnoses: a wrong shape or dtype, or an exception.
-FACTS = ("shape: ", "dtype: ", "raises")
-# What a backward pass is told when its forward pass is wrong: a statement about the forward pass.
-DEPENDENT = {"forward: wrong", "backward: consistent with it"}
 # What an unimplemented function may be told (a forward pass that returns x writes nothing back either).
 UNIMPLEMENTED_KEYS = {"not implemented", "output: x", "dx: dout", "running statistics: unchanged", "write back: missing"}
 
@@ -91,9 +88,12 @@ def test_describe_difference_says_where_and_what():
 
 
 def _grade(tmp_path, entry, data, sandbox):
+    """(raw values, {function: [Result]}) of an entry, through the real sandbox."""
     path = tmp_path / "layers.py"
     path.write_text(layers_source(entry.sources))
-    return score_code(path, checks.FUNCTIONS, data, sandbox, FAST)
+    calls = [call for function in checks.FUNCTIONS for call in checks.calls_for(function)]
+    values = collect(path, calls, data.all_inputs, sandbox, FAST)
+    return values, {function: checks.score(function, values, data) for function in checks.FUNCTIONS}
 
 
 def _stated(results):
@@ -101,11 +101,46 @@ def _stated(results):
 
 
 @pytest.fixture(scope="module")
-def corpus_results(tmp_path_factory, data, sandbox):
-    results = {}
-    for entry in CORRECT + WRONG + UNMODELLED + UNIMPLEMENTED:
-        results[entry.name] = _grade(tmp_path_factory.mktemp("entry"), entry, data, sandbox)
-    return results
+def corpus_graded(tmp_path_factory, data, sandbox):
+    return {entry.name: _grade(tmp_path_factory.mktemp("entry"), entry, data, sandbox)
+            for entry in CORRECT + WRONG + UNMODELLED + UNIMPLEMENTED}
+
+
+@pytest.fixture(scope="module")
+def corpus_results(corpus_graded):
+    return {name: results for name, (_, results) in corpus_graded.items()}
+
+
+@pytest.mark.slow
+def test_pytorch_agrees_with_every_verdict_on_the_corpus(corpus_graded, data):
+    """
+    Each function of each entry judged against PyTorch float64 (tests/judge.py):
+    no false pass, no false fail, and the functions PyTorch finds wrong are
+    exactly those the entry lists (a backward pass whose cache comes from a
+    wrong forward output aside).
+    """
+    pytest.importorskip("torch")
+    import torch_layers
+
+    oracle = torch_layers.quantities(data.inputs)
+    disagree = []
+    for entry in CORRECT + WRONG + UNMODELLED:
+        values, results = corpus_graded[entry.name]
+        for function, v in judge(values, results, oracle).items():
+            listed = function in entry.wrong
+            if v.false_pass or v.false_fails or (not v.dependent and listed == v.right):
+                disagree.append((entry.name, function, "listed wrong" if listed else "not listed",
+                                 "PyTorch: right" if v.right else "PyTorch: wrong", v.false_fails, v.messages[:2]))
+    assert disagree == []
+
+
+@pytest.mark.slow
+def test_a_forward_pass_of_the_wrong_shape_costs_its_backward_pass_nothing(corpus_results):
+    """Group norm's output 7-D (gamma indexed as if of shape (C,)), its backward right: the backward keeps every point."""
+    scores = corpus_results["group norm indexes gamma as (C,): a 7-D output, its backward right"]
+    assert sum(r.earned for r in scores["spatial_groupnorm_forward"]) == 0
+    assert "its values are right, in an array with extra axes of size 1" in scores["spatial_groupnorm_forward"][0].message
+    assert [r.message for r in scores["spatial_groupnorm_backward"] if r.message] == []
 
 
 @pytest.mark.slow
@@ -221,3 +256,44 @@ def test_a_cs231n_stub_with_its_write_back_lines_earns_nothing_and_is_called_not
     results = corpus_results["CS231n stub left as it was (pass, write-back kept)"]["batchnorm_forward"]
     assert [r.earned for r in results] == [0.0] * len(results)
     assert _stated(results) == {"not implemented"}
+
+
+def test_the_judge_counts_what_it_says():
+    """tests/judge.py's tally, which the public-code figures come from, on verdicts made by hand."""
+    from judge import Verdict, tally
+
+    def verdict(right=False, earned=0.0, false_fails=(), dependent=False, stated=(), facts=()):
+        return Verdict("f", right, earned, 3.0, tuple(false_fails), dependent, frozenset(stated),
+                       frozenset(stated) | frozenset(facts), ())
+
+    verdicts = {
+        ("a", "right"): verdict(right=True, earned=3.0),
+        ("a", "false fail"): verdict(right=True, earned=1.5, false_fails=("gradients",)),
+        ("a", "dependent"): verdict(dependent=True),
+        ("a", "named"): verdict(stated={"eps: outside"}),
+        ("a", "named by a fact"): verdict(facts={"shape: axes of size 1 added"}),
+        ("a", "unnamed"): verdict(),
+        ("a", "misnamed"): verdict(stated={"eps: missing"}),
+        ("a", "unmodelled"): verdict(),
+        ("a", "false pass"): verdict(earned=3.0),
+        ("a", "unlabelled"): verdict(),
+    }
+    labels = {("a", "named"): {"eps: outside"}, ("a", "named by a fact"): {"shape: axes of size 1 added"},
+              ("a", "unnamed"): {"eps: outside"}, ("a", "misnamed"): {"eps: outside"}, ("a", "unmodelled"): set(),
+              ("a", "false pass"): {"affine: per row"}, ("a", "right"): {"eps: outside"}}
+    counts, rows = tally(verdicts, labels)
+    assert counts == {"right": 2, "false fail": 1, "dependent": 1, "wrong": 7, "false pass": 1, "named": 2,
+                      "unnamed": 2, "misnamed": 1, "unmodelled": 1, "unlabelled": 1, "labelled but right": 1}
+    assert {(function, status) for _, function, status, _ in rows} >= {
+        ("misnamed", "misnamed"), ("false pass", "unnamed (false pass)"), ("right", "labelled but right")}
+
+
+def test_public_code_keeps_its_functions_and_numpy_but_no_other_import():
+    from judge import public_layers
+
+    text = public_layers("import numpy as np\nfrom anyio import run\nfrom .fast_layers import *\n"
+                         "from builtins import range\n\ndef batchnorm_forward(x, gamma, beta, bn_param):\n"
+                         "    return x, None\n")
+    tail = text.rsplit("### END SOLUTION", 1)[1]
+    assert "import numpy as np" in tail and "anyio" not in tail and "fast_layers" not in tail
+    assert tail.rstrip().endswith("return x, None")

@@ -23,6 +23,10 @@ runs student code.
   recognising some points gains nothing. A normalization over the wrong axes,
   with eps misplaced or with the unbiased variance still earns it. dbeta,
   dout summed whatever the forward pass, earns only with such a forward pass.
+  A backward pass whose every value check passes (exact gradients on the
+  hidden inputs and the large one) earns its gradient check whatever its
+  forward pass does: it is judged on what it can be judged on, and a forward
+  pass's wrong output shape costs the forward pass alone.
 - Each backward pass is also run on an input of about 100,000 entries
   (LARGE), last of its calls: its dx, dgamma and dbeta there are part of its
   value checks, and its gradient check compares a directional derivative of
@@ -74,9 +78,9 @@ def _gradient(function, points):
 
 CHECKS = (
     _value("batchnorm_forward", "train-mode output", 1.5, "bn_train_out"),
-    _value("batchnorm_forward", "train-mode output for a single example (N = 1) and a single feature (D = 1), "
-                                "with eps from bn_param", 0.5,
-           "bn_n1_out", "bn_d1_out"),
+    _value("batchnorm_forward", "train-mode output for a single example (N = 1), a single feature (D = 1) and a "
+                                "square batch (N = D), with eps from bn_param", 0.5,
+           "bn_n1_out", "bn_d1_out", "bn_square_out"),
     _value("batchnorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, values",
            0.5, "bn_f32_out", loose=True),
     _value("batchnorm_forward", "running mean and variance in bn_param after one train step", 0.5,
@@ -100,12 +104,14 @@ CHECKS = (
     _value("layernorm_forward", "output", 2, "ln_out"),
     _value("layernorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, values",
            0.5, "ln_f32_out", loose=True),
-    _value("layernorm_forward", "output for a single example with eps from ln_param", 0.5, "ln_single_out"),
+    _value("layernorm_forward", "output for a single example and for a square batch (N = D), with eps from "
+                                "ln_param", 0.5, "ln_single_out", "ln_square_out"),
     _value("layernorm_backward", "dx", 1, "ln_dx", "ln_large_dx"),
     _value("layernorm_backward", "dgamma and dbeta (shape (D,))", 0.5, "ln_dgamma", "ln_dbeta",
            "ln_large_dgamma", "ln_large_dbeta"),
     _gradient("layernorm_backward", 1.5),
-    _value("spatial_batchnorm_forward", "train-mode output", 1.5, "sbn_train_out"),
+    _value("spatial_batchnorm_forward", "train-mode output, also with N == C and H == W", 1.5, "sbn_train_out",
+           "sbn_square_out"),
     _value("spatial_batchnorm_forward", "running mean and variance of shape (C,) in bn_param", 0.5,
            "sbn_running_mean", "sbn_running_var"),
     _value("spatial_batchnorm_forward", "test-mode output", 1, "sbn_test_out"),
@@ -113,7 +119,8 @@ CHECKS = (
     _value("spatial_batchnorm_backward", "dgamma and dbeta (shape (C,))", 0.5, "sbn_dgamma", "sbn_dbeta",
            "sbn_large_dgamma", "sbn_large_dbeta"),
     _gradient("spatial_batchnorm_backward", 1.5),
-    _value("spatial_groupnorm_forward", "output with G=2 groups", 2, "gn_G2_out"),
+    _value("spatial_groupnorm_forward", "output with G=2 groups, also with C == G * G and H == W", 2, "gn_G2_out",
+           "gn_square_out"),
     _value("spatial_groupnorm_forward", "output with G=1 (layer norm over C, H, W) and eps from gn_param", 0.5,
            "gn_G1_out"),
     _value("spatial_groupnorm_forward", "output with G=C (instance norm)", 0.5, "gn_G6_out"),
@@ -152,7 +159,7 @@ def _bn_backward_call(name):
 VALUE_CALLS = {
     "batchnorm_forward": (
         _call("bn_train", ("bn_train_out", "bn_train_running_mean", "bn_train_running_var")),
-        _call("bn_edge", ("bn_n1_out", "bn_d1_out"), eps=1e-3),
+        _call("bn_edge", ("bn_n1_out", "bn_d1_out", "bn_square_out"), eps=1e-3),
         _call("bn_steps", ("bn_steps_running_mean", "bn_steps_running_var"), momentum=0.75, eps=1e-3),
         _call("bn_test", ("bn_test_out", "bn_test_running_mean", "bn_test_running_var"), eps=1e-3),
         _call("bn_float32", ("bn_f32_out",)),
@@ -160,13 +167,13 @@ VALUE_CALLS = {
     "batchnorm_backward": (_bn_backward_call("batchnorm_backward"),),
     "batchnorm_backward_alt": (_bn_backward_call("batchnorm_backward_alt"),),
     "layernorm_forward": (_call("ln_forward", ("ln_out",)), _call("ln_float32", ("ln_f32_out",)),
-                          _call("ln_single", ("ln_single_out",), eps=1e-3)),
+                          _call("ln_single", ("ln_single_out", "ln_square_out"), eps=1e-3)),
     "layernorm_backward": (_call("ln_backward", ("ln_dx", "ln_dgamma", "ln_dbeta")),),
-    "spatial_batchnorm_forward": (_call("sbn_train", ("sbn_train_out", "sbn_running_mean", "sbn_running_var"),
-                                        momentum=0.8),
+    "spatial_batchnorm_forward": (_call("sbn_train", ("sbn_train_out", "sbn_running_mean", "sbn_running_var",
+                                                      "sbn_square_out"), momentum=0.8),
                                   _call("sbn_test", ("sbn_test_out",))),
     "spatial_batchnorm_backward": (_call("sbn_backward", ("sbn_dx", "sbn_dgamma", "sbn_dbeta")),),
-    "spatial_groupnorm_forward": (_call("gn_forward", ("gn_G2_out",), groups=2),
+    "spatial_groupnorm_forward": (_call("gn_forward", ("gn_G2_out", "gn_square_out"), groups=2, square=True),
                                   _call("gn_forward", ("gn_G1_out",), groups=1, eps=1e-3),
                                   _call("gn_forward", ("gn_G6_out",), groups=6)),
     "spatial_groupnorm_backward": (_call("gn_backward", ("gn_G2_dx", "gn_G2_dgamma", "gn_G2_dbeta"), groups=2),
@@ -360,6 +367,10 @@ def explain(function, quantity, value, values, data, check, gradient_reason=None
     return text + note, "; ".join(keys + ([key] if key else []))
 
 
+def _squeezed(shape):
+    return tuple(n for n in shape if n != 1)
+
+
 def _explain_value(function, quantity, value, values, data, check, expected, diagnose=True):
     if isinstance(value, Failure):
         if value.message.startswith("raised NotImplementedError"):
@@ -377,6 +388,14 @@ def _explain_value(function, quantity, value, values, data, check, expected, dia
     if not isinstance(value, np.ndarray):
         return "", ""
     if value.shape != expected.shape:
+        if _squeezed(value.shape) == _squeezed(expected.shape) and np.allclose(
+                value.reshape(expected.shape), expected, rtol=check.tolerance[0], atol=check.tolerance[1]):
+            how = ("added", "extra axes of size 1 (keepdims, a reshape or an index with None adds them)") \
+                if value.ndim > expected.ndim else \
+                ("dropped", "fewer axes of size 1 (a sum without keepdims=True drops them)") \
+                if value.ndim < expected.ndim else ("moved", "its axes of size 1 elsewhere")
+            return (f": its values are right, in an array with {how[1]}; it must have shape {expected.shape}",
+                    f"shape: axes of size 1 {how[0]}")
         return "", f"shape: {tuple(value.shape)} for {expected.shape}"
     if value.dtype != expected.dtype:
         return "", f"dtype: {value.dtype} for {expected.dtype}"
@@ -621,37 +640,39 @@ def score(function, values, data):
     them (for every graded function); data: an ExpectedValues (expected
     values and the hidden inputs).
     """
-    results = []
     gate, gradient_reason = (gradient_problems(function, values, data.all_inputs) if function in GRADIENTS
                              else (None, None))
+    found = {id(c): _value_reason(c, function, values, data, gradient_reason)
+             for c in checks_for(function) if not c.gradient}
+    if function in GRADIENTS and not any(reason for reason, _ in found.values()):
+        gate = gradient_reason = None  # exact gradients on every input: nothing is left to take on trust
+    results = []
     for check in checks_for(function):
-        mistake = ""
-        if check.gradient:
-            reason = gradient_reason
-        else:
-            reason = None
-            for quantity in check.quantities:
-                value = values.get(quantity, Failure("was not returned"))
-                if quantity in LARGE_QUANTITIES and isinstance(value, Failure):
-                    reason = _large_failure(function, value, data.all_inputs)
-                    break
-                problem = compare(value, data.expected(quantity), check.loose)
-                if problem:
-                    text, mistake = explain(function, quantity, value, values, data, check, gradient_reason)
-                    reason = f"{quantity} {problem}{text}"
-                    break
-            for quantity in check.finishes if not reason else ():
-                value = values.get(quantity, Failure("was not returned"))
-                if not isinstance(value, np.ndarray):
-                    failure = value if isinstance(value, Failure) else Failure(f"{quantity} is not an array")
-                    reason = _large_failure(function, failure, data.all_inputs)
-                    break
-            if check.gated and not reason and gate:
-                reason = (f"not credited: {', '.join(check.quantities[:1])} is dout summed over the batch whatever "
-                          f"the forward pass computes, so it counts only with a forward pass that normalizes; "
-                          f"the gradient check says: {gate}")
+        reason, mistake = (gradient_reason, "") if check.gradient else found[id(check)]
+        if check.gated and not reason and gate:
+            reason = (f"not credited: {', '.join(check.quantities[:1])} is dout summed over the batch whatever "
+                      f"the forward pass computes, so it counts only with a forward pass that normalizes; "
+                      f"the gradient check says: {gate}")
         results.append(Result(check, 0.0 if reason else check.points, reason or "", mistake))
     return results
+
+
+def _value_reason(check, function, values, data, gradient_reason):
+    """(why a value check fails or None, the mistake key) of one value check."""
+    for quantity in check.quantities:
+        value = values.get(quantity, Failure("was not returned"))
+        if quantity in LARGE_QUANTITIES and isinstance(value, Failure):
+            return _large_failure(function, value, data.all_inputs), ""
+        problem = compare(value, data.expected(quantity), check.loose)
+        if problem:
+            text, mistake = explain(function, quantity, value, values, data, check, gradient_reason)
+            return f"{quantity} {problem}{text}", mistake
+    for quantity in check.finishes:
+        value = values.get(quantity, Failure("was not returned"))
+        if not isinstance(value, np.ndarray):
+            failure = value if isinstance(value, Failure) else Failure(f"{quantity} is not an array")
+            return _large_failure(function, failure, data.all_inputs), ""
+    return None, ""
 
 
 def report(function, results):

@@ -21,15 +21,20 @@ it never reaches the students: their self-check gets the hypotheses' values
 on the published examples only (normgrade.mistakes writes them into the
 student package), which tell nothing about any other input.
 
-Forward parts: statistics (the axes they are taken over; or only the mean's),
-variance (biased or unbiased), eps (inside the square root, outside,
-missing, the default instead of the param dict's), affine (gamma and beta
-applied or not), output (x returned unchanged); in test mode, which
-statistics; for the running statistics: momentum's direction, the variance
-they are updated with, left unchanged (not updated, or not written back).
+Forward parts: statistics (the axes they are taken over, G read as the
+size of a group; or only the mean's), variance (biased or unbiased), eps
+(inside the square root, outside, missing, the default instead of the param
+dict's), affine (gamma and beta applied or not, beta subtracted, along the
+rows of a square batch, expanded in the wrong channel order), output (x
+returned unchanged; a transposed view reshaped back without its
+transpose); in test mode, which statistics, and the variance itself in place
+of its square root; for the running statistics: momentum's direction or
+momentum ignored, the variance they are updated with (or the standard
+deviation), left unchanged (not updated, or not written back).
 Backward parts (dx): eps, the terms of the closed form (the mean term, the
-variance term, its sign, sums where means belong), the axis, gamma, an
-uncentred x; and dgamma / dbeta.
+variance term, its sign, sums where means belong, sums divided by another
+axis's size), the axis, gamma (missing, or outside the means), x uncentred
+(in the variance term, or everywhere); and dgamma / dbeta.
 
 Each hypothesis is a tuple of (part, choice) pairs that differ from the right
 computation; `key` makes it the short text the class report counts.
@@ -74,12 +79,14 @@ _4D = {
     "instance": (_same, (2, 3), "per example and channel, over H and W (instance norm)"),
     "layer": (_same, (1, 2, 3), "per example, over C, H and W (layer norm)"),
     "whole array": (_same, (0, 1, 2, 3), "over the whole array at once"),
-    "no transpose": (_rows, (0,), "per column of x reshaped to (N*H*W, C) without moving C last "
-                                  "(each column mixes channels and positions)"),
+    "no transpose": (_rows, (0,), "per column of a (N*H*W, C) reshape of x whose channels were not moved to "
+                                  "the last axis first (each column mixes channels and positions)"),
     "groups": (_groups, (2, 3, 4), "per example and group of C // G contiguous channels"),
     "interleaved groups": (_interleaved, (1, 3, 4), "per example and interleaved group (channel c in group c % G)"),
     "pixel groups": (_groups, (2,), "per pixel over the group's C // G channels only (not over H and W)"),
     "groups over N": (_groups, (0, 2, 3, 4), "per group over the whole batch"),
+    "G channels per group": (_interleaved, (2, 3, 4), "per example over groups of G contiguous channels (G read as "
+                                                      "the size of a group: there are G groups of C // G channels)"),
 }
 LAYOUTS = {**_2D, **_4D}
 
@@ -92,6 +99,7 @@ LAYER_LAYOUTS = {
 }
 
 EPS_PLACES = ("inside", "outside", "missing", "minus")
+AFFINES = ("both", "gamma only", "beta only", "neither", "minus beta")
 
 
 def _statistics(x, layout, G, unbiased=False):
@@ -115,8 +123,14 @@ def _inv_std(var, eps, place):
 
 
 def _affine(x_hat, gamma, beta, affine):
-    gamma = gamma if affine in ("both", "gamma only") else 1.0
-    beta = beta if affine in ("both", "beta only") else 0.0
+    if affine == "per row":  # gamma and beta along the rows of a square (N == D) batch
+        return np.reshape(gamma, (-1, 1)) * x_hat + np.reshape(beta, (-1, 1))
+    if affine == "tiled":  # entry k of an example's C * H * W values scaled by gamma[k % C] (np.tile for np.repeat)
+        channel = np.arange(np.prod(x_hat.shape[1:])) % x_hat.shape[1]
+        expand = lambda a: np.reshape(a, -1)[channel].reshape(x_hat.shape[1:])  # noqa: E731
+        return expand(gamma) * x_hat + expand(beta)
+    gamma = gamma if affine in ("both", "gamma only", "minus beta") else 1.0
+    beta = beta if affine in ("both", "beta only") else -beta if affine == "minus beta" else 0.0
     return gamma * x_hat + beta
 
 
@@ -138,6 +152,8 @@ def forward_hypotheses(layer, x, gamma, beta, eps, G=None, eps_given=True):
     eps_values = [(None, eps)] + ([("default", DEFAULT_EPS)]
                                   if eps_given and eps != DEFAULT_EPS else [])
     shape = np.shape(x)
+    affines = AFFINES + (("per row",) if len(shape) == 2 and shape[0] == shape[1] else ()) + (
+        ("tiled",) if len(shape) == 4 else ())
     statistics = {}  # (layout, mean_only, unbiased) -> (view of x, its mean, its var, the view's layout)
     for layout, unbiased in itertools.product(layouts, (False, True)):
         v, mean, var = _statistics(x, layout, G, unbiased)
@@ -147,15 +163,39 @@ def forward_hypotheses(layer, x, gamma, beta, eps, G=None, eps_given=True):
             statistics[layout, True, unbiased] = (LAYOUTS[right][0]((v - mean).reshape(shape), G), 0.0, right_var,
                                                   right)
     for (layout, mean_only, unbiased), place, (eps_part, eps_value), affine in itertools.product(
-            statistics, EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
+            statistics, EPS_PLACES[:3], eps_values, affines):
         v, mean, var, view_layout = statistics[layout, mean_only, unbiased]
+        if view_layout == "no transpose" and affine == "tiled":
+            continue  # rows of C columns have no channel order to get wrong
         x_hat = (v - mean) * _inv_std(var, eps_value, place)
         parts = _parts(statistics=None if layout == right or mean_only else layout,
                        mean=layout if mean_only else None, variance="unbiased" if unbiased else None,
                        eps=None if place == "inside" else place, eps_value=eps_part if place != "missing" else None,
                        affine=None if affine == "both" else affine)
         found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, view_layout, shape)))
+        if layout == right and not mean_only:
+            found += [Hypothesis(parts + (("output", "not transposed back"),), value)
+                      for value in _not_transposed_back(layer, x_hat.reshape(shape), gamma, beta, affine, G)]
     return found
+
+
+def _not_transposed_back(layer, x_hat, gamma, beta, affine, G):
+    """
+    Outputs of code that normalizes a transposed view of x (x.T for layer
+    norm, the (N*H*W, C) rows for spatial batch norm, the (C//G*H*W, N*G)
+    columns for group norm) and reshapes the result to x's shape without
+    transposing it back; gamma and beta applied after that, or (spatial batch
+    norm) before it, to the rows.
+    """
+    shape = x_hat.shape
+    if layer == "layernorm":
+        return [_affine(x_hat.T.reshape(shape), gamma, beta, affine)]
+    if layer == "spatial_batchnorm":
+        rows = lambda a: a.transpose(0, 2, 3, 1).reshape(shape)  # noqa: E731
+        return [_affine(rows(x_hat), gamma, beta, affine), rows(_affine(x_hat, gamma, beta, affine))]
+    if layer == "groupnorm":
+        return [_affine(x_hat.reshape(shape[0] * G, -1).T.reshape(shape), gamma, beta, affine)]
+    return []
 
 
 def _scaled(x_hat, gamma, beta, affine, layout, shape):
@@ -175,18 +215,22 @@ def test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts
     shape = np.shape(x)
     eps_values = [(None, eps)] + ([("default", DEFAULT_EPS)] if eps_given and eps != DEFAULT_EPS else [])
     batch = {layout: _statistics(x, layout, None) for layout in layouts}
-    for layout, stats, place, (eps_part, eps_value), affine in itertools.product(
-            layouts, ("running", "batch"), EPS_PLACES[:3], eps_values, ("both", "gamma only", "beta only", "neither")):
+    for layout, stats, place, (eps_part, eps_value), affine, root in itertools.product(
+            layouts, ("running", "batch"), EPS_PLACES[:3], eps_values, AFFINES, (True, False)):
+        if not root and place == "outside":
+            continue
         v, batch_mean, batch_var = batch[layout]
         axes = LAYOUTS[layout][1]
         keep = [1 if a in axes else n for a, n in enumerate(v.shape)]
         mean, var = ((np.reshape(running_mean, keep), np.reshape(running_var, keep)) if stats == "running"
                      else (batch_mean, batch_var))
-        x_hat = (v - mean) * _inv_std(var, eps_value, place)
+        # Without the square root: divided by the variance itself (code whose running "variance" holds a std).
+        x_hat = (v - mean) * (_inv_std(var, eps_value, place) if root else
+                              1.0 / (var + (eps_value if place == "inside" else 0.0)))
         parts = _parts(statistics=None if layout == layouts[0] else layout,
                        test_statistics=None if stats == "running" else "test batch",
                        eps=None if place == "inside" else place, eps_value=eps_part if place != "missing" else None,
-                       affine=None if affine == "both" else affine)
+                       affine=None if affine == "both" else affine, square_root=None if root else "missing")
         found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, layout, shape)))
     return found
 
@@ -201,18 +245,16 @@ def running_hypotheses(xs, running_mean, running_var, momentum, eps, which, layo
     start = running_mean if which == "mean" else running_var
     # Unchanged: not updated, or not written back; the value cannot tell which.
     found = [Hypothesis(_parts(running_statistics="unchanged"), np.asarray(start, dtype=np.float64))]
-    for layout, reversed_, variance in itertools.product(layouts, (False, True), ("biased", "unbiased", "var + eps")):
+    weights = {None: momentum, "reversed": 1 - momentum, "ignored": 0.0}  # "ignored": overwritten by the batch's
+    for layout, use, variance in itertools.product(layouts, weights, ("biased", "unbiased", "var + eps", "std")):
         if which == "mean" and variance != "biased":
             continue
         value = np.asarray(start, dtype=np.float64)
         for x in xs:
             v, mean, var = _statistics(x, layout, None, unbiased=variance == "unbiased")
-            stat = mean if which == "mean" else var + (eps if variance == "var + eps" else 0.0)
-            stat = stat.reshape(-1)
-            weight = 1 - momentum if reversed_ else momentum
-            value = weight * value + (1 - weight) * stat
-        found.append(Hypothesis(_parts(statistics=None if layout == layouts[0] else layout,
-                                       momentum="reversed" if reversed_ else None,
+            stat = mean if which == "mean" else {"std": np.sqrt(var + eps), "var + eps": var + eps}.get(variance, var)
+            value = weights[use] * value + (1 - weights[use]) * stat.reshape(-1)
+        found.append(Hypothesis(_parts(statistics=None if layout == layouts[0] else layout, momentum=use,
                                        running_variance=None if variance == "biased" else variance), value))
     return found
 
@@ -230,33 +272,43 @@ def backward_hypotheses(layer, x, gamma, dout, eps, G=None):
     # With one channel a group, groups are instances: the confusion left to name is layer norm's axes.
     other = "layer" if layer == "groupnorm" and G == shape[1] else CONFUSED_LAYOUT[layer]
     layouts = (right, other)
-    dx_hat_right = dout * gamma
+    # gamma taken out of the means is a mistake only where gamma varies along the normalized axes.
+    gammas = ("inside", "missing") + (("outside",) if layer == "layernorm" or (layer == "groupnorm" and G != shape[1])
+                                      else ())
     # The forward's statistics (the right ones); every view is a reshape, so .reshape(shape) undoes it.
     v, mean, var = _statistics(x, right, G)
-    terms_choices = ("all", "no mean term", "no variance term", "variance term sign", "sums")
-    for layout, place, everywhere, terms, use_gamma, centred in itertools.product(
-            layouts, EPS_PLACES, (True, False), terms_choices, (True, False), (True, False)):
-        if place == "inside" and not everywhere:
+    other_count = int(np.prod([LAYOUTS[other][0](np.asarray(x), G).shape[a] for a in LAYOUTS[other][1]]))
+    terms_choices = ("all", "no mean term", "no variance term", "variance term sign", "sums", "count")
+    for layout, place, everywhere, terms, use_gamma, centring in itertools.product(
+            layouts, EPS_PLACES, (True, False), terms_choices, gammas, ("centred", "uncentred", "everywhere")):
+        if (place == "inside" and not everywhere) or (terms == "count" and layout != right):
             continue
         # eps misplaced everywhere (a step-by-step backward), or only in the outer 1 / std (x_hat from the cache).
         inv_std = _inv_std(var, eps, place)
         x_hat = ((v - mean) * (inv_std if everywhere else _inv_std(var, eps, "inside"))).reshape(shape)
-        x_inner = x_hat if centred else (v * inv_std).reshape(shape)  # (x - mean) -> x in the variance term
+        x_plain = (v * inv_std).reshape(shape)  # x / std: (x - mean) written x
+        x_inner = x_hat if centring == "centred" else x_plain  # in the variance term's mean
+        x_outer = x_plain if centring == "everywhere" else x_hat  # the variance term's factor
         inv = np.broadcast_to(inv_std, v.shape).reshape(shape)
-        dx_hat = dx_hat_right if use_gamma else np.asarray(dout, dtype=np.float64)
+        dx_hat = dout * gamma if use_gamma == "inside" else np.asarray(dout, dtype=np.float64)
         view, axes, _ = LAYOUTS[layout]
-        dxh, xh, xin, inv = (view(a, G) for a in (dx_hat, x_hat, x_inner, inv))
+        dxh, xo, xin, inv = (view(a, G) for a in (dx_hat, x_outer, x_inner, inv))
         if terms == "sums":
             reduce = lambda a: a.sum(axis=axes, keepdims=True)  # noqa: E731
+        elif terms == "count":  # summed over the right axes, divided by the other layout's count (N for D)
+            reduce = lambda a: a.sum(axis=axes, keepdims=True) / other_count  # noqa: E731
         else:
             reduce = lambda a: a.mean(axis=axes, keepdims=True)  # noqa: E731
         mean_term = 0.0 if terms == "no mean term" else reduce(dxh)
-        var_term = 0.0 if terms == "no variance term" else xh * reduce(dxh * xin)
+        var_term = 0.0 if terms == "no variance term" else xo * reduce(dxh * xin)
         sign = -1.0 if terms == "variance term sign" else 1.0
         dx = (inv * (dxh - mean_term - sign * var_term)).reshape(shape)
+        if use_gamma == "outside":
+            dx = gamma * dx
         parts = _parts(eps=None if place == "inside" else place, dx_axis=None if layout == right else layout,
-                       dx_terms=None if terms == "all" else terms, gamma=None if use_gamma else "missing",
-                       centring=None if centred else "uncentred")
+                       dx_terms=None if terms == "all" else terms, gamma=None if use_gamma == "inside" else use_gamma,
+                       centring={"centred": None, "uncentred": "uncentred", "everywhere": "uncentred everywhere"}[
+                           centring])
         found.append(Hypothesis(parts, dx))
     return found
 
@@ -335,6 +387,9 @@ PHRASES = {
                                  "one, as in the normalization",
     "running variance var + eps": "the running variance is updated with var + eps; eps belongs in the "
                                   "normalization only",
+    "running variance std": "the running variance is updated with the standard deviation sqrt(var + eps); it "
+                            "averages the variance var",
+    "square root missing": "test mode divides by the running variance itself: divide by sqrt(running_var + eps)",
     "write back missing": "the running statistics are not written back: bn_param['running_mean'] and "
                           "bn_param['running_var'] must hold the updated values after a train step",
     "running statistics unchanged": "the running statistics are unchanged after a train step: they are not "
@@ -349,7 +404,24 @@ PHRASES = {
     "dx terms sums": "dx uses sums where means belong (a factor of N): "
                      "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
     "gamma missing": "dx does not multiply dout by gamma: dx_hat = dout * gamma",
+    "gamma outside": "dx multiplies by gamma outside the means, but gamma varies along the axes they are taken "
+                     "over: dx_hat = dout * gamma goes inside them, "
+                     "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
+    "dx terms count": "the means in dx divide their sums by the wrong count (the size of another axis, such as N "
+                      "where D belongs): divide by the number of entries each statistic is taken over",
     "centring uncentred": "the variance term of dx uses x where it needs x - mean",
+    "centring uncentred everywhere": "dx uses x where it needs x - mean, in the variance term and in its factor: "
+                                     "x_hat = (x - mean) / std",
+    "affine minus beta": "beta is subtracted: out = gamma * x_hat + beta",
+    "affine tiled": "gamma and beta are expanded with the channels in the wrong order (np.tile where np.repeat "
+                    "belongs): entry k of an example's C * H * W values gets gamma[k % C]; each channel's H * W "
+                    "entries take that channel's gamma",
+    "affine per row": "gamma and beta are applied per example (along the rows), which only a square batch (N = D) "
+                      "allows: they belong to the features, out = gamma * x_hat + beta with gamma of shape (D,)",
+    "output not transposed back": "the normalized array is reshaped back to x's shape without undoing its "
+                                  "transpose, which scrambles the entries: transpose it back, then reshape",
+    "momentum ignored": "the running statistics are overwritten by the batch's (momentum is ignored): "
+                        "running = momentum * running + (1 - momentum) * batch statistic",
     "precision float32": "right for float64 input, wrong for float32 input with a large mean: the statistics lose "
                          "their precision in float32 (E[x^2] - E[x]^2 cancels); compute them in float64 "
                          "(x.astype(np.float64)) and cast the output back to x's dtype",
@@ -461,6 +533,17 @@ def _probe(quantity, i, call):
         x = {"bn_train_out": i["bn_x"], "bn_n1_out": i["bn_n1_x"],
              "bn_f32_out": i["bn_big_x"].astype(np.float32)}[quantity]
         return forward_hypotheses(bn[0], x, bn[1], bn[2], eps, eps_given="eps" in call), "batchnorm"
+    if quantity == "bn_square_out":
+        return forward_hypotheses("batchnorm", i["bn_square_x"], bn[1], bn[2], eps, eps_given="eps" in call), "batchnorm"
+    if quantity == "ln_square_out":
+        return forward_hypotheses("layernorm", i["ln_square_x"], i["ln_gamma"], i["ln_beta"], eps,
+                                  eps_given="eps" in call), "layernorm"
+    if quantity == "sbn_square_out":
+        return forward_hypotheses("spatial_batchnorm", i["sbn_square_x"], _channels(i["sbn_gamma"]),
+                                  _channels(i["sbn_beta"]), eps, eps_given="eps" in call), "spatial_batchnorm"
+    if quantity == "gn_square_out":
+        return forward_hypotheses("groupnorm", i["gn_square_x"], i["gn_square_gamma"], i["gn_square_beta"], eps, G=2,
+                                  eps_given="eps" in call), "groupnorm"
     if quantity == "bn_d1_out":
         return forward_hypotheses("batchnorm", i["bn_d1_x"], i["bn_d1_gamma"], i["bn_d1_beta"], eps,
                                   eps_given="eps" in call), "batchnorm"

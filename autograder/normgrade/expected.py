@@ -75,7 +75,25 @@ def build_inputs(seed=HIDDEN_SEED):
     })
     _shape_gradient_inputs(inputs)
     inputs.update(_large_inputs(np.random.default_rng([seed, 1])))
+    inputs.update(_coinciding_inputs(np.random.default_rng([seed, 2])))
     return inputs
+
+
+def _coinciding_inputs(rng):
+    """
+    Inputs whose sizes coincide, where code that tells axes apart by their
+    sizes goes wrong: batch and layer norm with N == D, spatial batch norm with
+    N == C and H == W, group norm with C == G * G (G = 2) and H == W. Each has
+    a feature, row, channel or group of tiny spread, as the main inputs.
+    """
+    normal = rng.standard_normal
+    bn_x = normal((6, 6)) * np.array([1.0, 3.0, 0.003, 0.5, 2.0, 1.0]) + normal(6) * 4
+    ln_x = normal((8, 8)) * np.array([[1.0], [2.0], [0.002], [0.5], [3.0], [1.0], [0.7], [1.5]]) + normal((8, 1)) * 4
+    sbn_x = normal((3, 3, 2, 2)) * np.array([1.0, 0.003, 2.0])[:, None, None] + normal((3, 1, 1)) * 4
+    gn_x = normal((2, 4, 3, 3)) * rng.uniform(0.5, 3, (1, 4, 1, 1)) + normal((1, 4, 1, 1)) * 3
+    gn_x[0, 2:] *= 0.002
+    return {"bn_square_x": bn_x, "ln_square_x": ln_x, "sbn_square_x": sbn_x, "gn_square_x": gn_x,
+            "gn_square_gamma": normal((1, 4, 1, 1)), "gn_square_beta": normal((1, 4, 1, 1))}
 
 
 def _shape_gradient_inputs(inputs):

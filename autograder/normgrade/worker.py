@@ -169,11 +169,13 @@ def _bn_test(L, i, call):
 
 
 def _bn_edge(L, i, call):
-    """Train mode on a batch of one example, and on a single feature."""
+    """Train mode on a batch of one example, on a single feature, and on a square batch (N == D)."""
     param = {"mode": "train", "eps": call["eps"]}
     out_n1, _ = L.batchnorm_forward(i["bn_n1_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), dict(param))
     out_d1, _ = L.batchnorm_forward(i["bn_d1_x"].copy(), i["bn_d1_gamma"].copy(), i["bn_d1_beta"].copy(), dict(param))
-    return {"bn_n1_out": out_n1, "bn_d1_out": out_d1}
+    out_square, _ = L.batchnorm_forward(i["bn_square_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(),
+                                        dict(param))
+    return {"bn_n1_out": out_n1, "bn_d1_out": out_d1, "bn_square_out": out_square}
 
 
 def _bn_float32(L, i, call):
@@ -201,8 +203,11 @@ def _ln_float32(L, i, call):
 
 
 def _ln_single(L, i, call):
+    """A single example, and a square batch (N == D)."""
     out, _ = L.layernorm_forward(i["ln_single_x"].copy(), i["ln_gamma"].copy(), i["ln_beta"].copy(), {"eps": call["eps"]})
-    return {"ln_single_out": out}
+    square, _ = L.layernorm_forward(i["ln_square_x"].copy(), i["ln_gamma"].copy(), i["ln_beta"].copy(),
+                                    {"eps": call["eps"]})
+    return {"ln_single_out": out, "ln_square_out": square}
 
 
 def _ln_backward(L, i, call):
@@ -214,8 +219,10 @@ def _ln_backward(L, i, call):
 def _sbn_train(L, i, call):
     bn_param = {"mode": "train", "momentum": call["momentum"]}
     out, _ = L.spatial_batchnorm_forward(i["sbn_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(), bn_param)
+    square, _ = L.spatial_batchnorm_forward(i["sbn_square_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(),
+                                            {"mode": "train"})  # N == C, H == W
     return {"sbn_train_out": out, "sbn_running_mean": bn_param.get("running_mean"),
-            "sbn_running_var": bn_param.get("running_var")}
+            "sbn_running_var": bn_param.get("running_var"), "sbn_square_out": square}
 
 
 def _sbn_test(L, i, call):
@@ -235,7 +242,11 @@ def _gn_forward(L, i, call):
     G = int(call["groups"])
     gn_param = {"eps": call["eps"]} if "eps" in call else {}
     out, _ = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"].copy(), i["gn_beta"].copy(), G, gn_param)
-    return {f"gn_G{G}_out": out}
+    found = {f"gn_G{G}_out": out}
+    if call.get("square"):  # C == G * G, H == W
+        found["gn_square_out"], _ = L.spatial_groupnorm_forward(
+            i["gn_square_x"].copy(), i["gn_square_gamma"].copy(), i["gn_square_beta"].copy(), G, dict(gn_param))
+    return found
 
 
 def _gn_backward(L, i, call):
