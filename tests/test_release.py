@@ -51,3 +51,34 @@ def test_a_failed_rebuild_leaves_the_course_as_it_was_and_a_rebuild_keeps_the_gr
         "normgrade/expected.npz", "gradebook.db"}
     with Gradebook(db_url(course), COURSE_ID) as gb:
         assert gb.find_submission("normalization", "ann").code_score > 0, "the rebuild lost a grade"
+
+
+def test_each_course_draws_its_own_hidden_inputs_proves_itself_and_keeps_them(sandbox, tmp_path, capsys):
+    """
+    Two courses get different hidden inputs (a fresh seed each, or the one
+    given), a course built from a given seed proves itself as the end-to-end
+    test's randomly seeded one does, a rebuild keeps the course's seed unless
+    told to draw a new one, and a seed that is not a whole number is refused.
+    """
+    import numpy as np
+
+    from normgrade import cli, expected
+
+    given, fresh = tmp_path / "given", tmp_path / "fresh"
+    reference, stubs = build_course(given, seed=12345)  # raises unless the proof holds
+    assert reference["score"] == reference["max_score"] and stubs["score"] == 0
+    build_course(fresh, prove=False)
+    a, b = (expected.ExpectedValues(paths(c)["expected"]) for c in (given, fresh))
+    assert a.seed == 12345 and b.seed != 12345
+    assert not np.array_equal(a.inputs["bn_x"], b.inputs["bn_x"])
+    assert not np.array_equal(a.expected("gn_G2_out"), b.expected("gn_G2_out"))
+
+    assert cli.main(["release", "--course", str(given), "--no-proof"]) == 0
+    assert expected.ExpectedValues(paths(given)["expected"]).seed == 12345
+    assert "hidden inputs: kept from the previous build" in capsys.readouterr().out
+    assert cli.main(["release", "--course", str(given), "--no-proof", "--new-seed"]) == 0
+    assert expected.ExpectedValues(paths(given)["expected"]).seed != 12345
+    assert "hidden inputs: drawn afresh" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["release", "--course", str(given), "--seed", "twelve"])
+    assert stopped.value.code == 2 and "'twelve' is not a seed" in capsys.readouterr().err

@@ -2,8 +2,11 @@
 Expected values: the hidden grading inputs and what the reference returns on them.
 
 `normgrade expected --out FILE` writes one .npz file with
-- inputs/<name>:      the hidden inputs, deterministic from HIDDEN_SEED (and
+- inputs/<name>:      the hidden inputs, deterministic from `seed` (and
                       different from the public ones in the notebooks);
+- seed:               that seed: drawn afresh for each course by `normgrade
+                      release` (secrets.randbits), or given with --seed, so
+                      values collected in one term tell nothing of the next;
 - expected/<q>:       every graded quantity q, computed by the reference;
 - answer_keys:        the keys of the auto-graded inline questions, as JSON,
                       read from the source notebooks;
@@ -26,13 +29,23 @@ from . import worker
 from .checks import FUNCTIONS, REFERENCE_CALLS, Failure, gradient_inputs
 from .reference import load_layers
 
-HIDDEN_SEED = 20261122
+FIXED_SEED = 20261122  # the demo's and the tests' seed, for output that can be compared; a course draws its own
 DIRECTION_KEY = "secret/direction_seed"  # the large directional derivatives' direction (checks.gradient_inputs)
 EXPECTED_NAME = "expected.npz"
 
 
-def build_inputs(seed=HIDDEN_SEED):
-    """The hidden inputs, as a flat dict of NumPy arrays."""
+def new_seed():
+    """A fresh seed for a course's hidden inputs (63 bits from the OS's entropy)."""
+    return secrets.randbits(63)
+
+
+def build_inputs(seed):
+    """
+    The hidden inputs, as a flat dict of NumPy arrays. Their structure (the
+    shapes, the feature of tiny spread, the exact variances of the gradient
+    checks' inputs) is the same for every seed, only the draws differ;
+    tests/test_diagnosis.py checks the probes on several seeds.
+    """
     rng = np.random.default_rng(seed)
     normal = rng.standard_normal
     # One feature / channel / row has a tiny spread, so that eps matters.
@@ -158,7 +171,7 @@ def run_quantities(layers, inputs, functions=FUNCTIONS):
     return results
 
 
-def generate(keys=None, backend="numpy", seed=HIDDEN_SEED):
+def generate(keys=None, backend="numpy", *, seed):
     """
     Compute the contents of the expected-values file as a flat dict of arrays.
 
@@ -212,6 +225,11 @@ class ExpectedValues:
     def expected(self, quantity):
         return self._data[f"expected/{quantity}"]
 
+    @property
+    def seed(self):
+        """The seed the hidden inputs were drawn from."""
+        return int(self._data["seed"])
+
 
 def write(path, data):
     path = Path(path)
@@ -227,13 +245,25 @@ def add_parser(subparsers):
     )
     parser.add_argument("--out", type=Path, default=Path(EXPECTED_NAME), help=f"output file (default {EXPECTED_NAME})")
     parser.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    parser.add_argument("--seed", type=seed_argument, help="the hidden inputs' seed (default: a fresh random one)")
     parser.set_defaults(run=run)
+
+
+def seed_argument(text):
+    """argparse type of --seed: a whole number from 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: give a whole number from 0 to 2**63 - 1")
+    return value
 
 
 def run(args):
     from .notebooks import answer_keys
 
-    data = generate(answer_keys(), backend=args.backend)
+    data = generate(answer_keys(), backend=args.backend, seed=new_seed() if args.seed is None else args.seed)
     write(args.out, data)
     n_expected = sum(k.startswith("expected/") for k in data)
     print(f"wrote {args.out}: {n_expected} expected quantities, "

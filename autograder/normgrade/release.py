@@ -48,7 +48,7 @@ class LeakError(RuntimeError):
     """Something secret reached the student release."""
 
 
-def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
+def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None, seed=None):
     """
     Build (or rebuild) the course at `course`, all or nothing; return the
     proof's two results, or None. Everything is built, leak-checked and
@@ -74,10 +74,13 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None):
     rebuild = is_course(course)
     if rebuild and due is None:
         due = late.due_date(db_url(course))
+    if seed is None:  # a rebuild keeps its hidden inputs (grades stay comparable); a new course draws its own
+        seed = course_seed(course) if rebuild else None
+        seed = expected.new_seed() if seed is None else seed
     course.mkdir(parents=True, exist_ok=True)
     with ledger.run_lock(course), tempfile.TemporaryDirectory(dir=course.parent, prefix=f".{course.name}-release-") as scratch:
         built = Path(scratch) / "course"
-        _build(built, course, notebook_paths, due)
+        _build(built, course, notebook_paths, due, seed)
         proof = prove_release(built) if prove else None
         _swap_in(built, course, rebuild)
     return proof
@@ -87,7 +90,13 @@ def _own_gradebook(course):
     return f"sqlite:///{paths(course)['gradebook'].resolve()}"
 
 
-def _build(built, course, notebook_paths, due):
+def course_seed(course):
+    """The seed of a course's hidden inputs (None where it has no expected values yet)."""
+    path = paths(course)["expected"]
+    return expected.ExpectedValues(path).seed if path.is_file() else None
+
+
+def _build(built, course, notebook_paths, due, seed):
     """The whole course in `built` (a new folder), with the course's own settings and a gradebook of its own."""
     layout = paths(built)
     layout["source"].mkdir(parents=True)
@@ -97,7 +106,7 @@ def _build(built, course, notebook_paths, due):
     for path in notebook_paths:
         shutil.copy(path, layout["source"] / path.name)
     assemble_stubs(layout["source"])
-    expected.write(layout["expected"], expected.generate(answer_keys(notebook_paths)))
+    expected.write(layout["expected"], expected.generate(answer_keys(notebook_paths), seed=seed))
     # The scratch gradebook, whatever db_url the course's settings give (a PostgreSQL one is the real one).
     run_nbgrader(built, "generate_assignment", ASSIGNMENT_ID, "--force",
                  f"--CourseDirectory.db_url={_own_gradebook(built)}")
@@ -270,6 +279,13 @@ def add_parser(subparsers):
                         help="the assignment's due date, with its zone (\"2026-12-04 17:00 UTC\"); nbgrader's own, "
                              "in the gradebook (a rebuild without --due keeps it). The late policy and extensions "
                              "are in the course's course_config.py")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=expected.seed_argument,
+                       help="the seed of the hidden inputs, to build a course again identically (default: a new "
+                            "course draws a fresh random one, kept in its normgrade/expected.npz; a rebuild keeps "
+                            "the course's)")
+    seeds.add_argument("--new-seed", action="store_true",
+                       help="draw fresh hidden inputs on a rebuild (grades made before no longer compare)")
     parser.set_defaults(run=run)
 
 
@@ -278,11 +294,15 @@ def run(args):
         if is_course(args.course):  # the previous build's notebooks, to say what this one changes
             for path in source_notebooks(paths(args.course)["source"]):
                 shutil.copy(path, previous)
-        proof = build_course(args.course, prove=not args.no_proof, due=args.due)
+        seed = expected.new_seed() if args.new_seed else args.seed
+        kept = seed is None and course_seed(args.course) is not None
+        proof = build_course(args.course, prove=not args.no_proof, due=args.due, seed=seed)
         before = source_notebooks(Path(previous))
         changed = changes(before, source_notebooks(paths(args.course)["source"])) if before else None
     release = paths(args.course)["release"]
     print(f"release ready in {release} (leak check passed)")
+    origin = "kept from the previous build" if kept else "from --seed" if args.seed is not None else "drawn afresh"
+    print(f"hidden inputs: {origin}; their seed is in {paths(args.course)['expected']} (staff only)")
     if changed is not None:
         print("changes since the previous build: " + ("none to graded cells or answer keys" if not changed else
                                                       "".join(f"\n  {line}" for line in changed)))
