@@ -8,9 +8,10 @@ inputs (normgrade.scorer.collect), the grader's results on them
 - right: every value check's quantities match PyTorch's (shape, dtype,
   values, at the grader's tolerance);
 - false pass: PyTorch says wrong, the grader gave full points;
-- false fail: a check whose quantities match PyTorch's lost its points, or a
-  gradient check of a backward pass whose forward and backward passes both
-  match PyTorch's;
+- false fail: a check whose quantities match PyTorch's lost its points (but
+  dbeta, which earns only with a forward pass that normalizes, by design,
+  where the forward output is wrong), or a gradient check of a backward pass
+  whose forward and backward passes both match PyTorch's;
 - dependent: a backward pass whose forward pass's output (the one its cache
   comes from) is wrong, so it is not judged on its own;
 - stated: the diagnosis keys its feedback stated (facts such as a wrong shape
@@ -84,8 +85,8 @@ def judge(values, results, oracle):
                 continue
             if r.check.gradient:
                 earns = not dependent and right[function]
-            else:
-                earns = value_ok[id(r.check)]
+            else:  # dbeta (gated) earns only with a forward pass that normalizes, by design: not judged when dependent
+                earns = value_ok[id(r.check)] and not (r.check.gated and dependent)
             if earns:
                 false_fails.append(r.check.label)
         verdicts[function] = Verdict(function, right[function], sum(r.earned for r in function_results),
