@@ -3,9 +3,9 @@ import argparse
 import sys
 import warnings
 
-from . import autograde, demo, expected, export, feedback, gradescope, release, report, status, stubs
+from . import autograde, demo, expected, export, feedback, gradescope, release, report, similarity, status, stubs
 
-COMMANDS = (stubs, expected, release, autograde, status, report, feedback, export, gradescope, demo)
+COMMANDS = (stubs, expected, release, autograde, status, report, similarity, feedback, export, gradescope, demo)
 
 
 def build_parser():

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import ledger
 from .autograde import DEFAULT_COURSE, late_text
 from .checks import NOT_OWN_MISTAKES
-from .course import gradebook_url, is_course
+from .course import gradebook_url, is_course, paths
 from .status import summarize
 
 
@@ -71,7 +71,19 @@ def class_report(course, url=None):
                      for row in rows if row["status"] == "failed"],
         "removed": gone,
         "counts": {status: sum(row["status"] == status for row in rows) for status in ("graded", "failed", "running")},
+        "similarity": _similarity_summary(course),
     }
+
+
+def _similarity_summary(course):
+    """What the last `normgrade similarity` found (its page, threshold and flagged pairs), or None."""
+    from .similarity import SUMMARY_NAME
+
+    path = paths(course)["staged"].parent / SUMMARY_NAME
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _figure_data_url(figure):
@@ -177,6 +189,13 @@ def render_html(data, images):
     if data["removed"]:
         parts.append(f"<p id='removed'>Not counted: {e(', '.join(data['removed']))} (graded, but no longer in the "
                      "gradebook: removed with <code>nbgrader db student remove</code>?).</p>")
+    similar = data.get("similarity")
+    if similar:
+        pairs = "".join(f"<li>{e(p['a'])} and {e(p['b'])}: {p['similarity']:.2f}</li>" for p in similar["flagged"][:20])
+        parts.append(f"<h2>Similarity</h2><p id='similarity'>{len(similar['flagged'])} of {similar['pairs']} pairs "
+                     f"at or above {similar['threshold']:g} (<code>normgrade similarity</code>: "
+                     f"<a href='{e(Path(similar['page']).as_uri())}'>{e(similar['page'])}</a>). A reason to look, never "
+                     f"proof.</p>" + (f"<ul>{pairs}</ul>" if pairs else ""))
     if data["mistakes"]:
         parts.append("<table class='sortable' id='mistakes'><thead><tr><th>function</th><th>mistake</th>"
                      "<th>students</th></tr></thead><tbody>")

@@ -1,0 +1,186 @@
+"""
+normgrade similarity: the evidence its threshold was chosen on, and the command on a graded course.
+
+The evidence (tests/data/similarity/): ten implementations of the nine
+functions written independently of each other and of this project's code
+(a1-a5 and b1-b5, in different styles: vectorized, step-by-step graphs,
+loops, shared helpers, reuse of batch norm through transposes; a5 and b5 with
+two bugs each, written at the top), plus the reference and
+tests/data/cs231n_layers.py. Every pair of them is an independent pair; every
+disguise of tests/disguise.py applied to each of them (names changed,
+functions reordered, comments and spacing changed, functions split in two,
+dead code added, all at once; several seeds) is a copy. At the default
+threshold every copy is flagged and no independent pair is.
+"""
+import html
+import itertools
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from disguise import DISGUISES
+from normgrade import similarity
+from normgrade.paths import STUDENT_PACKAGE
+from normgrade.samples import reference_layers
+
+EVIDENCE = Path(__file__).parent / "data" / "similarity"
+SEEDS = (0, 1, 2)
+
+
+def _evidence():
+    texts = {p.name: p.read_text() for p in sorted(EVIDENCE.glob("*.py"))}
+    texts["reference.py"] = reference_layers()
+    texts["cs231n_layers.py"] = (Path(__file__).parent / "data" / "cs231n_layers.py").read_text()
+    return texts
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    boilerplate, provided = similarity.stub_boilerplate(), similarity.provided_names()
+    texts = _evidence()
+    docs = {name: similarity.document(name, "reference", text, boilerplate, provided) for name, text in texts.items()}
+    copies = {(name, disguise, seed): similarity.document(f"{name} ({disguise})", "submission", make(text, seed=seed),
+                                                          boilerplate, provided)
+              for name, text in texts.items() for disguise, make in DISGUISES.items() for seed in SEEDS}
+    return texts, docs, copies
+
+
+def test_the_default_threshold_flags_every_disguised_copy_and_no_independent_pair(evidence):
+    texts, docs, copies = evidence
+    assert len(texts) == 12 and not any(d.problem for d in list(docs.values()) + list(copies.values()))
+    independent = {(a, b): similarity.compare(docs[a], docs[b]).similarity for a, b in itertools.combinations(docs, 2)}
+    disguised = {key: similarity.compare(docs[key[0]], copy).similarity for key, copy in copies.items()}
+    flagged = {k: v for k, v in independent.items() if v >= similarity.THRESHOLD}
+    missed = {k: v for k, v in disguised.items() if v < similarity.THRESHOLD}
+    by_disguise = {d: min(v for (_, name, _), v in disguised.items() if name == d) for d in DISGUISES}
+    print(f"\nthreshold {similarity.THRESHOLD}: {len(disguised) - len(missed)} of {len(disguised)} disguised copies "
+          f"flagged (lowest per disguise: {', '.join(f'{d} {v:.2f}' for d, v in by_disguise.items())}); "
+          f"{len(flagged)} of {len(independent)} independent pairs flagged (highest {max(independent.values()):.2f})")
+    assert flagged == {} and missed == {}
+    assert max(independent.values()) < similarity.THRESHOLD - 0.05 < min(disguised.values()) - 0.1  # a margin both ways
+
+
+def test_a_file_and_itself_are_one_and_the_stub_is_nothing(evidence):
+    _, docs, _ = evidence
+    assert similarity.compare(docs["b1.py"], docs["b1.py"]).similarity == pytest.approx(1.0)
+    stub = (STUDENT_PACKAGE / "layers.py").read_text()
+    assert similarity.document("stub", "submission", stub, similarity.stub_boilerplate(),
+                               similarity.provided_names()).problem == ""  # it parses; its code is all boilerplate
+    stub_doc = similarity.document("stub", "submission", stub, similarity.stub_boilerplate(), similarity.provided_names())
+    assert similarity.compare(stub_doc, docs["reference.py"]).similarity == 0.0
+
+
+@pytest.mark.parametrize("disguise", DISGUISES)
+def test_each_disguise_computes_what_its_original_computes(evidence, disguise):
+    """A disguise is only evidence if it is still the same code: its forward and backward passes agree with the original's."""
+    texts, _, _ = evidence
+    rng = np.random.default_rng(0)
+    x, gamma, beta = rng.standard_normal((6, 4)) * 2 + 1, rng.standard_normal(4), rng.standard_normal(4)
+    dout = rng.standard_normal((6, 4))
+    x4, dout4 = rng.standard_normal((2, 4, 3, 2)), rng.standard_normal((2, 4, 3, 2))
+    g4, b4 = rng.standard_normal((1, 4, 1, 1)), rng.standard_normal((1, 4, 1, 1))
+    for name in ("a1.py", "b1.py", "a3.py", "reference.py"):
+        original, copy = (_module(t) for t in (texts[name], DISGUISES[disguise](texts[name], seed=1)))
+        for L in (original, copy):
+            out, cache = L.batchnorm_forward(x.copy(), gamma, beta, {"mode": "train"})
+            L.result = [out, *L.batchnorm_backward(dout, cache)]
+            out, cache = L.spatial_groupnorm_forward(x4.copy(), g4, b4, 2, {})
+            L.result += [out, *L.spatial_groupnorm_backward(dout4, cache)]
+        for a, b in zip(original.result, copy.result):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=f"{name}, {disguise}")
+
+
+def _module(text):
+    module = types.ModuleType("layers_copy")
+    if "from .backend import" in text:  # the reference: its package's helpers
+        text = text.replace("from .backend import namespace_of", "from normlab.backend import namespace_of")
+    exec(compile(text, "layers_copy.py", "exec"), module.__dict__)
+    return module
+
+
+# ---- the command on a graded course --------------------------------------------------------------
+
+HOSTILE = '''
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    note = "</pre><script>alert('similarity')</script><img src=x onerror=alert(1)>"
+    mu = x.mean(axis=0)
+    var = x.var(axis=0)
+    x_hat = (x - mu) / np.sqrt(var + bn_param.get("eps", 1e-5))
+    bn_param["running_mean"] = 0.9 * bn_param.get("running_mean", np.zeros(x.shape[1])) + 0.1 * mu
+    bn_param["running_var"] = 0.9 * bn_param.get("running_var", np.zeros(x.shape[1])) + 0.1 * var
+    return gamma * x_hat + beta, (x_hat, gamma, var, note)
+'''
+
+
+@pytest.mark.slow
+def test_the_command_ranks_copies_escapes_everything_and_the_report_summarizes_it(tmp_path, sandbox):
+    from normgrade import cli
+    from normgrade.autograde import grade
+    from normgrade.course import paths
+    from normgrade.release import build_course
+    from normgrade.report import write_report
+    from normgrade.samples import make_submission
+
+    course = tmp_path / "course"
+    build_course(course, prove=False, seed=5)
+    release = paths(course)["release"]
+    texts = _evidence()
+    class_folder = tmp_path / "class"
+    make_submission(release, class_folder / "ann", texts["a2.py"])
+    make_submission(release, class_folder / "bob", DISGUISES["all at once"](texts["a2.py"], seed=3))  # ann's, disguised
+    make_submission(release, class_folder / "cat", texts["b1.py"])
+    make_submission(release, class_folder / "dan", texts["b1.py"] + HOSTILE)  # cat's, and a hostile string
+    make_submission(release, class_folder / "eve", texts["a4.py"].replace("def ", "def  (", 1))  # does not parse
+    grade([class_folder], course)
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "solution.py").write_text(DISGUISES["renamed"](texts["b3.py"], seed=2))  # a public solution...
+    make_submission(release, class_folder / "fay", texts["b3.py"])  # ...that fay's code is
+    grade([class_folder / "fay"], course)
+
+    out = tmp_path / "similarity.html"
+    assert cli.main(["similarity", "--course", str(course), "--against", str(web), "--out", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    flagged = {(p["a"], p["b"]) for p in data["pairs"] if p["flagged"]}
+    assert flagged == {("ann", "bob"), ("cat", "dan"), ("fay", "web/solution.py")}
+    assert data["pairs"][0]["similarity"] >= data["pairs"][-1]["similarity"]
+    assert {d["name"]: d["problem"] for d in data["documents"] if d["problem"]} == {
+        "eve": "not compared: it is not valid Python (SyntaxError)"}
+    page = out.read_text()
+    tags = _tags(page)
+    assert "script" not in {t for t, _ in tags} and not [a for _, attrs in tags for a, _ in attrs if a.startswith("on")]
+    assert html.escape("</pre><script>alert('similarity')</script>") in page
+    assert "a reason to look, never proof" in page.lower()
+    assert "<mark>" in page and "http" not in page.replace("http-equiv", "")
+    report = write_report(course, tmp_path / "report.html")
+    assert {(p["a"], p["b"]) for p in report["similarity"]["flagged"]} == flagged
+    assert "3 of" in (tmp_path / "report.html").read_text()
+
+
+def _tags(page):
+    """(tag, attributes) of every element the browser would make of the page."""
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, attrs))
+
+    Tags().feed(page)
+    return found
+
+
+def test_bad_input_is_refused_with_a_reason(tmp_path, capsys):
+    from normgrade import cli
+
+    assert cli.main(["similarity", "--course", str(tmp_path / "nowhere")]) == 2
+    assert "is not a course built by" in capsys.readouterr().err
+    assert cli.main(["similarity", "--course", str(tmp_path), "--threshold", "2"]) == 2
+    assert "the threshold must be above 0 and at most 1, not 2" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="--against .*: no such folder"):
+        similarity.folder_documents(tmp_path / "missing", similarity.stub_boilerplate(), set())
