@@ -330,7 +330,7 @@ class Sandbox:
 
     def start(self, mode, folder, limits, args=(), extra_env=None):
         """A running worker: `python -I -B worker.py MODE ARGS` in the private folder."""
-        command = [sys.executable, "-I", "-B", f"{MOUNT}/worker.py", mode, *args]
+        command = [os.path.normpath(sys.executable), "-I", "-B", f"{MOUNT}/worker.py", mode, *args]
         process, read_end, info = self._popen(command, folder, limits, extra_env, graded=mode == "calls")
         return Run(process, read_end, info, limits, sandboxed=self.bwrap is not None)
 
