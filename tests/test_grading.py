@@ -560,3 +560,16 @@ def test_a_class_entry_that_links_into_the_course_does_not_stop_the_class(tmp_pa
     from normgrade.autograde import Overlap
     with pytest.raises(Overlap):
         refuse_overlaps(course, [klass / "eve"])  # named directly, it is refused
+
+
+def test_a_folder_named_like_a_graded_file_is_not_regular_and_leaks_no_descriptor(tmp_path):
+    """It once raised IsADirectoryError out of os.fdopen (a traceback, and `failed` for a folder named layers.py)."""
+    import os
+
+    from normgrade.files import Problem, read_below
+
+    (tmp_path / "normlab" / "layers.py").mkdir(parents=True)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        assert read_below(tmp_path, tmp_path / "normlab" / "layers.py", 1 << 20) == (None, Problem.NOT_REGULAR)
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -39,11 +39,11 @@ def _evidence():
 
 @pytest.fixture(scope="module")
 def evidence():
-    boilerplate, provided = similarity.stub_boilerplate(), similarity.provided_names()
+    boilerplate = similarity.stub_boilerplate()
     texts = _evidence()
-    docs = {name: similarity.document(name, "reference", text, boilerplate, provided) for name, text in texts.items()}
+    docs = {name: similarity.document(name, "reference", text, boilerplate) for name, text in texts.items()}
     copies = {(name, disguise, seed): similarity.document(f"{name} ({disguise})", "submission", make(text, seed=seed),
-                                                          boilerplate, provided)
+                                                          boilerplate)
               for name, text in texts.items() for disguise, make in DISGUISES.items() for seed in SEEDS}
     return texts, docs, copies
 
@@ -67,10 +67,57 @@ def test_a_file_and_itself_are_one_and_the_stub_is_nothing(evidence):
     _, docs, _ = evidence
     assert similarity.compare(docs["b1.py"], docs["b1.py"]).similarity == pytest.approx(1.0)
     stub = (STUDENT_PACKAGE / "layers.py").read_text()
-    assert similarity.document("stub", "submission", stub, similarity.stub_boilerplate(),
-                               similarity.provided_names()).problem == ""  # it parses; its code is all boilerplate
-    stub_doc = similarity.document("stub", "submission", stub, similarity.stub_boilerplate(), similarity.provided_names())
-    assert similarity.compare(stub_doc, docs["reference.py"]).similarity == 0.0
+    assert similarity.document("stub", "submission", stub, similarity.stub_boilerplate()).problem == \
+        "not compared: nothing of its own beyond the stub"
+
+
+def _in_stub(text, functions):
+    """A student's layers.py: the stub with `functions` of `text` written in (the others left as the stub's)."""
+    import ast
+
+    stub = (STUDENT_PACKAGE / "layers.py").read_text()
+    tree = ast.parse(text)
+    kept = [ast.get_source_segment(text, n) for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in functions]
+    return stub + "\n\n" + "\n\n".join(kept) + "\n"
+
+
+def test_students_who_wrote_a_few_short_functions_alike_are_not_flagged():
+    """
+    A student who wrote only some functions shares a large part of them with
+    anyone who wrote the textbook: a share is of at least MIN_CODE, so two
+    independent partial submissions, or one against a full one, stay below.
+    """
+    boilerplate = similarity.stub_boilerplate()
+    texts = _evidence()
+    partial = {}
+    for functions in (("spatial_batchnorm_forward", "spatial_batchnorm_backward"),
+                      ("batchnorm_forward", "layernorm_forward", "spatial_batchnorm_forward", "spatial_groupnorm_forward")):
+        for name, text in texts.items():
+            partial[name, functions] = similarity.document(name, "submission", _in_stub(text, functions), boilerplate)
+    full = {name: similarity.document(name, "reference", text, boilerplate) for name, text in texts.items()}
+    scores = [similarity.compare(a, b).similarity for a, b in itertools.combinations(partial.values(), 2)
+              if a.name != b.name]
+    scores += [similarity.compare(a, full[name]).similarity for (owner, _), a in partial.items() for name in full
+               if name != owner]
+    print(f"\npartial submissions: {len(scores)} independent pairs, highest {max(scores):.2f}")
+    assert max(scores) < similarity.THRESHOLD
+
+
+def test_code_hidden_in_a_class_a_branch_or_an_exec_string_is_compared():
+    boilerplate = similarity.stub_boilerplate()
+    text = _evidence()["b1.py"]
+    original = similarity.document("b1", "submission", text, boilerplate)
+    body = "\n".join("    " + line for line in text.splitlines())
+    hidden = {
+        "class": f"class Hidden:\n{body}\n",
+        "branch": f"if True:\n{body}\n",
+        "exec": f"exec({text!r})\n",
+    }
+    for how, copy in hidden.items():
+        doc = similarity.document(how, "submission", copy, boilerplate)
+        assert similarity.compare(original, doc).similarity >= 0.9, how
+    built = similarity.document("built", "submission", "code = 'x = ' + '1'\nexec(code)\n", boilerplate)
+    assert "runs code built at run time (exec on line 2)" in " ".join(built.notes)
 
 
 @pytest.mark.parametrize("disguise", DISGUISES)
@@ -146,7 +193,7 @@ def test_the_command_ranks_copies_escapes_everything_and_the_report_summarizes_i
     assert cli.main(["similarity", "--course", str(course), "--against", str(web), "--out", str(out)]) == 0
     data = json.loads(out.with_suffix(".json").read_text())
     flagged = {(p["a"], p["b"]) for p in data["pairs"] if p["flagged"]}
-    assert flagged == {("ann", "bob"), ("cat", "dan"), ("fay", "web/solution.py")}
+    assert flagged == {("ann", "bob"), ("cat", "dan"), ("fay", f"{web.as_posix()}/solution.py")}
     assert data["pairs"][0]["similarity"] >= data["pairs"][-1]["similarity"]
     assert {d["name"]: d["problem"] for d in data["documents"] if d["problem"]} == {
         "eve": "not compared: it is not valid Python (SyntaxError)"}
@@ -183,4 +230,28 @@ def test_bad_input_is_refused_with_a_reason(tmp_path, capsys):
     assert cli.main(["similarity", "--course", str(tmp_path), "--threshold", "2"]) == 2
     assert "the threshold must be above 0 and at most 1, not 2" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="--against .*: no such folder"):
-        similarity.folder_documents(tmp_path / "missing", similarity.stub_boilerplate(), set())
+        similarity.folder_documents(tmp_path / "missing", similarity.stub_boilerplate())
+    (tmp_path / "one.py").write_text("x = 1\n")
+    with pytest.raises(ValueError, match="not a folder"):
+        similarity.folder_documents(tmp_path / "one.py", similarity.stub_boilerplate())
+    with pytest.raises(ValueError, match="ending in .html"):
+        similarity.write(tmp_path, tmp_path / "page.json")
+
+
+def test_an_against_folder_of_odd_files_is_listed_never_crashes(tmp_path):
+    import os
+
+    folder = tmp_path / "web"
+    (folder / "dir.py").mkdir(parents=True)  # a folder named like a file
+    (folder / "deep.py").write_text("x = " + "-" * 5000 + "1\n")  # too deep for the parser
+    (folder / os.fsdecode(b"bad\xffname.py")).write_text("def f(x):\n    return x\n")
+    (folder / "rlo\u202egnp.py").write_text("def f(x):\n    return x * 2\n")
+    (folder / "link.py").symlink_to("/etc/passwd")
+    (folder / "ok.py").write_text(_evidence()["b1.py"])
+    found = {d.name: d.problem for d in similarity.folder_documents(folder, similarity.stub_boilerplate())}
+    assert f"{folder.as_posix()}/dir.py" not in found  # a folder, walked into (empty), not a file
+    assert found[f"{folder.as_posix()}/link.py"] == "not compared: not a regular file (a link, a folder or a pipe)"
+    assert found[f"{folder.as_posix()}/deep.py"].startswith("not compared: it is not valid Python")
+    assert found[f"{folder.as_posix()}/ok.py"] == ""
+    assert f"{folder.as_posix()}/bad\\udcffname.py" in found  # the name as an escape, never a crash
+    assert f"{folder.as_posix()}/rlo\\u202egnp.py" in found  # no bidi control reaches the page

@@ -85,10 +85,11 @@ def read_file(folder_fd, parts, limit):
     finally:
         if fd is not None:
             os.close(fd)
+    info = os.fstat(file_fd)
+    if not stat.S_ISREG(info.st_mode):  # a folder opens read-only too (and os.fdopen would refuse it)
+        os.close(file_fd)
+        return None, Problem.NOT_REGULAR
     with os.fdopen(file_fd, "rb", buffering=0) as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return None, Problem.NOT_REGULAR
         if info.st_size > limit:
             return None, Problem.TOO_LARGE
         data = f.read(limit + 1)  # the file may grow after fstat: what is read is what counts

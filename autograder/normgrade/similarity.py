@@ -3,23 +3,28 @@ normgrade similarity: which submissions' code looks copied, from a classmate, an
 
     normgrade similarity --course DIR [--against FOLDER...] [--out similarity.html] [--threshold S]
 
-Compares the code each student wrote in normlab/layers.py (the graded
-functions, their docstrings left out, and any function of their own; the
-provided code never counts, and the stub's lines inside the graded functions
-are boilerplate) with every classmate's, and with every .py file under the
---against folders (earlier terms' submissions, public solutions), using
-copydetect's winnowing fingerprints, the algorithm MOSS uses: comments,
-whitespace and names do not count (a name is a name), reordered functions
-match as they are. Everything runs here; no code is sent anywhere.
+Compares the code each student wrote in normlab/layers.py with every
+classmate's and with every .py file under the --against folders (earlier
+terms' submissions, public solutions), using copydetect's winnowing
+fingerprints, the algorithm MOSS uses. A file counts whole, docstrings aside,
+so code hidden in a class, a branch or an exec'd literal string is compared
+too; the stub's own lines (the provided layers, the input checks) are
+boilerplate and never count. Comments, whitespace and names do not count (a
+name is a name), and reordered functions match as they are. Everything runs
+here; no code is sent anywhere.
 
 A pair's similarity is the larger of the two shares of code found in the
-other (so padding a copy with dead code does not hide it); a pair is flagged
-at THRESHOLD (default 0.5, chosen on tests/test_similarity.py's evidence:
-disguised copies and independent implementations). The page ranks the pairs,
-shows both sides with the matching code highlighted and a score per graded
-function; a JSON file of the same data is written beside it, and
-normgrade report summarizes it. Similarity is a reason to look, never proof:
-correct normalization code is short and converges.
+other (so padding a copy with dead code does not hide it), each share taken
+of at least MIN_CODE (so a student who wrote two short textbook functions is
+not "96 % found" in everybody). A pair is flagged at THRESHOLD (default 0.5,
+chosen on tests/test_similarity.py's evidence: disguised copies and
+independent implementations). The page ranks the pairs, shows both sides with
+the matching code highlighted and a score per graded function; a JSON file of
+the same data is written beside it, and normgrade report summarizes it.
+Similarity is a reason to look, never proof: correct normalization code is
+short and converges, and edits that keep the code's meaning but change its
+tokens (operands swapped, x.mean() for np.mean(x), assignments merged) can
+bring a copy below the threshold, as with MOSS.
 """
 import argparse
 import ast
@@ -27,6 +32,7 @@ import html
 import io
 import itertools
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,33 +60,60 @@ class Document:
     code: str = ""  # the student-written code (graded functions without docstrings, and the student's own)
     spans: tuple = ()  # ((function, start, end), ...): where each function lies in `code`
     problem: str = ""  # why it could not be compared ("" when it could)
+    notes: tuple = ()  # what in it cannot be compared (code run from a string built at run time)
     fingerprint: object = field(default=None, repr=False)
 
 
-def written_code(text, provided):
+EXEC_CALLS = ("exec", "eval", "compile")
+# Bidirectional-text controls: shown as escapes, so a name cannot display as another.
+BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"))
+
+
+def shown(text):
+    """`text` as the page and the terminal show it: bidi controls and undecodable bytes as escapes."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(f"\\u{ord(c):04x}" if ord(c) in BIDI else c for c in text)
+
+
+def written_code(text):
     """
-    (code, spans) of the functions a student wrote in a layers.py: the graded
-    ones (docstrings left out) and any top-level function not in `provided`
-    (the names the stub defines), in the file's order. Raises SyntaxError.
+    (code, spans, notes) of a layers.py: all of its code but docstrings (the
+    stub's own lines, provided functions included, are removed later as
+    boilerplate, so what is left is what the student wrote, wherever it is:
+    in a function, a class, a branch or at the top level), the code of
+    literal strings it runs with exec / eval / compile appended; spans, the
+    lines of each graded function ((function, start, end) in `code`); notes,
+    what cannot be compared (code built at run time). Raises SyntaxError
+    (also for what is too deep to parse).
     """
-    tree = ast.parse(text)
-    parts, spans, start = [], [], 0
-    for node in tree.body:
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        if node.name in provided and node.name not in FUNCTIONS:
-            continue
-        source = ast.get_source_segment(text, node) or ""
-        docstring = ast.get_docstring(node, clean=False)
-        if docstring is not None:
-            first = node.body[0]
-            lines = source.splitlines(keepends=True)
-            offset = first.lineno - node.lineno
-            source = "".join(lines[:offset] + lines[first.end_lineno - node.lineno + 1:])
-        parts.append(source + "\n\n")
-        spans.append((node.name, start, start + len(source)))
-        start += len(source) + 2
-    return "".join(parts), tuple(spans)
+    try:
+        tree = ast.parse(text)
+    except (RecursionError, MemoryError) as err:
+        raise SyntaxError(f"too deeply nested to parse ({err.__class__.__name__})") from None
+    lines = text.splitlines(keepends=True)
+    dropped, notes, extra = set(), [], []
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body and \
+                isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and \
+                isinstance(body[0].value.value, str):
+            dropped.update(range(body[0].lineno - 1, body[0].end_lineno))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in EXEC_CALLS:
+            argument = node.args[0] if node.args else None
+            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                extra.append(argument.value)
+            else:
+                notes.append(f"runs code built at run time ({node.func.id} on line {node.lineno}): that code is "
+                             "not compared")
+    kept = [line if index not in dropped else "\n" for index, line in enumerate(lines)]
+    code = "".join(kept) + "".join("\n\n" + piece for piece in extra)
+    starts = [0]
+    for line in kept:
+        starts.append(starts[-1] + len(line))
+    spans = tuple((node.name, starts[node.lineno - 1], starts[node.end_lineno])
+                  for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.name in FUNCTIONS)
+    return code, spans, tuple(notes)
 
 
 def _fingerprint(name, code, boilerplate=None):
@@ -93,33 +126,36 @@ def _fingerprint(name, code, boilerplate=None):
 
 
 def stub_boilerplate(stub_text=None):
-    """The fingerprints of the stub's graded functions: the provided lines in them never count as shared."""
+    """The fingerprints of the whole stub (docstrings aside): its lines never count as shared."""
     stub_text = stub_text if stub_text is not None else (STUDENT_PACKAGE / "layers.py").read_text()
-    code, _ = written_code(stub_text, set())
+    code, _, _ = written_code(stub_text)
     return np.array(sorted(_fingerprint("stub", code).hashes), dtype=np.int64)
 
 
-def provided_names(stub_text=None):
-    stub_text = stub_text if stub_text is not None else (STUDENT_PACKAGE / "layers.py").read_text()
-    return {node.name for node in ast.parse(stub_text).body if isinstance(node, ast.FunctionDef)}
-
-
-def document(name, kind, text, boilerplate, provided):
+def document(name, kind, text, boilerplate):
     """A Document of one layers.py text (a problem instead of code where it does not parse)."""
     try:
-        code, spans = written_code(text, provided)
+        code, spans, notes = written_code(text)
     except (SyntaxError, ValueError) as err:
         return Document(name, kind, problem=f"not compared: it is not valid Python ({err.__class__.__name__})")
-    if not code.strip():
-        return Document(name, kind, problem="not compared: no function of its own")
-    return Document(name, kind, code, spans, fingerprint=_fingerprint(name, code, boilerplate))
+    fingerprint = _fingerprint(name, code, boilerplate)
+    if not fingerprint.hashes:
+        return Document(name, kind, problem="not compared: nothing of its own beyond the stub", notes=notes)
+    return Document(name, kind, code, spans, notes=notes, fingerprint=fingerprint)
+
+
+# A share is taken of at least this much code (copydetect's token coverage, in characters of normalized code;
+# the most compact full implementation of the evidence has 1,414): a student who wrote two short functions,
+# in the few lines everybody writes, is not "96 % found" in every classmate (tests/test_similarity.py: 528
+# independent pairs of partial submissions, highest 0.42).
+MIN_CODE = 1200
 
 
 @dataclass(frozen=True)
 class Pair:
     a: Document
     b: Document
-    shares: tuple  # (share of a's code found in b, share of b's found in a)
+    shares: tuple  # (a's code found in b, b's found in a), each of at least MIN_CODE
     slices: tuple  # (a's matching character ranges, b's), each a 2 x n array
     functions: dict  # function -> (share of its code matching in a, in b); graded functions only
 
@@ -137,12 +173,25 @@ def _coverage(slices, spans):
     return covered
 
 
+def _found(mine, theirs):
+    """The share of `mine`'s code (of at least MIN_CODE) covered by fingerprints `theirs` has too."""
+    shared = mine.hashes & theirs.hashes
+    if not shared:
+        return 0.0
+    starts = np.concatenate([np.asarray(mine.hash_idx[h]) for h in shared])
+    covered = np.zeros(len(mine.filtered_code) + mine.k, dtype=bool)
+    for offset in range(mine.k):
+        covered[starts + offset] = True
+    return float(covered.sum()) / max(mine.token_coverage, MIN_CODE)
+
+
 def compare(a, b):
     """The Pair of two compared Documents."""
     from copydetect import compare_files
 
-    _, shares, slices = compare_files(a.fingerprint, b.fingerprint)
+    _, _, slices = compare_files(a.fingerprint, b.fingerprint)
     slices = tuple(np.asarray(s, dtype=int).reshape(2, -1) for s in slices)
+    shares = [_found(a.fingerprint, b.fingerprint), _found(b.fingerprint, a.fingerprint)]
     cover_a, cover_b = _coverage(slices[0], a.spans), _coverage(slices[1], b.spans)
     functions = {f: (cover_a.get(f, 0.0), cover_b.get(f, 0.0)) for f in FUNCTIONS if f in cover_a or f in cover_b}
     return Pair(a, b, (float(shares[0]), float(shares[1])), slices, functions)
@@ -160,7 +209,7 @@ def compare_all(submissions, references):
 # ---- the course's submissions and the folders to compare with -------------------------------
 
 
-def course_documents(course, boilerplate, provided, url=None):
+def course_documents(course, boilerplate, url=None):
     """The Documents of the graded submissions: each student's staged normlab/layers.py (the code graded)."""
     rows, _ = ledger.current_rows(gradebook_url(course, url))
     staged = paths(course)["staged"]
@@ -168,29 +217,47 @@ def course_documents(course, boilerplate, provided, url=None):
     for row in sorted(rows, key=lambda r: r["student"]):
         if row["status"] != "graded":
             continue
-        data, problem = files.read_below(staged, staged / row["student"] / ASSIGNMENT_ID / "normlab" / "layers.py",
-                                         MAX_BYTES)
-        if problem:
-            found.append(Document(row["student"], "submission", problem=f"not compared: layers.py {problem.value}"))
-            continue
-        found.append(document(row["student"], "submission", data.decode("utf-8", "replace"), boilerplate, provided))
+        found.append(_read(row["student"], "submission", staged,
+                           staged / row["student"] / ASSIGNMENT_ID / "normlab" / "layers.py", boilerplate))
     return found
 
 
-def folder_documents(folder, boilerplate, provided):
-    """The Documents of every .py file under `folder` (no link followed), named by their path inside it."""
+def _read(name, kind, root, path, boilerplate):
+    """The Document of the file `path` inside `root`, read once by descriptor, no link followed."""
+    try:
+        data, problem = files.read_below(root, path, MAX_BYTES)
+    except OSError as err:  # unreadable, a link on the way
+        return Document(name, kind, problem=f"not compared: {err.strerror or err}")
+    if problem:
+        return Document(name, kind, problem=f"not compared: layers.py {problem.value}" if kind == "submission"
+                        else f"not compared: {problem.value}")
+    return document(name, kind, data.decode("utf-8", "replace"), boilerplate)
+
+
+def folder_documents(folder, boilerplate):
+    """
+    The Documents of every .py file under `folder`, named by the folder as
+    given and their path inside it; no link followed; a file or folder that
+    cannot be read is listed with the reason.
+    """
     folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"--against {shown(str(folder))}: no such folder")
     if not folder.is_dir():
-        raise FileNotFoundError(f"--against {folder}: no such folder")
+        raise ValueError(f"--against {shown(str(folder))}: not a folder (give the folder that holds the .py files)")
     found = []
-    for path in sorted(folder.rglob("*.py")):
-        relative = path.relative_to(folder)
-        name = f"{folder.name}/{relative.as_posix()}"
-        data, problem = files.read_below(folder, path, MAX_BYTES)
-        if problem:
-            found.append(Document(name, "reference", problem=f"not compared: {problem.value}"))
-        else:
-            found.append(document(name, "reference", data.decode("utf-8", "replace"), boilerplate, provided))
+
+    def unreadable(err):
+        name = shown(str(Path(err.filename).relative_to(folder.parent) if err.filename else folder))
+        found.append(Document(name, "reference", problem=f"not compared: {err.strerror or err}"))
+
+    for top, folders, names in os.walk(folder, onerror=unreadable):
+        folders.sort()
+        for file_name in sorted(names):
+            if file_name.endswith(".py"):
+                path = Path(top) / file_name
+                name = shown(f"{folder.as_posix()}/{path.relative_to(folder).as_posix()}")
+                found.append(_read(name, "reference", folder, path, boilerplate))
     return found
 
 
@@ -200,9 +267,9 @@ def similarity(course, against=(), url=None, threshold=THRESHOLD):
         raise ValueError(f"the threshold must be above 0 and at most 1, not {threshold:g}")
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
-    boilerplate, provided = stub_boilerplate(), provided_names()
-    submissions = course_documents(course, boilerplate, provided, url)
-    references = [d for folder in against for d in folder_documents(folder, boilerplate, provided)]
+    boilerplate = stub_boilerplate()
+    references = [d for folder in against for d in folder_documents(folder, boilerplate)]
+    submissions = course_documents(course, boilerplate, url)
     return {"threshold": threshold, "documents": submissions + references,
             "pairs": compare_all(submissions, references)}
 
@@ -211,7 +278,8 @@ def as_json(result):
     """The JSON form: documents (name, kind, problem) and pairs (names, scores, flagged), most similar first."""
     return {
         "threshold": result["threshold"],
-        "documents": [{"name": d.name, "kind": d.kind, "problem": d.problem} for d in result["documents"]],
+        "documents": [{"name": d.name, "kind": d.kind, "problem": d.problem, "notes": list(d.notes)}
+                      for d in result["documents"]],
         "pairs": [{"a": p.a.name, "b": p.b.name, "b_kind": p.b.kind, "similarity": round(p.similarity, 4),
                    "shares": [round(s, 4) for s in p.shares], "flagged": p.similarity >= result["threshold"],
                    "functions": {f: [round(x, 4) for x in v] for f, v in p.functions.items()}}
@@ -253,18 +321,18 @@ def render_html(result):
              f"<p id='summary'>{len(flagged)} of {len(pairs)} pairs at or above the threshold {threshold:g} "
              f"(the larger share of either side's code found in the other; comments, whitespace and names do not "
              f"count, nor the stub's own lines).</p>"]
-    skipped = [d for d in result["documents"] if d.problem]
+    skipped = [d for d in result["documents"] if d.problem or d.notes]
     if skipped:
-        parts.append("<h2>Not compared</h2><ul id='skipped'>" + "".join(
-            f"<li>{e(d.name)}: {e(d.problem)}</li>" for d in skipped) + "</ul>")
+        parts.append("<h2>Not compared, or not all of it</h2><ul id='skipped'>" + "".join(
+            f"<li>{e(d.name)}: {e('; '.join(filter(None, (d.problem, *d.notes))))}</li>" for d in skipped) + "</ul>")
     parts.append("<h2>Pairs</h2><table id='pairs'><thead><tr><th>#</th><th>first</th><th>second</th>"
                  "<th>similarity</th><th>shares</th></tr></thead><tbody>")
     for index, p in enumerate(pairs[:500], 1):
         css = " class='flagged'" if p.similarity >= threshold else ""
         link = f"<a href='#pair-{index}'>{index}</a>" if index <= SHOWN else str(index)
         parts.append(f"<tr{css}><td>{link}</td><td>{e(p.a.name)}</td><td>{e(p.b.name)} ({e(p.b.kind)})</td>"
-                     f"<td class='number'>{p.similarity:.2f}</td>"
-                     f"<td class='number'>{p.shares[0]:.2f} / {p.shares[1]:.2f}</td></tr>")
+                     f"<td class='number'>{p.similarity:.3f}</td>"
+                     f"<td class='number'>{p.shares[0]:.3f} / {p.shares[1]:.3f}</td></tr>")
     parts.append("</tbody></table>")
     for index, p in enumerate(pairs[:SHOWN], 1):
         if p.similarity < min(threshold, 0.2):
@@ -272,7 +340,7 @@ def render_html(result):
         rows = "".join(f"<tr><td>{e(f)}</td><td class='number'>{a:.2f}</td><td class='number'>{b:.2f}</td></tr>"
                        for f, (a, b) in p.functions.items())
         parts.append(
-            f"<h2 id='pair-{index}'>{index}. {e(p.a.name)} and {e(p.b.name)}: {p.similarity:.2f}</h2>"
+            f"<h2 id='pair-{index}'>{index}. {e(p.a.name)} and {e(p.b.name)}: {p.similarity:.3f}</h2>"
             f"<table class='functions'><thead><tr><th>function</th><th>{e(p.a.name)}</th><th>{e(p.b.name)}</th></tr>"
             f"</thead><tbody>{rows}</tbody></table><div class='sides'>"
             f"<div class='side'><h3>{e(p.a.name)}</h3><pre>{_highlighted(p.a, p.slices[0])}</pre></div>"
@@ -283,9 +351,11 @@ def render_html(result):
 
 def write(course, out, against=(), url=None, threshold=THRESHOLD):
     """Write the page to `out`, its JSON beside it (out.json) and the course's summary; return the JSON data."""
+    out = Path(out)
+    if out.suffix.lower() != ".html" or out.is_dir():
+        raise ValueError(f"--out {out}: give the page's file name, ending in .html (its JSON goes beside it)")
     result = similarity(course, against, url, threshold)
     data = as_json(result)
-    out = Path(out)
     out.write_text(render_html(result), encoding="utf-8")
     out.with_suffix(".json").write_text(json.dumps(data, indent=1), encoding="utf-8")
     summary = {"page": str(out.resolve()), "threshold": threshold, "pairs": len(data["pairs"]),
@@ -315,5 +385,5 @@ def run(args):
     print(f"{args.out}: {len(flagged)} of {len(data['pairs'])} pairs at or above {args.threshold:g} "
           f"(a reason to look, never proof); JSON in {args.out.with_suffix('.json')}")
     for p in flagged[:20]:
-        print(f"  {p['similarity']:.2f}  {p['a']}  {p['b']}")
+        print(f"  {p['similarity']:.3f}  {p['a']}  {p['b']}")
     return 0
