@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from corpus import CORRECT, UNIMPLEMENTED, UNMODELLED, WRONG, layers_source
-from judge import DEPENDENT, FACTS, judge
+from judge import all_keys, judge, stated_keys
 from normgrade import checks, diagnosis, expected
 from normgrade.scorer import collect
 from test_grading import FAST
@@ -111,7 +111,7 @@ def _grade(tmp_path, entry, data, sandbox):
 
 
 def _stated(results):
-    return {key for r in results if r.mistake for key in r.mistake.split("; ")}
+    return set(all_keys(results))
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +188,7 @@ def corpus_tally(corpus_results):
             function, how = entry.name.split(" ", 1)
             expected = {function: set()}
         for function, results in scores.items():
-            stated = _stated(results)
-            diagnoses = {k for k in stated if not k.startswith(FACTS) and k not in DEPENDENT}
+            stated, diagnoses = _stated(results), stated_keys(results)
             allowed = expected.get(function, set()) | (UNIMPLEMENTED_KEYS if entry in UNIMPLEMENTED else set())
             extra = diagnoses - allowed
             if extra:

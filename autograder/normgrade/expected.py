@@ -231,6 +231,12 @@ class ExpectedValues:
         return int(self._data["seed"])
 
 
+def file_seed(path):
+    """The seed of an expected-values file, read alone (not the megabytes of values ExpectedValues loads)."""
+    with np.load(path, allow_pickle=False) as npz:
+        return int(npz["seed"])
+
+
 def write(path, data):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ def _own_gradebook(course):
 def course_seed(course):
     """The seed of a course's hidden inputs (None where it has no expected values yet)."""
     path = paths(course)["expected"]
-    return expected.ExpectedValues(path).seed if path.is_file() else None
+    return expected.file_seed(path) if path.is_file() else None
 
 
 def _build(built, course, notebook_paths, due, seed):

@@ -27,7 +27,7 @@ from pathlib import Path
 from . import ledger
 from .autograde import DEFAULT_COURSE, late_text
 from .checks import NOT_OWN_MISTAKES
-from .course import gradebook_url, is_course, paths
+from .course import gradebook_url, is_course
 from .status import summarize
 
 
@@ -77,11 +77,10 @@ def class_report(course, url=None):
 
 def _similarity_summary(course):
     """What the last `normgrade similarity` found (its page, threshold and flagged pairs), or None."""
-    from .similarity import SUMMARY_NAME
+    from .similarity import summary_path
 
-    path = paths(course)["staged"].parent / SUMMARY_NAME
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(summary_path(course).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 

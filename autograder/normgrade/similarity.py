@@ -48,7 +48,6 @@ THRESHOLD = 0.5  # chosen on the evidence of tests/test_similarity.py (README: "
 NOISE = 25  # copydetect's k: matches shorter than 25 characters of normalized code are noise
 GUARANTEE = 25  # a match this long is always found (window = GUARANTEE - NOISE + 1)
 MAX_BYTES = 1 << 20  # as normgrade grade's limit on layers.py
-SUMMARY_NAME = "similarity.json"  # in the course's staff folder: what normgrade report summarizes
 
 
 @dataclass
@@ -57,7 +56,7 @@ class Document:
 
     name: str
     kind: str
-    code: str = ""  # the student-written code (graded functions without docstrings, and the student's own)
+    code: str = ""  # the file's code without docstrings (what the stub has too is left to the boilerplate)
     spans: tuple = ()  # ((function, start, end), ...): where each function lies in `code`
     problem: str = ""  # why it could not be compared ("" when it could)
     notes: tuple = ()  # what in it cannot be compared (code run from a string built at run time)
@@ -173,25 +172,15 @@ def _coverage(slices, spans):
     return covered
 
 
-def _found(mine, theirs):
-    """The share of `mine`'s code (of at least MIN_CODE) covered by fingerprints `theirs` has too."""
-    shared = mine.hashes & theirs.hashes
-    if not shared:
-        return 0.0
-    starts = np.concatenate([np.asarray(mine.hash_idx[h]) for h in shared])
-    covered = np.zeros(len(mine.filtered_code) + mine.k, dtype=bool)
-    for offset in range(mine.k):
-        covered[starts + offset] = True
-    return float(covered.sum()) / max(mine.token_coverage, MIN_CODE)
-
-
 def compare(a, b):
     """The Pair of two compared Documents."""
     from copydetect import compare_files
 
-    _, _, slices = compare_files(a.fingerprint, b.fingerprint)
+    _, found, slices = compare_files(a.fingerprint, b.fingerprint)
     slices = tuple(np.asarray(s, dtype=int).reshape(2, -1) for s in slices)
-    shares = [_found(a.fingerprint, b.fingerprint), _found(b.fingerprint, a.fingerprint)]
+    # copydetect's share is of each side's own code; here of at least MIN_CODE.
+    shares = [share * d.fingerprint.token_coverage / max(d.fingerprint.token_coverage, MIN_CODE)
+              for share, d in zip(found, (a, b))]
     cover_a, cover_b = _coverage(slices[0], a.spans), _coverage(slices[1], b.spans)
     functions = {f: (cover_a.get(f, 0.0), cover_b.get(f, 0.0)) for f in FUNCTIONS if f in cover_a or f in cover_b}
     return Pair(a, b, (float(shares[0]), float(shares[1])), slices, functions)
@@ -247,17 +236,17 @@ def folder_documents(folder, boilerplate):
         raise ValueError(f"--against {shown(str(folder))}: not a folder (give the folder that holds the .py files)")
     found = []
 
+    def named(path):  # the folder as given, then the path inside it
+        return shown(f"{folder.as_posix()}/{Path(path).relative_to(folder).as_posix()}")
+
     def unreadable(err):
-        name = shown(str(Path(err.filename).relative_to(folder.parent) if err.filename else folder))
+        name = named(err.filename) if err.filename else shown(folder.as_posix())
         found.append(Document(name, "reference", problem=f"not compared: {err.strerror or err}"))
 
     for top, folders, names in os.walk(folder, onerror=unreadable):
         folders.sort()
-        for file_name in sorted(names):
-            if file_name.endswith(".py"):
-                path = Path(top) / file_name
-                name = shown(f"{folder.as_posix()}/{path.relative_to(folder).as_posix()}")
-                found.append(_read(name, "reference", folder, path, boilerplate))
+        for path in (Path(top) / n for n in sorted(names) if n.endswith(".py")):
+            found.append(_read(named(path), "reference", folder, path, boilerplate))
     return found
 
 
@@ -349,6 +338,11 @@ def render_html(result):
     return "\n".join(parts)
 
 
+def summary_path(course):
+    """Where the last run's summary is kept, for normgrade report: the course's staff folder."""
+    return paths(course)["staged"].parent / "similarity.json"
+
+
 def write(course, out, against=(), url=None, threshold=THRESHOLD):
     """Write the page to `out`, its JSON beside it (out.json) and the course's summary; return the JSON data."""
     out = Path(out)
@@ -360,7 +354,7 @@ def write(course, out, against=(), url=None, threshold=THRESHOLD):
     out.with_suffix(".json").write_text(json.dumps(data, indent=1), encoding="utf-8")
     summary = {"page": str(out.resolve()), "threshold": threshold, "pairs": len(data["pairs"]),
                "flagged": [{k: p[k] for k in ("a", "b", "similarity")} for p in data["pairs"] if p["flagged"]]}
-    (paths(course)["staged"].parent / SUMMARY_NAME).write_text(json.dumps(summary), encoding="utf-8")
+    summary_path(course).write_text(json.dumps(summary), encoding="utf-8")
     return data
 
 
