@@ -85,3 +85,22 @@ def test_cupy_and_numpy_are_not_mixed_silently(ref):
     _cupy_or_skip()
     with pytest.raises(ValueError, match="one array library"):
         ref.batchnorm_forward(to_backend(np.ones((2, 3)), "cupy"), np.ones(3), np.zeros(3), {"mode": "train"})
+
+
+def test_numpy_arrays_get_numpy_itself_without_the_compat_wrapper():
+    """NumPy 2.1+ is its own array-API namespace; array_api_compat's wrapper imports every NumPy submodule."""
+    import subprocess
+    import sys
+
+    from normlab.backend import NUMPY_SPEAKS_ARRAY_API
+
+    if not NUMPY_SPEAKS_ARRAY_API:
+        pytest.skip(f"NumPy {np.__version__} predates the array API in its own namespace: the wrapper is used")
+    assert namespace_of(np.ones(2), None, np.zeros(3)) is np
+    assert namespace_of(np.ma.ones(2)) is not np  # a subclass keeps array_api_compat's rules
+    code = ("import sys, numpy as np; from normgrade.reference import load_layers; L = load_layers(); "
+            "x = np.ones((4, 3)); out, cache = L.layernorm_forward(x, np.ones(3), np.zeros(3), {}); "
+            "L.layernorm_backward(x, cache); print(sorted(m for m in ('array_api_compat.numpy', 'numpy.f2py') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -685,3 +685,40 @@ def test_a_path_where_grading_writes_is_refused_and_nothing_changes(course, klas
     assert done.returncode == 2 and "is the course folder" in done.stderr and "Traceback" not in done.stderr
     assert set(_gradebook(db_url(copy))[0]) == students_before, "no folder of the course became a student"
     (tmp_path / "sneaky").unlink()
+
+
+def _rows(url):
+    """Every row nbgrader wrote, table by table, without its generated ids and times (they differ run to run)."""
+    from sqlalchemy import DateTime, MetaData
+
+    metadata = MetaData()
+    engine = ledger.engine(url)
+    metadata.reflect(engine)
+    kept = {}
+    with engine.connect() as db:
+        for table in metadata.sorted_tables:
+            if table.name in ("alembic_version", ledger.GRADING.name):
+                continue
+            columns = [c for c in table.columns if c.name != "id" and not c.name.endswith("_id")
+                       and not isinstance(c.type, DateTime)]
+            rows = db.execute(table.select()).mappings().all()
+            kept[table.name] = sorted(tuple(repr(row[c.name]) for c in columns) for row in rows)
+    return kept
+
+
+def test_shared_engines_write_the_gradebook_nbgrader_writes_with_its_own(course, klass, tmp_path, monkeypatch):
+    """normgrade.gradebooks: one engine per process changes nothing nbgrader writes, row for row."""
+    import contextlib
+
+    from normgrade import gradebooks
+
+    students = sorted(klass.iterdir())[:3]  # a reference, a stub and a mistake
+    shared = _fresh_course(course, tmp_path / "shared")
+    shared_document = grade(students, shared, workers=1)
+    monkeypatch.setattr(gradebooks, "shared_engines", contextlib.nullcontext)
+    own = _fresh_course(course, tmp_path / "own")
+    own_document = grade(students, own, workers=1)
+    assert _scores(shared_document) == _scores(own_document)
+    assert {s["status"] for s in own_document["submissions"]} == {"graded"}
+    shared_rows, own_rows = _rows(db_url(shared)), _rows(db_url(own))
+    assert len(own_rows["grade"]) > 20 and own_rows == shared_rows

@@ -58,7 +58,7 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import files, intake, late, ledger, parallel
+from . import files, gradebooks, intake, late, ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, PLAIN_ID, STAFF_FOLDER, db_url, is_course, load_config, paths
 from .preprocessors import SandboxedExecute, prepare_markup, take_reports
 from .sandbox import Sandbox, kill_orphans
@@ -405,6 +405,11 @@ def grade_submission(task):
     or failed (with "error").
     """
     start = time.perf_counter()
+    with gradebooks.shared_engines():
+        return _grade_reporting_errors(task, start)
+
+
+def _grade_reporting_errors(task, start):
     try:
         return _grade_once(task, start)
     except Exception:

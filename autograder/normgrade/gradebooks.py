@@ -1,0 +1,75 @@
+"""
+One database engine per gradebook while `normgrade grade` grades a submission.
+
+nbgrader opens a new Gradebook for each step of its autograde (about 18 for
+this assignment's two notebooks), and each one creates an SQLAlchemy engine,
+connects, lists the tables, checks every one of them (create_all), compiles
+its SQL anew (the compiled-statement cache is the engine's) and disposes of
+it all on close. On PostgreSQL each of those is a new server connection.
+
+Within shared_engines(), every Gradebook opened in this process on the same
+database URL uses one engine, created by the first (nbgrader's own __init__,
+table checks included) and disposed of when the last shared_engines() of the
+process ends. A Gradebook there gets its own session, as nbgrader's does;
+closing it ends that session and keeps the engine. Reference-counted and
+locked, so threads of one Dask worker can grade side by side. Plain
+`nbgrader autograde` never enters it. tests/test_grading.py holds the
+gradebooks written with and without it to be the same, row for row.
+"""
+import contextlib
+import os
+import threading
+
+_LOCK = threading.Lock()
+_STATE = {"depth": 0, "pid": None, "engines": {}, "original": None}
+
+
+def _shared_init(self, db_url, course_id="default_course", authenticator=None):
+    """Gradebook.__init__ on the process's engine for db_url (nbgrader's own __init__ for the first)."""
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    original_init, _ = _STATE["original"]
+    with _LOCK:
+        engine = _STATE["engines"].get(db_url)
+    if engine is None:
+        original_init(self, db_url, course_id, authenticator)  # creates the tables if need be
+        with _LOCK:
+            _STATE["engines"].setdefault(db_url, self.engine)
+        return
+    self.engine = engine
+    self.db = scoped_session(sessionmaker(autoflush=True, bind=engine, future=True))
+    self.check_course(course_id=course_id)
+    self.course_id = course_id
+    self.authenticator = authenticator
+
+
+def _shared_close(self):
+    """Gradebook.close without disposing of the shared engine."""
+    self.db.remove()
+
+
+@contextlib.contextmanager
+def shared_engines():
+    """Within it, nbgrader's Gradebooks in this process share one engine per database URL."""
+    from nbgrader.api import Gradebook
+
+    with _LOCK:
+        if _STATE["pid"] != os.getpid():  # a forked child starts afresh: no engine crosses a fork
+            _STATE.update(depth=0, pid=os.getpid(), engines={})
+        if _STATE["original"] is None:  # nbgrader's own, kept once: a fork may copy a patched class
+            _STATE["original"] = (Gradebook.__init__, Gradebook.close)
+        if _STATE["depth"] == 0:
+            Gradebook.__init__, Gradebook.close = _shared_init, _shared_close
+        _STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _STATE["depth"] -= 1
+            engines = []
+            if _STATE["depth"] == 0:
+                Gradebook.__init__, Gradebook.close = _STATE["original"]
+                engines = list(_STATE["engines"].values())
+                _STATE["engines"] = {}
+        for engine in engines:
+            engine.dispose()

@@ -1,0 +1,62 @@
+"""normgrade.gradebooks: nbgrader's Gradebooks share one engine per URL within shared_engines(), and only there."""
+import threading
+
+import pytest
+from nbgrader.api import Gradebook
+
+from normgrade.course import scripts_on_path
+from normgrade.gradebooks import shared_engines
+
+
+@pytest.fixture(autouse=True)
+def _alembic_on_path():
+    """A new gradebook asks the alembic script for its schema version."""
+    with scripts_on_path():
+        yield
+
+
+def test_gradebooks_share_one_engine_within_and_none_outside(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    original = Gradebook.__init__, Gradebook.close
+    with Gradebook(url, "course") as a, Gradebook(url, "course") as b:
+        assert a.engine is not b.engine  # nbgrader's own behaviour
+    with shared_engines():
+        with Gradebook(url, "course") as a:
+            a.add_student("ann")
+            engine = a.engine
+        with shared_engines(), Gradebook(url, "course") as b, Gradebook(other, "course") as c:  # nested: still shared
+            assert b.engine is engine and c.engine is not engine
+            assert [s.id for s in b.students] == ["ann"]  # the first one's session was committed and closed
+        with Gradebook(url, "course") as d:
+            assert d.engine is engine
+    assert (Gradebook.__init__, Gradebook.close) == original  # nbgrader's own again
+    assert engine.pool.checkedout() == 0
+    with Gradebook(url, "course") as e:
+        assert e.engine is not engine and [s.id for s in e.students] == ["ann"]
+
+
+def test_threads_of_one_process_share_safely(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    Gradebook(url, "course").close()  # the tables exist, as ledger.prepare leaves them
+    engines, errors = [], []
+
+    def grade(student):
+        try:
+            with shared_engines():
+                for _ in range(5):
+                    with Gradebook(url, "course") as gb:
+                        gb.update_or_create_student(student)
+                        engines.append(gb.engine)
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=grade, args=(f"s{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    with Gradebook(url, "course") as gb:
+        assert sorted(s.id for s in gb.students) == ["s0", "s1", "s2", "s3"]
+    assert Gradebook.__init__.__module__ == "nbgrader.api"
