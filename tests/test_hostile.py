@@ -99,6 +99,21 @@ def test_a_failing_call_costs_only_its_checks(tmp_path, data, sandbox, case):
     assert seconds < 60
 
 
+def test_a_function_that_hung_is_not_run_again_in_the_isolated_worker(tmp_path, data, sandbox):
+    """Its time limit is spent once per function: the isolated worker's call of it is not run (10 s each before)."""
+    path = tmp_path / "layers.py"
+    path.write_text(CASES["infinite loop"][0])
+    calls = [call for function in checks.FUNCTIONS for call in checks.calls_for(function)]
+    isolated = [call for call in calls if call.get("isolated") and call["id"].startswith("layernorm_backward/")]
+    assert isolated  # the large call, which runs in a worker of its own after the others
+    values = collect(path, calls, data.all_inputs, sandbox, FAST)
+    timed_out = {name for name, value in values.items() if getattr(value, "seconds", 0)}
+    assert timed_out == {"ln_out", "ln_dx", "ln_dgamma", "ln_dbeta"}  # one call of each function, 3 s each
+    for name in isolated[0]["produces"]:
+        assert values[name].message == "was not run: an earlier call of layernorm_backward stopped after 3 s " \
+                                       "(time limit)"
+
+
 IMPORT_FAILURES = {
     "syntax error": ("def batchnorm_forward(:\n", "normlab could not be imported: SyntaxError"),
     "import error": ("import not_a_module_anywhere\n", "normlab could not be imported: ModuleNotFoundError"),

@@ -10,7 +10,8 @@ scores them with normgrade.checks. It never imports or runs student code.
 The worker runs the calls in order; if it dies, hangs or floods, the call it
 was running fails with what happened and a fresh worker takes the rest, so a
 failure costs only the checks that needed that call. After a call stops on
-its time limit, the other calls of the same graded function are not run. A module that does not
+its time limit, the other calls of the same graded function are not run, in
+that worker or the next (the isolated one included). A module that does not
 import (or hangs while importing) fails every call, once.
 
 score_answers reads the inline answers from the notebook's answer cells as
@@ -137,18 +138,34 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
             values.update({name: Failure(message, seconds) for name in call["produces"]})
 
     deadline = time.monotonic() + budget
+    hung = {}  # function -> how its call stopped on the time limit: none of its later calls runs, in any worker
     folder = sandbox.private_folder(layers_path, package_dir)
     try:
         for run_calls, run_inputs in worker_runs(calls, inputs):
-            _run_calls(list(run_calls), run_inputs, folder, sandbox, limits, deadline, budget, fail, values, said)
+            _run_calls(list(run_calls), run_inputs, folder, sandbox, limits, deadline, budget, fail, values, said,
+                       hung)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return values
 
 
-def _run_calls(pending, inputs, folder, sandbox, limits, deadline, budget, fail, values, said):
-    """Run `pending` in workers started one after the other (a fresh one after each failure) until done."""
+def _function(call):
+    return call["id"].split("/")[0]
+
+
+def _run_calls(pending, inputs, folder, sandbox, limits, deadline, budget, fail, values, said, hung):
+    """
+    Run `pending` in workers started one after the other (a fresh one after
+    each failure) until done. A call of a function in `hung` (one of its
+    calls stopped on the time limit, in this worker run or an earlier one)
+    is not run: its function would most likely hang again.
+    """
     while pending:
+        for call in [c for c in pending if _function(c) in hung]:
+            pending.remove(call)
+            fail([call], f"was not run: an earlier call of {_function(call)} {hung[_function(call)]}")
+        if not pending:
+            return
         left = deadline - time.monotonic()
         if left <= 0:
             fail(pending, f"was not run: the submission used up its {budget:g} s")
@@ -174,11 +191,8 @@ def _run_calls(pending, inputs, folder, sandbox, limits, deadline, budget, fail,
                     header, arrays = run.next_frame(wait)
                 except WorkerDied as err:
                     fail([pending.pop(0)], str(err), wait if err.timed_out else 0.0)
-                    if err.timed_out:  # the function's other calls would most likely hang too
-                        function = call["id"].split("/")[0]
-                        skipped = [c for c in pending if c["id"].split("/")[0] == function]
-                        pending[:] = [c for c in pending if c not in skipped]
-                        fail(skipped, f"was not run: an earlier call of {function} {err}")
+                    if err.timed_out:
+                        hung[_function(call)] = str(err)
                     break
                 pending.pop(0)
                 if header.get("kind") != "result" or header.get("id") != call["id"]:
