@@ -79,10 +79,18 @@ def run_class(klass, course, workers, url=None):
     return seconds, {s["student"]: s["score"] for s in document["submissions"]}, document
 
 
+def _seconds_of(command):
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=200)
     parser.add_argument("--sample", type=int, default=3, help="submissions graded by plain nbgrader autograde")
+    parser.add_argument("--configs", default="sqlite:1,sqlite:2,postgresql:1,postgresql:2",
+                        help="the configurations to run, database:workers separated by commas")
     parser.add_argument("--write", type=Path)
     parser.add_argument("--quick", action="store_true",
                         help="a class of 4 without the hanging ones, 2 workers only, no plain nbgrader sample: the "
@@ -98,7 +106,8 @@ def main(argv=None):
         klass = work / "class"
         size = make_benchmark_class(built, klass, args.size, hostile_each=0 if args.quick else 2)
         runs, scores = [], None
-        configs = [("SQLite", 1), ("SQLite", 2), ("PostgreSQL", 1), ("PostgreSQL", 2)]
+        names = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+        configs = [(names[d.strip().lower()], int(w)) for d, w in (c.split(":") for c in args.configs.split(","))]
         if args.quick:
             configs = [c for c in configs if c[1] == 2]
         server = None
@@ -109,8 +118,10 @@ def main(argv=None):
         except PostgresUnavailable as err:
             print(f"PostgreSQL skipped: {err}", file=sys.stderr)
             configs = [c for c in configs if c[0] == "SQLite"]
+        bare = []  # the peer: a bare NumPy start, measured between the runs (a shared machine drifts)
         try:
             for index, (database, workers) in enumerate(configs):
+                bare.append(_seconds_of([sys.executable, "-c", "import numpy"]))
                 course = fresh_course(built, work / f"course{index}")
                 url = server.new_database() if database == "PostgreSQL" else None
                 seconds, got, document = run_class(klass, course, workers, url)
@@ -120,6 +131,7 @@ def main(argv=None):
                 failed = sum(s["status"] == "failed" for s in document["submissions"])
                 runs.append((database, workers, seconds, failed))
                 print(f"{database}, {workers} worker(s): {seconds:.1f} s", file=sys.stderr, flush=True)
+            bare += [_seconds_of([sys.executable, "-c", "import numpy"]) for _ in range(3)]
         finally:
             if server:
                 server.__exit__(None, None, None)
@@ -136,26 +148,32 @@ def main(argv=None):
         shutil.rmtree(work, ignore_errors=True)
 
     base = runs[0][2]
+    floor = statistics.median(bare)
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}.",
-        f"Command: `python benchmarks/bench_class.py --size {args.size} --sample {args.sample}`",
+        f"Command: `python benchmarks/bench_class.py --size {args.size} --sample {args.sample} --configs {args.configs}`",
         "",
         f"A class of {size} submissions (reference, stubs and typical mistakes in turn; two each of a "
         "hanging layer norm, a worker that kills itself, a vandal), every configuration from an empty "
         "gradebook, with identical scores. Times are the whole `normgrade grade` command, start-up included.",
         "",
-        "| configuration | total | submissions / minute | vs. 1 worker, SQLite |",
-        "| --- | --- | --- | --- |",
+        f"A bare `python -c 'import numpy'` took {floor:.2f} s (median of {len(bare)}, between the runs). "
+        "Worker-seconds per submission: the total times the workers, over the class size.",
+        "",
+        "| configuration | total | submissions / minute | vs. the first | worker-seconds per submission | "
+        "vs. bare NumPy start |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for database, workers, seconds, failed in runs:
+        per = seconds * workers / size
         lines.append(f"| {database}, {workers} worker{'s' * (workers > 1)} | {seconds:.1f} s | "
-                     f"{60 * size / seconds:.0f} | {seconds / base:.2f}× |")
+                     f"{60 * size / seconds:.0f} | {seconds / base:.2f}× | {per:.2f} s | {per / floor:.1f}× |")
     if plain:
         per_plain = statistics.median(plain)
         lines.append(f"| plain sequential `nbgrader autograde` (median of {len(plain)}, times {size}) | "
                      f"{per_plain * size:.0f} s ({per_plain:.1f} s each) | {60 / per_plain:.1f} | "
-                     f"{per_plain * size / base:.1f}× |")
+                     f"{per_plain * size / base:.1f}× | {per_plain:.2f} s | {per_plain / floor:.1f}× |")
     text = "\n".join(lines)
     print(text)
     if args.write:

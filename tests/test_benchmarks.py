@@ -35,3 +35,8 @@ def test_bench_grading_runs(tmp_path, sandbox):
 def test_bench_class_runs(tmp_path, sandbox):
     out = _run(tmp_path, "bench_class.py", "--quick", "--write", str(tmp_path / "CLASS.md"))
     assert "submissions / minute" in out and (tmp_path / "CLASS.md").is_file()
+
+
+def test_bench_dask_runs(tmp_path, sandbox, postgres):
+    out = _run(tmp_path, "bench_dask.py", "--quick", "--write", str(tmp_path / "DASK.md"))
+    assert "PostgreSQL server CPU per submission" in out and (tmp_path / "DASK.md").is_file()
