@@ -25,8 +25,8 @@ MUTANTS = (
     Mutant(
         "unbiased_variance",
         ("variance: unbiased", "running variance: unbiased"),
-        (("sample_var = xp.var(x64, axis=0)  # biased: divides by N",
-          "sample_var = xp.var(x64, axis=0, correction=1)"),),
+        (("sample_var = xp.sum(x_hat**2, axis=0, dtype=xp.float64) / N  # biased: divides by N",
+          "sample_var = xp.sum(x_hat**2, axis=0, dtype=xp.float64) / (N - 1)"),),
         ("batchnorm_forward", "spatial_batchnorm_forward"),
     ),
     Mutant(
@@ -47,23 +47,24 @@ MUTANTS = (
     Mutant(
         "wrong_axis",
         ("statistics: per example", "statistics: per pixel over C"),
-        (("sample_mean = xp.mean(x64, axis=0)", "sample_mean = xp.mean(x64, axis=1, keepdims=True)"),
-         ("sample_var = xp.var(x64, axis=0)  # biased: divides by N",
-          "sample_var = xp.var(x64, axis=1, keepdims=True)")),
+        (("sample_mean = xp.sum(x, axis=0, dtype=xp.float64) / N",
+          "sample_mean = xp.sum(x, axis=1, keepdims=True, dtype=xp.float64) / D"),
+         ("sample_var = xp.sum(x_hat**2, axis=0, dtype=xp.float64) / N  # biased: divides by N",
+          "sample_var = xp.sum(x_hat**2, axis=1, keepdims=True, dtype=xp.float64) / D")),
         ("batchnorm_forward", "spatial_batchnorm_forward"),
     ),
     Mutant(
         "test_uses_batch_stats",
         ("test statistics: test batch",),
-        (("x_hat = (x64 - running_mean) / xp.sqrt(running_var + eps)",
-          "x_hat = (x64 - xp.mean(x64, axis=0)) / xp.sqrt(xp.var(x64, axis=0) + eps)"),),
+        (("        x_hat = (x - running_mean) / xp.sqrt(running_var + eps)\n",
+          "        x_hat = (x - xp.mean(x, axis=0)) / xp.sqrt(xp.var(x, axis=0) + eps)\n"),),
         ("batchnorm_forward", "spatial_batchnorm_forward"),
     ),
     Mutant(
         "test_drops_affine",
         ("affine: neither",),
-        (("        x_hat = (x64 - running_mean) / xp.sqrt(running_var + eps)\n        out = gamma * x_hat + beta",
-          "        x_hat = (x64 - running_mean) / xp.sqrt(running_var + eps)\n        out = x_hat"),),
+        (("        out = xp.astype(gamma * x_hat + beta, x.dtype)\n",
+          "        out = xp.astype(x_hat, x.dtype)\n"),),
         ("batchnorm_forward", "spatial_batchnorm_forward"),
     ),
     Mutant(
@@ -76,16 +77,12 @@ MUTANTS = (
     Mutant(
         "interleaved_groups",
         ("statistics: interleaved groups",),
-        (("    x_groups = xp.reshape(xp.astype(x, xp.float64), (N, G, (C // G) * H * W))\n"
-          "    mean = xp.mean(x_groups, axis=2, keepdims=True)\n"
-          "    var = xp.var(x_groups, axis=2, keepdims=True)\n"
-          "    inv_std = 1.0 / xp.sqrt(var + eps)\n"
-          "    x_hat = xp.reshape((x_groups - mean) * inv_std, (N, C, H, W))\n",
-          "    x_groups = xp.reshape(xp.astype(x, xp.float64), (N, C // G, G, H * W))\n"
-          "    mean = xp.mean(x_groups, axis=(1, 3), keepdims=True)\n"
-          "    var = xp.var(x_groups, axis=(1, 3), keepdims=True)\n"
-          "    inv_std = 1.0 / xp.sqrt(var + eps)\n"
-          "    x_hat = xp.reshape((x_groups - mean) * inv_std, (N, C, H, W))\n"),),
+        (("    x_groups = xp.reshape(x, (N, G, M))\n"
+          "    mean = xp.sum(x_groups, axis=2, keepdims=True, dtype=xp.float64) / M\n",
+          "    x_groups = xp.reshape(x, (N, C // G, G, H * W))\n"
+          "    mean = xp.sum(x_groups, axis=(1, 3), keepdims=True, dtype=xp.float64) / M\n"),
+         ("    var = xp.sum(x_hat**2, axis=2, keepdims=True, dtype=xp.float64) / M\n",
+          "    var = xp.sum(x_hat**2, axis=(1, 3), keepdims=True, dtype=xp.float64) / M\n")),
         ("spatial_groupnorm_forward",),
     ),
     Mutant(
@@ -100,24 +97,24 @@ MUTANTS = (
     Mutant(
         "alt_wrong_sign",
         ("dx terms: variance term sign",),
-        (("        dx_hat - xp.mean(dx_hat, axis=0) - x_hat * xp.mean(dx_hat * x_hat, axis=0)",
-          "        dx_hat - xp.mean(dx_hat, axis=0) + x_hat * xp.mean(dx_hat * x_hat, axis=0)"),),
+        (("    dx = x_hat * xp.astype(-dgamma / N, x_dtype)\n",
+          "    dx = x_hat * xp.astype(dgamma / N, x_dtype)\n"),),
         ("batchnorm_backward_alt", "spatial_batchnorm_backward"),
     ),
     Mutant(
         "alt_wrong_factor",
         ("dx terms: sums",),
-        (("        dx_hat - xp.mean(dx_hat, axis=0) - x_hat * xp.mean(dx_hat * x_hat, axis=0)",
-          "        dx_hat - xp.sum(dx_hat, axis=0) - x_hat * xp.sum(dx_hat * x_hat, axis=0)"),),
+        (("    dx = x_hat * xp.astype(-dgamma / N, x_dtype)\n    dx += dout\n    dx -= xp.astype(dbeta / N, x_dtype)\n",
+          "    dx = x_hat * xp.astype(-dgamma, x_dtype)\n    dx += dout\n    dx -= xp.astype(dbeta, x_dtype)\n"),),
         ("batchnorm_backward_alt", "spatial_batchnorm_backward"),
     ),
     Mutant(
         "groupnorm_param_shape",
         ("shape: axes of size 1 dropped",),
-        (("    dbeta = xp.sum(dout, axis=(0, 2, 3), keepdims=True)\n"
-          "    dgamma = xp.sum(dout * x_hat, axis=(0, 2, 3), keepdims=True)\n",
-          "    dbeta = xp.sum(dout, axis=(0, 2, 3))\n"
-          "    dgamma = xp.sum(dout * x_hat, axis=(0, 2, 3))\n"),),
+        (("    dbeta = xp.sum(dout_sums, axis=0, keepdims=True)\n"
+          "    dgamma = xp.sum(dout_x_hat_sums, axis=0, keepdims=True)\n",
+          "    dbeta = xp.reshape(xp.sum(dout_sums, axis=0), (C,))\n"
+          "    dgamma = xp.reshape(xp.sum(dout_x_hat_sums, axis=0), (C,))\n"),),
         ("spatial_groupnorm_backward",),
     ),
 )

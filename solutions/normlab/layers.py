@@ -242,15 +242,21 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
     out, cache = None, None
     ### BEGIN SOLUTION
-    x64 = xp.astype(x, xp.float64)
     if mode == "train":
-        sample_mean = xp.mean(x64, axis=0)
-        sample_var = xp.var(x64, axis=0)  # biased: divides by N
-        x_centered = x64 - sample_mean
+        # The statistics are summed in float64 (with no float64 copy of x);
+        # the arrays of N x D values stay in x's dtype.
+        sample_mean = xp.sum(x, axis=0, dtype=xp.float64) / N
+        rounded_mean = xp.astype(sample_mean, x.dtype)
+        x_hat = x - rounded_mean  # centered here, normalized below
+        if x.dtype != xp.float64:
+            # Also take off what rounding the mean lost (float32 keeps 3 decimals at 1e4).
+            x_hat -= xp.astype(sample_mean - rounded_mean, x.dtype)
+        sample_var = xp.sum(x_hat**2, axis=0, dtype=xp.float64) / N  # biased: divides by N
         std = xp.sqrt(sample_var + eps)
         inv_std = 1.0 / std
-        x_hat = x_centered * inv_std
-        out = gamma * x_hat + beta
+        x_hat *= xp.astype(inv_std, x.dtype)
+        out = x_hat * xp.astype(gamma, x.dtype)
+        out += xp.astype(beta, x.dtype)
         running_mean = xp.astype(
             momentum * running_mean + (1 - momentum) * sample_mean, running_mean.dtype
         )
@@ -258,18 +264,16 @@ def batchnorm_forward(x, gamma, beta, bn_param):
             momentum * running_var + (1 - momentum) * sample_var, running_var.dtype
         )
         cache = {
-            "x_centered": x_centered,
+            "x_hat": x_hat,
             "std": std,
             "inv_std": inv_std,
-            "x_hat": x_hat,
             "gamma": gamma,
             "beta_dtype": beta.dtype,
             "x_dtype": x.dtype,
         }
     else:
-        x_hat = (x64 - running_mean) / xp.sqrt(running_var + eps)
-        out = gamma * x_hat + beta
-    out = xp.astype(out, x.dtype)
+        x_hat = (x - running_mean) / xp.sqrt(running_var + eps)
+        out = xp.astype(gamma * x_hat + beta, x.dtype)
     ### END SOLUTION
 
     # Store the updated running means back into bn_param
@@ -299,10 +303,10 @@ def batchnorm_backward(dout, cache):
     xp = namespace_of(dout)
     dx, dgamma, dbeta = None, None, None
     ### BEGIN SOLUTION
-    x_centered, std, inv_std = cache["x_centered"], cache["std"], cache["inv_std"]
-    x_hat, gamma = cache["x_hat"], cache["gamma"]
+    x_hat, std, inv_std, gamma = cache["x_hat"], cache["std"], cache["inv_std"], cache["gamma"]
     N = dout.shape[0]
     dout = xp.astype(dout, xp.float64)
+    x_centered = x_hat * std  # the forward pass keeps x_hat = x_centered * inv_std
 
     # out = gamma * x_hat + beta
     dbeta = xp.sum(dout, axis=0)
@@ -342,17 +346,18 @@ def batchnorm_backward_alt(dout, cache):
     dx, dgamma, dbeta = None, None, None
     ### BEGIN SOLUTION
     x_hat, inv_std, gamma = cache["x_hat"], cache["inv_std"], cache["gamma"]
-    dout = xp.astype(dout, xp.float64)
+    x_dtype = cache["x_dtype"]
+    N = dout.shape[0]
 
-    dbeta = xp.sum(dout, axis=0)
-    dgamma = xp.sum(dout * x_hat, axis=0)
-    dx_hat = dout * gamma
-    # dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
-    dx = inv_std * (
-        dx_hat - xp.mean(dx_hat, axis=0) - x_hat * xp.mean(dx_hat * x_hat, axis=0)
-    )
+    dbeta = xp.sum(dout, axis=0, dtype=xp.float64)
+    dgamma = xp.sum(dout * x_hat, axis=0, dtype=xp.float64)
+    # dx = gamma * inv_std * (dout - mean(dout) - x_hat * mean(dout * x_hat)),
+    # where mean(dout) = dbeta / N and mean(dout * x_hat) = dgamma / N.
+    dx = x_hat * xp.astype(-dgamma / N, x_dtype)
+    dx += dout
+    dx -= xp.astype(dbeta / N, x_dtype)
+    dx *= xp.astype(gamma * inv_std, x_dtype)
 
-    dx = xp.astype(dx, cache["x_dtype"])
     dgamma = xp.astype(dgamma, gamma.dtype)
     dbeta = xp.astype(dbeta, cache["beta_dtype"])
     ### END SOLUTION
@@ -389,12 +394,17 @@ def layernorm_forward(x, gamma, beta, ln_param):
 
     out, cache = None, None
     ### BEGIN SOLUTION
-    x64 = xp.astype(x, xp.float64)
-    mean = xp.mean(x64, axis=1, keepdims=True)
-    var = xp.var(x64, axis=1, keepdims=True)
+    # As in batchnorm_forward, with the statistics of each row.
+    mean = xp.sum(x, axis=1, keepdims=True, dtype=xp.float64) / D
+    rounded_mean = xp.astype(mean, x.dtype)
+    x_hat = x - rounded_mean  # centered here, normalized below
+    if x.dtype != xp.float64:  # what rounding the mean lost, as in batchnorm_forward
+        x_hat -= xp.astype(mean - rounded_mean, x.dtype)
+    var = xp.sum(x_hat**2, axis=1, keepdims=True, dtype=xp.float64) / D
     inv_std = 1.0 / xp.sqrt(var + eps)
-    x_hat = (x64 - mean) * inv_std
-    out = xp.astype(gamma * x_hat + beta, x.dtype)
+    x_hat *= xp.astype(inv_std, x.dtype)
+    out = x_hat * xp.astype(gamma, x.dtype)
+    out += xp.astype(beta, x.dtype)
     cache = {
         "x_hat": x_hat,
         "inv_std": inv_std,
@@ -423,19 +433,22 @@ def layernorm_backward(dout, cache):
     dx, dgamma, dbeta = None, None, None
     ### BEGIN SOLUTION
     x_hat, inv_std, gamma = cache["x_hat"], cache["inv_std"], cache["gamma"]
-    dout = xp.astype(dout, xp.float64)
+    x_dtype = cache["x_dtype"]
+    D = dout.shape[1]
 
-    dbeta = xp.sum(dout, axis=0)
-    dgamma = xp.sum(dout * x_hat, axis=0)
-    dx_hat = dout * gamma
-    # The batch norm closed form, with the mean taken over each row instead.
-    dx = inv_std * (
-        dx_hat
-        - xp.mean(dx_hat, axis=1, keepdims=True)
-        - x_hat * xp.mean(dx_hat * x_hat, axis=1, keepdims=True)
-    )
+    dbeta = xp.sum(dout, axis=0, dtype=xp.float64)
+    dgamma = xp.sum(dout * x_hat, axis=0, dtype=xp.float64)
+    dx_hat = dout * xp.astype(gamma, x_dtype)
+    # The batch norm closed form, with the means taken over each row instead:
+    # dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)).
+    mean_dx_hat = xp.sum(dx_hat, axis=1, keepdims=True, dtype=xp.float64) / D
+    mean_dx_hat_x_hat = xp.sum(dx_hat * x_hat, axis=1, keepdims=True, dtype=xp.float64) / D
+    dx = x_hat * xp.astype(-mean_dx_hat_x_hat, x_dtype)
+    dx += dx_hat
+    dx -= xp.astype(mean_dx_hat, x_dtype)
+    dx *= xp.astype(inv_std, x_dtype)
 
-    dx = xp.astype(dx, cache["x_dtype"])
+    dx = xp.astype(dx, x_dtype, copy=False)
     dgamma = xp.astype(dgamma, gamma.dtype)
     dbeta = xp.astype(dbeta, cache["beta_dtype"])
     ### END SOLUTION
@@ -534,12 +547,20 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
 
     out, cache = None, None
     ### BEGIN SOLUTION
-    x_groups = xp.reshape(xp.astype(x, xp.float64), (N, G, (C // G) * H * W))
-    mean = xp.mean(x_groups, axis=2, keepdims=True)
-    var = xp.var(x_groups, axis=2, keepdims=True)
+    # As in layernorm_forward, with the rows of x viewed as (N, G, C // G * H * W).
+    M = (C // G) * H * W
+    x_groups = xp.reshape(x, (N, G, M))
+    mean = xp.sum(x_groups, axis=2, keepdims=True, dtype=xp.float64) / M
+    rounded_mean = xp.astype(mean, x.dtype)
+    x_hat = x_groups - rounded_mean  # centered here, normalized below
+    if x.dtype != xp.float64:  # what rounding the mean lost, as in batchnorm_forward
+        x_hat -= xp.astype(mean - rounded_mean, x.dtype)
+    var = xp.sum(x_hat**2, axis=2, keepdims=True, dtype=xp.float64) / M
     inv_std = 1.0 / xp.sqrt(var + eps)
-    x_hat = xp.reshape((x_groups - mean) * inv_std, (N, C, H, W))
-    out = xp.astype(gamma * x_hat + beta, x.dtype)
+    x_hat *= xp.astype(inv_std, x.dtype)
+    x_hat = xp.reshape(x_hat, (N, C, H, W))
+    out = x_hat * xp.astype(gamma, x.dtype)
+    out += xp.astype(beta, x.dtype)
     cache = {
         "x_hat": x_hat,
         "inv_std": inv_std,
@@ -569,22 +590,29 @@ def spatial_groupnorm_backward(dout, cache):
     dx, dgamma, dbeta = None, None, None
     ### BEGIN SOLUTION
     x_hat, inv_std, gamma, G = cache["x_hat"], cache["inv_std"], cache["gamma"], cache["G"]
+    x_dtype = cache["x_dtype"]
     N, C, H, W = dout.shape
-    dout = xp.astype(dout, xp.float64)
+    M = (C // G) * H * W
 
-    dbeta = xp.sum(dout, axis=(0, 2, 3), keepdims=True)
-    dgamma = xp.sum(dout * x_hat, axis=(0, 2, 3), keepdims=True)
-    # Per sample and group, the layer norm closed form over the group's values.
-    dx_hat = xp.reshape(dout * gamma, (N, G, -1))
-    x_hat = xp.reshape(x_hat, (N, G, -1))
-    dx = inv_std * (
-        dx_hat
-        - xp.mean(dx_hat, axis=2, keepdims=True)
-        - x_hat * xp.mean(dx_hat * x_hat, axis=2, keepdims=True)
+    # Sums over each sample's channels, of shape (N, C, 1, 1): summed over the
+    # batch they are dbeta and dgamma, weighted by gamma and summed over a
+    # group's channels they give the group means of dx_hat and dx_hat * x_hat.
+    dout_sums = xp.sum(dout, axis=(2, 3), keepdims=True, dtype=xp.float64)
+    dout_x_hat_sums = xp.sum(dout * x_hat, axis=(2, 3), keepdims=True, dtype=xp.float64)
+    dbeta = xp.sum(dout_sums, axis=0, keepdims=True)
+    dgamma = xp.sum(dout_x_hat_sums, axis=0, keepdims=True)
+    mean_dx_hat = xp.sum(xp.reshape(gamma * dout_sums, (N, G, -1)), axis=2, keepdims=True) / M
+    mean_dx_hat_x_hat = (
+        xp.sum(xp.reshape(gamma * dout_x_hat_sums, (N, G, -1)), axis=2, keepdims=True) / M
     )
+    # Per sample and group, the layer norm closed form over the group's values:
+    # dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)).
+    dx = xp.reshape(dout * xp.astype(gamma, x_dtype), (N, G, M))  # dx_hat
+    dx -= xp.reshape(x_hat, (N, G, M)) * xp.astype(mean_dx_hat_x_hat, x_dtype)
+    dx -= xp.astype(mean_dx_hat, x_dtype)
+    dx *= xp.astype(inv_std, x_dtype)
     dx = xp.reshape(dx, (N, C, H, W))
 
-    dx = xp.astype(dx, cache["x_dtype"])
     dgamma = xp.astype(dgamma, gamma.dtype)
     dbeta = xp.astype(dbeta, cache["beta_dtype"])
     ### END SOLUTION
