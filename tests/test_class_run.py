@@ -722,3 +722,22 @@ def test_shared_engines_write_the_gradebook_nbgrader_writes_with_its_own(course,
     assert {s["status"] for s in own_document["submissions"]} == {"graded"}
     shared_rows, own_rows = _rows(db_url(shared)), _rows(db_url(own))
     assert len(own_rows["grade"]) > 20 and own_rows == shared_rows
+
+
+def test_warm_up_reads_what_children_need_and_opens_no_gradebook(course, monkeypatch):
+    """autograde.warm_up runs before the fork: the expected values are cached, and no engine or connection exists."""
+    import sqlalchemy
+
+    from normgrade import autograde, scorer
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("warm_up created a database engine: a connection could cross the fork")
+
+    monkeypatch.setattr(sqlalchemy, "create_engine", no_engine)
+    monkeypatch.setattr("nbgrader.api.create_engine", no_engine)
+    scorer.load_expected.cache_clear()
+    autograde.warm_up(course)
+    assert scorer.load_expected.cache_info().currsize == 1
+    before = scorer.load_expected.cache_info().hits
+    scorer.load_current_expected(paths(course)["expected"])  # what scored_code reads: served from the cache
+    assert scorer.load_expected.cache_info().hits == before + 1

@@ -62,7 +62,7 @@ from . import files, gradebooks, intake, late, ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, PLAIN_ID, STAFF_FOLDER, db_url, is_course, load_config, paths
 from .preprocessors import SandboxedExecute, prepare_markup, take_reports
 from .sandbox import Sandbox, kill_orphans
-from .scorer import MAX_LAYERS_BYTES, layers_problem, parse_notebook, scored_code
+from .scorer import MAX_LAYERS_BYTES, layers_problem, load_current_expected, parse_notebook, scored_code
 
 DEFAULT_COURSE = Path("course")
 MAX_NOTEBOOK_BYTES = 16 << 20
@@ -496,6 +496,25 @@ def _max_auto_score(url):
         return float(sum(nb.max_code_score for nb in assignment.notebooks))
 
 
+def warm_up(course):
+    """
+    Do here, once, the first-use work that every forked grading process would
+    otherwise repeat (about 0.3 s each, measured): nbgrader's ORM mappers,
+    nbformat's compiled schema, the markdown renderer of prepare_markup, and
+    the expected values scored_code reads. The children inherit it. Nothing
+    here opens the gradebook, so no connection crosses a fork, and no student
+    code runs in this process.
+    """
+    import nbgrader.api  # noqa: F401 - its tables and models
+    from sqlalchemy.orm import configure_mappers
+
+    configure_mappers()
+    layout = paths(course)
+    for blank in sorted(layout["release"].glob("*.ipynb"))[:1]:
+        prepare_markup(nbformat.read(blank, as_version=4))
+    load_current_expected(layout["expected"])
+
+
 TASK_SECONDS = 300  # one submission, all in: its sandboxed calls have 120 s (scorer.SUBMISSION_SECONDS)
 EXECUTE_TASK_SECONDS = 1800  # with --execute: each notebook may run for SandboxedExecute.timeout (300 s)
 
@@ -601,6 +620,7 @@ def _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrad
             if dask:
                 parallel.run_dask(tasks, grade_submission, dask, on_result)
             else:
+                warm_up(course)
                 scratch = course / STAFF_FOLDER / "scratch"  # what a killed run left there goes now
                 kill_orphans(scratch)
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -419,6 +419,11 @@ def _stamp(path):
     return info.st_mtime_ns, info.st_size
 
 
+def load_current_expected(path):
+    """The expected values at `path` as scored_code reads them (the same cache)."""
+    return load_expected(str(path), _stamp(path))
+
+
 def score_notebook(nb, folder, expected_path, sandbox, submitted=None, notebook=None):
     """
     {grade_id: (points, message)} for every auto-graded code cell of `nb`, a
