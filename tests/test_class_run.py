@@ -741,3 +741,14 @@ def test_warm_up_reads_what_children_need_and_opens_no_gradebook(course, monkeyp
     before = scorer.load_expected.cache_info().hits
     scorer.load_current_expected(paths(course)["expected"])  # what scored_code reads: served from the cache
     assert scorer.load_expected.cache_info().hits == before + 1
+
+
+def test_warm_up_never_stops_a_run_whatever_the_course_holds(course, tmp_path):
+    """A red-team finding: a corrupt release notebook stopped the whole run in warm_up; graded before."""
+    from normgrade import autograde
+
+    copy = _fresh_course(course, tmp_path)
+    blank = sorted(paths(copy)["release"].glob("*.ipynb"))[0]
+    blank.write_text("{ not json")
+    (paths(copy)["expected"]).rename(tmp_path / "expected.npz")
+    autograde.warm_up(copy)  # raises nothing

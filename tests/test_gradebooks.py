@@ -60,3 +60,33 @@ def test_threads_of_one_process_share_safely(tmp_path):
     with Gradebook(url, "course") as gb:
         assert sorted(s.id for s in gb.students) == ["s0", "s1", "s2", "s3"]
     assert Gradebook.__init__.__module__ == "nbgrader.api"
+
+
+def test_a_connection_the_server_dropped_is_replaced_not_used(postgres):
+    """A red-team finding: a Dask worker's pooled connection, dropped by PostgreSQL while idle, failed a submission."""
+    from sqlalchemy import text
+
+    from normgrade import ledger
+
+    url = postgres()
+    Gradebook(url, "course").close()
+    with shared_engines():
+        with Gradebook(url, "course") as gb:
+            gb.add_student("ann")
+            assert gb.engine.pool.checkedin() <= 1
+        with ledger.engine(url).begin() as db:  # the server ends every other session (a restart, a timeout)
+            ended = db.execute(text("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()) AS t")).scalar()
+        assert ended >= 1
+        with Gradebook(url, "course") as gb:
+            assert [s.id for s in gb.students] == ["ann"]
+
+
+def test_a_gradebook_opened_outside_keeps_nbgrader_s_own_close(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    outside = Gradebook(url, "course")
+    with shared_engines():
+        outside.close()  # nbgrader's own close: its engine is disposed of
+        assert outside.engine.pool.checkedout() == 0
+        with Gradebook(url, "course") as inside:
+            assert inside.engine is not outside.engine

@@ -166,6 +166,42 @@ def test_outputs_and_gradients_keep_dtypes_and_shapes(ref, rng, dtype):
         assert dgamma.dtype == dbeta.dtype == dtype, backward.__name__
 
 
+@pytest.mark.parametrize("x_dtype, dout_dtype", [(np.float16, np.float16), (np.int32, np.float64),
+                                                   (np.float32, np.float64), (np.float64, np.float32)])
+def test_other_dtypes_keep_theirs_and_the_float64_values(ref, rng, x_dtype, dout_dtype):
+    """A red-team finding: integer and float16 x, and float32 x with float64 dout, broke the dtype convention."""
+    if np.issubdtype(x_dtype, np.integer):
+        x = rng.integers(-50, 50, (4, 6, 2, 3)).astype(x_dtype)
+    else:
+        x = (300 * rng.standard_normal((4, 6, 2, 3))).astype(x_dtype)  # float16 squares would overflow
+    dout = rng.standard_normal(x.shape).astype(dout_dtype)
+    x2, dout2 = x.reshape(4, -1), dout.reshape(4, -1)
+    g2, b2, g1, b1 = np.ones(36), np.zeros(36), np.ones(6), np.zeros(6)
+    g4, b4 = np.ones((1, 6, 1, 1)), np.zeros((1, 6, 1, 1))
+    layers = [
+        (lambda x: ref.batchnorm_forward(x, g2, b2, {"mode": "train"}), ref.batchnorm_backward, x2, dout2),
+        (lambda x: ref.batchnorm_forward(x, g2, b2, {"mode": "train"}), ref.batchnorm_backward_alt, x2, dout2),
+        (lambda x: ref.layernorm_forward(x, g2, b2, {}), ref.layernorm_backward, x2, dout2),
+        (lambda x: ref.spatial_batchnorm_forward(x, g1, b1, {"mode": "train"}), ref.spatial_batchnorm_backward, x,
+         dout),
+        (lambda x: ref.spatial_groupnorm_forward(x, g4, b4, 3, {}), ref.spatial_groupnorm_backward, x, dout),
+    ]
+    tolerance = 1e-2 if x_dtype == np.float16 else 1e-5
+    for forward, backward, x_in, dout_in in layers:
+        out, cache = forward(x_in)
+        dx, _, _ = backward(dout_in, cache)
+        exact_out, exact_cache = forward(x_in.astype(np.float64))
+        exact_dx, _, _ = backward(dout_in.astype(np.float64), exact_cache)
+        assert out.dtype == dx.dtype == x_dtype, backward.__name__
+        if np.issubdtype(x_dtype, np.floating):
+            np.testing.assert_allclose(out, exact_out, atol=tolerance * 4, err_msg=backward.__name__)
+            np.testing.assert_allclose(dx, exact_dx, atol=tolerance * np.abs(exact_dx).max(),
+                                       err_msg=backward.__name__)
+        else:  # the float64 values, cast to the integer dtype
+            np.testing.assert_array_equal(out, exact_out.astype(x_dtype), err_msg=backward.__name__)
+            np.testing.assert_array_equal(dx, exact_dx.astype(x_dtype), err_msg=backward.__name__)
+
+
 # ---- edge cases ---------------------------------------------------------------
 
 

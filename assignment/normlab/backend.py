@@ -10,10 +10,6 @@ import numpy as np
 from array_api_compat import array_namespace
 
 BACKENDS = ("numpy", "cupy")
-# NumPy 2.1 and later speak the array-API standard in their own namespace, so NumPy arrays get NumPy
-# itself. array_api_compat's wrapper of NumPy imports every NumPy submodule (f2py, ma, testing, ...):
-# about 0.2 s on a layer's first call, in every notebook kernel and every grading worker.
-NUMPY_SPEAKS_ARRAY_API = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
 
 
 class BackendUnavailable(RuntimeError):
@@ -28,7 +24,11 @@ def namespace_of(*arrays):
     NumPy and CuPy): nothing is copied between host and device behind your back.
     """
     present = [a for a in arrays if a is not None]
-    if NUMPY_SPEAKS_ARRAY_API and present and all(type(a) is np.ndarray for a in present):
+    # NumPy (2.1 and later: the environment's floor) speaks the array-API standard in its own
+    # namespace, so NumPy arrays get NumPy itself: the same namespace here and when grading.
+    # array_api_compat's wrapper of NumPy imports every NumPy submodule (f2py, ma, testing, ...),
+    # about 0.2 s on a layer's first call in every kernel and every grading worker.
+    if present and all(type(a) is np.ndarray for a in present):
         return np
     try:
         return array_namespace(*present)

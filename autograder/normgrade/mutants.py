@@ -97,15 +97,15 @@ MUTANTS = (
     Mutant(
         "alt_wrong_sign",
         ("dx terms: variance term sign",),
-        (("    dx = x_hat * xp.astype(-dgamma / N, x_dtype)\n",
-          "    dx = x_hat * xp.astype(dgamma / N, x_dtype)\n"),),
+        (("    dx = x_hat * xp.astype(-dgamma / N, work_dtype)\n",
+          "    dx = x_hat * xp.astype(dgamma / N, work_dtype)\n"),),
         ("batchnorm_backward_alt", "spatial_batchnorm_backward"),
     ),
     Mutant(
         "alt_wrong_factor",
         ("dx terms: sums",),
-        (("    dx = x_hat * xp.astype(-dgamma / N, x_dtype)\n    dx += dout\n    dx -= xp.astype(dbeta / N, x_dtype)\n",
-          "    dx = x_hat * xp.astype(-dgamma, x_dtype)\n    dx += dout\n    dx -= xp.astype(dbeta, x_dtype)\n"),),
+        (("    dx = x_hat * xp.astype(-dgamma / N, work_dtype)\n    dx += dout\n    dx -= xp.astype(dbeta / N, work_dtype)\n",
+          "    dx = x_hat * xp.astype(-dgamma, work_dtype)\n    dx += dout\n    dx -= xp.astype(dbeta, work_dtype)\n"),),
         ("batchnorm_backward_alt", "spatial_batchnorm_backward"),
     ),
     Mutant(

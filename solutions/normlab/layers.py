@@ -242,6 +242,9 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
     out, cache = None, None
     ### BEGIN SOLUTION
+    x_dtype = x.dtype
+    if x_dtype not in (xp.float32, xp.float64):  # integers and float16 are normalized in float64
+        x = xp.astype(x, xp.float64)
     if mode == "train":
         # The statistics are summed in float64 (with no float64 copy of x);
         # the arrays of N x D values stay in x's dtype.
@@ -269,11 +272,12 @@ def batchnorm_forward(x, gamma, beta, bn_param):
             "inv_std": inv_std,
             "gamma": gamma,
             "beta_dtype": beta.dtype,
-            "x_dtype": x.dtype,
+            "x_dtype": x_dtype,
         }
     else:
         x_hat = (x - running_mean) / xp.sqrt(running_var + eps)
         out = xp.astype(gamma * x_hat + beta, x.dtype)
+    out = xp.astype(out, x_dtype, copy=False)
     ### END SOLUTION
 
     # Store the updated running means back into bn_param
@@ -346,18 +350,19 @@ def batchnorm_backward_alt(dout, cache):
     dx, dgamma, dbeta = None, None, None
     ### BEGIN SOLUTION
     x_hat, inv_std, gamma = cache["x_hat"], cache["inv_std"], cache["gamma"]
-    x_dtype = cache["x_dtype"]
+    work_dtype = x_hat.dtype  # x's dtype; float64 for integer or float16 x
     N = dout.shape[0]
 
     dbeta = xp.sum(dout, axis=0, dtype=xp.float64)
     dgamma = xp.sum(dout * x_hat, axis=0, dtype=xp.float64)
     # dx = gamma * inv_std * (dout - mean(dout) - x_hat * mean(dout * x_hat)),
     # where mean(dout) = dbeta / N and mean(dout * x_hat) = dgamma / N.
-    dx = x_hat * xp.astype(-dgamma / N, x_dtype)
+    dx = x_hat * xp.astype(-dgamma / N, work_dtype)
     dx += dout
-    dx -= xp.astype(dbeta / N, x_dtype)
-    dx *= xp.astype(gamma * inv_std, x_dtype)
+    dx -= xp.astype(dbeta / N, work_dtype)
+    dx *= xp.astype(gamma * inv_std, work_dtype)
 
+    dx = xp.astype(dx, cache["x_dtype"], copy=False)
     dgamma = xp.astype(dgamma, gamma.dtype)
     dbeta = xp.astype(dbeta, cache["beta_dtype"])
     ### END SOLUTION
@@ -394,6 +399,9 @@ def layernorm_forward(x, gamma, beta, ln_param):
 
     out, cache = None, None
     ### BEGIN SOLUTION
+    x_dtype = x.dtype
+    if x_dtype not in (xp.float32, xp.float64):  # integers and float16 are normalized in float64
+        x = xp.astype(x, xp.float64)
     # As in batchnorm_forward, with the statistics of each row.
     mean = xp.sum(x, axis=1, keepdims=True, dtype=xp.float64) / D
     rounded_mean = xp.astype(mean, x.dtype)
@@ -405,12 +413,13 @@ def layernorm_forward(x, gamma, beta, ln_param):
     x_hat *= xp.astype(inv_std, x.dtype)
     out = x_hat * xp.astype(gamma, x.dtype)
     out += xp.astype(beta, x.dtype)
+    out = xp.astype(out, x_dtype, copy=False)
     cache = {
         "x_hat": x_hat,
         "inv_std": inv_std,
         "gamma": gamma,
         "beta_dtype": beta.dtype,
-        "x_dtype": x.dtype,
+        "x_dtype": x_dtype,
     }
     ### END SOLUTION
     return out, cache
@@ -433,22 +442,22 @@ def layernorm_backward(dout, cache):
     dx, dgamma, dbeta = None, None, None
     ### BEGIN SOLUTION
     x_hat, inv_std, gamma = cache["x_hat"], cache["inv_std"], cache["gamma"]
-    x_dtype = cache["x_dtype"]
+    work_dtype = x_hat.dtype  # x's dtype; float64 for integer or float16 x
     D = dout.shape[1]
 
     dbeta = xp.sum(dout, axis=0, dtype=xp.float64)
     dgamma = xp.sum(dout * x_hat, axis=0, dtype=xp.float64)
-    dx_hat = dout * xp.astype(gamma, x_dtype)
+    dx_hat = dout * xp.astype(gamma, work_dtype)
     # The batch norm closed form, with the means taken over each row instead:
     # dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)).
     mean_dx_hat = xp.sum(dx_hat, axis=1, keepdims=True, dtype=xp.float64) / D
     mean_dx_hat_x_hat = xp.sum(dx_hat * x_hat, axis=1, keepdims=True, dtype=xp.float64) / D
-    dx = x_hat * xp.astype(-mean_dx_hat_x_hat, x_dtype)
+    dx = x_hat * xp.astype(-mean_dx_hat_x_hat, work_dtype)
     dx += dx_hat
-    dx -= xp.astype(mean_dx_hat, x_dtype)
-    dx *= xp.astype(inv_std, x_dtype)
+    dx -= xp.astype(mean_dx_hat, work_dtype)
+    dx *= xp.astype(inv_std, work_dtype)
 
-    dx = xp.astype(dx, x_dtype, copy=False)
+    dx = xp.astype(dx, cache["x_dtype"], copy=False)
     dgamma = xp.astype(dgamma, gamma.dtype)
     dbeta = xp.astype(dbeta, cache["beta_dtype"])
     ### END SOLUTION
@@ -547,6 +556,9 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
 
     out, cache = None, None
     ### BEGIN SOLUTION
+    x_dtype = x.dtype
+    if x_dtype not in (xp.float32, xp.float64):  # integers and float16 are normalized in float64
+        x = xp.astype(x, xp.float64)
     # As in layernorm_forward, with the rows of x viewed as (N, G, C // G * H * W).
     M = (C // G) * H * W
     x_groups = xp.reshape(x, (N, G, M))
@@ -561,12 +573,13 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     x_hat = xp.reshape(x_hat, (N, C, H, W))
     out = x_hat * xp.astype(gamma, x.dtype)
     out += xp.astype(beta, x.dtype)
+    out = xp.astype(out, x_dtype, copy=False)
     cache = {
         "x_hat": x_hat,
         "inv_std": inv_std,
         "gamma": gamma,
         "beta_dtype": beta.dtype,
-        "x_dtype": x.dtype,
+        "x_dtype": x_dtype,
         "G": G,
     }
     ### END SOLUTION
@@ -590,7 +603,7 @@ def spatial_groupnorm_backward(dout, cache):
     dx, dgamma, dbeta = None, None, None
     ### BEGIN SOLUTION
     x_hat, inv_std, gamma, G = cache["x_hat"], cache["inv_std"], cache["gamma"], cache["G"]
-    x_dtype = cache["x_dtype"]
+    work_dtype = x_hat.dtype  # x's dtype; float64 for integer or float16 x
     N, C, H, W = dout.shape
     M = (C // G) * H * W
 
@@ -607,12 +620,13 @@ def spatial_groupnorm_backward(dout, cache):
     )
     # Per sample and group, the layer norm closed form over the group's values:
     # dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat)).
-    dx = xp.reshape(dout * xp.astype(gamma, x_dtype), (N, G, M))  # dx_hat
-    dx -= xp.reshape(x_hat, (N, G, M)) * xp.astype(mean_dx_hat_x_hat, x_dtype)
-    dx -= xp.astype(mean_dx_hat, x_dtype)
-    dx *= xp.astype(inv_std, x_dtype)
+    dx = xp.reshape(dout * xp.astype(gamma, work_dtype), (N, G, M))  # dx_hat
+    dx -= xp.reshape(x_hat, (N, G, M)) * xp.astype(mean_dx_hat_x_hat, work_dtype)
+    dx -= xp.astype(mean_dx_hat, work_dtype)
+    dx *= xp.astype(inv_std, work_dtype)
     dx = xp.reshape(dx, (N, C, H, W))
 
+    dx = xp.astype(dx, cache["x_dtype"], copy=False)
     dgamma = xp.astype(dgamma, gamma.dtype)
     dbeta = xp.astype(dbeta, cache["beta_dtype"])
     ### END SOLUTION
