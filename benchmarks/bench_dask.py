@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from pgserver import PostgresUnavailable, TemporaryPostgres  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from normgrade import ledger  # noqa: E402
 from normgrade.autograde import grade  # noqa: E402
@@ -120,7 +121,7 @@ def main(argv=None):
             raise SystemExit(f"this benchmark needs a PostgreSQL server: {err}")
         try:
             url = server.new_database()
-            name = url.split("@/", 1)[1].split("?", 1)[0]
+            name = make_url(url).database
             with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                               dashboard_address=None) as cluster, Client(cluster) as client:
                 tasks = 200 if args.quick else 2000

@@ -63,8 +63,8 @@ MUTANTS = (
     Mutant(
         "test_drops_affine",
         ("affine: neither",),
-        (("        out = xp.astype(gamma * x_hat + beta, x.dtype)\n",
-          "        out = xp.astype(x_hat, x.dtype)\n"),),
+        (("        out = gamma * x_hat + beta\n    out = xp.astype(out, x_dtype, copy=False)\n",
+          "        out = x_hat\n    out = xp.astype(out, x_dtype, copy=False)\n"),),
         ("batchnorm_forward", "spatial_batchnorm_forward"),
     ),
     Mutant(

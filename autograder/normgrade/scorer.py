@@ -432,7 +432,7 @@ def score_notebook(nb, folder, expected_path, sandbox, submitted=None, notebook=
     `submitted` (with the notebook's name) is the folder nbgrader copied
     `folder` from: a notebook that was a link there has its answers ignored.
     """
-    data = load_expected(str(expected_path), _stamp(expected_path))
+    data = load_current_expected(expected_path)
     cells = graded_code_cells(nb)
     questions = {gid[len("test_"):]: float(cell.metadata["nbgrader"]["points"])
                  for gid, cell in cells.items() if gid[len("test_"):] in data.answer_keys}

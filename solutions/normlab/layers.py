@@ -276,7 +276,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
         }
     else:
         x_hat = (x - running_mean) / xp.sqrt(running_var + eps)
-        out = xp.astype(gamma * x_hat + beta, x.dtype)
+        out = gamma * x_hat + beta
     out = xp.astype(out, x_dtype, copy=False)
     ### END SOLUTION
 
