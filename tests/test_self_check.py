@@ -293,3 +293,54 @@ def test_the_students_and_the_graders_lists_of_imports_agree():
     from normgrade import worker
 
     assert self_check_module.GRADED_IMPORTS == worker.ALLOWED_IMPORTS
+
+
+def test_a_function_that_changes_its_arguments_in_place_changes_no_later_check(tmp_path):
+    """
+    A forward pass that centres x, gamma and beta in place (`x -= mu`) gets
+    copies: the published inputs, the next check and mistakes.npz see the
+    values they always had (before, such a file changed them for the rest of
+    the process, and a later check in the same kernel judged other inputs).
+    """
+    from normgrade import mistakes
+
+    pristine = {probe: [np.array(a, copy=True) for a in inputs] for probe, (_, _, inputs) in
+                self_check_module.PROBES.items()}
+    in_place = reference_layers() + (
+        "\n\n_right_bn = batchnorm_forward\n\n"
+        "def batchnorm_forward(x, gamma, beta, bn_param):\n"
+        "    out, cache = _right_bn(x.copy(), gamma.copy(), beta.copy(), bn_param)\n"
+        "    x -= 1.0\n    gamma *= 2.0\n    beta += 3.0\n"
+        "    return out, cache\n")
+    module = _layers(_package(tmp_path, in_place))
+    self_check_module.summary(module)  # every check, those that call batch norm's forward pass many times included
+    published, _, _ = self_check_module.results("batchnorm_forward", module)
+    assert published[1] == self_check_module.PASSES, published  # it returns the right values on the published x
+    for probe, inputs in pristine.items():
+        for before, now in zip(inputs, self_check_module.PROBES[probe][2]):
+            assert np.array_equal(before, now), probe
+    assert mistakes.is_current()
+    with pytest.raises(ValueError, match="read-only"):
+        self_check_module.PROBES["batchnorm_forward"][2][0][0, 0] = 9.0
+
+
+def test_mistakes_npz_is_stale_when_a_value_moves_and_current_for_last_bit_noise(tmp_path):
+    """is_current tolerates the float noise of values that cancel to about 1e-16, nothing the matching could see."""
+    from normgrade import mistakes
+
+    table = mistakes.table()
+    key = next(k for k in table if k.endswith("/out/values"))
+
+    def current_with(values):
+        path = tmp_path / "mistakes.npz"
+        np.savez_compressed(path, **dict(table, **{key: values}))
+        return mistakes.is_current(path)
+
+    assert current_with(table[key])
+    noisy = table[key].copy()
+    noisy.flat[0] = np.nextafter(noisy.flat[0], np.float32(np.inf))  # one float32 rounding
+    assert current_with(noisy)
+    moved = table[key].copy()
+    moved.flat[0] += np.float32(1e-4) * max(1.0, abs(float(moved.flat[0])))
+    assert not current_with(moved)
+    assert not current_with(table[key][:-1])

@@ -95,6 +95,18 @@ PROBES = {
     "spatial_batchnorm_backward": ("spatial_batchnorm", None, gradient_inputs(1, (2, 3, 2, 3), (3,))),
     "spatial_groupnorm_backward": ("groupnorm", 3, gradient_inputs(3, (2, 6, 2, 2), (1, 6, 1, 1))),
 }
+for _, _, _inputs in PROBES.values():
+    for _array in _inputs:
+        _array.setflags(write=False)  # the published inputs themselves are never handed to a student's function
+
+
+def probe_inputs(probe):
+    """
+    Fresh copies of a probe's inputs for one check: a function that changes
+    its arguments in place, or a numerical gradient stopped half-way by an
+    exception, never changes what the next check (or mistakes.npz) sees.
+    """
+    return tuple(np.array(array, copy=True) for array in PROBES[probe][2])
 MISTAKES_FILE = Path(__file__).with_name("mistakes.npz")
 
 
@@ -162,7 +174,7 @@ def _gradients(probe, forward, backward, tolerance=1e-7):
     gamma, beta) on the probe's inputs. Where some disagree and the forward
     pass is right there, they are named when the model is sure of each.
     """
-    x, gamma, beta, dout = PROBES[probe][2]
+    x, gamma, beta, dout = probe_inputs(probe)
     out, cache = forward(x, gamma, beta)
     analytic = backward(dout, cache)
     numeric = (eval_numerical_gradient_array(lambda v: forward(v, gamma, beta)[0], x, dout),
@@ -198,7 +210,7 @@ def _errors_text(errors):
 @public_check("batchnorm_forward")
 def batchnorm_published_example(layers):
     """a small published example (gamma and beta not trivial)"""
-    out, _ = layers.batchnorm_forward(SMALL_X, SMALL_GAMMA, SMALL_BETA, {"mode": "train"})
+    out, _ = layers.batchnorm_forward(*probe_inputs("batchnorm_forward"), {"mode": "train"})
     expected = np.array([[-0.50709139, 0.80905491, 1.22360657],
                          [1.52127418, -4.01509152, 0.32918028],
                          [0.16903046, 0.80905491, 1.67081972],
@@ -252,7 +264,7 @@ def batchnorm_gradients(layers):
 @public_check("batchnorm_backward_alt")
 def batchnorm_alt_matches(layers):
     """the same gradients as batchnorm_backward"""
-    x, gamma, beta, dout = PROBES["batchnorm_backward_alt"][2]
+    x, gamma, beta, dout = probe_inputs("batchnorm_backward_alt")
     out, cache = layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})
     names, shapes = ("dx", "dgamma", "dbeta"), (x.shape, gamma.shape, beta.shape)
     got, expected = layers.batchnorm_backward_alt(dout, cache), layers.batchnorm_backward(dout, cache)
@@ -276,7 +288,7 @@ def batchnorm_alt_matches(layers):
 @public_check("layernorm_forward")
 def layernorm_published_example(layers):
     """the same small published example, normalized per row"""
-    out, _ = layers.layernorm_forward(SMALL_X, SMALL_GAMMA, SMALL_BETA, {})
+    out, _ = layers.layernorm_forward(*probe_inputs("layernorm_forward"), {})
     expected = np.array([[-1.22473569, -1.00000000, 1.61236784],
                          [1.38872866, -1.92581911, 0.53709045],
                          [-0.70710501, -2.41421003, 1.70710501],
@@ -307,7 +319,7 @@ def layernorm_gradients(layers):
 @public_check("spatial_batchnorm_forward")
 def spatial_batchnorm_published_example(layers):
     """a small published example"""
-    out, _ = layers.spatial_batchnorm_forward(SPATIAL_X, SPATIAL_GAMMA, SPATIAL_BETA, {"mode": "train"})
+    out, _ = layers.spatial_batchnorm_forward(*probe_inputs("spatial_batchnorm_forward"), {"mode": "train"})
     assert out.shape == SPATIAL_X.shape, f"out has shape {out.shape}; it must have the shape of x {SPATIAL_X.shape}"
     expected_sample0 = np.array([[-1.04548152, -1.00211644, -0.92282656],
                                  [-1.18860914, -0.99000226, -0.76472704],
@@ -339,8 +351,8 @@ def spatial_batchnorm_gradients(layers):
 @public_check("spatial_groupnorm_forward")
 def spatial_groupnorm_published_example(layers):
     """a small published example (G = 2)"""
-    _, gamma, beta = PROBES["spatial_groupnorm_forward"][2]
-    out, _ = layers.spatial_groupnorm_forward(SPATIAL_X, gamma, beta, 2, {})
+    x, gamma, beta = probe_inputs("spatial_groupnorm_forward")
+    out, _ = layers.spatial_groupnorm_forward(x, gamma, beta, 2, {})
     expected_sample1 = np.array([[-1.42927615, -0.88528110, -0.31993948],
                                  [1.53194232, 2.74350508, 3.99354606],
                                  [-0.71980021, -0.44159217, -0.15596309],

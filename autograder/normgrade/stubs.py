@@ -109,22 +109,25 @@ def add_parser(subparsers):
     parser.add_argument("--check", action="store_true", help="only check that the stub is up to date")
     parser.add_argument("--solution", type=Path, default=SOLUTION_LAYERS)
     parser.add_argument("--stub", type=Path, default=STUB_LAYERS)
+    parser.add_argument("--mistakes", type=Path, default=None,
+                        help="the students' table of mistakes (default: normlab/mistakes.npz beside the stubs)")
     parser.set_defaults(run=run)
 
 
 def run(args):
     from . import mistakes
 
+    table = args.mistakes or mistakes.MISTAKES_FILE
     if args.check:
         stale = [] if check_stub(args.solution, args.stub) else [f"{args.stub} (from {args.solution})"]
-        stale += [] if mistakes.is_current() else [f"{mistakes.MISTAKES_FILE} (from normgrade.diagnosis)"]
+        stale += [] if mistakes.is_current(table) else [f"{table} (from normgrade.diagnosis)"]
         for path in stale:
             print(f"out of date: {path}: run `normgrade stubs`")
         if not stale:
-            print(f"{args.stub} and {mistakes.MISTAKES_FILE.name} are up to date")
+            print(f"{args.stub} and {table.name} are up to date")
         return 1 if stale else 0
     changed = write_stub(args.solution, args.stub)
     print(f"{'wrote' if changed else 'unchanged:'} {args.stub}")
-    changed = mistakes.write()
-    print(f"{'wrote' if changed else 'unchanged:'} {mistakes.MISTAKES_FILE}")
+    changed = mistakes.write(table)
+    print(f"{'wrote' if changed else 'unchanged:'} {table}")
     return 0
