@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test oracle stubs bench bench-grading demo clean
+# pytest-xdist workers for the suite (auto: one per core); tests that share a module's course run on one.
+JOBS   ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+
+.PHONY: test test-fast oracle stubs bench bench-grading demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,9 +16,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-## test: run the whole test suite (oracle tests skip unless `make oracle` ran)
+## test: run the whole test suite on every core (oracle tests skip unless `make oracle` ran)
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
+
+## test-fast: the inner loop: every test not marked slow (no nbgrader run, notebook, PostgreSQL, browser,
+## Unix users or Gradescope container)
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow"
 
 ## oracle: install PyTorch (CPU) as the independent oracle for the reference
 oracle: $(STAMP)

@@ -1,7 +1,36 @@
+import os
+
 import numpy as np
 import pytest
 
 from normgrade.reference import load_layers
+
+
+# What `make test-fast` leaves out needs no marking by hand where a fixture says it: a test that asks for
+# a PostgreSQL server, the browser or a built course is `slow` (end-to-end) by what it uses.
+SLOW_FIXTURES = {"postgres", "browser", "built_course", "course_copy"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """
+    Under `--dist loadgroup`, a test marked xdist_group must carry its group
+    in its id: a module's tests share what its module-scoped fixtures built (a
+    course, a graded class), and one worker must run them all. Some pytest and
+    pytest-xdist versions drop the groups without a word (pytest-xdist#1386):
+    then each such test fails, saying so, before any fixture is built.
+    """
+    if item.config.getoption("loadgroup", default=False) and item.get_closest_marker("xdist_group") \
+            and "@" not in item.nodeid:
+        pytest.fail("pytest-xdist did not keep this test's xdist_group: this pytest and pytest-xdist do not work "
+                    "together (pytest-xdist#1386); reinstall with `pip install -e '.[test]'` (its pins), or run "
+                    "without -n", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +47,42 @@ def expected_file(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("expected") / "expected.npz"
     return expected.write(path, expected.generate(answer_keys(), seed=expected.FIXED_SEED))
+
+
+@pytest.fixture(scope="session")
+def built_course(tmp_path_factory):
+    """
+    One course built by `normgrade release` (its core, without the proof:
+    test_end_to_end and test_release prove theirs) for the whole test run,
+    shared by every pytest-xdist worker: the first to need it builds it under
+    a lock, the others wait and reuse it. Never write into it: take a copy
+    with `course_copy`.
+    """
+    from filelock import FileLock
+
+    from normgrade.release import build_course
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's own folder, above each worker's
+    folder, done = shared / "built-course" / "course", shared / "built-course" / "done"
+    with FileLock(str(shared / "built-course.lock")):
+        if not done.exists():
+            build_course(folder, prove=False)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def course_copy(built_course):
+    """course_copy(dest): a copy of the shared built course at dest (its gradebook and settings included)."""
+    import shutil
+
+    def copy(dest):
+        shutil.copytree(built_course, dest, symlinks=True)
+        return dest
+
+    return copy
 
 
 @pytest.fixture(scope="session")

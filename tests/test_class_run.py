@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,21 +21,19 @@ from normgrade import ledger, parallel
 from normgrade.autograde import Task, grade, grade_submission
 from normgrade.course import COURSE_ID, db_url, paths
 from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.release import build_course
 from normgrade.status import class_status
 from normgrade.paths import STUB_LAYERS
 from normgrade.samples import make_class, reference_layers
 
-pytestmark = pytest.mark.slow
+# one pytest-xdist worker runs them all: module-scoped course, class and sequential run
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("class_run")]
 
 HANGS = reference_layers() + "\ndef layernorm_forward(x, gamma, beta, ln_param):\n    while True:\n        pass\n"
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory, sandbox):
-    folder = tmp_path_factory.mktemp("course") / "course"
-    build_course(folder, prove=False)
-    return folder
+def course(tmp_path_factory, sandbox, course_copy):
+    return course_copy(tmp_path_factory.mktemp("course") / "course")
 
 
 @pytest.fixture(scope="module")
@@ -187,15 +184,19 @@ def _processes_mentioning(needle):
     return found
 
 
-def _wait_gone(needle, bwrap_before, seconds=20):
-    """Wait until no process mentions `needle` and (unless bwrap_before is None) no new bwrap is left."""
+def _wait_gone(needle, sandboxes_of=None, seconds=20):
+    """
+    Wait until no process mentions `needle` and (unless sandboxes_of is None)
+    no bwrap mentions the folder `sandboxes_of`, where the run's sandboxes
+    have their private folders (never another test's: they run in parallel).
+    """
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        new_bwrap = set(live_pids("bwrap")) - (bwrap_before or set())
-        if not _processes_mentioning(needle) and (bwrap_before is None or not new_bwrap):
+        left_bwrap = live_pids("bwrap", mentioning=sandboxes_of) if sandboxes_of is not None else []
+        if not _processes_mentioning(needle) and not left_bwrap:
             return
         time.sleep(0.2)
-    raise AssertionError(f"processes outlived the run: {_processes_mentioning(needle)}, bwrap {new_bwrap}")
+    raise AssertionError(f"processes outlived the run: {_processes_mentioning(needle)}, bwrap {left_bwrap}")
 
 
 def _command(klass, course, *extra):
@@ -218,7 +219,6 @@ def _wait_for_ledger(url, graded, process, log, seconds=300):
 
 
 def _kill_and_resume(course, klass, sequential, url, graded_before_kill, tmp_path):
-    bwrap_before = set(live_pids("bwrap"))
     extra = ["--db-url", url] if url else []
     url = url or db_url(course)
     log = tmp_path / "first-run.log"
@@ -244,7 +244,7 @@ def _kill_and_resume(course, klass, sequential, url, graded_before_kill, tmp_pat
     assert scores == {student: score for student, (score, _) in sequential.items()}
     assert {row["status"] for row in ledger.rows(url)} == {"graded"}
     assert not any(scratch.iterdir()), "nothing left there after a finished run"
-    _wait_gone(str(klass), bwrap_before)
+    _wait_gone(str(klass), course)
 
 
 @pytest.mark.parametrize("graded_before_kill", [1, 5])
@@ -267,14 +267,15 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_graded(course, klass, sequentia
     (hanging / "s999_hangs").mkdir()
     shutil.copytree(klass / "s000_reference", hanging / "s999_hangs", dirs_exist_ok=True)
     (hanging / "s999_hangs" / "normlab" / "layers.py").write_text(HANGS)
-    bwrap_before = set(live_pids("bwrap"))
-    scratch_before = set(Path(tempfile.gettempdir()).glob("normgrade-*"))
+    temporary = tmp_path / "tmp"  # the run's own temporary folder: other tests' come and go in the system's
+    temporary.mkdir()
     log = tmp_path / "run.log"
     with open(log, "w") as stderr:
         # As a terminal's shell starts a foreground job: in its own group, with SIGINT's default action
         # (a background job, e.g. under `cmd &` in a script, inherits SIGINT ignored).
         process = subprocess.Popen(_command(hanging, copy, "--workers", "2"), stdout=subprocess.PIPE,
                                    stderr=stderr, text=True, start_new_session=True,
+                                   env=dict(os.environ, TMPDIR=str(temporary)),
                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_ledger(db_url(copy), 2, process, log)
     deadline = time.monotonic() + 60  # stop it while the hanging submission's sandbox runs, if it gets there
@@ -292,8 +293,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_graded(course, klass, sequentia
     # What the run reports graded is in the gradebook; a child stopped between recording and reporting is
     # graded there but reported interrupted (the next run finds it unchanged).
     assert graded <= kept and {str(hanging / s) for s in kept - graded} <= set(document["interrupted"])
-    _wait_gone(str(hanging), bwrap_before)
-    assert set(Path(tempfile.gettempdir()).glob("normgrade-*")) <= scratch_before, "temporary folders left behind"
+    _wait_gone(str(hanging), copy)
+    assert list(temporary.iterdir()) == [], "temporary folders left behind"
     status = class_status(copy, paths_given=[hanging])
     assert status["graded"] == len(kept) and status["pending"] == 10 - len(kept)
     scores = _scores(document)
@@ -312,12 +313,15 @@ def test_postgres_gradebook_holds_the_sequential_scores(course, klass, sequentia
     assert rows == 9 and scores == {student: score for student, (score, _) in sequential.items()}
 
 
-def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(course, klass, sequential, tmp_path):
+def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(course, klass, sequential, tmp_path,
+                                                                               monkeypatch):
     from distributed import LocalCluster
 
     copy = _fresh_course(course, tmp_path)
     url = db_url(copy)
-    bwrap_before = set(live_pids("bwrap"))
+    temporary = tmp_path / "tmp"  # the Dask workers' temporary folder, where their sandboxes' private folders go
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         document = grade([klass], copy, dask=cluster.scheduler_address)
         assert _scores(document) == sequential
@@ -326,11 +330,16 @@ def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(c
         # A worker lost in the middle of a task: Dask runs the task again elsewhere.
         import threading
 
-        killed = []
+        killed, sandboxed_here = [], []
 
         def kill_a_grading_worker():
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not killed:
+                sandboxed = live_pids("bwrap", mentioning=temporary)  # a worker is in a sandbox: kill it there
+                sandboxed_here.extend(sandboxed)
+                if not sandboxed:
+                    time.sleep(0.02)
+                    continue
                 for row in ledger.rows(url):
                     if row["status"] == "running" and row["pid"] and row["pid"] != os.getpid():
                         os.kill(row["pid"], signal.SIGKILL)
@@ -343,12 +352,13 @@ def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(c
         again = grade([klass], copy, dask=cluster.scheduler_address, regrade=True)
         killer.join()
     assert killed, "no worker was caught grading"
+    assert sandboxed_here, "the Dask workers' sandboxes are found by this test's folder"
     assert _scores(again) == sequential
     victim = {s["student"]: s for s in again["submissions"]}[killed[0]]
     assert victim["status"] == "graded" and victim["attempts"] == 2
     scores, rows = _gradebook(url)
     assert rows == 9 and scores == {student: score for student, (score, _) in sequential.items()}
-    _wait_gone(str(klass), bwrap_before)
+    _wait_gone(str(klass), temporary)
 
 
 def test_a_regrade_from_a_broken_notebook_leaves_no_stale_grade(course, klass, tmp_path):

@@ -15,6 +15,9 @@ from traitlets.config import Config
 from normgrade import late
 from normgrade.release import check_due
 
+# one pytest-xdist worker runs them all: module-scoped term
+pytestmark = pytest.mark.xdist_group("deadlines")
+
 NOW = datetime.datetime(2026, 12, 4, 17, 0, 0)
 DAY = 86400
 

@@ -19,6 +19,9 @@ from normgrade import checks, diagnosis, expected
 from normgrade.scorer import collect
 from test_grading import FAST
 
+# one pytest-xdist worker runs them all: module-scoped corpus graded through the sandbox
+pytestmark = pytest.mark.xdist_group("diagnosis")
+
 QUANTITIES = sorted(checks.CALL_OF)
 # What an unimplemented function may be told (a forward pass that returns x writes nothing back either).
 UNIMPLEMENTED_KEYS = {"not implemented", "output: x", "dx: dout", "running statistics: unchanged", "write back: missing"}

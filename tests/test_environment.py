@@ -33,40 +33,46 @@ def test_environment_yml_matches_pyproject_runtime_dependencies():
 
 
 @pytest.mark.slow
-def test_a_pip_environment_built_from_the_student_pins_runs_both_notebooks(tmp_path):
+def test_a_student_with_only_the_release_and_the_pinned_environment_runs_every_notebook(tmp_path, course_copy):
     """
     conda cannot be reached from here, so the pins of environment.yml are
     checked with pip: a fresh virtual environment gets exactly those
-    packages (every pin must exist and resolve), and both notebooks, with the
-    reference in normlab/layers.py, run in it top to bottom without an error
-    or a line on stderr.
+    packages (every pin must exist and resolve). In it, a student's copy of
+    release/normalization (what `normgrade release` hands out, with the
+    reference in normlab/layers.py and the right inline answers) runs every
+    notebook top to bottom without an error or a line on stderr, and each
+    draws its plots.
     """
     import json
     import os
-    import shutil
     import subprocess
     import sys
 
-    from normgrade.paths import NOTEBOOKS, SOLUTION_LAYERS, STUDENT_PACKAGE
+    from normgrade.course import paths
+    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.paths import NOTEBOOKS
+    from normgrade.samples import make_submission, reference_layers
 
     env = yaml.safe_load(ENVIRONMENT.read_text())
     pins = [d for d in env["dependencies"] if isinstance(d, str) and not d.startswith("python")]
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *pins], capture_output=True, text=True,
-                          timeout=1200)
+    # --no-compile: no bytecode for every module of every package; Python compiles what the notebooks import.
+    done = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--no-compile", *pins],
+                          capture_output=True, text=True, timeout=1200)
     if done.returncode != 0:
         reason = f"pip could not install the student pins {pins}: {done.stderr.strip()[-600:]}"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    work = tmp_path / "work"
-    shutil.copytree(STUDENT_PACKAGE, work / "normlab")
-    shutil.copy(SOLUTION_LAYERS, work / "normlab" / "layers.py")
+    course = course_copy(tmp_path / "course")
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    work = make_submission(paths(course)["release"], tmp_path / "work", reference_layers(), keys)
     clean = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
              "LANG": "C.UTF-8"}  # no kernel or setting of this machine's user
-    for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
-        shutil.copy(notebook, work / notebook.name)
+    notebooks = sorted(work.glob("*.ipynb"))
+    assert [n.name for n in notebooks] == [n.name for n in source_notebooks(NOTEBOOKS)]
+    for notebook in notebooks:
         done = subprocess.run([str(venv / "bin" / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
                                "--ExecutePreprocessor.timeout=600", "--output", f"ran_{notebook.name}", notebook.name],
                               cwd=work, env=clean, capture_output=True, text=True, timeout=1200)

@@ -35,10 +35,10 @@ import pytest
 from normgrade import late
 from normgrade.course import ASSIGNMENT_ID, COURSE_ID, db_url, paths
 from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.release import build_course
 from normgrade.samples import mutant_layers, reference_layers
 
-pytestmark = pytest.mark.slow
+# one pytest-xdist worker runs them all: Unix users, and modes of the folders above Python changed for the test's length
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("unix_users")]
 
 STUDENTS = ("nlstudent-ann", "nlstudent-bo")
 PYTHON = [sys.executable, "-m", "nbgrader"]
@@ -157,23 +157,22 @@ def plain_autograde_scores(course):
     return scores
 
 
-def test_a_term_through_nbgrader_exchange_as_separate_users(sandbox):
+def test_a_term_through_nbgrader_exchange_as_separate_users(sandbox, course_copy):
     _need_root()
     top = Path(tempfile.mkdtemp(prefix="normlab-term-"))
     top.chmod(0o755)  # pytest's own tmp_path is private to root: the students could not reach the exchange
     try:
         with traversable(sys.executable, shutil.which("python3") or sys.executable, late.__file__), \
                 unix_users(STUDENTS, top / "home") as users:
-            _term(top, users)
+            _term(top, users, course_copy)
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
 
-def _term(top, users):
+def _term(top, users, course_copy):
     ann, bo = (users[name] for name in STUDENTS)
-    course, exchange = top / "course", top / "exchange"
+    course, exchange = course_copy(top / "course"), top / "exchange"
     exchange.mkdir()
-    build_course(course, prove=False)
     deadlines = paths(course)["own_config"]
     deadlines.write_text(deadlines.read_text().replace("percent_per_day = 0", "percent_per_day = 10"))
     keys = answer_keys(source_notebooks(paths(course)["source"]))

@@ -27,7 +27,8 @@ import pytest
 
 from normgrade.sandbox import _python_roots, system_mounts
 
-pytestmark = pytest.mark.slow
+# one pytest-xdist worker runs them all: Unix users, and modes of the folders above Python changed for the test's length
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("unix_users")]
 
 SPEC_TOP = {"score", "execution_time", "output", "output_format", "visibility", "stdout_visibility", "extra_data",
             "tests", "leaderboard"}
@@ -95,15 +96,13 @@ def _need_root():
 
 
 @pytest.fixture(scope="module")
-def autograder(sandbox, tmp_path_factory):
+def autograder(sandbox, tmp_path_factory, course_copy):
     from normgrade.course import paths
     from normgrade.notebooks import answer_keys, source_notebooks
-    from normgrade.release import build_course
 
     _need_root()
     top = tmp_path_factory.mktemp("gradescope")
-    course = top / "course"
-    build_course(course, prove=False)
+    course = course_copy(top / "course")
     out = top / "autograder.zip"
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "gradescope", "--course", str(course), "--out",
                            str(out), "--visibility", "after-due-date"], capture_output=True, text=True, timeout=300)

@@ -567,21 +567,24 @@ def test_a_killed_grader_leaves_no_worker_behind(tmp_path, data, sandbox, hang):
     name = f"ngorphan{os.getpid() % 10000}"
     layers = tmp_path / "layers.py"
     layers.write_text(_override(f"open('/proc/self/comm', 'w').write({name!r})\n" + hang))
-    bwrap_before = set(live_pids("bwrap"))
-    grader = subprocess.Popen([sys.executable, "-c", GRADER, str(layers), str(data.path)])
+    temporary = tmp_path / "tmp"  # the grader's private folders go here, so its bwrap names this test's folder
+    temporary.mkdir()
+    grader = subprocess.Popen([sys.executable, "-c", GRADER, str(layers), str(data.path)],
+                              env=dict(os.environ, TMPDIR=str(temporary)))
     try:
         deadline = time.monotonic() + 60
         while not live_pids(name):
             assert time.monotonic() < deadline and grader.poll() is None, "the worker never got to the hang"
             time.sleep(0.05)
+        assert live_pids("bwrap", mentioning=temporary), "the grader's bubblewrap is found by this test's folder"
     finally:
         grader.kill()
         grader.wait()
     deadline = time.monotonic() + 10  # far below the worker's CPU limit and the sleep
-    while (live_pids(name) or set(live_pids("bwrap")) - bwrap_before) and time.monotonic() < deadline:
+    while (live_pids(name) or live_pids("bwrap", mentioning=temporary)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert live_pids(name) == [], "the worker outlived its grader"
-    assert set(live_pids("bwrap")) <= bwrap_before, "bubblewrap outlived the grader"
+    assert live_pids("bwrap", mentioning=temporary) == [], "bubblewrap outlived the grader"
 
 
 def test_missing_bubblewrap_refuses_with_the_way_to_enable_it(monkeypatch):

@@ -178,15 +178,13 @@ def test_another_lms_by_its_pattern_and_a_plain_roster(tmp_path, lms):
 
 
 @pytest.mark.slow
-def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, tmp_path):
+def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, tmp_path, course_copy):
     """`normgrade grade canvas.zip --roster export.csv`: the scores of the same content graded as folders."""
     from normgrade.autograde import grade
     from normgrade.course import paths
-    from normgrade.release import build_course
     from normgrade.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
 
-    course = tmp_path / "course"
-    build_course(course, prove=False)
+    course = course_copy(tmp_path / "course")
     release = paths(course)["release"]
     sources = {"jdoe": reference_layers(), "bsmith": mutant_layers(*TYPICAL_MISTAKES)}
     entries = {"doejane_101_5551_layers.py": sources["jdoe"].encode(),

@@ -18,20 +18,19 @@ from normgrade.autograde import grade
 from normgrade.course import db_url, paths
 from normgrade.mutants import MUTANTS
 from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.release import build_course
 from normgrade.report import class_report
 from normgrade.samples import TYPICAL_MISTAKES, make_class
 
-pytestmark = pytest.mark.slow
+# one pytest-xdist worker runs them all: module-scoped graded class, one browser
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pages")]
 
 HOSTILE_ERROR = "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>"
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory, sandbox):
+def graded(tmp_path_factory, sandbox, course_copy):
     """A course with a graded class of six, plus one failure recorded through the ledger, as the grader does."""
-    course = tmp_path_factory.mktemp("course") / "course"
-    build_course(course, prove=False)
+    course = course_copy(tmp_path_factory.mktemp("course") / "course")
     keys = answer_keys(source_notebooks(paths(course)["source"]))
     root = tmp_path_factory.mktemp("class")
     make_class(paths(course)["release"], root, 6, keys)

@@ -26,6 +26,9 @@ from normgrade import similarity
 from normgrade.paths import STUDENT_PACKAGE
 from normgrade.samples import reference_layers
 
+# one pytest-xdist worker runs them all: module-scoped evidence
+pytestmark = pytest.mark.xdist_group("similarity")
+
 EVIDENCE = Path(__file__).parent / "data" / "similarity"
 SEEDS = (0, 1, 2)
 
@@ -164,16 +167,14 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 
 
 @pytest.mark.slow
-def test_the_command_ranks_copies_escapes_everything_and_the_report_summarizes_it(tmp_path, sandbox):
+def test_the_command_ranks_copies_escapes_everything_and_the_report_summarizes_it(tmp_path, sandbox, course_copy):
     from normgrade import cli
     from normgrade.autograde import grade
     from normgrade.course import paths
-    from normgrade.release import build_course
     from normgrade.report import write_report
     from normgrade.samples import make_submission
 
-    course = tmp_path / "course"
-    build_course(course, prove=False, seed=5)
+    course = course_copy(tmp_path / "course")
     release = paths(course)["release"]
     texts = _evidence()
     class_folder = tmp_path / "class"
