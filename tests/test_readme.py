@@ -79,3 +79,12 @@ def test_every_file_the_readme_names_exists():
     text = README.read_text(encoding="utf-8")
     named = set(re.findall(r"`((?:tests|autograder|assignment|solutions|benchmarks|docs)/[\w./-]+\.\w+)`", text))
     assert named and sorted(p for p in named if not (REPO / p).exists()) == []
+
+
+def test_every_make_target_the_readme_names_exists_and_ci_runs_the_test_command():
+    text = README.read_text(encoding="utf-8")
+    named = {a or b for a, b in re.findall(r"`make ([a-z][\w-]*)|^make ([a-z][\w-]*)", text, re.M)}
+    targets = set(re.findall(r"^([a-z][\w-]*):", (REPO / "Makefile").read_text(), re.M))
+    assert {"test", "test-fast", "demo", "oracle"} <= named, named
+    assert sorted(named - targets) == []
+    assert re.search(r"^make test$", (REPO / ".ci" / "run").read_text(), re.M), "CI runs the README's test command"
