@@ -191,6 +191,8 @@ def check_against_the_spec(document, visibility):
         assert isinstance(test["name"], str) and isinstance(test["number"], str) and isinstance(test["output"], str)
         assert isinstance(test["score"], float) and isinstance(test["max_score"], float)
         assert 0 <= test["score"] <= test["max_score"] and test["visibility"] == visibility
+        assert test["output_format"] == test["name_format"] == "text", "student text is never rendered as markup"
+    assert document["output_format"] == "text", "notes name files from the upload: never rendered as markup"
     assert document["score"] == pytest.approx(sum(t["score"] for t in document["tests"]))
     assert len({t["name"] for t in document["tests"]}) == len(document["tests"])
 
@@ -301,3 +303,16 @@ def test_the_unprivileged_user_is_never_root():
         Sandbox(user="root")
     with pytest.raises(SandboxUnavailable, match="no such user"):
         Sandbox(user="no-such-user-here")
+
+
+def test_results_json_shows_every_student_text_as_plain_text():
+    """A file name or an exception text from the upload is text on Gradescope's page, never HTML or Markdown."""
+    from normgrade.gradescope import results_document
+
+    hostile = "<img src=x onerror=alert(1)> **bold** [link](javascript:alert(1))"
+    document = results_document([{"name": "BatchNormalization/test_batchnorm_forward", "score": 0.0, "max_score": 6.0,
+                                  "output": f"bn_train_out raised ValueError: {hostile}"}],
+                                [f"{hostile}.py: not a file of the assignment, not graded"], "bubblewrap sandbox",
+                                "visible", 1.2)
+    check_against_the_spec(document, "visible")
+    assert hostile in document["output"] and hostile in document["tests"][0]["output"]  # as it was, shown as text

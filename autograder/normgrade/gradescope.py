@@ -217,11 +217,17 @@ def grade_upload(root, sandbox):
 
 
 def results_document(tests, notes, sandbox_description, visibility, seconds):
-    """results.json as Gradescope's specification has it."""
-    numbered = [dict(test, number=f"{n}", visibility=visibility) for n, test in enumerate(tests, start=1)]
+    """
+    results.json as Gradescope's specification has it. Every text is shown
+    as plain text (output_format and name_format "text"; Gradescope's default,
+    simple_format, passes some HTML through): notes name files from the
+    upload and messages quote what student code raised.
+    """
+    numbered = [dict(test, number=f"{n}", visibility=visibility, output_format="text", name_format="text")
+                for n, test in enumerate(tests, start=1)]
     output = "\n".join([f"graded in: {sandbox_description}"] + notes)
     return {"score": round(sum(t["score"] for t in tests), 6), "execution_time": int(round(seconds)),
-            "output": output, "visibility": "visible", "stdout_visibility": "hidden",
+            "output": output, "output_format": "text", "visibility": "visible", "stdout_visibility": "hidden",
             "extra_data": {"sandbox": sandbox_description, "notes": notes}, "tests": numbered}
 
 
