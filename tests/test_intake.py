@@ -221,3 +221,55 @@ def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, 
     code = [t for t in by["jdoe"]["tests"] if "/test_" in t["name"] and "/test_inline_" not in t["name"]]
     assert code and [t for t in code if t["score"] != t["max_score"]] == [], "the reference's code earns every point"
     assert by["jdoe"]["raw_score"] > by["bsmith"]["raw_score"]
+
+
+def _lying_zip(records, zip64=False):
+    """
+    A zip whose central directory holds `records` entries (one-byte names, no
+    data) under end records that say it holds 1: in the plain end record, or
+    (zip64) in a zip64 end record, as zipfile reads either.
+    """
+    def number(value, size):
+        return value.to_bytes(size, "little")
+
+    record = b"PK\x01\x02" + bytes(24) + number(1, 2) + bytes(16) + b"x"  # 46 fixed bytes and its name
+    directory = record * records
+    if not zip64:
+        return directory + b"PK\x05\x06" + bytes(4) + number(1, 2) * 2 + number(len(directory), 4) + bytes(6)
+    end64 = (b"PK\x06\x06" + number(44, 8) + number(45, 2) * 2 + bytes(8) + number(1, 8) * 2
+             + number(len(directory), 8) + number(0, 8))
+    locator = b"PK\x06\x07" + bytes(4) + number(len(directory), 8) + number(1, 4)
+    return directory + end64 + locator + b"PK\x05\x06" + bytes(4) + b"\xff" * 12 + bytes(2)
+
+
+@pytest.mark.parametrize("zip64", [False, True], ids=["end record", "zip64 end record"])
+def test_a_zip_that_lies_about_its_entry_count_is_refused_before_zipfile_parses_it(tmp_path, lms, monkeypatch,
+                                                                                    zip64):
+    """
+    What bounds the work is what the directory holds, not what its end record
+    says: a red team's student zip said 1 entry and held 1.4 million (25 s and
+    581 MiB of zipfile before it was refused), four of them per student.
+    """
+    forged = _lying_zip(3, zip64)
+    assert len(zipfile.ZipFile(io.BytesIO(forged)).infolist()) == 3, "zipfile reads all that the directory holds"
+
+    def never(*args, **kwargs):
+        raise AssertionError("zipfile parsed a directory that was to be refused")
+
+    release, archive, roster = lms
+    targets, limits = ["layers.py"], intake.graded_limits(["layers.py"])
+    # A student's own zip: a few more records than allowed, or a directory far beyond any honest one.
+    many, huge = _lying_zip(intake.MAX_INNER_ENTRIES + 1, zip64), _lying_zip(1_400_000, zip64)
+    monkeypatch.setattr(intake.zipfile, "ZipFile", never)
+    found, problems = intake.files_in_zip(many, targets, limits)
+    assert found == {} and problems == [f"more than {intake.MAX_INNER_ENTRIES} entries in its central directory, "
+                                        "though its end record says 1: not read"]
+    found, problems = intake.files_in_zip(huge, targets, limits)
+    assert found == {} and len(problems) == 1 and "a central directory of 65800000 bytes, more than" in problems[0]
+    # The LMS download itself.
+    outer = tmp_path / "download.zip"
+    outer.write_bytes(_lying_zip(intake.MAX_ENTRIES + 1, zip64))
+    with pytest.raises(intake.ArchiveError, match=f"more than {intake.MAX_ENTRIES} entries in its central directory, "
+                                                  "though its end record says 1"):
+        intake.read_archive(outer, intake.read_mapping(roster), release, tmp_path / "in")
+    assert not (tmp_path / "in").exists() or not any((tmp_path / "in").iterdir())
