@@ -222,7 +222,8 @@ def graded_class(course, keys, tmp_path_factory):
     piped = make_submission(release, root / "b_fifo", reference_layers(), keys)
     (piped / "BatchNormalization.ipynb").unlink()
     os.mkfifo(piped / "BatchNormalization.ipynb")  # reading it would wait forever
-    make_submission(release, root / "b_forbidden_import", "import scipy.special\n" + reference_layers(), keys)
+    make_submission(release, root / "b_forbidden_import", "import scipy.special\nERF = scipy.special.erf(0.5)\n"
+                    + reference_layers(), keys)  # used at the top: every function (unused, it would cost nothing)
     make_submission(release, root / "b_leaky", LEAKY, keys)
     huge = make_submission(release, root / "b_huge_markdown", reference_layers(), keys)
     nb = nbformat.read(huge / "BatchNormalization.ipynb", as_version=4)

@@ -86,8 +86,8 @@ CASES = {
     "returns a list": (_override("return [[0.0]], {}"), LAYERNORM, "is a list, expected an array"),
     "returns an object array": (_override("import numpy\nreturn numpy.array([object()]), {}"), LAYERNORM,
                                 "is a ndarray, expected an array"),
-    "imports a library inside the function": (_override("import scipy.special\nreturn None, None"), LAYERNORM,
-                                              "raised ModuleNotFoundError: scipy is not available when grading"),
+    "uses a library inside the function": (_override("import scipy.special\nreturn scipy.special.erf(x), {}"),
+                                           LAYERNORM, "raised ModuleNotFoundError: scipy is not available when grading"),
 }
 
 
@@ -116,15 +116,20 @@ def test_a_function_that_hung_is_not_run_again_in_the_isolated_worker(tmp_path, 
 
 IMPORT_FAILURES = {
     "syntax error": ("def batchnorm_forward(:\n", "normlab could not be imported: SyntaxError"),
-    "import error": ("import not_a_module_anywhere\n", "normlab could not be imported: ModuleNotFoundError"),
+    "import error": ("import not_a_module_anywhere\nnot_a_module_anywhere.setup()\n",
+                     "normlab could not be imported: ModuleNotFoundError"),
     "sys.exit at import": ("import sys\nsys.exit(2)\n", "normlab could not be imported: SystemExit: 2"),
     "hang at import": ("while True:\n    pass\n", "normlab could not be imported: it stopped after 3 s"),
     "os._exit at import": ("import os\nos._exit(0)\n", "normlab could not be imported: it exited with status 0"),
     # Libraries of the grading environment that the students' environment does not offer: not even mounted.
-    "a library students do not have": ("import scipy.special\n", "scipy is not available when grading"),
-    "the grader's own tools": ("import nbgrader\n", "nbgrader is not available when grading"),
-    "a database driver": ("import sqlalchemy\n", "sqlalchemy is not available when grading"),
-    "PyTorch": ("import torch\n", "torch is not available when grading"),
+    # Imported and used at the top of the file (an unused import costs nothing: see below).
+    "a library students do not have": ("import scipy.special\nscipy.special.erf(0.0)\n",
+                                       "scipy is not available when grading"),
+    "the grader's own tools": ("import nbgrader.api\nnbgrader.api.Gradebook('sqlite://')\n",
+                               "nbgrader is not available when grading"),
+    "a database driver": ("from sqlalchemy import create_engine\ncreate_engine('sqlite://')\n",
+                          "sqlalchemy is not available when grading"),
+    "PyTorch": ("import torch\nx = torch.zeros(1) + 1\n", "torch is not available when grading"),
     "site-packages put back on sys.path": (
         "import sys, sysconfig\nsys.meta_path[:] = sys.meta_path[:-1]\nsys.path.append(sysconfig.get_paths()['purelib'])\n"
         "import sklearn\n", "No module named 'sklearn'"),
@@ -141,6 +146,37 @@ def test_a_module_that_does_not_import_earns_nothing_once(tmp_path, data, sandbo
     scores, seconds = _grade(tmp_path, source, data, sandbox)
     _check(scores, set(checks.FUNCTIONS), message, named=checks.FUNCTIONS)
     assert seconds < 15, "an import failure is not retried call after call"
+
+
+UNUSED_IMPORTS = {
+    "an editor's auto-import": "from pyparsing import col\n",
+    "plotting and scipy, never called": "import matplotlib.pyplot as plt\nimport scipy\nfrom tqdm import tqdm as _bar\n",
+}
+
+
+@pytest.mark.parametrize("case", UNUSED_IMPORTS)
+def test_an_unused_import_of_a_library_the_grader_lacks_costs_nothing(tmp_path, data, sandbox, case):
+    """A real public submission, all nine functions right, scored 0 / 36 for `from pyparsing import col`."""
+    scores, _ = _grade(tmp_path, UNUSED_IMPORTS[case] + SOLUTION_LAYERS.read_text(), data, sandbox)
+    _check(scores, set(), "")
+
+
+def test_a_used_import_fails_only_the_calls_that_use_it_naming_the_package_and_its_line(tmp_path, data, sandbox):
+    source = "import scipy.special as sp\n" + _override("return sp.erf(x), {}")
+    scores, _ = _grade(tmp_path, source, data, sandbox)
+    _check(scores, LAYERNORM, "scipy is not available when grading")
+    assert all("this call used scipy.special.erf, imported on line 1 (an import alone costs nothing)" in r.message
+               for r in scores["layernorm_forward"])
+
+
+def test_an_import_guarded_by_the_student_runs_their_fallback(tmp_path, data, sandbox):
+    """`try: import scipy ... except ImportError:` takes the except branch, as on a machine without scipy."""
+    fallback = SOLUTION_LAYERS.read_text() + (
+        "\ntry:\n    from scipy import special as sp\nexcept (ValueError, ImportError):\n    sp = None\n"
+        "\n_right_ln = layernorm_forward\n\n\ndef layernorm_forward(x, gamma, beta, ln_param):\n"
+        "    if sp is not None:\n        return sp.erf(x), {}\n    return _right_ln(x, gamma, beta, ln_param)\n")
+    scores, _ = _grade(tmp_path, fallback, data, sandbox)
+    _check(scores, set(), "")
 
 
 def test_the_graded_worker_sees_only_the_libraries_students_have(tmp_path, data, sandbox):

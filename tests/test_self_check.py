@@ -266,26 +266,38 @@ def test_the_students_checks_name_exactly_what_the_graders_diagnosis_names():
     assert compared > 2000
 
 
-def test_forbidden_imports_are_named_with_their_lines(tmp_path):
+def test_forbidden_imports_are_named_with_their_lines_and_whether_they_are_used(tmp_path):
     source = reference_layers() + (
         "\nimport scipy.special\nfrom torch import nn\nimport os, numpy.linalg\nfrom . import backend\n"
-        "def _later():\n    import importlib\n    return importlib.import_module('sklearn.preprocessing')\n")
+        "from pyparsing import col as _col\n"
+        "def _later():\n    import importlib\n    return importlib.import_module('sklearn.preprocessing')\n"
+        "def _uses(x):\n    return nn.functional.relu(x)\n")
     path = tmp_path / "layers.py"
     path.write_text(source)
     found = self_check_module.forbidden_imports(path)
-    assert [module for _, module in found] == ["scipy", "torch", "sklearn"]
+    assert [(module, used) for _, module, used in found] == [
+        ("scipy", False), ("torch", True), ("pyparsing", False), ("sklearn", True)]
     assert self_check_module.forbidden_imports(SOLUTION_LAYERS) == [] == self_check_module.forbidden_imports(STUB_LAYERS)
-    message = self_check_module.imports_message(path)
-    assert "imports scipy (line" in message and "only the standard library" in message
+    message, fails = self_check_module.imports_message(path)
+    assert fails and "uses torch (line" in message and "only the standard library" in message
+    assert "imports scipy (line" in message and "without using it" in message and "costs nothing" in message
 
 
-def test_the_self_check_fails_a_file_with_a_forbidden_import(tmp_path):
-    root = _package(tmp_path, reference_layers() + "\nimport sklearn\n")
+@pytest.mark.parametrize("use", [False, True], ids=["unused", "used"])
+def test_the_self_check_warns_of_an_unused_import_and_fails_a_used_one(tmp_path, use):
+    """An editor's stray import costs nothing when graded: the self-check says so and passes; a use fails."""
+    source = "import sklearn\n" + reference_layers() + ("\nVERSION = sklearn.__version__\n" if use else "")
+    root = _package(tmp_path, source)
     done = subprocess.run([sys.executable, "-m", "normlab.check"], cwd=root, capture_output=True, text=True,
                           timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
-    assert done.returncode == 1, "every function passes, but the grader cannot import this file"
-    assert "9 of 9 functions pass" in done.stdout
-    assert "normlab/layers.py imports sklearn (line" in " ".join(done.stdout.split())
+    said = " ".join(done.stdout.split())
+    assert "9 of 9 functions pass" in said
+    if use:
+        assert done.returncode == 1, "every function passes here, but the grader does not have sklearn"
+        assert "normlab/layers.py uses sklearn (line 1)" in said
+    else:
+        assert done.returncode == 0, said
+        assert "normlab/layers.py imports sklearn (line 1) without using it" in said
 
 
 def test_the_students_and_the_graders_lists_of_imports_agree():

@@ -6,7 +6,9 @@ into the sandbox beside a fresh copy of the provided normlab package with the
 student's layers.py, and started as `python -I -B worker.py MODE`. Before any
 student code runs it lowers its rlimits and forbids new processes (seccomp).
 It imports nothing but the standard library, NumPy and pyseccomp (nbclient
-and ipykernel in notebook mode), holds no expected value, key or
+and ipykernel in notebook mode); a package the student's file imports that
+the sandbox does not have is a stand-in that fails only where it is used
+(OnlyAllowedImports). It holds no expected value, key or
 point, and decides nothing: the scorer (normgrade.scorer, outside the sandbox)
 compares what comes back with the expected values. Everything this process
 returns is a claim by the student's code, which runs in this same process.
@@ -390,21 +392,123 @@ def _silence_standard_fds():
 ALLOWED_IMPORTS = ("numpy", "array_api_compat", "normlab")
 
 
+IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+
+
+def guarded_import_lines(source):
+    """
+    The lines of the import statements in `source` that sit in a try whose
+    handlers catch ImportError (by that name, a parent of it, or a bare
+    except): there the student's own fallback is to run, as without grading.
+    """
+    import ast
+
+    def catches(handler):
+        kinds = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        return handler.type is None or any(
+            (k.id if isinstance(k, ast.Name) else getattr(k, "attr", None)) in IMPORT_ERRORS for k in kinds)
+
+    lines = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Try) and any(catches(h) for h in node.handlers):
+            for statement in node.body:
+                for inner in ast.walk(statement):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                        lines.update(range(inner.lineno, (inner.end_lineno or inner.lineno) + 1))
+    return frozenset(lines)
+
+
+class Unavailable:
+    """
+    What an import of a package the grader does not have binds in the
+    student's layers.py: it holds nothing and fails whatever touches it (a
+    call, an attribute, an operator, a conversion to an array), saying why.
+    An unused import (an editor's auto-import) then costs nothing; a use fails
+    the call that makes it, and only that call.
+    """
+
+    def __init__(self, name, why):
+        object.__setattr__(self, "_Unavailable__name", name)
+        object.__setattr__(self, "_Unavailable__why", why)
+
+    def _refuse(self, *args, **kwargs):
+        raise ModuleNotFoundError(object.__getattribute__(self, "_Unavailable__why").format(
+            used=object.__getattribute__(self, "_Unavailable__name")))
+
+    def __repr__(self):
+        return f"<{object.__getattribute__(self, '_Unavailable__name')}: not available when grading>"
+
+
+for _special in ("__call__", "__getattr__", "__setattr__", "__delattr__", "__getitem__", "__setitem__",
+                 "__delitem__", "__iter__", "__len__", "__bool__", "__contains__", "__index__", "__int__",
+                 "__float__", "__complex__", "__array__", "__array_ufunc__", "__array_function__", "__enter__",
+                 "__exit__", "__neg__", "__pos__", "__abs__", "__invert__", "__round__", "__lt__", "__le__",
+                 "__gt__", "__ge__", *(f"__{p}{op}__" for op in ("add", "sub", "mul", "matmul", "truediv",
+                                                                  "floordiv", "mod", "pow", "and", "or", "xor",
+                                                                  "lshift", "rshift") for p in ("", "r", "i"))):
+    setattr(Unavailable, _special, Unavailable._refuse)
+
+
+class _UnavailableModule(type(sys)):
+    """A stand-in module: its attributes are stand-ins (so `from pkg import name` binds one), its dunders absent."""
+
+    def __init__(self, name, why):
+        super().__init__(name)
+        self.__path__ = []  # a package: `import pkg.sub` gets a stand-in too
+        self.__why = why
+
+    def __getattr__(self, attribute):
+        if attribute.startswith("__") and attribute.endswith("__"):
+            raise AttributeError(attribute)
+        return Unavailable(f"{self.__name__}.{attribute}", self.__why)
+
+
+class _UnavailableLoader:
+    def __init__(self, why):
+        self.why = why
+
+    def create_module(self, spec):
+        return _UnavailableModule(spec.name, self.why)
+
+    def exec_module(self, module):
+        pass
+
+
 class OnlyAllowedImports:
     """
     The last meta path finder: asked only for a module no other finder
-    found, it says why a module outside the standard library and
-    ALLOWED_IMPORTS is missing. It only explains: the sandbox does not mount
-    other packages (sandbox.graded_package_mounts), so removing it gains nothing.
+    found. The sandbox does not mount other packages
+    (sandbox.graded_package_mounts), so removing this gains nothing: it only
+    decides how the absence shows. An import statement of the student's
+    layers.py gets a stand-in module (Unavailable: costs nothing while
+    unused, fails the call that uses it, naming the package and the rule);
+    an import in a try that catches ImportError, and any import made by
+    other code (NumPy's optional ones, importlib.import_module), raises
+    ModuleNotFoundError saying why, as a missing module does.
     """
 
-    @staticmethod
-    def find_spec(name, path=None, target=None):
+    layers_file = None  # the student's normlab/layers.py as its code objects name it
+    guarded_lines = frozenset()
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
         top = name.partition(".")[0]
         if top in ALLOWED_IMPORTS or top in sys.stdlib_module_names or top in sys.builtin_module_names:
             return None  # the usual finders decide
-        raise ModuleNotFoundError(f"{top} is not available when grading: normlab/layers.py may import only the "
-                                  f"standard library, {', '.join(ALLOWED_IMPORTS)}", name=name)
+        why = (f"{top} is not available when grading: normlab/layers.py may import only the standard library, "
+               f"{', '.join(ALLOWED_IMPORTS)}")
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            frame = frame.f_back
+        if (frame is None or os.path.abspath(frame.f_code.co_filename) != cls.layers_file
+                or frame.f_lineno in cls.guarded_lines):
+            raise ModuleNotFoundError(why, name=name)
+        from importlib.machinery import ModuleSpec
+
+        used = (f"{top} is not available when grading: this call used {{used}}, imported on line {frame.f_lineno} "
+                f"(an import alone costs nothing); normlab/layers.py may import only the standard library, "
+                f"{', '.join(ALLOWED_IMPORTS)}")
+        return ModuleSpec(name, _UnavailableLoader(used), is_package=True)
 
 
 def serve_calls(package_dir, out):
@@ -419,6 +523,12 @@ def serve_calls(package_dir, out):
         return
     _silence_standard_fds()
     sys.path.insert(0, package_dir)
+    OnlyAllowedImports.layers_file = os.path.abspath(os.path.join(package_dir, "normlab", "layers.py"))
+    try:
+        with open(OnlyAllowedImports.layers_file, encoding="utf-8") as source:
+            OnlyAllowedImports.guarded_lines = guarded_import_lines(source.read())
+    except (OSError, SyntaxError, ValueError):  # the import below says what is wrong
+        pass
     sys.meta_path.append(OnlyAllowedImports)
     try:
         import normlab.layers as layers
