@@ -670,3 +670,60 @@ def test_kill_orphans_kills_parentless_bwrap_of_its_scratch_folder_only(tmp_path
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+
+
+REPLAY = '''
+
+import numpy as _np
+
+_seen = {}
+
+
+def _replaying(forward):
+    def replay(x, gamma, beta, *rest):
+        if x.size >= 50_000:  # the large input: REPLAYED
+            %s
+        return forward(x, gamma, beta, *rest)
+    return replay
+
+
+def _without_dx(backward):
+    def backward_(dout, cache):
+        dx, dgamma, dbeta = backward(dout, cache)
+        return (_np.zeros_like(dx) if dx.size >= 50_000 else dx), dgamma, dbeta
+    return backward_
+
+
+batchnorm_forward = _replaying(batchnorm_forward)
+layernorm_forward = _replaying(layernorm_forward)
+spatial_batchnorm_forward = _replaying(spatial_batchnorm_forward)
+spatial_groupnorm_forward = _replaying(spatial_groupnorm_forward)
+batchnorm_backward = _without_dx(batchnorm_backward)
+batchnorm_backward_alt = _without_dx(batchnorm_backward_alt)
+layernorm_backward = _without_dx(layernorm_backward)
+spatial_batchnorm_backward = _without_dx(spatial_batchnorm_backward)
+spatial_groupnorm_backward = _without_dx(spatial_groupnorm_backward)
+'''
+
+
+REPLAYS = {
+    "normalizes the first x again": "x = _seen.setdefault((forward.__name__, x.shape), x.copy())",
+    "returns the first output again": "return _seen.setdefault((forward.__name__, x.shape), "
+                                      "forward(x, gamma, beta, *rest))",
+}
+
+
+@pytest.mark.parametrize("replay", REPLAYS)
+def test_a_forward_pass_that_replays_an_earlier_x_earns_no_large_gradient_check(tmp_path, data, sandbox, replay):
+    """
+    A red team's file: in the isolated worker, its forward pass normalized the
+    first point of the large directional derivative again for the second, so
+    the derivative held only the gamma and beta terms and dx = 0 agreed: 7.5
+    points. Each output is now held to the normalization of the x it was given.
+    """
+    scores, _ = _grade(tmp_path, SOLUTION_LAYERS.read_text() + REPLAY % REPLAYS[replay], data, sandbox)
+    for backward in checks.GRADIENTS:
+        gradient = next(r for r in scores[backward] if r.check.gradient)
+        assert gradient.earned == 0, (backward, gradient.message)
+        assert "is not a normalization of the x it is given" in gradient.message, gradient.message
+        assert "input" in gradient.message.split("given", 1)[1], gradient.message  # on the large input
