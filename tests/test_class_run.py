@@ -168,22 +168,6 @@ def test_a_grading_process_that_dies_is_retried_once_then_reported(course, klass
     assert rows["s002_mistakes"]["status"] == "failed" and rows["s000_reference"]["status"] == "graded"
 
 
-def _processes_mentioning(needle):
-    """pids of live processes whose command line contains `needle` (zombies excluded)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "stat").read_text().split(") ")[1].startswith("Z"):
-                continue
-            if needle.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except (OSError, IndexError):
-            pass
-    return found
-
-
 def _wait_gone(needle, sandboxes_of=None, seconds=20):
     """
     Wait until no process mentions `needle` and (unless sandboxes_of is None)
@@ -193,10 +177,10 @@ def _wait_gone(needle, sandboxes_of=None, seconds=20):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         left_bwrap = live_pids("bwrap", mentioning=sandboxes_of) if sandboxes_of is not None else []
-        if not _processes_mentioning(needle) and not left_bwrap:
+        if not live_pids(mentioning=needle) and not left_bwrap:
             return
         time.sleep(0.2)
-    raise AssertionError(f"processes outlived the run: {_processes_mentioning(needle)}, bwrap {left_bwrap}")
+    raise AssertionError(f"processes outlived the run: {live_pids(mentioning=needle)}, bwrap {left_bwrap}")
 
 
 def _command(klass, course, *extra):

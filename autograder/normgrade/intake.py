@@ -292,14 +292,15 @@ def read_archive(path, mapping, release, dest, pattern=CANVAS_PATTERN, limits=No
     try:
         with os.fdopen(fd, "rb") as f:
             fd = None
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
                 raise ArchiveError(f"{path}: not a regular file")
 
             def read_at(offset, size):
                 f.seek(offset)
                 return f.read(size)
 
-            why = directory_problem(read_at, os.fstat(f.fileno()).st_size, MAX_ENTRIES)
+            why = directory_problem(read_at, info.st_size, MAX_ENTRIES)
             if why:
                 raise ArchiveError(f"{path}: {why}")
             try:

@@ -80,9 +80,9 @@ def is_current(path=MISTAKES_FILE):
     """
     Whether the file at `path` holds what table() computes now: the same keys,
     parts and clauses, and values equal within two float32 roundings. Values
-    that cancel to about 1e-16 differ in their last bits from one process to
-    the next (NumPy's summation order follows the memory alignment), far
-    below the 1e-6 the students' matching uses.
+    that cancel to about 1e-16 were seen to differ in their last bits between
+    two fresh processes on the same code, far below the 1e-6 the students'
+    matching uses.
     """
     try:
         with np.load(path, allow_pickle=False) as saved:

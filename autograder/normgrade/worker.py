@@ -390,6 +390,7 @@ def _silence_standard_fds():
 # Besides the standard library, what normlab/layers.py may import: what the students' environment offers
 # it (environment.yml). normlab.check.GRADED_IMPORTS says the same to students (a test checks they agree).
 ALLOWED_IMPORTS = ("numpy", "array_api_compat", "normlab")
+IMPORT_RULE = f"normlab/layers.py may import only the standard library, {', '.join(ALLOWED_IMPORTS)}"
 
 
 IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
@@ -427,13 +428,15 @@ class Unavailable:
     the call that makes it, and only that call.
     """
 
-    def __init__(self, name, why):
+    def __init__(self, name, line):
         object.__setattr__(self, "_Unavailable__name", name)
-        object.__setattr__(self, "_Unavailable__why", why)
+        object.__setattr__(self, "_Unavailable__line", line)
 
     def _refuse(self, *args, **kwargs):
-        raise ModuleNotFoundError(object.__getattribute__(self, "_Unavailable__why").format(
-            used=object.__getattribute__(self, "_Unavailable__name")))
+        name = object.__getattribute__(self, "_Unavailable__name")
+        raise ModuleNotFoundError(f"{name.partition('.')[0]} is not available when grading: this call used {name}, "
+                                  f"imported on line {object.__getattribute__(self, '_Unavailable__line')} (an "
+                                  f"import alone costs nothing); {IMPORT_RULE}")
 
     def __repr__(self):
         return f"<{object.__getattribute__(self, '_Unavailable__name')}: not available when grading>"
@@ -452,23 +455,23 @@ for _special in ("__call__", "__getattr__", "__setattr__", "__delattr__", "__get
 class _UnavailableModule(type(sys)):
     """A stand-in module: its attributes are stand-ins (so `from pkg import name` binds one), its dunders absent."""
 
-    def __init__(self, name, why):
+    def __init__(self, name, line):
         super().__init__(name)
         self.__path__ = []  # a package: `import pkg.sub` gets a stand-in too
-        self.__why = why
+        self.__line = line
 
     def __getattr__(self, attribute):
         if attribute.startswith("__") and attribute.endswith("__"):
             raise AttributeError(attribute)
-        return Unavailable(f"{self.__name__}.{attribute}", self.__why)
+        return Unavailable(f"{self.__name__}.{attribute}", self.__line)
 
 
 class _UnavailableLoader:
-    def __init__(self, why):
-        self.why = why
+    def __init__(self, line):
+        self.line = line  # of the import statement in the student's file
 
     def create_module(self, spec):
-        return _UnavailableModule(spec.name, self.why)
+        return _UnavailableModule(spec.name, self.line)
 
     def exec_module(self, module):
         pass
@@ -495,20 +498,15 @@ class OnlyAllowedImports:
         top = name.partition(".")[0]
         if top in ALLOWED_IMPORTS or top in sys.stdlib_module_names or top in sys.builtin_module_names:
             return None  # the usual finders decide
-        why = (f"{top} is not available when grading: normlab/layers.py may import only the standard library, "
-               f"{', '.join(ALLOWED_IMPORTS)}")
         frame = sys._getframe(1)
         while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
             frame = frame.f_back
         if (frame is None or os.path.abspath(frame.f_code.co_filename) != cls.layers_file
                 or frame.f_lineno in cls.guarded_lines):
-            raise ModuleNotFoundError(why, name=name)
+            raise ModuleNotFoundError(f"{top} is not available when grading: {IMPORT_RULE}", name=name)
         from importlib.machinery import ModuleSpec
 
-        used = (f"{top} is not available when grading: this call used {{used}}, imported on line {frame.f_lineno} "
-                f"(an import alone costs nothing); normlab/layers.py may import only the standard library, "
-                f"{', '.join(ALLOWED_IMPORTS)}")
-        return ModuleSpec(name, _UnavailableLoader(used), is_package=True)
+        return ModuleSpec(name, _UnavailableLoader(frame.f_lineno), is_package=True)
 
 
 def serve_calls(package_dir, out):
