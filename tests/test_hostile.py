@@ -88,6 +88,9 @@ CASES = {
                                 "is a ndarray, expected an array"),
     "uses a library inside the function": (_override("import scipy.special\nreturn scipy.special.erf(x), {}"),
                                            LAYERNORM, "raised ModuleNotFoundError: scipy is not available when grading"),
+    # importlib's own import is other code's: it raises, as before (no stand-in that returns quietly).
+    "imports a library through importlib": (_override("import importlib\nimportlib.import_module('scipy')\nreturn x, {}"),
+                                            LAYERNORM, "raised ModuleNotFoundError: scipy is not available when grading"),
 }
 
 
