@@ -21,3 +21,21 @@ def live_pids(name=None, mentioning=None):
         except (OSError, IndexError):  # gone while being read
             pass
     return sorted(found)
+
+
+def started_sandboxes(mentioning):
+    """
+    PIDs of the bwrap processes mentioning `mentioning` whose sandbox has
+    started its program (a child that is no longer bwrap itself): a kill
+    there lands in a running worker, not in bubblewrap's own setup, where
+    bubblewrap 0.8 can leave its sandbox process waiting (sandbox.kill_orphans).
+    """
+    started = []
+    for pid in live_pids("bwrap", mentioning=mentioning):
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            if any(Path(f"/proc/{child}/comm").read_text().strip() != "bwrap" for child in children):
+                started.append(pid)
+        except OSError:  # gone while being read
+            pass
+    return started

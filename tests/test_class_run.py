@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from processes import live_pids
+from processes import live_pids, started_sandboxes
 
 from normgrade import ledger, parallel
 from normgrade.autograde import Task, grade, grade_submission
@@ -319,7 +319,7 @@ def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(c
         def kill_a_grading_worker():
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not killed:
-                sandboxed = live_pids("bwrap", mentioning=temporary)  # a worker is in a sandbox: kill it there
+                sandboxed = started_sandboxes(temporary)  # a worker runs in a sandbox: kill it there
                 sandboxed_here.extend(sandboxed)
                 if not sandboxed:
                     time.sleep(0.02)
