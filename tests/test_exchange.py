@@ -103,15 +103,16 @@ def as_student(account, *args, cwd=None):
 
 def nbgrader_as(account, exchange, *args):
     done = as_student(account, *PYTHON, *args, f"--Exchange.root={exchange}", f"--CourseDirectory.course_id={COURSE_ID}")
-    assert done.returncode == 0 and "[ERROR]" not in done.stderr, done.stdout + done.stderr
+    assert done.returncode == 0 and "ERROR]" not in done.stderr, done.stdout + done.stderr
     return done
 
 
-def nbgrader_instructor(course, exchange, *args):
+def nbgrader_instructor(course, exchange, *args, errors=False):
+    """Run nbgrader in the course as the instructor (root); it must succeed, and log no error unless `errors`."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     done = subprocess.run([*PYTHON, *args, f"--Exchange.root={exchange}"], cwd=course, env=env, capture_output=True,
                           text=True, timeout=900)
-    assert done.returncode == 0 and "[ERROR]" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert done.returncode == 0 and (errors or "ERROR]" not in done.stdout + done.stderr), done.stdout + done.stderr
     return done
 
 
@@ -178,6 +179,7 @@ def _term(top, users, course_copy):
     keys = answer_keys(source_notebooks(paths(course)["source"]))
 
     nbgrader_instructor(course, exchange, "release_assignment", ASSIGNMENT_ID)
+    (exchange / COURSE_ID / "inbound").chmod(0o3733)  # as the README's set-up says
     for account in (ann, bo):
         nbgrader_as(account, exchange, "fetch_assignment", ASSIGNMENT_ID)
     ann_copy, bo_copy = (Path(a.pw_dir) / ASSIGNMENT_ID for a in (ann, bo))
@@ -200,7 +202,8 @@ def _term(top, users, course_copy):
     listing = as_student(ann, sys.executable, "-c", f"import os; print(os.listdir({str(inbound)!r}))")
     assert listing.returncode != 0 and "PermissionError" in listing.stderr
 
-    nbgrader_instructor(course, exchange, "collect", ASSIGNMENT_ID)
+    collected = nbgrader_instructor(course, exchange, "collect", ASSIGNMENT_ID)
+    assert "WARNING" not in collected.stdout + collected.stderr, collected.stdout + collected.stderr
     submitted = paths(course)["submitted"]
     assert sorted(p.name for p in submitted.iterdir()) == sorted(STUDENTS)
     assert (submitted / bo.pw_name / ASSIGNMENT_ID / "timestamp.txt").is_file()
@@ -247,3 +250,130 @@ def _term(top, users, course_copy):
     feedback_root = exchange / COURSE_ID / "feedback"
     listing = as_student(ann, sys.executable, "-c", f"import os; print(os.listdir({str(feedback_root)!r}))")
     assert listing.returncode != 0 and "PermissionError" in listing.stderr, "the exchange's feedback can be listed"
+
+
+# What the attacker runs as their own Unix user: hand-ins in inbound/ that nbgrader submit never writes.
+# argv: inbound, attacker's fetched folder, the victim's fetched folder, stubs file, JSON {folder name: attack}.
+ATTACKS = r"""
+import json, os, pathlib, shutil, sys
+inbound, own, victim, stubs = map(pathlib.Path, sys.argv[1:5])
+home = pathlib.Path.home()
+for name, attack in json.loads(sys.argv[5]).items():
+    stamp = name.split("+")[2]
+    def copy_of_own(dest, layers=None):
+        shutil.copytree(own, dest)
+        (dest / "timestamp.txt").write_text(stamp)
+        if layers is not None:
+            (dest / "normlab" / "layers.py").write_text(layers)
+        return dest
+    target = inbound / name
+    if attack == "named_for_victim":          # the stubs handed in under the classmate's name
+        copy_of_own(target, stubs.read_text())
+    elif attack == "link_named_for_victim":   # the same, the inbound entry a link to a folder of one's own
+        os.symlink(copy_of_own(home / "forged", stubs.read_text()), target)
+    elif attack == "links_to_victims_files":  # one's own hand-in, its files links to the classmate's
+        copy_of_own(target)
+        for path in [pathlib.Path("normlab/layers.py"), *(p.relative_to(own) for p in own.glob("*.ipynb"))]:  # the same names
+            (target / path).unlink()
+            os.symlink(victim / path, target / path)
+    elif attack == "link_to_victims_package": # one's own hand-in, its normlab/ a link to the classmate's
+        copy_of_own(target)
+        shutil.rmtree(target / "normlab")
+        os.symlink(victim / "normlab", target / "normlab")
+    elif attack == "named_pipe":              # one's own files, and a named pipe beside them
+        copy_of_own(target)
+        os.mkfifo(target / "notes")
+    elif attack == "bad_name":                # a name nbgrader cannot parse: its own collect stops for everyone
+        copy_of_own(target)
+    else:
+        raise SystemExit(f"unknown attack {attack}")
+"""
+
+
+def _stamp(seconds_from_now):
+    """A submission time as nbgrader submit writes it."""
+    when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds_from_now)
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f %Z")
+
+
+def test_a_hand_in_is_collected_only_from_the_files_of_the_student_it_names(sandbox, course_copy):
+    _need_root()
+    top = Path(tempfile.mkdtemp(prefix="normlab-attack-"))
+    top.chmod(0o755)
+    try:
+        with traversable(sys.executable, shutil.which("python3") or sys.executable, late.__file__), \
+                unix_users(STUDENTS, top / "home") as users:
+            _attacks(top, users, course_copy)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _attacks(top, users, course_copy):
+    victim, attacker = (users[name] for name in STUDENTS)
+    course, exchange = course_copy(top / "course"), top / "exchange"
+    exchange.mkdir()
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    nbgrader_instructor(course, exchange, "release_assignment", ASSIGNMENT_ID)
+    inbound = exchange / COURSE_ID / "inbound"
+    inbound.chmod(0o3733)  # as the README's JupyterHub section sets it up
+    for account in (victim, attacker):
+        nbgrader_as(account, exchange, "fetch_assignment", ASSIGNMENT_ID)
+    victim_copy, attacker_copy = (Path(a.pw_dir) / ASSIGNMENT_ID for a in (victim, attacker))
+    hand_in(victim, victim_copy, reference_layers(), keys)
+    nbgrader_as(victim, exchange, "submit", ASSIGNMENT_ID)
+    hand_in(attacker, attacker_copy, mutant_layers("unbiased_variance"), keys)
+    nbgrader_as(attacker, exchange, "submit", ASSIGNMENT_ID)  # the attacker's own honest hand-in
+
+    stubs = Path(attacker.pw_dir) / "stubs.py"
+    stubs.write_text((paths(course)["release"] / "normlab" / "layers.py").read_text())
+    os.chown(stubs, attacker.pw_uid, attacker.pw_gid)
+    kinds = ["named_for_victim", "link_named_for_victim", "links_to_victims_files", "link_to_victims_package",
+             "named_pipe"]
+    attacks = {f"{victim.pw_name if 'named' in kind and 'pipe' not in kind else attacker.pw_name}+{ASSIGNMENT_ID}+"
+               f"{_stamp(60 + i)}+x{i}": kind for i, kind in enumerate(kinds)}
+    attacks[f"{attacker.pw_name}+{ASSIGNMENT_ID}+yesterday+x9"] = "bad_name"
+
+    def attack(spec):
+        done = as_student(attacker, sys.executable, "-c", ATTACKS, str(inbound), str(attacker_copy), str(victim_copy),
+                          str(stubs), json.dumps(spec))
+        assert done.returncode == 0, done.stderr
+
+    attack(attacks)
+    collected = nbgrader_instructor(course, exchange, "collect", ASSIGNMENT_ID, errors=True)
+    log = collected.stdout + collected.stderr
+    for name, kind in attacks.items():
+        refusal = next((line for line in log.splitlines() if "ERROR]" in line and name in line), None)
+        assert refusal, f"{kind}: {name} not reported refused:\n{log}"
+        why = {"named_for_victim": f"belongs to {attacker.pw_name}, not {victim.pw_name}",
+               "link_named_for_victim": "is a link",
+               "links_to_victims_files": "is a symbolic link",
+               "link_to_victims_package": "normlab is a symbolic link",
+               "named_pipe": "notes is a named pipe",
+               "bad_name": "is not a time"}[kind]
+        assert why in refusal, (kind, refusal)
+    assert "sticky" not in log
+
+    submitted = paths(course)["submitted"]
+    assert sorted(p.name for p in submitted.iterdir()) == sorted(STUDENTS)
+    layers = {a.pw_name: (submitted / a.pw_name / ASSIGNMENT_ID / "normlab" / "layers.py") for a in (victim, attacker)}
+    assert not any(p.is_symlink() for p in submitted.rglob("*")), "a link was collected"
+    assert layers[victim.pw_name].read_text() == reference_layers(), "the victim's own hand-in is the one collected"
+    assert layers[attacker.pw_name].read_text() == mutant_layers("unbiased_variance"), \
+        "the attacker's own honest hand-in is the one collected"
+
+    # A later refused hand-in leaves what was collected before as it was (--update), and the class's
+    # inbound folder without the sticky bit is reported.
+    before = tree_digest(submitted)
+    attack({f"{attacker.pw_name}+{ASSIGNMENT_ID}+{_stamp(120)}+y": "links_to_victims_files"})
+    inbound.chmod(0o2733)
+    again = nbgrader_instructor(course, exchange, "collect", "--update", ASSIGNMENT_ID, errors=True)
+    assert "is a symbolic link" in again.stdout + again.stderr
+    assert "chmod +t" in again.stdout + again.stderr
+    assert tree_digest(submitted) == before
+
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "grade", str(submitted), "--course", str(course),
+                           "--json"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    results = {r["student"]: r for r in json.loads(done.stdout)["submissions"]}
+    assert results[victim.pw_name]["score"] == results[victim.pw_name]["max_score"], "the victim keeps their score"
+    assert results[attacker.pw_name]["score"] < results[attacker.pw_name]["max_score"]

@@ -573,3 +573,67 @@ def test_a_folder_named_like_a_graded_file_is_not_regular_and_leaks_no_descripto
     for _ in range(20):
         assert read_below(tmp_path, tmp_path / "normlab" / "layers.py", 1 << 20) == (None, Problem.NOT_REGULAR)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def _tree_with(tmp_path, odd):
+    """A hand-in folder: two regular files in two folders, and then `odd` does something to it."""
+    top = tmp_path / "hand-in"
+    (top / "normlab").mkdir(parents=True)
+    (top / "normlab" / "layers.py").write_text("x = 1\n")
+    (top / "a.ipynb").write_text("{}")
+    odd(top)
+    return top
+
+
+def _socket_in(folder):
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(folder / "notes"))
+
+
+@pytest.mark.parametrize("odd, where, why", [
+    (lambda t: (t / "notes").symlink_to(t / "a.ipynb"), "notes", "is a symbolic link"),
+    (lambda t: (t / "pkg").symlink_to(t / "normlab"), "pkg", "is a symbolic link"),
+    (lambda t: __import__("os").mkfifo(t / "normlab" / "notes"), "normlab/notes", "is a named pipe"),
+    (_socket_in, "notes", "is a socket"),
+    (lambda t: [(t / f"f{i}").touch() for i in range(20)], ".", "holds too many entries"),
+    (lambda t: (t / "big").write_bytes(b"0" * 5000), "big", "over its size limit"),
+    (lambda t: (t / "/".join("d" * 10)).mkdir(parents=True), "d/d/d/d/d/d/d/d", "is nested too deep"),
+])
+def test_a_copied_tree_holds_regular_files_and_folders_and_nothing_else(tmp_path, odd, where, why):
+    import os
+
+    from normgrade.files import Refused, copy_tree
+
+    folder = os.open(_tree_with(tmp_path, odd), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(Refused) as refused:
+            copy_tree(folder, tmp_path / "copy", max_bytes=4096, max_entries=16, max_depth=8)
+    finally:
+        os.close(folder)
+    assert (refused.value.path, why in refused.value.why) == (where, True), str(refused.value)
+
+
+def test_a_copied_tree_is_whole_leaves_out_what_keep_says_and_checks_every_owner(tmp_path):
+    import os
+
+    from normgrade.files import Refused, copy_tree
+
+    top = _tree_with(tmp_path, lambda t: (t / "__pycache__").symlink_to("/etc"))  # left out: never opened
+    folder = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        copy_tree(folder, tmp_path / "copy", keep=lambda path, size: path.name != "__pycache__", max_bytes=4096,
+                  max_entries=16)
+        copied = sorted(str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*"))
+        assert copied == ["a.ipynb", "normlab", "normlab/layers.py"]
+        assert (tmp_path / "copy" / "normlab" / "layers.py").read_text() == "x = 1\n"
+        copy_tree(folder, tmp_path / "mine", owner=os.getuid(), keep=lambda path, size: path.name != "__pycache__",
+                  max_bytes=4096, max_entries=16)
+        if os.geteuid() == 0:  # a file of someone else's refuses the tree
+            os.chown(top / "normlab" / "layers.py", 65534, 65534)
+            with pytest.raises(Refused, match="normlab/layers.py: belongs to"):
+                copy_tree(folder, tmp_path / "theirs", owner=0, keep=lambda path, size: path.name != "__pycache__",
+                          max_bytes=4096, max_entries=16)
+    finally:
+        os.close(folder)

@@ -53,6 +53,10 @@ c.Autograde.autograde_preprocessors = [
     SafeMarkdown,
     TrustedScores, SaveAutoGrades, LatePenalties, CheckCellMetadata,
 ]
+# `nbgrader collect` takes a hand-in only from the Unix user its folder's name claims, and copies regular
+# files only, never following a link (normgrade.exchange: nbgrader's own believes the name).
+c.ExchangeFactory.collect = "normgrade.exchange.OwnedCollect"
+
 # Late penalties: the due date is nbgrader's (the gradebook's); the late policy and extensions are the
 # course's, in course_config.py.
 c.AssignLatePenalties.plugin_class = LatePolicy
