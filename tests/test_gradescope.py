@@ -22,6 +22,7 @@ import stat
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -163,21 +164,31 @@ def _block_user_namespaces():
     rules.load()
 
 
-def run_autograder(root, user_namespaces=True):
-    """Run root/source/run_autograder in a container whose /autograder is `root`; return the process."""
+def container(root, command, user_namespaces=True, cwd="/autograder/source"):
+    """
+    Run `command` as root in a container like Gradescope's, whose /autograder
+    is `root`: a root file system of its own (a tmpfs, /tmp another), the
+    system and this Python read-only; return the process. Nothing a command
+    in it changes reaches this machine but in `root`.
+    """
     # The host's /proc: a fresh one in a PID namespace of the harness would stop bubblewrap inside from
     # mounting its own (the kernel wants a fully visible proc to mount another in a user namespace).
     argv = ["bwrap", "--tmpfs", "/", "--dev", "/dev", "--dev-bind", "/proc", "/proc", "--die-with-parent",
-            "--cap-add", "ALL", "--ro-bind", "/etc", "/etc", "--bind", "/tmp", "/tmp"]
+            "--cap-add", "ALL", "--ro-bind", "/etc", "/etc", "--perms", "1777", "--tmpfs", "/tmp"]
     argv += system_mounts()
     for python_root in _python_roots():  # its folders above made as a system's are: 0755, as traversable() left them
         for folder in reversed(python_root.parents[:-1]):
             argv += ["--perms", "0755", "--dir", str(folder)]
         argv += ["--ro-bind", str(python_root), str(python_root)]
-    argv += ["--bind", str(root), "/autograder", "--chdir", "/autograder/source",
-             "--setenv", "NORMGRADE_PYTHON", sys.executable, "/autograder/run_autograder"]
+    argv += ["--bind", str(root), "/autograder", "--chdir", cwd, "--setenv", "NORMGRADE_PYTHON", sys.executable,
+             *command]
     return subprocess.run(argv, capture_output=True, text=True, timeout=900,
                           preexec_fn=None if user_namespaces else _block_user_namespaces)
+
+
+def run_autograder(root, user_namespaces=True):
+    """Run root/source/run_autograder in the container whose /autograder is `root`; return the process."""
+    return container(root, ["/autograder/run_autograder"], user_namespaces)
 
 
 def check_against_the_spec(document, visibility):
@@ -276,23 +287,118 @@ def test_a_submission_of_two_candidates_is_not_guessed(autograder, tmp_path):
     assert document["score"] == 0.0 and "two files could be layers.py (layers.py, old/layers.py)" in document["output"]
 
 
-def test_what_the_unprivileged_user_leaves_in_shared_temporary_folders_goes(tmp_path):
+def test_the_places_an_unprivileged_user_could_write_are_all_found(tmp_path):
     import pwd
 
-    from normgrade.sandbox import remove_files_of
+    from normgrade.sandbox import writable_by
 
     _need_root()
-    nobody = pwd.getpwnam("nobody").pw_uid
-    shared = tmp_path / "tmp"
-    (shared / "left" / "deep").mkdir(parents=True)
-    (shared / "left.txt").write_text("state")
-    (shared / "root.txt").write_text("the grader's")
-    (shared / "to-root").symlink_to(tmp_path / "root-owned")
-    for path in (shared / "left", shared / "left" / "deep", shared / "left.txt"):
-        os.chown(path, nobody, nobody)
-    os.lchown(shared / "to-root", nobody, nobody)
-    remove_files_of(nobody, [str(shared)])
-    assert sorted(p.name for p in shared.iterdir()) == ["root.txt"]
+    nobody = pwd.getpwnam("nobody")
+    top = tmp_path / "machine"
+    for name, mode, owner in [("everyone", 0o1777, 0), ("group", 0o775, "gid"), ("own", 0o755, "uid"),
+                              ("closed", 0o755, 0), ("closed/file-for-all", 0o666, 0), ("closed/own-file", 0o600, "uid"),
+                              ("closed/group-file", 0o664, "gid"), ("closed/plain", 0o644, 0)]:
+        path = top / name
+        path.mkdir(parents=True) if "file" not in name and name != "closed/plain" else path.write_text("x")
+        os.chmod(path, mode)
+        os.chown(path, nobody.pw_uid if owner == "uid" else 0, nobody.pw_gid if owner == "gid" else 0)
+    (top / "closed" / "link").symlink_to(top / "everyone")  # a link is not a place: its target is
+    top.chmod(0o755)
+    found = sorted(os.path.relpath(p, top) for p in writable_by(nobody.pw_uid, nobody.pw_gid, str(top)))
+    assert found == ["closed/file-for-all", "closed/group-file", "closed/own-file", "everyone", "group", "own"]
+
+
+# A submission that leaves a note in every folder it can write and every file it can write to, and looks
+# for an earlier worker's notes everywhere; it also tries io_uring and a socket of each family. It runs
+# at import, so in every worker, and says what it saw in its import error (160 characters at most).
+NOTES = r"""
+import ctypes, os, socket
+MARK = "normlab-note-"
+left, outside, found, files = 0, 0, 0, 0
+home = os.environ["HOME"]
+for top, folders, names in os.walk("/"):
+    if top in ("/proc", "/sys"):
+        folders[:] = []
+        continue
+    found += sum(name.startswith(MARK) for name in names)
+    if os.access(top, os.W_OK | os.X_OK):
+        try:
+            with open(os.path.join(top, f"{MARK}{os.getpid()}"), "x") as note:
+                note.write("the first worker's outputs")
+            left += 1
+            outside += not top.startswith(home)
+        except OSError:
+            pass
+    for name in names:
+        path = os.path.join(top, name)
+        if not name.startswith(MARK) and os.path.isfile(path) and not os.path.islink(path) and os.access(path, os.W_OK):
+            files += 1
+libc = ctypes.CDLL(None, use_errno=True)
+uring = libc.syscall(425, 8, ctypes.create_string_buffer(120)) >= 0
+sockets = []
+for family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX, socket.AF_NETLINK, socket.AF_PACKET):
+    try:
+        socket.socket(family, socket.SOCK_DGRAM).close()
+        sockets.append(family.name)
+    except OSError:
+        pass
+raise RuntimeError(f"left={left} outside={outside} found={found} files={files} uring={uring} sockets={sockets}")
+"""
+
+DRIVER = r"""
+import json, os, sys
+sys.path.insert(0, "/autograder")  # the grader's package, as run_autograder has it
+from normgrade import worker
+from normgrade.sandbox import Limits, Sandbox, writable_by
+# What images hold: folders for all, the user's own, its group's, files for all and its own.
+for path, mode, owner, group in [("/var/tmp", 0o1777, 0, 0), ("/run/lock", 0o1777, 0, 0), ("/dev/shm", 0o1777, 0, 0),
+                                 ("/var/lib/nobody", 0o755, 65534, 65534), ("/srv/shared", 0o775, 0, 65534),
+                                 ("/srv/log.txt", 0o666, 0, 0), ("/srv/own.txt", 0o600, 65534, 65534)]:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(path, exist_ok=True) if not path.endswith(".txt") else open(path, "w").close()
+    os.chown(path, owner, group)
+    os.chmod(path, mode)
+before = writable_by(65534, 65534)
+sandbox = Sandbox(user="nobody")
+folder = sandbox.private_folder(open(sys.argv[1], "rb").read(), "/autograder/normlab")
+said = []
+for _ in range(2):  # two workers of one submission, one after the other, as the scorer runs them
+    run = sandbox.start("calls", folder, Limits())
+    try:
+        run.send(worker.encode_frame({"kind": "request", "names": [], "calls": [], "limits": Limits().rlimits()}))
+        said.append(run.next_frame(120)[0].get("error"))
+    finally:
+        run.close()
+print(json.dumps([before, said]))
+"""
+
+
+def test_in_nobody_mode_a_worker_finds_nothing_an_earlier_one_wrote_and_reaches_no_network(tmp_path):
+    from normgrade import sandbox as sandbox_module
+    from normgrade.paths import STUB_LAYERS, STUDENT_PACKAGE
+    from test_exchange import traversable
+
+    _need_root()
+    root = tmp_path / "autograder"
+    root.mkdir()
+    (root / "layers.py").write_text(STUB_LAYERS.read_text() + NOTES)
+    (root / "driver.py").write_text(DRIVER)
+    shutil.copytree(Path(sandbox_module.__file__).parent, root / "normgrade",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(STUDENT_PACKAGE, root / "normlab", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (tmp_path, root, root / "layers.py", root / "driver.py"):
+        path.chmod(0o755)
+    with traversable(sys.executable, *[str(r) for r in _python_roots()]):
+        done = container(root, [sys.executable, "/autograder/driver.py", "/autograder/layers.py"],
+                         user_namespaces=False, cwd="/autograder")
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, (first, second) = json.loads(done.stdout.splitlines()[-1])
+    assert {"/tmp", "/var/tmp", "/run/lock", "/dev/shm", "/var/lib/nobody", "/srv/shared", "/srv/log.txt",
+            "/srv/own.txt"} <= set(before), before
+    for said in (first, second):
+        assert "left=1 outside=0" in said, f"a worker could write outside its own folder: {said}"
+        assert "files=0" in said and "uring=False" in said and "sockets=[]" in said, said
+    assert "found=0" in second, f"the second worker found the first one's notes: {second}"
 
 
 def test_the_unprivileged_user_is_never_root():

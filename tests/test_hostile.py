@@ -81,6 +81,29 @@ CASES = {
     "new user namespace": (_override(
         "import ctypes\nif ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:\n"
         "    raise OSError(ctypes.get_errno(), 'unshare refused')"), LAYERNORM, "raised PermissionError"),
+    # io_uring makes sockets and opens files without the socket or open calls (IORING_OP_SOCKET): never set up.
+    "io_uring": (_override(
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nparams = ctypes.create_string_buffer(120)\n"
+        "if libc.syscall(425, 8, params) < 0:  # io_uring_setup\n"
+        "    raise OSError(ctypes.get_errno(), 'io_uring_setup refused')"), LAYERNORM,
+        "raised PermissionError: [Errno 1] io_uring_setup refused"),
+    "a key in the user's keyring": (_override(
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "number = {'x86_64': 248, 'aarch64': 217}[__import__('os').uname().machine]  # add_key\n"
+        "if libc.syscall(number, b'user', b'note', b'1.5', 3, -4) < 0:  # to the user keyring\n"
+        "    raise OSError(ctypes.get_errno(), 'add_key refused')"), LAYERNORM,
+        "raised PermissionError: [Errno 1] add_key refused"),
+    "System V semaphores": (_override(
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "if libc.semget(0x4E4F5445, 1, 0o1600) < 0:\n    raise OSError(ctypes.get_errno(), 'semget refused')"),
+        LAYERNORM, "raised PermissionError: [Errno 1] semget refused"),
+    "execve of another program": (_override("import os\nos.execv('/bin/sh', ['sh', '-c', 'true'])"), LAYERNORM,
+                                  "raised PermissionError"),
+    **{f"a socket of family {family.name}": (_override(
+        f"import socket\nsocket.socket({int(family)}, socket.SOCK_{kind}).close()"), LAYERNORM, "raised PermissionError")
+        for family, kind in ((socket.AF_INET, "STREAM"), (socket.AF_INET6, "DGRAM"), (socket.AF_UNIX, "STREAM"),
+                             (socket.AF_NETLINK, "RAW"), (socket.AF_PACKET, "RAW"), (socket.AF_ALG, "SEQPACKET"),
+                             (socket.AF_VSOCK, "STREAM"))},
     "sys.exit in a function": (_override("import sys\nsys.exit(3)"), LAYERNORM, "raised SystemExit: 3"),
     "returns None": (_override("return None, None"), LAYERNORM, "is missing (None)"),
     "returns a list": (_override("return [[0.0]], {}"), LAYERNORM, "is a list, expected an array"),

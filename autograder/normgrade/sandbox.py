@@ -16,20 +16,22 @@ provided normlab package with the student's layers.py, and starts
   grading ends or dies;
 - set by the worker on itself before it imports student code: rlimits (CPU
   time, address space, processes, open files, file size, no core files) and
-  a seccomp filter that forbids new processes (root, which is exempt from
-  the process rlimit, included).
+  a seccomp allow-list (worker.allow_only_what_workers_need): no new process
+  or program (root, which is exempt from the process rlimit, included), no
+  socket, no io_uring, no IPC, and any syscall not on the list refused.
 
 Where bubblewrap is missing or user namespaces are blocked, `Sandbox()` raises
 SandboxUnavailable saying how to enable them. `Sandbox(user="nobody")`, for a
 grader running as root where namespaces are blocked (a Gradescope container),
 runs the worker without bubblewrap as that unprivileged user, with the same
-rlimits, seccomp filter (which, for graded calls, also refuses every socket
-but a Unix one) and private folder, a new temporary folder of the user's own
-for each worker, and nothing the user left in /tmp, /var/tmp or /dev/shm
-kept from one worker to the next; what it must not read (the expected
-values, the grader's code, the results) is kept from it by file permissions,
-which the caller sets. Its files are limited one by one (RLIMIT_FSIZE), not
-together. `Sandbox(unsandboxed=True)`
+rlimits, seccomp allow-list (no socket of any kind, no io_uring) and private
+folder. It first takes write access away from that user everywhere on the
+machine, /tmp included (take_write_access_away: for a disposable container
+only), so the one place a worker can write is a folder made anew for it and
+removed before the next starts: nothing a worker writes reaches the next.
+What it must not read (the expected values, the grader's code, the results)
+is kept from it by file permissions, which the caller sets. Its files are
+limited one by one (RLIMIT_FSIZE), not together. `Sandbox(unsandboxed=True)`
 runs the worker as a plain child process with the same rlimits and private
 folder, for an instructor who chose that explicitly; every report then says so.
 """
@@ -40,6 +42,7 @@ import resource
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -51,6 +54,7 @@ from . import worker
 from .paths import STUDENT_PACKAGE
 
 WORKER_SOURCE = Path(worker.__file__)
+SCRATCH_PREFIX = "tmp-"  # nobody mode: the one folder a worker may write, in its private folder, made anew each time
 MOUNT = "/sandbox"
 
 ENABLE_HINT = (
@@ -177,8 +181,9 @@ def system_mounts():
 class Sandbox:
     """
     Starts sandboxed workers. Sandbox() checks bubblewrap first; user="name"
-    (root only) runs them as that unprivileged user instead; unsandboxed=True
-    must be chosen explicitly.
+    (root only, in a disposable container: it takes write access away from
+    that user everywhere, take_write_access_away) runs them as that
+    unprivileged user instead; unsandboxed=True must be chosen explicitly.
     """
 
     def __init__(self, unsandboxed=False, user=None):
@@ -196,6 +201,7 @@ class Sandbox:
                 raise SandboxUnavailable(f"cannot run student code as {user!r}: no such user") from None
             if entry.pw_uid == 0 or entry.pw_gid == 0:
                 raise SandboxUnavailable(f"{user!r} is root or in root's group: not an unprivileged user")
+            take_write_access_away(entry.pw_uid, entry.pw_gid)  # this machine is a disposable container
             self.user = (user, entry.pw_uid, entry.pw_gid)
         elif not self.unsandboxed:
             reason = probe_bwrap()
@@ -210,7 +216,8 @@ class Sandbox:
         if self.user:
             name, uid, _ = self.user
             return (f"unprivileged user: student code ran as {name} (uid {uid}) with the rlimits and seccomp filter, "
-                    "without bubblewrap (user namespaces are blocked here)")
+                    "writing only to a folder made anew for each worker, without bubblewrap (user namespaces are "
+                    "blocked here)")
         return "bubblewrap sandbox"
 
     # ---- the private folder ----
@@ -276,12 +283,14 @@ class Sandbox:
         read_end, write_end = os.pipe()
         info_read, info_write = os.pipe()  # bwrap writes {"child-pid": host pid of the worker} here
         env[worker.RESULT_FD] = str(write_end)
+        env[worker.LIBRARIES] = _libraries()
         try:
             preexec = _no_core_files
             if self.user:
                 _, uid, gid = self.user
-                remove_files_of(uid)  # what an earlier worker left in the shared temporary folders
-                scratch = Path(tempfile.mkdtemp(dir=folder, prefix="tmp-"))  # a new one each worker
+                for earlier in folder.glob(f"{SCRATCH_PREFIX}*"):  # the only place an earlier worker could write
+                    shutil.rmtree(earlier)
+                scratch = Path(tempfile.mkdtemp(dir=folder, prefix=SCRATCH_PREFIX))  # a new one each worker
                 os.chown(scratch, uid, gid)
                 argv = [arg.replace(MOUNT, str(folder)) for arg in command]
                 cwd, env = str(folder), dict(env, HOME=str(scratch), MPLCONFIGDIR=str(scratch), TMPDIR=str(scratch))
@@ -335,34 +344,61 @@ class Sandbox:
         return Run(process, read_end, info, limits, sandboxed=self.bwrap is not None)
 
 
+@functools.cache
+def _libraries():
+    """The libraries the worker's seccomp filter loads, found here once (worker.LIBRARIES)."""
+    import ctypes.util
+
+    return json.dumps({name: ctypes.util.find_library(name) for name in ("seccomp", "c")})
+
+
 def _no_core_files():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-SHARED_TEMPORARY = ("/tmp", "/var/tmp", "/dev/shm")
-
-
-def remove_files_of(uid, folders=SHARED_TEMPORARY):
+def writable_by(uid, gid, top="/"):
     """
-    Remove what user `uid` owns at the top of the shared temporary folders
-    (no link followed): one worker run as that user leaves nothing for the
-    next, as bubblewrap's private /tmp does.
+    The folders and regular files below `top` that user `uid` (with group
+    `gid` and no other) could write to or change the mode of: writable by
+    all, writable by its group, or its own; what sits on a read-only mount is
+    left out, and so are /proc and /sys. find(1) walks, as it does it fast
+    (a container's hundreds of thousands of files in half a second). Modes
+    only: an ACL is not seen.
     """
-    for folder in folders:
+    find = ["find", top, "(", "-path", "/proc", "-o", "-path", "/sys", ")", "-prune", "-o",
+            "(", "-type", "d", "-o", "-type", "f", ")",
+            "(", "-perm", "-0002", "-o", "-uid", str(uid), "-o", "(", "-gid", str(gid), "-perm", "-0020", ")", ")",
+            "-print0"]
+    listed = subprocess.run(find, capture_output=True, check=False).stdout  # status 1: a file vanished meanwhile
+    found = []
+    for path in os.fsdecode(listed).split("\0"):
         try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                if entry.stat(follow_symlinks=False).st_uid != uid:
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    os.unlink(entry.path)
-            except OSError:
-                pass
+            if path and not os.statvfs(path).f_flag & os.ST_RDONLY:
+                found.append(path)
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+def take_write_access_away(uid, gid):
+    """
+    Make every place user `uid` could write (writable_by) root's and not
+    writable by all or by its group, so that nothing it writes can outlive a
+    worker but in the fresh folder each worker gets. For a disposable
+    container only (Gradescope's): it changes the whole machine, /tmp
+    included. Returns the paths changed; raises SandboxUnavailable if the
+    user could still write somewhere afterwards.
+    """
+    changed = writable_by(uid, gid)
+    for path in changed:
+        info = os.lstat(path)
+        if info.st_uid == uid or info.st_gid == gid:
+            os.lchown(path, 0 if info.st_uid == uid else -1, 0 if info.st_gid == gid else -1)
+        os.chmod(path, stat.S_IMODE(info.st_mode) & ~(0o022 if info.st_gid == gid else 0o002), follow_symlinks=False)
+    left = writable_by(uid, gid)
+    if left:
+        raise SandboxUnavailable(f"uid {uid} can still write {', '.join(left[:5])}: not confined")
+    return changed
 
 
 def _become(uid, gid):

@@ -56,6 +56,7 @@ import numpy as np
 
 LENGTH = struct.Struct(">Q")
 RESULT_FD = "NORMGRADE_RESULT_FD"  # environment variable: the fd of the result pipe
+LIBRARIES = "NORMGRADE_LIBRARIES"  # environment variable: JSON {"seccomp": soname, "c": soname}, found by the grader
 NUMERIC_KINDS = "biufc"
 MAX_HEADER = 1 << 20
 
@@ -339,35 +340,96 @@ def apply_limits(limits):
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
-def deny_new_processes(network=True):
+# The seccomp allow-list: what a worker process needs and nothing else, so a syscall family the kernel adds
+# later (io_uring was one) is refused until someone adds it here. Every call it makes touches only the
+# process itself, its own threads, the files its rlimits and the sandbox let it open, and the descriptors
+# it was given. Names a machine's architecture lacks (open and stat on arm64, say) are skipped.
+WORKER_SYSCALLS = (
+    # memory
+    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise", "msync",
+    # files and folders (where the sandbox lets it: its private folder read-only, a fresh writable one)
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
+    "lseek", "close", "close_range", "open", "openat", "creat", "stat", "fstat", "lstat", "newfstatat", "statx",
+    "statfs", "fstatfs", "getdents", "getdents64", "readlink", "readlinkat", "access", "faccessat", "faccessat2",
+    "getcwd", "chdir", "fchdir", "mkdir", "mkdirat", "rmdir", "unlink", "unlinkat", "rename", "renameat",
+    "ftruncate", "truncate", "fsync", "fdatasync", "fchmod", "chmod", "fchmodat", "fchown", "umask", "utimensat",
+    "dup", "dup2", "dup3", "fcntl", "fadvise64", "sendfile", "copy_file_range", "pipe", "pipe2",
+    "poll", "ppoll", "select", "pselect6",
+    # time
+    "clock_gettime", "clock_getres", "gettimeofday", "time", "nanosleep", "clock_nanosleep",
+    # threads of its own (clone only with CLONE_THREAD: see below)
+    "futex", "set_robust_list", "get_robust_list", "rseq", "set_tid_address", "gettid", "sched_yield",
+    "sched_getaffinity", "sched_getparam", "sched_getscheduler", "membarrier", "mbind", "get_mempolicy",
+    # signals to itself
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait", "rt_sigsuspend",
+    "sigaltstack", "tgkill", "tkill",
+    # what it may ask about itself
+    "getpid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getgroups", "getresuid", "getresgid",
+    "getpgrp", "getpgid", "getsid", "getrlimit", "prlimit64", "getrusage", "times", "sysinfo", "uname",
+    "getrandom", "getpriority", "arch_prctl",
+    "exit", "exit_group",
+)
+# A notebook's kernel (bubblewrap only, with a network namespace of its own: loopback and nothing else)
+# talks to its client over ZeroMQ: an event loop and local sockets.
+KERNEL_SYSCALLS = (
+    "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd",
+    "eventfd2", "socket", "socketpair", "bind", "listen", "connect", "accept", "accept4", "getsockname",
+    "getpeername", "getsockopt", "setsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg",
+    "shutdown", "ioctl", "flock", "kill", "signalfd4", "timerfd_create", "timerfd_settime", "timerfd_gettime",
+)
+CLONE_THREAD = 0x00010000
+PRCTL_OPTIONS = {"PR_GET_DUMPABLE": 3, "PR_SET_NAME": 15, "PR_GET_NAME": 16, "PR_GET_SECCOMP": 21,
+                 "PR_SET_VMA": 0x53564D41}  # glibc names its anonymous memory; never PR_SET_PDEATHSIG (1)
+IOCTLS = {"TCGETS": 0x5401, "TIOCGWINSZ": 0x5413, "FIONREAD": 0x541B, "FIONBIO": 0x5421, "FIONCLEX": 0x5450,
+          "FIOCLEX": 0x5451}  # isatty, a terminal's size, close-on-exec: nothing that reaches another process
+
+
+def _import_pyseccomp():
     """
-    A seccomp filter on this process and its threads: no fork, vfork or clone
-    of a new process (threads stay allowed), no clone3 (libc falls back to
-    clone), no ptrace, no System V or POSIX shared memory or message queues,
-    no memfd, no new namespaces (unshare, setns), no prctl(PR_SET_PDEATHSIG)
-    (which would undo bwrap's --die-with-parent). It holds whatever the user:
-    root is exempt from RLIMIT_NPROC, and a filter is not. With
-    network=False, no socket but a Unix one either: graded calls need none,
-    and where no network namespace holds them (a worker run as an
-    unprivileged user) the hidden inputs must not leave by the network.
+    pyseccomp, its libraries named by the grader (LIBRARIES): finding them
+    itself, it would run ldconfig, which opens /dev/null for writing (not
+    always allowed to the student user) and costs a process start.
+    """
+    import ctypes.util
+
+    known = json.loads(os.environ.get(LIBRARIES, "{}"))
+    find = ctypes.util.find_library
+    ctypes.util.find_library = lambda name: known.get(name) or find(name)
+    try:
+        import pyseccomp
+    finally:
+        ctypes.util.find_library = find
+    return pyseccomp
+
+
+def allow_only_what_workers_need(kernel=False):
+    """
+    Load the seccomp allow-list on this process and every thread it has
+    (children would inherit it, but it makes none): WORKER_SYSCALLS, clone
+    only for a thread, prctl and ioctl only for PRCTL_OPTIONS and IOCTLS;
+    every other syscall fails with EPERM (clone3 with ENOSYS, so libc falls
+    back to clone). So: no new process or program, no socket (not even a Unix
+    one), no io_uring, no System V or POSIX IPC, no memfd, no keyring, no new
+    namespace, no ptrace, no prctl(PR_SET_PDEATHSIG) (which would undo bwrap's
+    --die-with-parent). It holds whatever the user (root is exempt from
+    RLIMIT_NPROC; a filter is not), in bubblewrap and in nobody mode alike.
+    kernel=True adds KERNEL_SYSCALLS (sockets, an event loop, every ioctl) for
+    a notebook's kernel, which runs only under bubblewrap.
     """
     import errno
-    import socket
 
-    import pyseccomp as sc
-
-    rules = sc.SyscallFilter(sc.ALLOW)
-    if not network:
-        rules.add_rule(sc.ERRNO(errno.EPERM), "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
-    # Shared memory and memfd would hold memory outside the address-space limit (and outlive the process).
-    for name in ("fork", "vfork", "ptrace", "process_vm_writev", "shmget", "shmat", "msgget", "mq_open",
-                 "memfd_create", "unshare", "setns"):
-        rules.add_rule(sc.ERRNO(errno.EPERM), name)
-    clone_thread = 0x00010000
-    rules.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, clone_thread, 0))
+    sc = _import_pyseccomp()
+    rules = sc.SyscallFilter(sc.ERRNO(errno.EPERM))
+    for name in WORKER_SYSCALLS + (KERNEL_SYSCALLS if kernel else ()):
+        if sc.resolve_syscall(sc.Arch.NATIVE, name) >= 0:  # -1: not a syscall of this architecture
+            rules.add_rule(sc.ALLOW, name)
+    rules.add_rule(sc.ALLOW, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, CLONE_THREAD))
     rules.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
-    pr_set_pdeathsig = 1  # bwrap --die-with-parent: the worker dies with bwrap; it must not undo that
-    rules.add_rule(sc.ERRNO(errno.EPERM), "prctl", sc.Arg(0, sc.EQ, pr_set_pdeathsig))
+    for option in PRCTL_OPTIONS.values():
+        rules.add_rule(sc.ALLOW, "prctl", sc.Arg(0, sc.EQ, option))
+    if not kernel:
+        for request in IOCTLS.values():
+            rules.add_rule(sc.ALLOW, "ioctl", sc.Arg(1, sc.EQ, request))
     rules.set_attr(sc.Attr.CTL_TSYNC, 1)  # every thread already running too (exit_with_the_grader's)
     rules.load()
 
@@ -381,10 +443,9 @@ def _set_not_dumpable():
 
 
 def _silence_standard_fds():
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
+    """Standard input, output and error all the /dev/null the grader opened as output (the student user may not open it)."""
+    for fd in (0, 2):
+        os.dup2(1, fd)
 
 
 # Besides the standard library, what normlab/layers.py may import: what the students' environment offers
@@ -514,7 +575,7 @@ def serve_calls(package_dir, out):
     inputs = dict(zip(header["names"], arrays))
     try:
         apply_limits(header.get("limits", {}))
-        deny_new_processes(network=False)
+        allow_only_what_workers_need()
     except Exception as err:
         out.write(encode_frame({"kind": "setup_error", "error": error_text(err)}))
         out.flush()
@@ -585,7 +646,7 @@ def execute_notebook(package_dir, out, limits, timeout):
 def run_kernel(package_dir, limits, kernel_args):
     """An IPython kernel for a notebook's cells, with the limits and the process filter set first."""
     apply_limits(limits)
-    deny_new_processes()
+    allow_only_what_workers_need(kernel=True)
     sys.path.insert(0, package_dir)
     from ipykernel.kernelapp import launch_new_instance
 
