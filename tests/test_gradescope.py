@@ -388,9 +388,11 @@ def test_in_nobody_mode_a_worker_finds_nothing_an_earlier_one_wrote_and_reaches_
     shutil.copytree(STUDENT_PACKAGE, root / "normlab", ignore=shutil.ignore_patterns("__pycache__"))
     for path in (tmp_path, root, root / "layers.py", root / "driver.py"):
         path.chmod(0o755)
+    devices = {path: os.stat(path) for path in ("/dev/null", "/dev/zero")}  # bound into the container's /dev
     with traversable(sys.executable, *[str(r) for r in _python_roots()]):
         done = container(root, [sys.executable, "/autograder/driver.py", "/autograder/layers.py"],
                          user_namespaces=False, cwd="/autograder")
+    assert {path: os.stat(path) for path in devices} == devices, "taking write access away changed this machine's /dev"
     assert done.returncode == 0, done.stderr[-3000:]
     before, (first, second) = json.loads(done.stdout.splitlines()[-1])
     assert {"/tmp", "/var/tmp", "/run/lock", "/dev/shm", "/var/lib/nobody", "/srv/shared", "/srv/log.txt",

@@ -16,7 +16,9 @@ values, answer keys). For each submission, run_autograder calls
 2. chooses the sandbox and says which in results.json: bubblewrap where user
    namespaces work; where they are blocked (Gradescope's containers may
    block them), the worker runs as the unprivileged user `nobody`, with the
-   same rlimits and seccomp filter (normgrade.sandbox); never less: where
+   same rlimits and seccomp allow-list, after write access was taken away
+   from `nobody` everywhere in the container but a folder made for each
+   worker (normgrade.sandbox); never less: where
    neither can run, it writes no score and exits 1, saying why;
 3. finds the graded files in /autograder/submission, whatever its shape (the
    release folder, a zip of it, loose layers.py and notebooks: normgrade.

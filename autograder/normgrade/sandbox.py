@@ -371,13 +371,22 @@ def writable_by(uid, gid, top="/"):
             "-print0"]
     listed = subprocess.run(find, capture_output=True, check=False).stdout  # status 1: a file vanished meanwhile
     found = []
-    for path in os.fsdecode(listed).split("\0"):
+    for path in filter(None, os.fsdecode(listed).split("\0")):
+        # find may take a type from the folder's entry: a device bound over a file (a container's /dev/null)
+        # is listed as a file. What counts is what lstat says of the path itself.
         try:
-            if path and not os.statvfs(path).f_flag & os.ST_RDONLY:
+            info = os.lstat(path)
+            if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)) or not _writable(info, uid, gid):
+                continue
+            if not os.statvfs(path).f_flag & os.ST_RDONLY:
                 found.append(path)
         except OSError:  # gone meanwhile
             pass
     return found
+
+
+def _writable(info, uid, gid):
+    return bool(info.st_mode & stat.S_IWOTH or info.st_uid == uid or (info.st_gid == gid and info.st_mode & stat.S_IWGRP))
 
 
 def take_write_access_away(uid, gid):
@@ -392,6 +401,8 @@ def take_write_access_away(uid, gid):
     changed = writable_by(uid, gid)
     for path in changed:
         info = os.lstat(path)
+        if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)):  # never a device (see writable_by)
+            continue
         if info.st_uid == uid or info.st_gid == gid:
             os.lchown(path, 0 if info.st_uid == uid else -1, 0 if info.st_gid == gid else -1)
         os.chmod(path, stat.S_IMODE(info.st_mode) & ~(0o022 if info.st_gid == gid else 0o002), follow_symlinks=False)

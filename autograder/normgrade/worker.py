@@ -4,7 +4,8 @@ The sandboxed side of grading: runs a student's normlab.layers and returns raw v
 This file is the only part of normgrade a student's code can see. It is copied
 into the sandbox beside a fresh copy of the provided normlab package with the
 student's layers.py, and started as `python -I -B worker.py MODE`. Before any
-student code runs it lowers its rlimits and forbids new processes (seccomp).
+student code runs it lowers its rlimits and loads a seccomp allow-list
+(allow_only_what_workers_need: no process, socket, io_uring or IPC).
 It imports nothing but the standard library, NumPy and pyseccomp (nbclient
 and ipykernel in notebook mode); a package the student's file imports that
 the sandbox does not have is a stand-in that fails only where it is used
@@ -359,7 +360,8 @@ WORKER_SYSCALLS = (
     "clock_gettime", "clock_getres", "gettimeofday", "time", "nanosleep", "clock_nanosleep",
     # threads of its own (clone only with CLONE_THREAD: see below)
     "futex", "set_robust_list", "get_robust_list", "rseq", "set_tid_address", "gettid", "sched_yield",
-    "sched_getaffinity", "sched_getparam", "sched_getscheduler", "membarrier", "mbind", "get_mempolicy",
+    "sched_getaffinity", "sched_setaffinity", "sched_getparam", "sched_setparam", "sched_getscheduler",
+    "sched_setscheduler", "sched_get_priority_max", "sched_get_priority_min", "membarrier", "mbind", "get_mempolicy",
     # signals to itself
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigtimedwait", "rt_sigsuspend",
     "sigaltstack", "tgkill", "tkill",
