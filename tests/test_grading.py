@@ -210,7 +210,7 @@ def test_notebooks_validate_and_markdown_renders_as_prose(tmp_path):
     (tmp_path / "broken.ipynb").write_text("{ not json")
     problems = rendering_problems([tmp_path / "planted.ipynb", tmp_path / "broken.ipynb"])
     assert len(problems) == 2
-    assert "planted.ipynb cell 0: a line indented by 4 spaces renders as a code block" in problems[0]
+    assert "planted.ipynb cell 1: a line indented by 4 spaces renders as a code block" in problems[0]
     assert "broken.ipynb is not a valid notebook" in problems[1]
 
 
@@ -637,3 +637,17 @@ def test_a_copied_tree_is_whole_leaves_out_what_keep_says_and_checks_every_owner
                           max_bytes=4096, max_entries=16)
     finally:
         os.close(folder)
+
+
+def test_a_notebook_that_is_not_json_is_refused_naming_its_file_and_where(tmp_path):
+    from normgrade.paths import NOTEBOOKS
+    from normgrade.release import build_course
+
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, notebooks)
+    text = (notebooks / "SpatialNormalization.ipynb").read_text()
+    (notebooks / "SpatialNormalization.ipynb").write_text(text.replace('"cells": [', '"cells": [,', 1))
+    with pytest.raises(ValueError) as refused:
+        build_course(tmp_path / "course", notebooks=notebooks, prove=False)
+    assert "SpatialNormalization.ipynb is not JSON: Expecting value at line 2, column" in str(refused.value)
+    assert not (tmp_path / "course").exists(), "nothing is built"

@@ -82,3 +82,32 @@ def test_each_course_draws_its_own_hidden_inputs_proves_itself_and_keeps_them(sa
     with pytest.raises(SystemExit) as stopped:
         cli.main(["release", "--course", str(given), "--seed", "twelve"])
     assert stopped.value.code == 2 and "'twelve' is not a seed" in capsys.readouterr().err
+
+
+def test_a_release_whose_notebooks_raise_is_refused_naming_each_cell_and_the_course_stays(sandbox, tmp_path):
+    """
+    Two errors a TA can make that grading never runs into: a NameError in an
+    experiment and a SyntaxError in a graded test cell. The proof runs every
+    cell in the sandbox, with the reference and with the stubs, and refuses.
+    """
+    course = tmp_path / "course"
+    build_course(course, prove=False)
+    before = _tree(course)
+    broken = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, broken)
+    path = broken / "BatchNormalization.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    experiment = next(i for i, c in enumerate(nb.cells) if c.source.startswith("batch_sizes = "))
+    test_cell = next(i for i, c in enumerate(nb.cells)
+                     if c.metadata.get("nbgrader", {}).get("grade_id") == "test_batchnorm_forward")
+    nb.cells[experiment].source += "\nprint(batch_sizez)\n"
+    nb.cells[test_cell].source += "\ncheck(\n"
+    nbformat.write(nb, path)
+    with pytest.raises(RuntimeError) as refused:
+        build_course(course, notebooks=broken)
+    said = str(refused.value)
+    assert f"with the reference, BatchNormalization.ipynb cell {experiment + 1} ('batch_sizes = " in said
+    assert "raised NameError: name 'batch_sizez' is not defined" in said
+    assert f"with the reference, BatchNormalization.ipynb cell {test_cell + 1} (" in said and "raised SyntaxError" in said
+    assert f"with the stubs, BatchNormalization.ipynb cell {test_cell + 1} (" in said and "before any" in said
+    assert _tree(course) == before, "a refused release changed the course"

@@ -1,6 +1,7 @@
 """The source notebooks: where they are, their graded cells and their answer keys."""
 import ast
 import re
+from pathlib import Path
 
 import nbformat
 
@@ -11,6 +12,30 @@ _SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 
 def source_notebooks(folder=NOTEBOOKS):
     return sorted(folder.glob("*.ipynb"))
+
+
+def cell_name(path, index):
+    """How a message names a cell: its notebook's file and its place counted from 1, as people count cells."""
+    return f"{Path(path).name} cell {index + 1}"
+
+
+def unreadable(paths):
+    """A problem, naming the file and where, for each notebook at `paths` that is not JSON or not a valid notebook."""
+    import json
+
+    problems = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            json.loads(text)  # nbformat's own error shows the file's first characters, not where it breaks
+            nbformat.validate(nbformat.reads(text, as_version=4))
+        except json.JSONDecodeError as err:
+            problems.append(f"{Path(path).name} is not JSON: {err.msg} at line {err.lineno}, column {err.colno}")
+        except Exception as err:  # noqa: BLE001 - not a notebook nbformat can read, or invalid by its schema
+            lines = str(err).strip().splitlines()
+            problems.append(f"{Path(path).name} is not a valid notebook: {type(err).__name__}: "
+                            f"{lines[0][:300] if lines else ''}")
+    return problems
 
 
 def nbgrader_cells(path):
@@ -63,7 +88,7 @@ def point_problems(paths):
             meta = cell.metadata.get("nbgrader", {})
             if not meta.get("grade"):
                 continue
-            where = f"{path.name} cell {index} ({meta.get('grade_id')})"
+            where = f"{cell_name(path, index)} ({meta.get('grade_id')})"
             points = float(meta.get("points", 0))
             if points <= 0:
                 problems.append(f"{where} is graded but worth {points:g} points")
@@ -116,7 +141,7 @@ def rendering_problems(paths):
             continue
         for index, cell in enumerate(nb.cells):
             if cell.cell_type == "markdown" and _indented_code(parse(cell.source)):
-                problems.append(f"{path.name} cell {index}: a line indented by 4 spaces renders as a code block, "
+                problems.append(f"{cell_name(path, index)}: a line indented by 4 spaces renders as a code block, "
                                 f"not prose: {cell.source.strip().splitlines()[0][:60]!r}")
     return problems
 

@@ -26,6 +26,7 @@ import datetime
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import dateutil.tz
@@ -36,7 +37,8 @@ from .autograde import grade
 from .checks import FUNCTIONS
 from .course import (ASSIGNMENT_ID, COURSE_ID, NBGRADER_CONFIG, STAGED, db_url, is_course, paths, run_nbgrader,
                      scripts_on_path)
-from .notebooks import answer_keys, changes, point_problems, rendering_problems, source_notebooks
+from .notebooks import (answer_keys, cell_name, changes, point_problems, rendering_problems, source_notebooks,
+                        unreadable)
 from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
 from .submission import assemble_stubs
@@ -67,7 +69,7 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None, seed=None):
     notebook_paths = source_notebooks(Path(notebooks))
     if not notebook_paths:
         raise FileNotFoundError(f"no notebooks in {notebooks}")
-    problems = point_problems(notebook_paths)
+    problems = unreadable(notebook_paths) or point_problems(notebook_paths)
     if problems:  # before anything is written: the course stays as it was
         raise ValueError("the notebooks' points disagree with their source; nothing was built:\n"
                          + "\n".join(f"- {p}" for p in problems))
@@ -207,7 +209,7 @@ def find_leaks(release, notebook_paths):
     for path in sorted(release.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         for index, cell in enumerate(nb.cells):
-            where = f"{path.name} cell {index}"
+            where = cell_name(path, index)
             for marker in SECRET_MARKERS:
                 if marker in cell.source:
                     problems.append(f"{where} contains {marker!r} (solution, hidden test or grader code)")
@@ -221,23 +223,33 @@ def find_leaks(release, notebook_paths):
 
 def prove_release(course):
     """
-    Grade the reference submission and the bare stubs in a scratch copy of the
-    course; raise unless the reference gets full auto-graded marks with no cell
-    errors and the stubs get no points on any code check. Returns both results.
+    Run every cell of the released notebooks in the sandbox, as students run
+    them, once with the reference and once with the bare stubs; then grade
+    both in a scratch copy of the course. Raise (naming each notebook, cell
+    and error) unless every cell runs without an error with the reference,
+    the stubs run without an error up to the first "not implemented yet", the
+    reference gets full auto-graded marks and the stubs no points on any code
+    check. Returns both results, each with "executed_seconds".
     """
     course = Path(course)
     release = paths(course)["release"]
     keys = answer_keys(source_notebooks(paths(course)["source"]))
     with tempfile.TemporaryDirectory(prefix="normgrade-proof-") as scratch:
         scratch = Path(scratch)
+        reference = make_submission(release, scratch / "reference", reference_layers(), keys)
+        bare = make_submission(release, scratch / "stubs")
+        started = time.monotonic()
+        failures = run_problems(reference, bare)
+        executed_seconds = round(time.monotonic() - started, 1)
+        if failures:  # grading would only add the same cells' failures
+            raise RuntimeError("release proof failed:\n" + "\n".join(f"- {f}" for f in failures))
         scratch_course = scratch / "course"
         shutil.copytree(course, scratch_course,
                         ignore=shutil.ignore_patterns("submitted", "autograded", "feedback", STAGED, "scratch"))
-        reference = make_submission(release, scratch / "reference", reference_layers(), keys)
-        bare = make_submission(release, scratch / "stubs")
         ref_result, stub_result = grade([reference, bare], scratch_course,
                                         url=_own_gradebook(scratch_course))["submissions"]  # never the course's server
         errors = _cell_errors(paths(scratch_course)["autograded"] / "reference" / ASSIGNMENT_ID)
+    ref_result["executed_seconds"] = stub_result["executed_seconds"] = executed_seconds
 
     failures = []
     if ref_result.get("error") or ref_result["score"] != ref_result["max_score"] or not ref_result["tests"]:
@@ -257,15 +269,67 @@ def prove_release(course):
 
 
 def _cell_errors(autograded):
-    """Errors in any cell of the autograded notebooks ('notebook cell i: Error: message')."""
+    """Errors in any cell of the autograded notebooks ('notebook cell n: Error: message')."""
     errors = []
     for path in sorted(Path(autograded).glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        for index, cell in enumerate(nb.cells):
-            for output in cell.get("outputs", []):
-                if output.output_type == "error":
-                    errors.append(f"{path.name} cell {index}: {output.ename}: {output.evalue[:200]}")
+        errors += [f"{where}: {output.ename}: {output.evalue[:200]}" for where, output in _errors(path, nb)]
     return errors
+
+
+def _errors(path, nb):
+    """(where, error output) of every cell of `nb` (read from `path`) that raised, in order; where names the cell
+    by its place and its first line of code."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        code = [line.strip() for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
+        where = f"{cell_name(path, index)} ({code[0][:60] if code else 'a comment'!r})"
+        found += [(where, output) for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    return found
+
+
+NOT_IMPLEMENTED = "not implemented yet"  # what every stub raises (normgrade.stubs), and the self-check repeats
+
+
+def run_problems(reference, stubs):
+    """
+    Run the notebooks of the two submission folders cell by cell in the
+    sandbox (the reference and the bare stubs, two at a time) and say what
+    went wrong: any error of the reference's; an error of the stubs' before
+    the first "not implemented yet". Each problem names the notebook, the
+    cell (counted from 1) and the error.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .preprocessors import SandboxedExecute, execute_notebook
+    from .sandbox import Sandbox, WorkerDied
+
+    sandbox = Sandbox()
+    runs = [(folder, path) for folder in (reference, stubs) for path in sorted(Path(folder).glob("*.ipynb"))]
+
+    def run(folder, path):  # as `--execute` grading runs a notebook, with its time limits
+        try:
+            return execute_notebook(nbformat.read(path, as_version=4), folder / "normlab" / "layers.py", sandbox,
+                                    SandboxedExecute.timeout.default_value, SandboxedExecute.cell_timeout.default_value)
+        except (WorkerDied, ValueError) as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        executed = list(pool.map(lambda item: run(*item), runs))
+    problems = []
+    for (folder, path), nb in zip(runs, executed):
+        if isinstance(nb, Exception):
+            problems.append(f"{path.name} could not be run with the {'reference' if folder == reference else 'stubs'}: "
+                            f"{nb}")
+            continue
+        errors = _errors(path, nb)
+        if folder == reference:
+            problems += [f"with the reference, {where} raised {o.ename}: {o.evalue[:200]}" for where, o in errors]
+        elif errors and NOT_IMPLEMENTED not in errors[0][1].evalue:
+            where, output = errors[0]
+            problems.append(f"with the stubs, {where} raised {output.ename}: {output.evalue[:200]} before any "
+                            f"\"{NOT_IMPLEMENTED}\" (every student meets it)")
+    return problems
 
 
 def add_parser(subparsers):
@@ -308,7 +372,9 @@ def run(args):
                                                       "".join(f"\n  {line}" for line in changed)))
     if proof:
         ref, bare = proof
-        print(f"proof: reference {ref['score']:g} / {ref['max_score']:g} in {ref['seconds']} s, "
+        print(f"proof: every cell of the released notebooks ran in the sandbox, with the reference without an error "
+              f"and with the stubs up to the first \"{NOT_IMPLEMENTED}\" ({ref['executed_seconds']:g} s); graded: "
+              f"reference {ref['score']:g} / {ref['max_score']:g} in {ref['seconds']} s, "
               f"stubs {bare['score']:g} / {bare['max_score']:g} (no code points) in {bare['seconds']} s")
     due = late.due_date(db_url(args.course))
     print(f"due: {f'{due:%Y-%m-%d %H:%M:%S} UTC' if due else 'none (normgrade release --due TIME sets it)'}; late policy "
