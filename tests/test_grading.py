@@ -126,8 +126,11 @@ def test_expected_values_are_deterministic_and_hidden_inputs_differ_from_public_
 
 def test_notebook_points_match_the_checks():
     """Each auto-graded cell is test_<function> worth its checks, or test_<question> with an answer cell and key."""
+    from normgrade.notebooks import derive_points
+
     seen, keys = [], answer_keys()
     for path in source_notebooks():
+        assert derive_points(nbformat.read(path, as_version=4)) == [], f"{path.name}: points the release would change"
         cells = nbgrader_cells(path)
         answer_ids = {meta["grade_id"] for _, meta in cells}
         for cell, meta in cells:
@@ -135,7 +138,7 @@ def test_notebook_points_match_the_checks():
                 continue
             name = meta["grade_id"].removeprefix("test_")
             seen.append(name)
-            if name in checks.FUNCTIONS:
+            if name in checks.FUNCTIONS:  # the notebooks here agree with what a release derives (derive_points)
                 assert meta["points"] == checks.total_points(name), name
                 assert f"({meta['points']:g} points)" in cell.source, name
             else:
@@ -486,12 +489,18 @@ def test_the_histogram_counts_whole_students():
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks  # once: 0.5, 1.5 students
 
 
-def test_points_that_disagree_with_their_source_stop_the_release_before_anything_is_built(tmp_path):
+def test_points_are_derived_from_their_one_place_and_what_cannot_be_stops_the_release(tmp_path):
+    """
+    A function's test cell gets its points from normgrade/checks.py, any
+    other graded cell from its metadata, and every "(N points)" in a cell's
+    text from those: derived, never refused. Rubric items that do not add up
+    and a missing test cell cannot be derived: the release stops.
+    """
     import shutil
 
     import nbformat
 
-    from normgrade.notebooks import point_problems, source_notebooks
+    from normgrade.notebooks import derive_points, point_problems, source_notebooks
     from normgrade.paths import NOTEBOOKS
     from normgrade.release import build_course
 
@@ -501,20 +510,22 @@ def test_points_that_disagree_with_their_source_stop_the_release_before_anything
     path = edited / "BatchNormalization.ipynb"
     nb = nbformat.read(path, as_version=4)
     by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
-    by_id["test_batchnorm_forward"].metadata["nbgrader"]["points"] = 5  # checks.py still gives 6
-    by_id["test_inline_batch_size"].metadata["nbgrader"]["points"] = 2  # its text still says (1 point)
+    by_id["test_batchnorm_forward"].metadata["nbgrader"]["points"] = 5  # checks.py gives 6
+    by_id["test_inline_batch_size"].metadata["nbgrader"]["points"] = 2  # its text says (1 point)
+    assert derive_points(nb) == ["test_batchnorm_forward: 5 -> 6 points (its checks in normgrade/checks.py)",
+                                 "test_inline_batch_size: its text says (2 points)"]
+    assert by_id["test_batchnorm_forward"].metadata["nbgrader"]["points"] == 6
+    assert "(2 points)" in by_id["test_inline_batch_size"].source and "(1 point)" not in by_id["test_inline_batch_size"].source
+    assert derive_points(nb) == [], "derived once, nothing left to derive"
+
     by_id["inline_weight_scale"].source = by_id["inline_weight_scale"].source.replace("- 1 point:", "- 2 points:", 1)
     nb.cells.remove(by_id["test_layernorm_backward"])
     nbformat.write(nb, path)
     problems = point_problems(source_notebooks(edited))
     text = "\n".join(problems)
-    assert "(test_batchnorm_forward) is worth 5 points in its metadata, but the checks of batchnorm_forward" in text
-    assert "add up to 6 (1.5 + " in text
-    assert "(test_inline_batch_size) says (1 point) in its text, but is worth 2" in text
-    assert "(test_batchnorm_forward) says (6 points) in its text, but is worth 5" in text
     assert "(inline_weight_scale): its rubric items add up to 3 points, but the cell is worth 2" in text
     assert "layernorm_backward is graded by normgrade/checks.py, and needs exactly one test cell" in text
-    assert len(problems) == 5
+    assert len(problems) == 2, problems
     with pytest.raises(ValueError, match="nothing was built"):
         build_course(tmp_path / "course", notebooks=edited, prove=False)
     assert not (tmp_path / "course").exists()
@@ -541,9 +552,9 @@ def test_a_rebuild_says_what_it_changes_for_students(tmp_path):
     key_cell.source = key_cell.source.replace(f"inline_batch_size = {key!r}", "inline_batch_size = 'not the key'")
     nb.cells.remove(by_id["test_layernorm_backward"])
     nbformat.write(nb, path)
-    lines = changes(source_notebooks(), source_notebooks(new))
+    lines = changes(source_notebooks(), source_notebooks(new))  # what students see is compared in test_release
     assert lines == ["graded cell test_layernorm_backward removed from BatchNormalization.ipynb",
-                     "inline_weight_scale: its text changed", "test_inline_batch_size: 1 -> 2 points",
+                     "test_inline_batch_size: 1 -> 2 points", "the assignment is worth 43 -> 41 points",
                      "answer key of inline_batch_size: changed"], lines
 
 

@@ -111,3 +111,42 @@ def test_a_release_whose_notebooks_raise_is_refused_naming_each_cell_and_the_cou
     assert f"with the reference, BatchNormalization.ipynb cell {test_cell + 1} (" in said and "raised SyntaxError" in said
     assert f"with the stubs, BatchNormalization.ipynb cell {test_cell + 1} (" in said and "before any" in said
     assert _tree(course) == before, "a refused release changed the course"
+
+
+def test_a_rebuild_reports_what_students_see_and_says_what_to_run_when_grades_exist(sandbox, tmp_path, capsys):
+    """
+    Reworded prose students read is reported; a staff-only rubric edit inside
+    a solution region (students still see "YOUR ANSWER HERE") is not; a
+    change of points changes the total, said once; with grades in the course
+    the rebuild says they stand until regraded, and what to run.
+    """
+    from normgrade import cli
+    from normgrade.autograde import grade
+
+    course = tmp_path / "course"
+    assert cli.main(["release", "--course", str(course), "--no-proof"]) == 0
+    assert "changes since" not in capsys.readouterr().out, "a first build has nothing to compare"
+    grade([make_submission(paths(course)["release"], tmp_path / "ann", reference_layers())], course)
+
+    edited = tmp_path / "notebooks"
+    shutil.copytree(NOTEBOOKS, edited)
+    path = edited / "BatchNormalization.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    prompt = next(i for i, c in enumerate(nb.cells) if c.source.startswith("### Inline question 1"))
+    nb.cells[prompt].source = nb.cells[prompt].source.replace("Describe the results", "Describe what you see in the results")
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    by_id["inline_weight_scale"].source = by_id["inline_weight_scale"].source.replace("narrow band", "small band")
+    by_id["test_inline_batch_size"].metadata["nbgrader"]["points"] = 2
+    nbformat.write(nb, path)
+    assert cli.main(["release", "--course", str(course), "--no-proof", "--notebooks", str(edited)]) == 0
+    said = capsys.readouterr().out
+    assert f"BatchNormalization.ipynb cell {prompt + 1} ('### Inline question 1 (manually graded)'): its text changed" in said
+    assert "inline_weight_scale" not in said and "Your answer" not in said, "the rubric is not what students see"
+    assert "test_inline_batch_size: 1 -> 2 points" in said and "the assignment is worth 43 -> 44 points" in said
+    assert "test_inline_batch_size" in said.split("changes since")[1]
+    assert "this course has 1 graded submission: their grades stand as they were until graded again" in said
+    assert "normgrade grade submitted --course ." in said and "nbgrader release_assignment normalization --force" in said
+
+    # The next grading run regrades against the new release (the ledger covers the source notebooks).
+    result = grade([tmp_path / "ann"], course)["submissions"][0]
+    assert result["status"] == "graded" and result["max_score"] == 37, result

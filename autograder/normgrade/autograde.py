@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 from . import files, gradebooks, intake, late, ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, PLAIN_ID, STAFF_FOLDER, db_url, is_course, load_config, paths
+from .notebooks import source_notebooks
 from .preprocessors import SandboxedExecute, prepare_markup, take_reports
 from .sandbox import Sandbox, kill_orphans
 from .scorer import MAX_LAYERS_BYTES, layers_problem, load_current_expected, parse_notebook, scored_code
@@ -431,8 +432,8 @@ def _grade_once(task, start):
     notes = [note for note in [id_note(task.name, task.student)] if note] + list(task.intake_notes)
     notes += stage(course, task.student, task.folder, task.root or None, due)
     staged = layout["staged"] / task.student / ASSIGNMENT_ID
-    digest = ledger.content_hash(staged, layout["expected"], execute=task.execute, unsandboxed=task.unsandboxed,
-                                 deadline=task.deadline)
+    digest = ledger.content_hash(staged, layout["expected"], source_notebooks(layout["source"]), execute=task.execute,
+                                 unsandboxed=task.unsandboxed, deadline=task.deadline)
     with ledger.gradebook_lock(course, task.url):
         claim = ledger.claim(task.url, task.student, digest, task.run_id, task.regrade)
     if claim.action == "unchanged":

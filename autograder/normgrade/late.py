@@ -50,7 +50,7 @@ OWN_CONFIG_TEMPLATE = '''\
 c = get_config()  # noqa: F821
 
 # ---- Late submissions ----
-# The due date is nbgrader's: `normgrade release --course DIR --due "2026-12-04 17:00 UTC"`,
+# The due date is nbgrader's: `normgrade release --course DIR --due "2030-06-14 17:00 UTC"`,
 # formgrader's Manage Assignments page, or `nbgrader db assignment add normalization --duedate=...`.
 # The submission time is the timestamp.txt that `nbgrader submit` writes (see the README, Deadlines).
 # A change here takes effect on the next `normgrade grade` (which regrades the submissions it

@@ -161,11 +161,17 @@ def copy_assignment(source, target):
                                                 locked=cell.locked, source=cell.source, checksum=cell.checksum)
 
 
-def content_hash(staged, expected_path, **flags):
-    """sha256 of what grading reads: the staged submission's files, the expected values and the flags."""
+def content_hash(staged, expected_path, source_notebooks=(), **flags):
+    """
+    sha256 of what grading reads: the staged submission's files, the expected
+    values, the course's source notebooks (their graded cells and points: a
+    rebuild that changes them regrades) and the flags.
+    """
     digest = hashlib.sha256()
     digest.update(json.dumps(flags, sort_keys=True).encode())
     digest.update(hashlib.sha256(Path(expected_path).read_bytes()).digest())
+    for path in sorted(source_notebooks):
+        digest.update(Path(path).name.encode() + b"\0" + hashlib.sha256(Path(path).read_bytes()).digest())
     for path in sorted(p for p in Path(staged).rglob("*") if p.is_file() and not p.is_symlink()):
         digest.update(str(path.relative_to(staged)).encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())

@@ -70,20 +70,51 @@ _POINTS_TEXT = re.compile(r"\((\d+(?:\.\d+)?) points?\)")
 _RUBRIC_ITEM = re.compile(r"^\s*- (\d+(?:\.\d+)?) points?:", re.M)
 
 
+def derive_points(nb):
+    """
+    Write the points of `nb`'s graded cells where they are derived, in place;
+    return what changed, as lines. Points have one place a TA edits: for a
+    function's test cell (test_<function>), its checks in normgrade/checks.py;
+    for any other graded cell (a written answer, an inline question), its
+    nbgrader metadata. From it come the cell's metadata points and every
+    "(N points)" in the cell's text.
+    """
+    from .checks import FUNCTIONS, total_points
+
+    changed = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if not meta.get("grade"):
+            continue
+        gid = meta.get("grade_id", "")
+        function = gid.removeprefix("test_")
+        if gid.startswith("test_") and function in FUNCTIONS and float(meta.get("points", 0)) != total_points(function):
+            changed.append(f"{gid}: {float(meta.get('points', 0)):g} -> {total_points(function):g} points "
+                           "(its checks in normgrade/checks.py)")
+            meta["points"] = total_points(function)
+        points = float(meta.get("points", 0))
+        said = f"({points:g} point{'' if points == 1 else 's'})"
+        text = _POINTS_TEXT.sub(said, cell.source)
+        if text != cell.source:
+            changed.append(f"{gid}: its text says {said}")
+            cell.source = text
+    return changed
+
+
 def point_problems(paths):
     """
-    Where the points of the notebooks at `paths` disagree with their one
-    source, before anything is built: a function's test cell (test_<function>)
-    must be worth what its checks in normgrade/checks.py add up to; every
-    graded function needs one such cell; a "(N points)" in a graded cell's
-    text must say the cell's points, and its rubric items ("- N point: ...")
-    must add up to them. Returns the problems, each naming the cell.
+    What stops the points of the notebooks at `paths` from being derived,
+    before anything is built: a graded cell worth nothing, rubric items
+    ("- N point: ...") that do not add up to their cell's points, a graded
+    function without exactly one test cell test_<function>. Returns the
+    problems, each naming the cell (points are derived first: derive_points).
     """
-    from .checks import FUNCTIONS, checks_for
+    from .checks import FUNCTIONS
 
     problems, cells_of = [], {}
     for path in paths:
         nb = nbformat.read(path, as_version=4)
+        derive_points(nb)
         for index, cell in enumerate(nb.cells):
             meta = cell.metadata.get("nbgrader", {})
             if not meta.get("grade"):
@@ -95,19 +126,10 @@ def point_problems(paths):
             function = meta.get("grade_id", "").removeprefix("test_")
             if meta.get("grade_id", "").startswith("test_") and function in FUNCTIONS:
                 cells_of.setdefault(function, []).append(where)
-                parts = [c.points for c in checks_for(function)]
-                if abs(sum(parts) - points) > 1e-9:
-                    problems.append(f"{where} is worth {points:g} points in its metadata, but the checks of {function} "
-                                    f"in normgrade/checks.py add up to {sum(parts):g} ({' + '.join(f'{x:g}' for x in parts)}):"
-                                    " change one so they agree")
-            for said in _POINTS_TEXT.finditer(cell.source):
-                if abs(float(said.group(1)) - points) > 1e-9:
-                    problems.append(f"{where} says {said.group(0)} in its text, but is worth {points:g} (its metadata): "
-                                    "change the text")
             items = [float(x) for x in _RUBRIC_ITEM.findall(cell.source)]
             if items and abs(sum(items) - points) > 1e-9:
                 problems.append(f"{where}: its rubric items add up to {sum(items):g} points, but the cell is worth "
-                                f"{points:g}")
+                                f"{points:g}: change the items or the cell's points")
     for function in FUNCTIONS:
         found = cells_of.get(function, [])
         if len(found) != 1:
@@ -156,21 +178,50 @@ def graded_cells(paths):
     return cells
 
 
-def changes(old_paths, new_paths):
+def changes(old_source, new_source, old_release=(), new_release=()):
     """
-    What a rebuild changes for students, as lines: graded cells added or
-    removed, their points or wording changed, inline answer keys added,
-    removed or changed (the keys themselves are not printed).
+    What a rebuild changes for students, as lines: from the source notebooks,
+    graded cells added or removed, their points, the assignment's total,
+    inline answer keys added, removed or changed (the keys themselves are not
+    printed); from the released notebooks (what students see: no solution,
+    no hidden test, no rubric), every cell whose text changed, added or
+    removed, markdown included.
     """
-    old, new = graded_cells(old_paths), graded_cells(new_paths)
+    old, new = graded_cells(old_source), graded_cells(new_source)
     lines = [f"new graded cell {gid} in {new[gid][0]} ({new[gid][1]:g} points)" for gid in sorted(set(new) - set(old))]
     lines += [f"graded cell {gid} removed from {old[gid][0]}" for gid in sorted(set(old) - set(new))]
-    for gid in sorted(set(old) & set(new)):
-        if old[gid][1] != new[gid][1]:
-            lines.append(f"{gid}: {old[gid][1]:g} -> {new[gid][1]:g} points")
-        if old[gid][2] != new[gid][2]:
-            lines.append(f"{gid}: its text changed")
-    old_keys, new_keys = answer_keys(old_paths), answer_keys(new_paths)
+    lines += [f"{gid}: {old[gid][1]:g} -> {new[gid][1]:g} points" for gid in sorted(set(old) & set(new))
+              if old[gid][1] != new[gid][1]]
+    old_total, new_total = (sum(points for _, points, _ in cells.values()) for cells in (old, new))
+    if old_total != new_total:
+        lines.append(f"the assignment is worth {old_total:g} -> {new_total:g} points")
+    old_keys, new_keys = answer_keys(old_source), answer_keys(new_source)
     lines += [f"answer key of {name}: {'added' if name not in old_keys else 'removed' if name not in new_keys else 'changed'}"
               for name in sorted(set(old_keys) | set(new_keys)) if old_keys.get(name, ...) != new_keys.get(name, ...)]
+    return lines + seen_changes(old_release, new_release)
+
+
+def seen_changes(old_paths, new_paths):
+    """Cells of the released notebooks whose text students see changed, was added or removed (matched by cell id)."""
+    old = {path.name: path for path in old_paths}
+    lines = []
+    for path in new_paths:
+        if path.name not in old:
+            lines.append(f"new notebook {path.name}")
+            continue
+        before = {cell.get("id"): cell for cell in nbformat.read(old[path.name], as_version=4).cells}
+        after = nbformat.read(path, as_version=4).cells
+        for index, cell in enumerate(after):
+            was = before.pop(cell.get("id"), None)
+            if was is None:
+                lines.append(f"{cell_name(path, index)}: a new {cell.cell_type} cell ({_first_line(cell)})")
+            elif was.source != cell.source:
+                lines.append(f"{cell_name(path, index)} ({_first_line(cell)}): its text changed")
+        lines += [f"{path.name}: the {cell.cell_type} cell {_first_line(cell)} was removed" for cell in before.values()]
+    lines += [f"notebook {name} removed" for name in sorted(set(old) - {path.name for path in new_paths})]
     return lines
+
+
+def _first_line(cell):
+    lines = [line.strip() for line in cell.source.splitlines() if line.strip()]
+    return repr(lines[0][:50]) if lines else "empty"

@@ -37,8 +37,8 @@ from .autograde import grade
 from .checks import FUNCTIONS
 from .course import (ASSIGNMENT_ID, COURSE_ID, NBGRADER_CONFIG, STAGED, db_url, is_course, paths, run_nbgrader,
                      scripts_on_path)
-from .notebooks import (answer_keys, cell_name, changes, point_problems, rendering_problems, source_notebooks,
-                        unreadable)
+from .notebooks import (answer_keys, cell_name, changes, derive_points, point_problems, rendering_problems,
+                        source_notebooks, unreadable)
 from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
 from .submission import assemble_stubs
@@ -58,7 +58,7 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None, seed=None):
     then are source/, release/, the expected values and the configuration
     swapped in and the assignment's definition written into the course's
     gradebook (its grades are kept). A failure at any step leaves the course
-    as it was. `due` (a time nbgrader reads, e.g. "2026-12-04 17:00 UTC") sets
+    as it was. `due` (a time nbgrader reads, e.g. "2030-06-14 17:00 UTC") sets
     the assignment's due date; a rebuild without it keeps the gradebook's.
     course_config.py is written only where there is none.
     """
@@ -105,8 +105,10 @@ def _build(built, course, notebook_paths, due, seed):
     layout["config"].write_text(NBGRADER_CONFIG)
     own = paths(course)["own_config"]
     layout["own_config"].write_text(own.read_text() if own.exists() else late.OWN_CONFIG_TEMPLATE)
-    for path in notebook_paths:
-        shutil.copy(path, layout["source"] / path.name)
+    for path in notebook_paths:  # with their points derived from their one place (notebooks.derive_points)
+        nb = nbformat.read(path, as_version=4)
+        derive_points(nb)
+        nbformat.write(nb, layout["source"] / path.name)
     assemble_stubs(layout["source"])
     expected.write(layout["expected"], expected.generate(answer_keys(notebook_paths), seed=seed))
     # The scratch gradebook, whatever db_url the course's settings give (a PostgreSQL one is the real one).
@@ -338,9 +340,11 @@ def add_parser(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--course", type=Path, required=True, help="the course directory to build")
-    parser.add_argument("--no-proof", action="store_true", help="skip grading the reference and the stubs")
+    parser.add_argument("--no-proof", action="store_true", help="skip running and grading the reference and the stubs")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, metavar="DIR",
+                        help="the source notebooks to build from (default: this package's notebooks/)")
     parser.add_argument("--due", metavar="TIME",
-                        help="the assignment's due date, with its zone (\"2026-12-04 17:00 UTC\"); nbgrader's own, "
+                        help="the assignment's due date, as \"YYYY-MM-DD HH:MM ZONE\" (\"2030-06-14 17:00 Europe/Paris\"); nbgrader's own, "
                              "in the gradebook (a rebuild without --due keeps it). The late policy and extensions "
                              "are in the course's course_config.py")
     seeds = parser.add_mutually_exclusive_group()
@@ -353,23 +357,45 @@ def add_parser(subparsers):
     parser.set_defaults(run=run)
 
 
+def graded_submissions(course):
+    """How many submissions of the assignment the course's gradebook holds."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with scripts_on_path(), Gradebook(db_url(course), COURSE_ID) as gb:
+        try:
+            return len(gb.find_assignment(ASSIGNMENT_ID).submissions)
+        except MissingEntry:
+            return 0
+
+
 def run(args):
     with tempfile.TemporaryDirectory(prefix="normgrade-previous-") as previous:
-        if is_course(args.course):  # the previous build's notebooks, to say what this one changes
-            for path in source_notebooks(paths(args.course)["source"]):
-                shutil.copy(path, previous)
+        previous, rebuild = Path(previous), is_course(args.course)
+        if rebuild:  # the previous build's notebooks, to say what this one changes
+            for part in ("source", "release"):
+                (previous / part).mkdir()
+                for path in source_notebooks(paths(args.course)[part]):
+                    shutil.copy(path, previous / part)
         seed = expected.new_seed() if args.new_seed else args.seed
         kept = seed is None and course_seed(args.course) is not None
-        proof = build_course(args.course, prove=not args.no_proof, due=args.due, seed=seed)
-        before = source_notebooks(Path(previous))
-        changed = changes(before, source_notebooks(paths(args.course)["source"])) if before else None
+        proof = build_course(args.course, notebooks=args.notebooks, prove=not args.no_proof, due=args.due, seed=seed)
+        changed = changes(*(source_notebooks(folder) for folder in (
+            previous / "source", paths(args.course)["source"], previous / "release", paths(args.course)["release"]))
+        ) if rebuild else None
     release = paths(args.course)["release"]
     print(f"release ready in {release} (leak check passed)")
     origin = "kept from the previous build" if kept else "from --seed" if args.seed is not None else "drawn afresh"
     print(f"hidden inputs: {origin}; their seed is in {paths(args.course)['expected']} (staff only)")
     if changed is not None:
-        print("changes since the previous build: " + ("none to graded cells or answer keys" if not changed else
-                                                      "".join(f"\n  {line}" for line in changed)))
+        print("changes since the previous build: " + ("none that students see, to points or to answer keys"
+                                                      if not changed else "".join(f"\n  {line}" for line in changed)))
+        graded = graded_submissions(args.course) if changed or args.new_seed else 0
+        if graded:
+            print(f"this course has {graded} graded submission{'s' if graded != 1 else ''}: their grades stand as they "
+                  "were until graded again. Next, in the course:\n"
+                  "  normgrade grade submitted --course .      regrades every one against this release\n"
+                  f"  nbgrader release_assignment {ASSIGNMENT_ID} --force   puts it in the exchange (a copy a student "
+                  "already fetched stays as it is until they fetch again)")
     if proof:
         ref, bare = proof
         print(f"proof: every cell of the released notebooks ran in the sandbox, with the reference without an error "
