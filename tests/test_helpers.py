@@ -186,3 +186,26 @@ def test_cifar10_loader_explains_missing_or_broken_files(tmp_path, rng):
         (tmp_path / name).write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="not a CIFAR-10 python batch"):
         load_cifar10(tmp_path)
+
+
+def test_the_network_trains_with_batchnorm_backward_before_the_alt_version_is_written(tmp_path, rng):
+    """A student who wrote batchnorm_backward but not yet batchnorm_backward_alt can run the experiments."""
+    from normgrade.paths import SOLUTION_LAYERS
+
+    package = assemble_reference(tmp_path)
+    source = SOLUTION_LAYERS.read_text()
+    start = source.index("def batchnorm_backward_alt(")
+    body = source.index('    """', source.index('"""', start) + 3) + len('    """')  # after its docstring
+    end = source.index("\ndef ", body)
+    stubbed = source[:body] + '\n    raise NotImplementedError("batchnorm_backward_alt is not implemented yet")\n' + source[end:]
+    (package / "layers.py").write_text(stubbed)
+    with imported_package(tmp_path) as normlab:
+        import normlab.fc_net
+        import normlab.gradient_check
+
+        with pytest.raises(NotImplementedError):
+            normlab.layers.batchnorm_backward_alt(np.ones((2, 3)), None)
+        net = normlab.fc_net.FullyConnectedNet([6], input_dim=5, num_classes=3, normalization="batchnorm",
+                                               dtype=np.float64, seed=0)
+        errors = normlab.gradient_check.check_model_gradients(net, rng.standard_normal((8, 5)), rng.integers(0, 3, 8))
+        assert max(errors.values()) < 1e-5, errors

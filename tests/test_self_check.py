@@ -205,8 +205,12 @@ def test_every_public_check_can_fail(tmp_path):
 
 def test_check_in_a_notebook_prints_each_check_and_fails_the_cell(tmp_path, capsys):
     layers = _layers(_package(tmp_path, mutant_layers("unbiased_variance")))
-    with pytest.raises(AssertionError, match="batchnorm_forward: differs from the published output"):
+    with pytest.raises(AssertionError) as failed:
         self_check_module.check("batchnorm_forward", layers)
+    lines = failed.value._render_traceback_()  # what IPython, and so nbgrader's Validate, shows: no traceback
+    assert lines[0] == "batchnorm_forward does not pass its public checks. Fix this first:"
+    assert " ".join(" ".join(lines[1:]).split()).startswith("differs from the published output")
+    assert all(len(line) <= 80 for line in lines), "Validate cuts lines at 90 characters, less its indent"
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 3 and printed[0].startswith("FAILED: a small published example")
     self_check_module.check("layernorm_forward", layers)  # passes: prints, raises nothing
@@ -291,13 +295,35 @@ def test_the_self_check_warns_of_an_unused_import_and_fails_a_used_one(tmp_path,
     done = subprocess.run([sys.executable, "-m", "normlab.check"], cwd=root, capture_output=True, text=True,
                           timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
     said = " ".join(done.stdout.split())
-    assert "9 of 9 functions pass" in said
     if use:
         assert done.returncode == 1, "every function passes here, but the grader does not have sklearn"
         assert "normlab/layers.py uses sklearn (line 1)" in said
+        rows = [line for line in done.stdout.splitlines() if line.startswith(self_check_module.FUNCTIONS)]
+        assert len(rows) == 9 and all(self_check_module.FAILS_GRADED in row for row in rows), \
+            "each function's own row says it fails when graded"
+        assert "0 of 9 functions pass" in said
     else:
         assert done.returncode == 0, said
+        assert "9 of 9 functions pass" in said
         assert "normlab/layers.py imports sklearn (line 1) without using it" in said
+
+
+def test_a_function_that_uses_a_library_the_grader_lacks_fails_on_its_own_row_and_so_do_its_callers(tmp_path):
+    """Used inside batchnorm_forward only: it, and spatial_batchnorm_forward which calls it, fail when graded."""
+    source = reference_layers().replace(
+        "def batchnorm_forward(", "import scipy.special\n\n\ndef _unused_helper():\n    return 0\n\n\n"
+        "def batchnorm_forward(", 1)
+    source = source.replace("    mode = _check_mode(bn_param)", "    mode = _check_mode(bn_param)\n    scipy.special.erf(0.0)", 1)
+    assert "scipy.special.erf" in source
+    layers = _layers(_package(tmp_path, source))
+    rows = {function: (status, message) for function, status, message in self_check_module.summary(layers)}
+    failing = {f for f, (status, _) in rows.items() if status == self_check_module.FAILS_GRADED}
+    assert failing == {"batchnorm_forward", "spatial_batchnorm_forward"}, rows
+    assert rows["batchnorm_forward"][1].startswith("uses scipy (line ")
+    assert rows["spatial_batchnorm_forward"][1].startswith("calls batchnorm_forward, which uses scipy (line ")
+    with pytest.raises(AssertionError, match="does not pass its public checks"):
+        self_check_module.check("spatial_batchnorm_forward", layers)
+    self_check_module.check("layernorm_forward", layers)  # untouched: passes
 
 
 def test_the_students_and_the_graders_lists_of_imports_agree():

@@ -153,10 +153,22 @@ def sentence(parts, probe):
     return "; ".join(clauses.get(f"{part}|{choice}", f"{part}: {choice}") for part, choice in parts)
 
 
-def _published(out, expected, probe, recipe, sample=...):
+# Over what a forward probe's output, less beta and divided by gamma, has mean 0 and standard deviation 1:
+# (the groups its channels fall into, or None; the axes; in words).
+STANDARDIZED = {
+    "batchnorm_forward": (None, (0,), "in each column (feature), over the batch"),
+    "layernorm_forward": (None, (1,), "in each row (sample), over its features"),
+    "spatial_batchnorm_forward": (None, (0, 2, 3), "in each channel, over the batch and both spatial axes"),
+    "spatial_groupnorm_forward": (2, (2, 3, 4), "in each group of channels of each sample, over its channels and "
+                                                "positions"),
+}
+
+
+def _published(out, expected, probe, sample=...):
     """
     Check out[sample] against a published example's values; on failure name
-    the mistake (from the whole of `out`), or give the recipe.
+    the mistake (from the whole of `out`) where the autograder's model is
+    sure of it, or else say what differs, as facts (never a guessed cause).
     """
     error = rel_error(out[sample], expected)
     if error >= 1e-6:
@@ -164,8 +176,45 @@ def _published(out, expected, probe, recipe, sample=...):
         parts = named_parts(out, probe, "out")
         if parts:
             raise Named(message + sentence(parts, probe), parts)
-        raise AssertionError(message + recipe)
+        raise AssertionError(message + what_differs(out, probe, sample, expected))
     return f"relative error {error:.1e}"
+
+
+def what_differs(out, probe, sample, expected):
+    """
+    What is true of `out` on the probe's inputs and differs from what it must
+    be: (out - beta) / gamma must have mean 0, and the standard deviation x
+    has there with eps added to its variance (just under 1), over the probe's
+    STANDARDIZED axes; where it has both, the first value that differs.
+    """
+    x, gamma, beta = PROBES[probe][2][:3]
+    if np.shape(out) != x.shape:
+        return f"out has shape {np.shape(out)}; it must have the shape of x, {x.shape}"
+    groups, axes, words = STANDARDIZED[probe]
+    shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+
+    def grouped(a):
+        return a if groups is None else a.reshape(a.shape[0], groups, -1, *a.shape[2:])
+
+    with np.errstate(all="ignore"):
+        z = grouped((np.asarray(out, dtype=np.float64) - beta.reshape(shape)) / gamma.reshape(shape))
+        means, stds = z.mean(axis=axes), z.std(axis=axes)
+        variance = grouped(x).var(axis=axes)
+        wanted = np.sqrt(variance / (variance + EPS))
+    facts = []
+    if not np.allclose(means, 0, atol=1e-4):
+        facts.append(f"(out - beta) / gamma must have mean 0 {words}; yours has means as far as "
+                     f"{np.nanmax(np.abs(means)):.3g} from 0")
+    if not np.allclose(stds, wanted, rtol=1e-4):
+        facts.append(f"(out - beta) / gamma must have standard deviation {np.min(wanted):.6g} to {np.max(wanted):.6g} "
+                     f"{words} (1 but for eps); yours has {np.nanmin(stds):.6g} to {np.nanmax(stds):.6g}")
+    if facts:
+        return "; ".join(facts)
+    given = np.asarray(out)[sample]
+    where = np.unravel_index(np.nanargmax(np.abs(given - expected)), expected.shape)
+    return (f"(out - beta) / gamma has mean 0 and standard deviation 1 {words}, as it must, but not the published "
+            f"values: at {tuple(int(i) for i in where)} of the example it is {given[where]:.6g}, "
+            f"not {expected[where]:.6g}")
 
 
 def _gradients(probe, forward, backward, tolerance=1e-7):
@@ -215,9 +264,7 @@ def batchnorm_published_example(layers):
                          [1.52127418, -4.01509152, 0.32918028],
                          [0.16903046, 0.80905491, 1.67081972],
                          [-1.18321325, -1.60301830, 0.77639343]])
-    return _published(out, expected, "batchnorm_forward",
-                      "normalize each column (axis 0) with the biased variance (divide by N), add eps inside the "
-                      "square root, then scale by gamma and shift by beta")
+    return _published(out, expected, "batchnorm_forward")
 
 
 @public_check("batchnorm_forward")
@@ -293,7 +340,7 @@ def layernorm_published_example(layers):
                          [1.38872866, -1.92581911, 0.53709045],
                          [-0.70710501, -2.41421003, 1.70710501],
                          [-1.41418174, 0.41418174, 1.35354544]])
-    return _published(out, expected, "layernorm_forward", "normalize each row (axis 1) over its features")
+    return _published(out, expected, "layernorm_forward")
 
 
 @public_check("layernorm_forward")
@@ -325,8 +372,7 @@ def spatial_batchnorm_published_example(layers):
                                  [-1.18860914, -0.99000226, -0.76472704],
                                  [-0.55574671, -0.49680432, -0.43348613],
                                  [-2.12098476, -1.99294462, -1.85833128]])
-    return _published(out, expected_sample0, "spatial_batchnorm_forward",
-                      "one mean and variance per channel, over the batch and both spatial axes", (0, ..., 0))
+    return _published(out, expected_sample0, "spatial_batchnorm_forward", (0, ..., 0))
 
 
 @public_check("spatial_batchnorm_forward")
@@ -357,9 +403,7 @@ def spatial_groupnorm_published_example(layers):
                                  [1.53194232, 2.74350508, 3.99354606],
                                  [-0.71980021, -0.44159217, -0.15596309],
                                  [-0.72620195, -0.12636051, 0.48727339]])
-    return _published(out, expected_sample1, "spatial_groupnorm_forward",
-                      "group g holds channels g*C//G ... (g+1)*C//G - 1, normalized per sample over those channels "
-                      "and all positions", (1, ..., 0))
+    return _published(out, expected_sample1, "spatial_groupnorm_forward", (1, ..., 0))
 
 
 def _standardized(x, axes, eps=1e-5):
@@ -429,6 +473,68 @@ def forbidden_imports(path=None):
     return found
 
 
+def import_failures(path=None):
+    """
+    {function: why it fails when graded} for the graded functions that an
+    import of what the autograder does not offer breaks: every one where the
+    file uses it at its top (the module then cannot be imported), else each
+    function that uses it, and each that calls such a function (in this file).
+    """
+    try:
+        tree = ast.parse(Path(path or importlib.util.find_spec("normlab.layers").origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, AttributeError):
+        return {}
+    forbidden = {}  # bound name -> "module (line N)"; a dynamic import is bound to None
+    dynamic = set()  # the nodes of dynamic imports of a forbidden module
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = ([(alias.name, alias.asname or alias.name.partition(".")[0]) for alias in node.names]
+                     if isinstance(node, ast.Import) else
+                     [(node.module, alias.asname or alias.name) for alias in node.names] if node.level == 0 and node.module
+                     else [])
+            for module, bound in names:
+                top = module.partition(".")[0]
+                if top not in GRADED_IMPORTS and top not in sys.stdlib_module_names and bound != "*":
+                    forbidden[bound] = f"{top} (line {node.lineno})"
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and \
+                isinstance(node.args[0].value, str) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
+                in ("__import__", "import_module"):
+            top = node.args[0].value.partition(".")[0]
+            if top not in GRADED_IMPORTS and top not in sys.stdlib_module_names:
+                dynamic.add((id(node), f"{top} (line {node.lineno})"))
+    dynamic_ids = dict(dynamic)
+
+    def used(nodes):
+        """The first forbidden module the statements `nodes` use, or None."""
+        for statement in nodes:
+            for node in ast.walk(statement):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in forbidden:
+                    return forbidden[node.id]
+                if id(node) in dynamic_ids:
+                    return dynamic_ids[id(node)]
+        return None
+
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    top = used(node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.Import, ast.ImportFrom)))
+    if top:
+        why = (f"normlab/layers.py uses {top} at its top: when graded it cannot be imported, so every function "
+               "earns 0")
+        return {function: why for function in FUNCTIONS}
+    failing = {name: f"uses {module}, which the autograder does not have: its calls fail when graded"
+               for name, node in functions.items() if (module := used(node.body))}
+    changed = True
+    while changed:  # what calls a failing function fails with it
+        changed = False
+        for name, node in functions.items():
+            if name in failing:
+                continue
+            callee = next((n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in failing), None)
+            if callee:
+                failing[name] = f"calls {callee}, which {failing[callee].split(':')[0]}: fails when graded"
+                changed = True
+    return {function: why for function, why in failing.items() if function in FUNCTIONS}
+
+
 def imports_message(path=None):
     """(a sentence on layers.py's imports of what the autograder does not have, or "", whether one is used)."""
     found = forbidden_imports(path)
@@ -448,6 +554,7 @@ def imports_message(path=None):
 # ---- running the checks -------------------------------------------------------------------------
 
 NOT_STARTED, FAILS, PASSES = "not started", "fails here", "passes the public checks"
+FAILS_GRADED = "fails when graded"  # passes here, but an import the autograder does not offer breaks it
 
 
 def _run(check_function, layers):
@@ -468,28 +575,54 @@ def results(function, layers=None):
     return [(c.__doc__, *_run(c, layers)) for c in PUBLIC_CHECKS[function]]
 
 
+class ChecksFailed(AssertionError):
+    """
+    A function does not pass its public checks: what to fix first, in lines
+    of at most WIDTH characters, and no traceback (IPython shows
+    _render_traceback_'s lines instead, so nbgrader's Validate, which cuts
+    lines at 90 characters, and JupyterLab's Validate dialog show them whole).
+    """
+
+    WIDTH = 80
+
+    def __init__(self, function, problem):
+        self.lines = [f"{function} does not pass its public checks. Fix this first:"]
+        self.lines += textwrap.wrap(" ".join(problem.split()), self.WIDTH, initial_indent="  ", subsequent_indent="  ")
+        super().__init__("\n".join(self.lines))
+
+    def _render_traceback_(self):
+        return self.lines
+
+
 def check(function, layers=None):
-    """Run one function's public checks and print a line each; raise AssertionError if one does not pass."""
+    """Run one function's public checks and print a line each; raise ChecksFailed if one does not pass."""
     outcome = results(function, layers)
     for description, status, detail in outcome:
         print(f"{'passed' if status == PASSES else 'FAILED'}: {description}: {detail}")
     problems = [detail for _, status, detail in outcome if status != PASSES]
-    imports, fails = imports_message(getattr(layers, "__file__", None))
-    if imports:
-        print(f"{'FAILED' if fails else 'warning'}: imports: {imports}")
-        problems += [imports] if fails else []
+    path = getattr(layers, "__file__", None)
+    graded = import_failures(path).get(function)
+    if graded:
+        print(f"FAILED: when graded: {graded}")
+        problems.append(graded)
+    imports, _ = imports_message(path)
+    if imports and not graded:
+        print(f"warning: imports: {imports}")
     if problems:
-        raise AssertionError(f"{function}: {problems[0]}")
+        raise ChecksFailed(function, problems[0])
 
 
 def summary(layers=None):
     """[(function, status, first message to act on)] for every function, in the notebooks' order."""
     rows = []
+    graded = import_failures(getattr(layers, "__file__", None))
     for function in FUNCTIONS:
         outcome = results(function, layers)
         statuses = [status for _, status, _ in outcome]
         status = NOT_STARTED if NOT_STARTED in statuses else FAILS if FAILS in statuses else PASSES
         message = next((m if s == NOT_STARTED else f"{d}: {m}" for d, s, m in outcome if s != PASSES), "")
+        if status == PASSES and function in graded:  # said on its own row, not only below the table
+            status, message = FAILS_GRADED, graded[function]
         rows.append((function, status, message))
     return rows
 
