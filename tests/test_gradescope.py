@@ -254,7 +254,11 @@ def test_run_autograder_scores_like_normgrade_grade(autograder, tmp_path, user_n
             assert done.returncode == 0, (student, done.stdout[-2000:], done.stderr[-4000:])
             document = json.loads((root / "results" / "results.json").read_text())
             check_against_the_spec(document, "after_due_date")
-            assert document["output"].startswith(f"graded in: {mode}"), document["output"][:200]
+            first, *_, last = document["output"].splitlines()
+            assert first.startswith(f"{document['score']:g} of 36 auto-graded points; your written answers "
+                                    "(7 points) are graded by your instructor"), first
+            assert last.startswith(f"graded in: {mode}"), document["output"][-300:]
+            assert document["visibility"] == "after_due_date", "the total is hidden as the tests are"
             scores = {t["name"]: t["score"] for t in document["tests"]}
             assert scores == {t["name"]: t["score"] for t in expected[student]["tests"]}, student
             lost = {t["name"]: t["message"] for t in expected[student]["tests"] if t["message"]}

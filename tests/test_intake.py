@@ -273,3 +273,22 @@ def test_a_zip_that_lies_about_its_entry_count_is_refused_before_zipfile_parses_
                                                   "though its end record says 1"):
         intake.read_archive(outer, intake.read_mapping(roster), release, tmp_path / "in")
     assert not (tmp_path / "in").exists() or not any((tmp_path / "in").iterdir())
+
+
+def test_an_upload_renamed_by_a_browser_or_an_lms_is_found_and_said(tmp_path):
+    """`layers (1).py` (a browser's second download) and `layers-1.py` (Canvas) loose in an upload are layers.py."""
+    from normgrade.intake import files_in_folder
+
+    targets, limits = ["BatchNormalization.ipynb", "layers.py"], {"BatchNormalization.ipynb": 1 << 20, "layers.py": 1 << 20}
+    upload = tmp_path / "upload"
+    (upload / "old").mkdir(parents=True)
+    (upload / "layers (1).py").write_text("x = 1\n")
+    (upload / "BatchNormalization-2.ipynb").write_text("{}")
+    (upload / "old" / "layers (2).py").write_text("a backup, inside a folder\n")
+    where = {}
+    found, problems = files_in_folder(upload, targets, limits, where=where)
+    assert problems == [] and found == {"layers.py": b"x = 1\n", "BatchNormalization.ipynb": b"{}"}
+    assert where == {"layers.py": "layers (1).py", "BatchNormalization.ipynb": "BatchNormalization-2.ipynb"}
+    (upload / "layers.py").write_text("y = 2\n")
+    found, problems = files_in_folder(upload, targets, limits)
+    assert problems == ["two files could be layers.py (layers (1).py, layers.py): which one is graded is not guessed"]

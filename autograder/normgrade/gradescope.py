@@ -186,8 +186,11 @@ def grade_upload(root, sandbox):
     source = root / "source"
     release = sorted((source / "release").glob("*.ipynb"))
     targets = [p.name for p in release] + ["layers.py"]
-    found, problems = intake.files_in_folder(root / "submission", targets, intake.graded_limits(targets))
+    read_from = {}
+    found, problems = intake.files_in_folder(root / "submission", targets, intake.graded_limits(targets), where=read_from)
     notes = [f"not graded: {p}" for p in problems]
+    notes += [f"{source} was graded as {target}" for target, source in sorted(read_from.items())
+              if target in found and Path(source).name != target and not source.lower().endswith(".zip")]
     if problems:
         found = {}  # which file is the student's is never guessed: they see why, and can submit again
     staged = Path(tempfile.mkdtemp(prefix="normgrade-gradescope-"))
@@ -196,7 +199,9 @@ def grade_upload(root, sandbox):
         if "layers.py" in found:
             (staged / "normlab" / "layers.py").write_bytes(found["layers.py"])
         elif not problems:
-            notes.append("no layers.py in the submission: every function earns nothing")
+            others = sorted(str(p.relative_to(root / "submission")) for p in (root / "submission").rglob("*.py"))[:5]
+            notes.append("no layers.py in the submission: every function earns nothing" +
+                         (f" (Python files found: {', '.join(others)})" if others else ""))
         tests = []
         for path in release:
             student_nb = None
@@ -218,19 +223,39 @@ def grade_upload(root, sandbox):
         shutil.rmtree(staged, ignore_errors=True)
 
 
-def results_document(tests, notes, sandbox_description, visibility, seconds):
+def results_document(tests, notes, sandbox_description, visibility, seconds, written_points=0.0):
     """
-    results.json as Gradescope's specification has it. Every text is shown
-    as plain text (output_format and name_format "text"; Gradescope's default,
+    results.json as Gradescope's specification has it. The course's
+    visibility holds for the whole result (the total too), not only the
+    tests'. The output opens with what a student reads first (the points, and
+    the written answers' points the instructor grades on Gradescope), then the
+    notes; the sandbox comes last. Every text is shown as plain text
+    (output_format and name_format "text"; Gradescope's default,
     simple_format, passes some HTML through): notes name files from the
     upload and messages quote what student code raised.
     """
     numbered = [dict(test, number=f"{n}", visibility=visibility, output_format="text", name_format="text")
                 for n, test in enumerate(tests, start=1)]
-    output = "\n".join([f"graded in: {sandbox_description}"] + notes)
-    return {"score": round(sum(t["score"] for t in tests), 6), "execution_time": int(round(seconds)),
-            "output": output, "output_format": "text", "visibility": "visible", "stdout_visibility": "hidden",
-            "extra_data": {"sandbox": sandbox_description, "notes": notes}, "tests": numbered}
+    score, out_of = round(sum(t["score"] for t in tests), 6), sum(t["max_score"] for t in tests)
+    summary = f"{score:g} of {out_of:g} auto-graded points"
+    if written_points:
+        summary += f"; your written answers ({written_points:g} points) are graded by your instructor"
+    output = "\n".join([summary] + notes + [f"graded in: {sandbox_description}"])
+    return {"score": score, "execution_time": int(round(seconds)),
+            "output": output, "output_format": "text", "visibility": visibility, "stdout_visibility": "hidden",
+            "extra_data": {"sandbox": sandbox_description, "notes": notes, "written_points": written_points},
+            "tests": numbered}
+
+
+def written_points(release_notebooks):
+    """The points of the released notebooks' graded cells that are graded by hand (a written answer, not a test)."""
+    total = 0.0
+    for path in release_notebooks:
+        for cell in nbformat.read(path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade") and meta.get("solution"):  # an answer cell graded by hand
+                total += float(meta.get("points", 0))
+    return total
 
 
 def write_results(root, document):
@@ -252,8 +277,9 @@ def run_in_gradescope(root):
         return 1
     settings = json.loads((root / "source" / "settings.json").read_text())
     tests, notes = grade_upload(root, sandbox)
+    written = written_points(sorted((root / "source" / "release").glob("*.ipynb")))
     write_results(root, results_document(tests, notes, sandbox.description, settings["visibility"],
-                                         time.monotonic() - start))
+                                         time.monotonic() - start, written))
     return 0
 
 

@@ -51,7 +51,8 @@ MAX_ENTRIES = 20000  # entries of one archive (a class of 2,000 uploading 10 fil
 MAX_INNER_ENTRIES = 2000  # entries of a student's own zip
 MAX_INNER_ZIP_BYTES = 64 << 20
 MAX_ZIPS = 4  # zips one student may hand in at once (each is read, up to MAX_INNER_ZIP_BYTES)
-RENAMED = re.compile(r"-\d+(?=\.[^.]+$)")  # Canvas's "-1" for a file uploaded again
+# Canvas's "-1" for a file uploaded again; a browser's " (1)" for a file downloaded again
+RENAMED = re.compile(r"(?:-\d+| \(\d+\))(?=\.[^.]+$)")
 
 
 class ArchiveError(ValueError):
@@ -135,8 +136,9 @@ def _read(archive, info, limit):
 def graded_name(name, targets, renamed=False):
     """
     The graded file a base name is, or None: names match case-insensitively;
-    with renamed, after Canvas's "-N" (only an LMS's own file names: inside a
-    student's folder or zip, layers-2.py is a backup, not layers.py).
+    with renamed, after Canvas's "-N" or a browser's " (N)" (only files
+    uploaded as they are: inside a student's folder or zip, layers-2.py is a
+    backup, not layers.py).
     """
     plain = (RENAMED.sub("", name) if renamed else name).lower()
     return next((target for target in targets if target.lower() == plain), None)
@@ -232,15 +234,18 @@ def graded_limits(targets):
     return {t: 16 << 20 if t.endswith(".ipynb") else 1 << 20 for t in targets}
 
 
-def files_in_folder(folder, targets, limits, max_files=MAX_INNER_ENTRIES):
+def files_in_folder(folder, targets, limits, max_files=MAX_INNER_ENTRIES, where=None):
     """
     ({target: bytes}, problems) from an upload folder of any shape (the
     release folder, loose files, zips of either): each graded file found by
     its base name anywhere below `folder`, read once without following a
-    link; a zip is read as files_in_zip. Two candidates for one graded file
-    are a problem, never a guess.
+    link; a zip is read as files_in_zip. A file uploaded loose (at the top)
+    may carry an LMS's or a browser's copy number (`layers (1).py`). Two
+    candidates for one graded file are a problem, never a guess. `where`, a
+    dict if given, gets {target: the path it was read from}.
     """
-    found, where, problems, seen, zips = {}, {}, [], 0, 0
+    found, problems, seen, zips = {}, [], 0, 0
+    where = {} if where is None else where
     root = Path(folder)
     for current, dirs, names in os.walk(root, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
@@ -250,7 +255,7 @@ def files_in_folder(folder, targets, limits, max_files=MAX_INNER_ENTRIES):
                 return {}, [f"more than {max_files} files: not read"]
             path = Path(current) / name
             shown = str(path.relative_to(root))
-            target = graded_name(name, targets)
+            target = graded_name(name, targets, renamed=Path(current) == root)
             if name.startswith(".") or (target is None and not name.lower().endswith(".zip")):
                 continue
             if target is None:
