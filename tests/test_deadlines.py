@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from traitlets.config import Config
@@ -277,6 +278,10 @@ def test_a_written_answer_not_graded_yet_says_so_in_the_feedback_and_is_empty_in
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "feedback", "--course", str(course), "--student",
                            "gina"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "1 written answers of 1 students are not graded yet (gina)" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "normgrade.cli", "export", "--course", str(course), "--csv",
+                           str(tmp_path / "export.csv")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "1 written answers of 1 students are not graded yet (gina)" in done.stderr, \
+        "export warns as feedback does"
     page = (paths(course)["feedback"] / "gina" / "normalization" / "SpatialNormalization.html").read_text()
     assert NOT_GRADED_YET.split("**")[-1].strip()[:60] in page and "Not graded yet." in page
     other = (paths(course)["feedback"] / "gina" / "normalization" / "BatchNormalization.html").read_text()
@@ -316,6 +321,16 @@ def test_one_view_of_who_is_in_the_course(term, tmp_path):
     assert "not counted (graded, but no longer in the gradebook" in format_status(status)
     report = class_report(course)
     assert report["removed"] == ["hal"] and "hal" not in {s["student"] for s in report["students"]}
+    here = os.getcwd()
+    try:  # `normgrade report --course .` names the course's folder, not "/gradebook.db"
+        os.chdir(course)
+        assert class_report(Path("."))["gradebook"] == f"{course.name}/gradebook.db (SQLite)"
+    finally:
+        os.chdir(here)
+    lines = format_status(status).splitlines()
+    header = next(line for line in lines if line.startswith("student"))
+    row = next(line for line in lines if line.startswith("ida "))
+    assert header.index("status") == row.index("graded"), "the columns line up under their heads"
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "feedback", "--course", str(course)],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr  # once: a MissingEntry traceback, and the whole run failed

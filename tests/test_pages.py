@@ -286,3 +286,5 @@ def test_formgrader_manual_grade_reaches_the_gradebook_and_export(graded, browse
     assert done.returncode == 0, done.stderr
     row = next(r for r in csv.DictReader(out.open()) if r["student"] == student)
     assert float(row[f"BatchNormalization/{cell}"]) == points / 2
+    students = [r["student"] for r in csv.DictReader(out.open())]
+    assert students == sorted(students), "rows in the order of the ids"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from . import canvas, late
 from .course import ASSIGNMENT_ID, COURSE_ID, gradebook_url, load_config
+from .feedback import ungraded_answers
 
 
 def per_question(course):
@@ -37,7 +38,7 @@ def per_question(course):
         cells = [(nb.name, cell.name, cell.cell_type) for nb in assignment.notebooks for cell in nb.grade_cells]
         columns += [f"{nb}/{name}" for nb, name, _ in cells] + [
             "auto_score", "manual_score", "late_penalty", "score", "max_score", "submitted_at", "late_seconds"]
-        for student in gb.students:
+        for student in sorted(gb.students, key=lambda student: student.id):  # rows in the order of the ids
             try:
                 submission = gb.find_submission(ASSIGNMENT_ID, student.id)
             except MissingEntry:
@@ -138,6 +139,12 @@ def run(args):
     graded = per_question(args.course)
     count = write_csv(args.course, args.csv, graded)
     print(f"wrote {args.csv}: {count} students")
+    waiting = ungraded_answers(args.course)
+    if waiting:
+        print(f"warning: {sum(waiting.values())} written answers of {len(waiting)} students are not graded yet "
+              f"({', '.join(sorted(waiting)[:10])}{', ...' if len(waiting) > 10 else ''}): their manual_score is "
+              "empty and their score counts those answers as 0" + (", in the Canvas file too" if roster else "")
+              + ". Grade them in formgrader, then run `normgrade export` again", file=sys.stderr)
     if roster:
         written, unmatched = write_canvas(roster, args.canvas_csv, args.canvas_assignment, graded)
         print(f"wrote {args.canvas_csv}: {written} of the roster's {len(roster.students)} students have a score")

@@ -57,7 +57,7 @@ def class_report(course, url=None):
     max_score = max((row["max_score"] or 0.0) for row in graded) if graded else 0.0
     own = f"sqlite:///{(Path(course) / 'gradebook.db').resolve()}"
     return {
-        "gradebook": f"{Path(course).name}/gradebook.db (SQLite)" if url == own else ledger.safe_url(url),
+        "gradebook": f"{Path(course).resolve().name}/gradebook.db (SQLite)" if url == own else ledger.safe_url(url),
         "students": [{"student": row["student"], "status": row["status"], "score": row["score"],
                       "max_score": row["max_score"], "attempts": row["attempts"],
                       "late": late_text(results[row["student"]]),
@@ -239,6 +239,7 @@ def add_parser(subparsers):
 
 def run(args):
     data = write_report(args.course, args.out, args.db_url)
+    kinds = len(data["mistakes"])
     print(f"{args.out}: {data['counts']['graded']} graded, {data['counts']['failed']} failed, "
-          f"{len(data['mistakes'])} kinds of recognized mistakes")
+          f"{kinds} kind{'' if kinds == 1 else 's'} of recognized mistake{'' if kinds == 1 else 's'}")
     return 0

@@ -88,7 +88,7 @@ def format_status(document):
         for low, high, n in scores["histogram"]:
             lines.append(f"  {low:>6g} - {high:<6g} {'#' * round(40 * n / peak) if peak else ''} {n}")
     if document["students"]:
-        width = max(len(s["student"]) for s in document["students"])
+        width = max(len("student"), *(len(printable(s["student"])) for s in document["students"]))
         lines.append(f"{'student':<{width}}  {'score':>13}  status")
         for s in document["students"]:
             score = "" if s["score"] is None or s["status"] != "graded" else \
