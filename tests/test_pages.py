@@ -131,6 +131,8 @@ def test_feedback_page_in_a_real_browser(graded, browser, tmp_path):
     for test in lost:
         first = " ".join(test["message"].split())[:60]  # the start of the scorer's report for that cell
         assert first in " ".join(seen.split()), f"{test['name']}: its message is not on the page"
+        points = f"Points: {test['score']:g} of {test['max_score']:g}"
+        assert points in seen, f"{test['name']}: its points are not said on the page (a bare Out[ ]: 0.0 once)"
 
 
 @contextlib.contextmanager

@@ -55,9 +55,16 @@ def submitted_folder(expected_path, info, directory="submitted"):
     return course / directory / info["student"] / info["assignment"]
 
 
-def _outputs(message, points):
+def _outputs(message, points, max_points):
+    """
+    A graded cell's outputs: the scorer's message, then the points. nbgrader
+    reads the points from the result's text/plain (its partial credit); the
+    feedback and formgrader show its text/markdown, which says what they are.
+    """
+    said = f"**Points: {float(points):g} of {float(max_points):g}**"
     return [nbformat.v4.new_output("stream", name="stdout", text=message.rstrip() + "\n"),
-            nbformat.v4.new_output("execute_result", data={"text/plain": repr(float(points))}, execution_count=None)]
+            nbformat.v4.new_output("execute_result", data={"text/plain": repr(float(points)), "text/markdown": said},
+                                   execution_count=None)]
 
 
 class SanitizeGradedCells(NbGraderPreprocessor):
@@ -136,7 +143,7 @@ class TrustedScores(NbGraderPreprocessor):
             points, message = scored[gid]
             if self.unsandboxed:
                 message = f"{UNSANDBOXED_NOTE}\n{message}"
-            cell.outputs = _outputs(message, points)
+            cell.outputs = _outputs(message, points, cell.metadata["nbgrader"]["points"])
             reports[gid] = message.strip()
             function = gid[len("test_"):]
             if function in checks.FUNCTIONS:
