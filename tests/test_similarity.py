@@ -106,6 +106,37 @@ def test_students_who_wrote_a_few_short_functions_alike_are_not_flagged():
     assert max(scores) < similarity.THRESHOLD
 
 
+def test_a_short_copy_is_flagged_however_short_and_independent_short_code_is_not():
+    """
+    Two students' few functions, identical but for one line (names and
+    comments too), are a copy: flagged, though under MIN_CODE. The same
+    functions written independently (the evidence's other authors) stay below.
+    """
+    boilerplate = similarity.stub_boilerplate()
+    texts = _evidence()
+    functions = ("batchnorm_forward", "layernorm_forward")
+    tested = 0
+    for name, text in texts.items():
+        mine = _in_stub(text, functions)
+        edited = mine.splitlines()
+        own = [i for i, line in enumerate(edited) if "=" in line and line.startswith("    ") and "#" not in line]
+        edited[own[len(own) // 2]] += "  # checked"  # one line differs
+        a = similarity.document(f"{name} (a)", "submission", mine, boilerplate)
+        b = similarity.document(f"{name} (b)", "submission", "\n".join(edited) + "\n", boilerplate)
+        if min(len(a.own_lines), len(b.own_lines)) < similarity.MIN_IDENTICAL_LINES:
+            continue  # too few lines of its own to tell a copy from the textbook
+        pair = similarity.compare(a, b)
+        assert pair.similarity >= similarity.THRESHOLD and pair.identical >= similarity.IDENTICAL, (name, pair.shares)
+        tested += 1
+    assert tested >= len(texts) // 2, f"only {tested} authors wrote these functions in enough lines to test"
+    partial = [similarity.document(name, "submission", _in_stub(text, functions), boilerplate)
+               for name, text in texts.items()]
+    alike = [similarity.compare(a, b).identical for a, b in itertools.combinations(partial, 2)]
+    print(f"\nshort independent pairs: highest identity of lines as written {max(alike):.2f}")
+    assert max(alike) < similarity.IDENTICAL and max(similarity.compare(a, b).similarity for a, b in
+                                                     itertools.combinations(partial, 2)) < similarity.THRESHOLD
+
+
 def test_code_hidden_in_a_class_a_branch_or_an_exec_string_is_compared():
     boilerplate = similarity.stub_boilerplate()
     text = _evidence()["b1.py"]
@@ -204,6 +235,7 @@ def test_the_command_ranks_copies_escapes_everything_and_the_report_summarizes_i
     assert html.escape("</pre><script>alert('similarity')</script>") in page
     assert "a reason to look, never proof" in page.lower()
     assert "<mark>" in page and "http" not in page.replace("http-equiv", "")
+    assert "\n\n\n" not in page, "no tall blank gaps where the docstrings were"
     report = write_report(course, tmp_path / "report.html")
     assert {(p["a"], p["b"]) for p in report["similarity"]["flagged"]} == flagged
     assert "3 of" in (tmp_path / "report.html").read_text()

@@ -16,7 +16,9 @@ here; no code is sent anywhere.
 A pair's similarity is the larger of the two shares of code found in the
 other (so padding a copy with dead code does not hide it), each share taken
 of at least MIN_CODE (so a student who wrote two short textbook functions is
-not "96 % found" in everybody). A pair is flagged at THRESHOLD (default 0.5,
+not "96 % found" in everybody); but two files whose own lines are at least
+IDENTICAL alike as written (names and comments kept) are a copy however short
+they are, and score that. A pair is flagged at THRESHOLD (default 0.5,
 chosen on tests/test_similarity.py's evidence: disguised copies and
 independent implementations). The page ranks the pairs, shows both sides with
 the matching code highlighted and a score per graded function; a JSON file of
@@ -28,11 +30,14 @@ bring a copy below the threshold, as with MOSS.
 """
 import argparse
 import ast
+import difflib
+import functools
 import html
 import io
 import itertools
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +66,7 @@ class Document:
     problem: str = ""  # why it could not be compared ("" when it could)
     notes: tuple = ()  # what in it cannot be compared (code run from a string built at run time)
     fingerprint: object = field(default=None, repr=False)
+    own_lines: tuple = ()  # its code's lines as written (names and comments kept), blank ones and the stub's aside
 
 
 EXEC_CALLS = ("exec", "eval", "compile")
@@ -140,7 +146,15 @@ def document(name, kind, text, boilerplate):
     fingerprint = _fingerprint(name, code, boilerplate)
     if not fingerprint.hashes:
         return Document(name, kind, problem="not compared: nothing of its own beyond the stub", notes=notes)
-    return Document(name, kind, code, spans, notes=notes, fingerprint=fingerprint)
+    stub = _stub_lines()
+    own = tuple(line for line in (raw.strip() for raw in code.splitlines()) if line and line not in stub)
+    return Document(name, kind, code, spans, notes=notes, fingerprint=fingerprint, own_lines=own)
+
+
+@functools.cache
+def _stub_lines():
+    code, _, _ = written_code((STUDENT_PACKAGE / "layers.py").read_text())
+    return frozenset(line.strip() for line in code.splitlines())
 
 
 # A share is taken of at least this much code (copydetect's token coverage, in characters of normalized code;
@@ -148,6 +162,11 @@ def document(name, kind, text, boilerplate):
 # in the few lines everybody writes, is not "96 % found" in every classmate (tests/test_similarity.py: 528
 # independent pairs of partial submissions, highest 0.42).
 MIN_CODE = 1200
+# But a copy is a copy whatever its length: two files whose own lines, as written (names, comments and layout
+# kept, which independent students do not share), are this alike are flagged on that, however short, as long
+# as each has MIN_IDENTICAL_LINES of its own (a few canonical lines can coincide).
+IDENTICAL = 0.9
+MIN_IDENTICAL_LINES = 10
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,7 @@ class Pair:
     shares: tuple  # (a's code found in b, b's found in a), each of at least MIN_CODE
     slices: tuple  # (a's matching character ranges, b's), each a 2 x n array
     functions: dict  # function -> (share of its code matching in a, in b); graded functions only
+    identical: float = 0.0  # how alike their own lines are as written (difflib's ratio), where both have enough
 
     @property
     def similarity(self):
@@ -183,7 +203,12 @@ def compare(a, b):
               for share, d in zip(found, (a, b))]
     cover_a, cover_b = _coverage(slices[0], a.spans), _coverage(slices[1], b.spans)
     functions = {f: (cover_a.get(f, 0.0), cover_b.get(f, 0.0)) for f in FUNCTIONS if f in cover_a or f in cover_b}
-    return Pair(a, b, (float(shares[0]), float(shares[1])), slices, functions)
+    identical = 0.0
+    if min(len(a.own_lines), len(b.own_lines)) >= MIN_IDENTICAL_LINES:
+        identical = difflib.SequenceMatcher(None, a.own_lines, b.own_lines, autojunk=False).ratio()
+    if identical >= IDENTICAL:  # a copy as written: its length does not hide it
+        shares = [max(share, identical) for share in shares]
+    return Pair(a, b, (float(shares[0]), float(shares[1])), slices, functions, identical)
 
 
 def compare_all(submissions, references):
@@ -270,7 +295,8 @@ def as_json(result):
         "documents": [{"name": d.name, "kind": d.kind, "problem": d.problem, "notes": list(d.notes)}
                       for d in result["documents"]],
         "pairs": [{"a": p.a.name, "b": p.b.name, "b_kind": p.b.kind, "similarity": round(p.similarity, 4),
-                   "shares": [round(s, 4) for s in p.shares], "flagged": p.similarity >= result["threshold"],
+                   "shares": [round(s, 4) for s in p.shares], "identical": round(p.identical, 4),
+                   "flagged": p.similarity >= result["threshold"],
                    "functions": {f: [round(x, 4) for x in v] for f, v in p.functions.items()}}
                   for p in result["pairs"]],
     }
@@ -285,15 +311,22 @@ mark{background:#ffd27f}.flagged{background:#ffe9e9}.note{border-left:4px solid 
 SHOWN = 50  # pairs shown with their code, at most
 
 
+BLANK_RUN = re.compile(r"\n(?:[ \t]*\n){2,}")  # three line ends or more with nothing between: a docstring was there
+
+
+def _shown_code(text):
+    return html.escape(BLANK_RUN.sub("\n\n", text))
+
+
 def _highlighted(doc, slices):
-    """The document's code, escaped, with the matching ranges in <mark>."""
+    """The document's code, escaped, with the matching ranges in <mark>; runs of blank lines shown as one."""
     out, at = [], 0
     for start, end in sorted(zip(*slices)):
         start, end = max(start, at), max(end, at)
-        out.append(html.escape(doc.code[at:start]))
-        out.append(f"<mark>{html.escape(doc.code[start:end])}</mark>")
+        out.append(_shown_code(doc.code[at:start]))
+        out.append(f"<mark>{_shown_code(doc.code[start:end])}</mark>")
         at = end
-    out.append(html.escape(doc.code[at:]))
+    out.append(_shown_code(doc.code[at:]))
     return "".join(out)
 
 
@@ -309,7 +342,8 @@ def render_html(result):
              "Read both sides before concluding anything.</p>",
              f"<p id='summary'>{len(flagged)} of {len(pairs)} pairs at or above the threshold {threshold:g} "
              f"(the larger share of either side's code found in the other; comments, whitespace and names do not "
-             f"count, nor the stub's own lines).</p>"]
+             f"count, nor the stub's own lines; two files whose own lines are at least {IDENTICAL:.0%} alike as "
+             "written, names and comments included, are flagged however short they are).</p>"]
     skipped = [d for d in result["documents"] if d.problem or d.notes]
     if skipped:
         parts.append("<h2>Not compared, or not all of it</h2><ul id='skipped'>" + "".join(
