@@ -428,3 +428,18 @@ def test_results_json_shows_every_student_text_as_plain_text():
                                 "visible", 1.2)
     check_against_the_spec(document, "visible")
     assert hostile in document["output"] and hostile in document["tests"][0]["output"]  # as it was, shown as text
+
+
+def test_the_zip_can_be_tried_here_on_a_sample_upload_before_it_goes_to_gradescope(autograder, tmp_path, capsys):
+    from normgrade import cli
+    from normgrade.course import paths
+    from normgrade.samples import make_submission, reference_layers
+
+    course, _, keys = autograder
+    upload = make_submission(paths(course)["release"], tmp_path / "upload", reference_layers(), keys)
+    out = tmp_path / "autograder.zip"
+    assert cli.main(["gradescope", "--course", str(course), "--out", str(out), "--try", str(upload)]) == 0
+    said = capsys.readouterr().out
+    assert "36 of 36 auto-graded points; your written answers (7 points) are graded by your instructor" in said
+    assert "graded in: bubblewrap sandbox" in said and "BatchNormalization/test_batchnorm_forward" in said
+    assert out.is_file()

@@ -126,13 +126,21 @@ def build_autograder(course, out, visibility="visible"):
 # ---- running in Gradescope's container ------------------------------------------------------
 
 
-def choose_sandbox():
-    """(Sandbox, None) of the strongest kind that runs here, or (None, why not): bubblewrap, else `nobody`."""
+def choose_sandbox(bubblewrap_only=False):
+    """
+    (Sandbox, None) of the strongest kind that runs here, or (None, why not):
+    bubblewrap, else `nobody` (which changes the whole machine: only in
+    Gradescope's disposable container, never with bubblewrap_only).
+    """
     from .sandbox import Sandbox, SandboxUnavailable, probe_bwrap
 
     reason = probe_bwrap()
     if reason is None:
         return Sandbox(), None
+    if bubblewrap_only:
+        return None, (f"bubblewrap cannot run here ({reason}); outside Gradescope's disposable container the "
+                      "autograder runs only under bubblewrap (its `nobody` mode takes write access away from the "
+                      "whole machine)")
     try:
         sandbox = Sandbox(user=STUDENT_USER)
     except SandboxUnavailable as err:
@@ -266,12 +274,12 @@ def write_results(root, document):
     os.replace(partial, results / "results.json")
 
 
-def run_in_gradescope(root):
+def run_in_gradescope(root, bubblewrap_only=False):
     """Grade the submission of the Gradescope layout at `root`; return the process's exit status."""
     root = Path(root)
     start = time.monotonic()
     lock_down(root)
-    sandbox, why_not = choose_sandbox()
+    sandbox, why_not = choose_sandbox(bubblewrap_only)
     if sandbox is None:
         print(f"normgrade: cannot grade safely here: {why_not}. No score was written.", file=sys.stderr)
         return 1
@@ -293,14 +301,61 @@ def add_parser(subparsers):
     parser.add_argument("--out", type=Path, required=True, help="the autograder zip to write")
     parser.add_argument("--visibility", choices=tuple(VISIBILITY), default="visible",
                         help="when students see the tests' messages: visible (default), after-due-date, hidden")
+    parser.add_argument("--try", dest="try_upload", type=Path, metavar="UPLOAD",
+                        help="then run the zip here, as Gradescope runs it, on UPLOAD (a file, a folder or a zip, as "
+                             "a student uploads it) and print what the student would see (needs bubblewrap)")
     parser.set_defaults(run=run)
+
+
+def try_locally(zip_path, upload, work):
+    """
+    Run the autograder zip at `zip_path` in folder `work` as Gradescope runs
+    it (its own grader code, from the zip; this Python instead of the venv
+    setup.sh builds), on `upload`, a file or a folder of files as a student
+    uploads them; return (exit status, results.json's document or None, stderr).
+    """
+    import subprocess
+
+    root = Path(work) / "autograder"
+    (root / "source").mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(root / "source")
+    (root / "results").mkdir()
+    submission = root / "submission"
+    if Path(upload).is_dir():
+        shutil.copytree(upload, submission, symlinks=True)
+    else:
+        submission.mkdir()
+        shutil.copy(upload, submission / Path(upload).name)
+    (root / "submission_metadata.json").write_text(json.dumps({"users": []}))
+    env = dict(os.environ, PYTHONPATH=str(root / "source" / "normgrade-src" / "autograder"))
+    done = subprocess.run([sys.executable, "-B", "-m", "normgrade.gradescope", "run", str(root), "--bubblewrap-only"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    results = root / "results" / "results.json"
+    return done.returncode, json.loads(results.read_text()) if results.is_file() else None, done.stderr
 
 
 def run(args):
     names = build_autograder(args.course, args.out, args.visibility)
     print(f"wrote {args.out}: {len(names)} files; upload it as the assignment's autograder (Configure Autograder)")
+    if args.try_upload is None:
+        return 0
+    if not args.try_upload.exists():
+        raise FileNotFoundError(f"--try {args.try_upload}: no such file or folder")
+    with tempfile.TemporaryDirectory(prefix="normgrade-gradescope-try-") as work:
+        status, document, stderr = try_locally(args.out, args.try_upload, work)
+    if document is None:
+        print(f"the autograder wrote no results for {args.try_upload} (exit status {status}):\n{stderr.strip()[-2000:]}",
+              file=sys.stderr)
+        return 1
+    print(f"tried on {args.try_upload}: what the student sees (visibility aside)\n")
+    print(document["output"])
+    width = max(len(t["name"]) for t in document["tests"])
+    for test in document["tests"]:
+        first = (test["output"].splitlines() or [""])[0]
+        print(f"  {test['name']:<{width}}  {test['score']:>5g} / {test['max_score']:<3g}  {first[:100]}")
     return 0
 
 
-if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "run":
-    sys.exit(run_in_gradescope(sys.argv[2]))
+if __name__ == "__main__" and len(sys.argv) in (3, 4) and sys.argv[1] == "run":
+    sys.exit(run_in_gradescope(sys.argv[2], bubblewrap_only=sys.argv[3:] == ["--bubblewrap-only"]))
