@@ -194,11 +194,13 @@ def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
                           f'"{name}, A",{100 + n},S{n},{name},S1,\n' for n, name in enumerate(("alice", "bob", "carol"))))
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "export", "--course", str(course), "--csv",
                            str(tmp_path / "g.csv"), "--canvas-roster", str(roster), "--canvas-csv",
-                           str(tmp_path / "canvas_import.csv"), "--canvas-assignment", "Normalization (4711)"],
+                           str(tmp_path / "canvas_import.csv")],  # the column: the export's one of that name
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "3 of the roster's 3 students have a score" in done.stdout
-    assert [line.split(":")[1].split("(")[0].strip() for line in done.stderr.splitlines()] == ["dave", "erin", "frank"]
+    assert "in the column 'Normalization (4711)'" in done.stdout
+    assert [line.split(":")[1].split("(")[0].strip() for line in done.stderr.splitlines()
+            if line.startswith("not in the Canvas roster")] == ["dave", "erin", "frank"]
     imported = list(csv.DictReader((tmp_path / "canvas_import.csv").open(newline="")))
     assert imported[0]["Student"] == "Points Possible"
     assert float(imported[0]["Normalization (4711)"]) == float(rows["bob"]["max_score"])  # written answers too

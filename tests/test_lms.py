@@ -51,6 +51,20 @@ def test_a_roster_that_cannot_be_used_is_refused_with_what_is_wrong(tmp_path, te
         _roster(tmp_path, text)
 
 
+def test_the_assignment_column_is_chosen_from_the_export_or_refused_naming_its_columns(tmp_path):
+    roster = _roster(tmp_path)
+    assert roster.assignments == ("Normalization (4711)", "Quiz 1 (4712)"), "Current Score is Canvas's own"
+    assert canvas.assignment_column(roster) == "Normalization (4711)"  # the one named like the assignment
+    assert canvas.assignment_column(roster, "Normalization (4711)") == "Normalization (4711)"
+    assert canvas.assignment_column(roster, "normalization") == "Normalization (4711)"  # without Canvas's id
+    with pytest.raises(canvas.ColumnError, match=r"--canvas-assignment 'Norm' matches no assignment columns .*"
+                                                 r"'Normalization \(4711\)', 'Quiz 1 \(4712\)'"):
+        canvas.assignment_column(roster, "Norm")
+    two = _roster(tmp_path, EXPORT.replace("Quiz 1 (4712)", "Normalization retake (4712)"))
+    with pytest.raises(canvas.ColumnError, match="no --canvas-assignment, and 2 assignment columns"):
+        canvas.assignment_column(two)
+
+
 def test_a_roster_not_in_utf8_is_refused(tmp_path):
     path = tmp_path / "export.csv"
     path.write_bytes(EXPORT.lstrip("\ufeff").replace("Doe", "D\u00f6e").encode("latin-1"))

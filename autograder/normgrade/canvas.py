@@ -19,12 +19,14 @@ not in the roster are not written and are returned, so the command names
 them. normgrade.export writes it, every cell quoted and neutralized.
 """
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 IDENTITY = ("Student", "ID", "SIS User ID", "SIS Login ID", "Integration ID", "Section")
 REQUIRED = ("Student", "ID", "SIS Login ID", "Section")
 POINTS_POSSIBLE = "Points Possible"
+ASSIGNMENT_COLUMN = re.compile(r"(.+) \((\d+)\)")  # how the export names an assignment: "Normalization (4711)"
 MAX_ROSTER_BYTES = 16 << 20
 
 
@@ -38,6 +40,7 @@ class Roster:
     students: tuple  # one dict per student: identifying column -> value
     id_column: str  # the column that holds the course's student ids
     without_id: tuple = ()  # "line N (name)" of the rows with no id in id_column (left out)
+    assignments: tuple = ()  # the export's assignment columns, as Canvas names them ("Normalization (4711)")
 
     def by_course_id(self):
         """{course student id: the student's identifying row}."""
@@ -89,7 +92,38 @@ def read_roster(path, id_column="SIS Login ID"):
     if problems:
         raise RosterError(f"{path}: " + "; ".join(problems[:20]) + (" ..." if len(problems) > 20 else "")
                           + ": one student id, one student")
-    return Roster(columns, tuple(students), id_column, tuple(without_id))
+    assignments = tuple(name for name in header if ASSIGNMENT_COLUMN.fullmatch(name))
+    return Roster(columns, tuple(students), id_column, tuple(without_id), assignments)
+
+
+class ColumnError(ValueError):
+    """The assignment's column cannot be told from the roster: the message lists the export's."""
+
+
+def assignment_column(roster, wanted=None):
+    """
+    The export's column to import the scores into: `wanted` as the export
+    spells it, or its name without Canvas's "(id)"; without `wanted`, the one
+    assignment column whose name holds "normalization". Anything else is
+    refused (Canvas would make a new assignment of a name it does not know),
+    naming the export's assignment columns.
+    """
+    def plain(name):
+        return ASSIGNMENT_COLUMN.fullmatch(name).group(1).strip().lower()
+
+    if wanted is not None:
+        found = [name for name in roster.assignments if name == wanted] or \
+                [name for name in roster.assignments if plain(name) == wanted.strip().lower()]
+    else:
+        found = [name for name in roster.assignments if "normalization" in plain(name)]
+    if len(found) == 1:
+        return found[0]
+    listed = ", ".join(repr(name) for name in roster.assignments) or "none"
+    what = f"--canvas-assignment {wanted!r} matches" if wanted is not None else 'no --canvas-assignment, and'
+    raise ColumnError(f"{what} {len(found) or 'no'} assignment column{'' if len(found) == 1 else 's'} of the export "
+                      f"{'(' + ', '.join(map(repr, found)) + ') ' if found else ''}(Canvas would make a new "
+                      f"assignment of a name it does not know): pass --canvas-assignment with one of the export's "
+                      f"assignment columns: {listed}")
 
 
 def import_rows(roster, grades, assignment, max_score):

@@ -124,9 +124,9 @@ def add_parser(subparsers):
                                 help="Canvas's gradebook export (Grades, Actions, Export): the roster")
     canvas_options.add_argument("--canvas-csv", type=Path, metavar="IMPORT.csv",
                                 help="the file to write for Canvas's Grades, Actions, Import")
-    canvas_options.add_argument("--canvas-assignment", default="normalization", metavar="COLUMN",
-                                help="the assignment's column, as in the export (e.g. 'Normalization (12345)'); "
-                                     "default: normalization")
+    canvas_options.add_argument("--canvas-assignment", metavar="COLUMN",
+                                help="the assignment's column, as in the export ('Normalization (12345)', or "
+                                     "'Normalization'); default: the export's one column named like normalization")
     canvas_options.add_argument("--roster-id-column", default="SIS Login ID", metavar="COLUMN",
                                 help="the roster column holding the course's student ids (default: SIS Login ID)")
     parser.set_defaults(run=run)
@@ -136,6 +136,7 @@ def run(args):
     if bool(args.canvas_roster) != bool(args.canvas_csv):
         raise ValueError("--canvas-roster and --canvas-csv go together: the roster to read, the import file to write")
     roster = canvas.read_roster(args.canvas_roster, args.roster_id_column) if args.canvas_roster else None
+    column = canvas.assignment_column(roster, args.canvas_assignment) if roster else None  # before anything is written
     graded = per_question(args.course)
     count = write_csv(args.course, args.csv, graded)
     print(f"wrote {args.csv}: {count} students")
@@ -146,8 +147,9 @@ def run(args):
               "empty and their score counts those answers as 0" + (", in the Canvas file too" if roster else "")
               + ". Grade them in formgrader, then run `normgrade export` again", file=sys.stderr)
     if roster:
-        written, unmatched = write_canvas(roster, args.canvas_csv, args.canvas_assignment, graded)
-        print(f"wrote {args.canvas_csv}: {written} of the roster's {len(roster.students)} students have a score")
+        written, unmatched = write_canvas(roster, args.canvas_csv, column, graded)
+        print(f"wrote {args.canvas_csv}: {written} of the roster's {len(roster.students)} students have a score, "
+              f"in the column {column!r}")
         for student in unmatched:
             print(f"not in the Canvas roster, not written: {student} (no {roster.id_column} {student!r})",
                   file=sys.stderr)
