@@ -184,7 +184,14 @@ def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, 
     from normgrade.course import paths
     from normgrade.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
 
+    import datetime
+
+    from normgrade import late
+    from normgrade.course import db_url
+
     course = course_copy(tmp_path / "course")
+    late.set_due_date(db_url(course), datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+                      + datetime.timedelta(days=1))  # a due date: a folder without timestamp.txt would get a note
     release = paths(course)["release"]
     sources = {"jdoe": reference_layers(), "bsmith": mutant_layers(*TYPICAL_MISTAKES)}
     entries = {"doejane_101_5551_layers.py": sources["jdoe"].encode(),
@@ -206,6 +213,10 @@ def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, 
     assert set(by) == {"jdoe", "bsmith"} and all(s["status"] == "graded" for s in by.values())
     assert [s["path"] for s in document["skipped"]] == ["canvas.zip:ghost_999_5599_layers.py"]
     assert any("marked this submission LATE" in note for note in by["bsmith"]["notes"])
+    assert {s["path"] for s in by.values()} == {f"{archive}: jdoe", f"{archive}: bsmith"}, \
+        "the archive and the student, not an intake folder gone after the run"
+    assert not any("timestamp" in note for s in by.values() for note in s["notes"]), \
+        "no note about nbgrader's timestamp.txt, which an LMS's download never has"
     assert not (course / "normgrade" / "intake").exists() or not any((course / "normgrade" / "intake").iterdir())
     # The same content as folders, in a copy of the course: the same scores, test by test.
     folders = tmp_path / "class"

@@ -298,7 +298,7 @@ def _recorded(url, student):
     return tests, lateness
 
 
-def stage(course, student, folder, root=None, due=None):
+def stage(course, student, folder, root=None, due=None, lms=False):
     """
     Copy what grading needs from a submission folder into the staging folder
     (normgrade/staged/<student>/); return notes on what was missing or
@@ -345,7 +345,7 @@ def stage(course, student, folder, root=None, due=None):
         os.close(folder_fd)
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     when, note = late.submission_time(stamp, now, due, stamp_problem)
-    if note:
+    if note and not lms:  # an LMS's download has no timestamp.txt: its own late marker is its intake note
         notes.append(note)
     if when is not None:  # as nbgrader writes it; nbgrader's autograde reads it from here
         (target / "timestamp.txt").write_text(f"{when:%Y-%m-%d %H:%M:%S.%f} UTC")
@@ -395,6 +395,7 @@ class Task:
     deadline: str = ""  # late.deadline_key: what else decides the student's lateness
     name: str = ""  # the folder name the student id comes from (discover), when it is known
     intake_notes: tuple = ()  # what reading the submission out of an LMS archive is worth saying (intake)
+    lms: bool = False  # read out of an LMS archive (it has no submission time of nbgrader's)
 
 
 def grade_submission(task):
@@ -430,7 +431,7 @@ def _grade_once(task, start):
     layout = paths(course)
     due = datetime.datetime.fromisoformat(task.due) if task.due else None
     notes = [note for note in [id_note(task.name, task.student)] if note] + list(task.intake_notes)
-    notes += stage(course, task.student, task.folder, task.root or None, due)
+    notes += stage(course, task.student, task.folder, task.root or None, due, lms=task.lms)
     staged = layout["staged"] / task.student / ASSIGNMENT_ID
     digest = ledger.content_hash(staged, layout["expected"], source_notebooks(layout["source"]), execute=task.execute,
                                  unsandboxed=task.unsandboxed, deadline=task.deadline)
@@ -550,10 +551,14 @@ def grade(paths_given, course=DEFAULT_COURSE, unsandboxed=False, execute=False, 
 
 
 def _archives(paths_given, course, roster, roster_id_column, name_pattern, intake_root):
-    """(folders, skipped, notes): the PATHs with each archive read into a class folder under intake_root."""
+    """
+    (folders, skipped, notes, origins): the PATHs with each archive read into
+    a class folder under intake_root; origins {that folder: the archive as
+    given}, for the reports (the folder is gone when the run ends).
+    """
     archives = [given for given in paths_given if Path(given).is_file()]
     if not archives:
-        return list(paths_given), [], {}
+        return list(paths_given), [], {}, {}
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course: build it first with `normgrade release --course "
                                 f"{course}` (nothing was graded)")
@@ -562,7 +567,7 @@ def _archives(paths_given, course, roster, roster_id_column, name_pattern, intak
                          "student ids (--roster, Canvas's gradebook export or a CSV of lms_id,student_id)")
     regex = intake.check_pattern(name_pattern)
     mapping = intake.read_mapping(roster, roster_id_column)
-    folders, skipped, notes = [], [], {}
+    folders, skipped, notes, origins = [], [], {}, {}
     for number, given in enumerate(paths_given):
         if given not in archives:
             folders.append(given)
@@ -572,13 +577,14 @@ def _archives(paths_given, course, roster, roster_id_column, name_pattern, intak
         notes.update(read.notes)
         if read.folder.is_dir() and any(read.folder.iterdir()):
             folders.append(read.folder)
-    return folders, skipped, notes
+            origins[str(Path(read.folder).absolute())] = str(given)
+    return folders, skipped, notes, origins
 
 
 def _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrade, progress, task_seconds,
            roster, roster_id_column, name_pattern, run_id, intake_root):
-    folders, skipped, intake_notes = _archives(paths_given, course, roster, roster_id_column, name_pattern,
-                                               intake_root)
+    folders, skipped, intake_notes, origins = _archives(paths_given, course, roster, roster_id_column, name_pattern,
+                                                        intake_root)
     if not folders:
         raise ValueError("nothing to grade:" + _listed(skipped[-20:]))
     # On a case-insensitive file system (macOS, a Windows share) Ann's and ann's staging folders are one.
@@ -601,9 +607,12 @@ def _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrad
         ledger.prepare(course, url)
         due = late.due_date(url)
         _, gone = ledger.current_rows(url)  # graded once, since removed from the gradebook: graded again
-        tasks = [Task(str(course), url, s, str(Path(f).absolute()), g, run_id, regrade or s in gone, execute, unsandboxed,
-                      str(Path(root).absolute()), due.isoformat() if due else "", late.deadline_key(due, policy, s),
-                      name, tuple(intake_notes.get(s, ())))
+        archive = {s: next((given for folder, given in origins.items() if Path(folder) in Path(f).absolute().parents),
+                           None) for s, f, _, _, _ in found}  # the LMS archive a submission was read out of
+        tasks = [Task(str(course), url, s, str(Path(f).absolute()), f"{archive[s]}: {s}" if archive[s] else g, run_id,
+                      regrade or s in gone, execute, unsandboxed, str(Path(root).absolute()),
+                      due.isoformat() if due else "", late.deadline_key(due, policy, s), name,
+                      tuple(intake_notes.get(s, ())), archive[s] is not None)
                  for s, f, g, root, name in found]
         notes = late.unknown_extensions(policy, url, [s for s, *_ in found] + list(duplicates))
         tqdm.monitor_interval = 0  # no monitor thread: the local runner forks while the bar is open
