@@ -84,7 +84,8 @@ def unix_users(names, home_root):
                 subprocess.run(["userdel", name], check=False)  # left by an interrupted run
             home = home_root / name
             subprocess.run(["useradd", "--home-dir", str(home), "--create-home", "--shell", "/bin/sh",
-                            "--user-group", name], check=True, capture_output=True)
+                            "--comment", f"{name.split('-')[-1].title()} Example,,,", "--user-group", name],
+                           check=True, capture_output=True)  # a full name in GECOS, as a hub's accounts may have
             made.append(name)
             home.chmod(0o700)
         yield {name: pwd.getpwnam(name) for name in names}
@@ -217,6 +218,10 @@ def _term(top, users, course_copy):
     assert done.returncode == 0, done.stderr
     results = {r["student"]: r for r in json.loads(done.stdout)["submissions"]}
     assert tree_digest(submitted) == before, "grading changed what nbgrader collected"
+    from nbgrader.api import Gradebook
+    with Gradebook(db_url(course), COURSE_ID) as gb:  # the accounts' names, for formgrader ("None, None" once)
+        assert [(gb.find_student(a.pw_name).first_name, gb.find_student(a.pw_name).last_name) for a in (ann, bo)] == [
+            ("Ann", "Example"), ("Bo", "Example")]
     full = results[ann.pw_name]["max_score"]
     assert results[ann.pw_name]["score"] == full and results[ann.pw_name]["penalty"] == 0
     assert results[ann.pw_name]["late_seconds"] == 0

@@ -217,6 +217,12 @@ def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, 
         "the archive and the student, not an intake folder gone after the run"
     assert not any("timestamp" in note for s in by.values() for note in s["notes"]), \
         "no note about nbgrader's timestamp.txt, which an LMS's download never has"
+    from nbgrader.api import Gradebook
+
+    from normgrade.course import COURSE_ID
+    with Gradebook(db_url(course), COURSE_ID) as gb:  # formgrader shows the roster's names, not "None, None"
+        assert [(gb.find_student(s).first_name, gb.find_student(s).last_name) for s in ("jdoe", "bsmith")] == [
+            ("Jane", "Doe"), ("Bo", "Smith")]
     assert not (course / "normgrade" / "intake").exists() or not any((course / "normgrade" / "intake").iterdir())
     # The same content as folders, in a copy of the course: the same scores, test by test.
     folders = tmp_path / "class"

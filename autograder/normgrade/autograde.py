@@ -270,6 +270,40 @@ def _with_ids(found, fold_case=False):
     return submissions, duplicates
 
 
+def known_name(student, roster_name=""):
+    """
+    (first name, last name) of a student, from where the course has them: the
+    LMS roster's "Last, First", else the Unix account of that name (a hub's
+    student is one) with a full name in its GECOS field; None when neither.
+    """
+    import pwd
+
+    if roster_name:
+        last, _, first = roster_name.partition(",")
+        return first.strip(), last.strip()
+    try:
+        full = pwd.getpwnam(student).pw_gecos.split(",")[0].strip()
+    except (KeyError, UnicodeDecodeError):
+        return None
+    if not full:
+        return None
+    first, _, last = full.rpartition(" ")
+    return (first, last) if first else ("", last)
+
+
+def _name_student(url, student, roster_name=""):
+    """Give the gradebook's student row the student's name where it has none (formgrader showed "None, None")."""
+    from nbgrader.api import Gradebook
+
+    name = known_name(student, roster_name)
+    if name is None:
+        return
+    with Gradebook(url, COURSE_ID) as gb:
+        row = gb.find_student(student)
+        if not row.first_name and not row.last_name:  # never over a name the instructor gave
+            gb.update_or_create_student(student, first_name=name[0], last_name=name[1])
+
+
 def _recorded(url, student):
     """
     (tests, lateness) of the student's submission, as nbgrader recorded them
@@ -396,6 +430,7 @@ class Task:
     name: str = ""  # the folder name the student id comes from (discover), when it is known
     intake_notes: tuple = ()  # what reading the submission out of an LMS archive is worth saying (intake)
     lms: bool = False  # read out of an LMS archive (it has no submission time of nbgrader's)
+    roster_name: str = ""  # the LMS roster's "Last, First" of the student, where there is one
 
 
 def grade_submission(task):
@@ -470,6 +505,7 @@ def _autograde(course, task):
         return dict(status="failed", error="nbgrader autograde failed: " + "\n".join(errors + log[-15:]), score=0.0,
                     max_score=_max_auto_score(task.url), tests=[])
     messages = take_reports(task.student)  # the scorer's own messages, as TrustedScores wrote them
+    _name_student(task.url, task.student, task.roster_name)
     tests, lateness = _recorded(task.url, task.student)
     for test in tests:
         message = messages.get((test.pop("notebook"), test.pop("cell")), "")
@@ -585,6 +621,7 @@ def _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrad
            roster, roster_id_column, name_pattern, run_id, intake_root):
     folders, skipped, intake_notes, origins = _archives(paths_given, course, roster, roster_id_column, name_pattern,
                                                         intake_root)
+    roster_names = intake.roster_names(roster, roster_id_column) if roster and origins else {}
     if not folders:
         raise ValueError("nothing to grade:" + _listed(skipped[-20:]))
     # On a case-insensitive file system (macOS, a Windows share) Ann's and ann's staging folders are one.
@@ -612,7 +649,7 @@ def _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrad
         tasks = [Task(str(course), url, s, str(Path(f).absolute()), f"{archive[s]}: {s}" if archive[s] else g, run_id,
                       regrade or s in gone, execute, unsandboxed, str(Path(root).absolute()),
                       due.isoformat() if due else "", late.deadline_key(due, policy, s), name,
-                      tuple(intake_notes.get(s, ())), archive[s] is not None)
+                      tuple(intake_notes.get(s, ())), archive[s] is not None, roster_names.get(s, ""))
                  for s, f, g, root, name in found]
         notes = late.unknown_extensions(policy, url, [s for s, *_ in found] + list(duplicates))
         tqdm.monitor_interval = 0  # no monitor thread: the local runner forks while the bar is open

@@ -67,6 +67,15 @@ class Intake:
     notes: dict = field(default_factory=dict)  # student id -> [note]
 
 
+def roster_names(path, id_column="SIS Login ID"):
+    """{course student id: "Last, First"} from a Canvas gradebook export; {} from a CSV of lms_id,student_id."""
+    try:
+        roster = canvas.read_roster(path, id_column)
+    except canvas.RosterError:
+        return {}
+    return {row[roster.id_column]: row["Student"] for row in roster.students}
+
+
 def read_mapping(path, id_column="SIS Login ID"):
     """{LMS id: course student id} from a roster: Canvas's gradebook export, or a CSV of lms_id,student_id."""
     path = Path(path)
