@@ -6,6 +6,8 @@ The expectations come from the grading document of the same run (each
 student's tests, messages and recognized mistakes), not from numbers written here.
 """
 import contextlib
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -135,41 +137,15 @@ def test_feedback_page_in_a_real_browser(graded, browser, tmp_path):
         assert points in seen, f"{test['name']}: its points are not said on the page (a bare Out[ ]: 0.0 once)"
 
 
-@contextlib.contextmanager
 def jupyter_server(module, cwd, log_path, *options, env=None):
     """
-    Run `python -m MODULE` (jupyterlab, jupyter server) on a free local port with
-    a fresh token, in its own session; yield (base URL, token) once it listens,
-    and stop it after.
+    Run `python -m MODULE` (jupyterlab, jupyter server) with this Python on a
+    free local port with a fresh token, in its own session; yield (base URL,
+    token) once it listens, and stop it after.
     """
-    import os
-    import secrets
-    import signal
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    token = secrets.token_hex(16)
     env = dict(env or os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", *module.split(), "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
-             f"--IdentityProvider.token={token}", *options],
-            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), 0.5).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline and server.poll() is None, Path(log_path).read_text()[-3000:]
-                    time.sleep(0.2)
-            yield f"http://127.0.0.1:{port}", token
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
+    return jupyter_server_in([sys.executable, "-m", *module.split(), "--no-browser", "--ip=127.0.0.1", "--allow-root",
+                              *options], cwd, log_path, env)
 
 
 @pytest.fixture
@@ -290,3 +266,93 @@ def test_formgrader_manual_grade_reaches_the_gradebook_and_export(graded, browse
     assert float(row[f"BatchNormalization/{cell}"]) == points / 2
     students = [r["student"] for r in csv.DictReader(out.open())]
     assert students == sorted(students), "rows in the order of the ids"
+
+
+def test_students_get_the_assignments_tab_and_validate_and_no_staff_panel(graded, browser, tmp_path):
+    """
+    In a student's environment (a fresh prefix with this one's packages, Jupyter settings and JupyterLab
+    extensions, as conda would install them), `python -m normlab.setup_jupyter` leaves nbgrader's student
+    plugins on and turns its staff panels off: seen in JupyterLab itself, and formgrader's page is gone.
+    """
+    import sysconfig
+    import urllib.error
+    import urllib.request
+
+    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.samples import make_submission, reference_layers
+
+    course, _ = graded
+    folder = make_submission(paths(course)["release"], tmp_path / "student", reference_layers(),
+                             answer_keys(source_notebooks(paths(course)["source"])))
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # this one's packages
+    shutil.copytree(Path(sys.prefix) / "etc" / "jupyter", env_dir / "etc" / "jupyter")  # nbgrader's extensions, on
+    (env_dir / "share").mkdir()
+    (env_dir / "share" / "jupyter").symlink_to(Path(sys.prefix) / "share" / "jupyter")
+    env = {"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "user-config"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([str(python), "-m", "normlab.setup_jupyter"], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    log = tmp_path / "lab.log"
+    server = [str(python), "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", "--allow-root",
+              "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={folder}"]
+    with jupyter_server_in(server, folder, log, env) as (url, token):
+        browser.get(f"{url}/lab?token={token}")
+        deadline = time.monotonic() + 120
+        while not browser.execute_script("return !!(window.jupyterapp && jupyterapp.started);"):
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        browser.execute_async_script("const done = arguments[arguments.length - 1]; jupyterapp.restored.then(() => done());")
+        active = browser.execute_script(
+            "return ['assignment-list', 'validate-assignment', 'formgrader', 'create-assignment', 'course-list']"
+            ".map(p => jupyterapp.hasPlugin('@jupyter/nbgrader:' + p));")
+        assert active == [True, True, False, False, False], active
+        commands = browser.execute_script(
+            "return ['nbgrader:open-assignment-list', 'nbgrader:open-formgrader', 'nbgrader:open-create-assignment']"
+            ".map(c => jupyterapp.commands.hasCommand(c));")
+        assert commands == [True, False, False], commands
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(f"{url}/formgrader?token={token}", timeout=30)
+        assert gone.value.code == 404, "formgrader's server extension is off"
+        try:  # its handler answers (here, with no exchange set up, that the request lacks a course)
+            status = urllib.request.urlopen(f"{url}/assignments?token={token}", timeout=30).status
+        except urllib.error.HTTPError as err:
+            status = err.code
+        assert status != 404, "the assignment list's server extension is on"
+
+
+@contextlib.contextmanager
+def jupyter_server_in(argv, cwd, log_path, env):
+    """
+    Run the server `argv` (with a free port and a fresh token added) in `env`,
+    in its own session; yield (base URL, token) once it listens, and stop it after.
+    """
+    import secrets
+    import signal
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = secrets.token_hex(16)
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([*argv, f"--port={port}", f"--IdentityProvider.token={token}"], cwd=cwd, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), 0.5).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and server.poll() is None, Path(log_path).read_text()[-3000:]
+                    time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}", token
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
