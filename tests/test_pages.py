@@ -92,6 +92,10 @@ def test_report_page_in_a_real_browser(graded, browser, tmp_path):
     assert {name for name, width in widths if width > 0} == {"figure-histogram", "figure-tests", "figure-mistakes"}
     failures = browser.find_element("id", "failures").text
     assert "<script>" in failures and "onerror" in failures, "the failure's text is shown as text"
+    said = [row.find_elements("tag name", "td")[1].text
+            for row in browser.find_elements("css selector", "#mistakes tbody tr")]
+    assert "the variance is the unbiased one (dividing by N - 1); normalization divides by N" in said, said
+    assert not any(": " in text and len(text) < 30 for text in said), f"keys such as 'affine: neither': {said}"
 
     def column(index):
         rows = browser.find_elements("css selector", "#students tbody tr")

@@ -368,6 +368,7 @@ def confirmed(value, hypotheses, rtol, atol):
 
 
 PHRASES = {
+    "shape": "the array has the wrong shape: {layout}",
     "output x": "{function} returns x unchanged: not implemented yet?",
     "dx dout": "dx is dout unchanged: not implemented yet?",
     "statistics": "the mean and variance are taken {layout}; {function} takes them {right}",
@@ -444,6 +445,17 @@ def right_value(hypotheses):
 def key(parts):
     """The short text of a diagnosis, as the class report counts it: 'eps: outside; variance: unbiased'."""
     return "; ".join(f"{part}: {choice}" for part, choice in parts)
+
+
+def words(text, function):
+    """The sentence a student reads for the key `text` (key's output) of a mistake of `function`."""
+    parts = [tuple(clause.split(": ", 1)) for clause in text.split("; ") if ": " in clause]
+    if not parts:  # a key of one word ("not implemented") says it already
+        return text
+    layer = next((layer for prefix, layer in (("spatial_groupnorm", "groupnorm"), ("spatial_batchnorm",
+                  "spatial_batchnorm"), ("batchnorm", "batchnorm"), ("layernorm", "layernorm"))
+                  if function.startswith(prefix)), None)
+    return sentence(parts, function, layer)
 
 
 def sentence(parts, function="", layer=None):

@@ -24,11 +24,15 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from . import ledger
+from . import diagnosis, ledger
 from .autograde import DEFAULT_COURSE, late_text
 from .checks import NOT_OWN_MISTAKES
 from .course import gradebook_url, is_course
 from .status import summarize
+
+
+def _short(text, limit=70):
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _taught(mistake):
@@ -65,8 +69,8 @@ def class_report(course, url=None):
         "scores": summarize([row["score"] for row in graded], max_score),
         "tests": [{"name": name, "share": earned / total if total else 0.0, "mean": earned / len(graded),
                    "points": total / len(graded)} for name, (earned, total) in sorted(tests.items())],
-        "mistakes": [{"function": function, "mistake": mistake, "count": count}
-                     for (function, mistake), count in mistakes.most_common()],
+        "mistakes": [{"function": function, "mistake": mistake, "said": diagnosis.words(mistake, function),
+                      "count": count} for (function, mistake), count in mistakes.most_common()],
         "failures": [{"student": row["student"], "error": results[row["student"]].get("error", "")}
                      for row in rows if row["status"] == "failed"],
         "removed": gone,
@@ -136,7 +140,7 @@ def figures(data):
     if data["mistakes"]:
         top = data["mistakes"][:12]
         figure, axes = plt.subplots(figsize=(7, 0.32 * len(top) + 1))
-        axes.barh([f"{m['function']}: {m['mistake']}" for m in top], [m["count"] for m in top], color="#dd8452")
+        axes.barh([_short(f"{m['function']}: {m['said']}") for m in top], [m["count"] for m in top], color="#dd8452")
         axes.set(xlabel="students", title="Most frequent recognized mistakes")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole students
         axes.invert_yaxis()
@@ -198,8 +202,8 @@ def render_html(data, images):
     if data["mistakes"]:
         parts.append("<table class='sortable' id='mistakes'><thead><tr><th>function</th><th>mistake</th>"
                      "<th>students</th></tr></thead><tbody>")
-        for m in data["mistakes"]:
-            parts.append(f"<tr><td>{e(m['function'])}</td><td>{e(m['mistake'])}</td>"
+        for m in data["mistakes"]:  # in the words the students read; the short key on hover
+            parts.append(f"<tr><td>{e(m['function'])}</td><td title='{e(m['mistake'])}'>{e(m['said'])}</td>"
                          f"<td class='number'>{m['count']}</td></tr>")
         parts.append("</tbody></table>")
     if data["failures"]:
