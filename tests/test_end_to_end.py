@@ -494,11 +494,15 @@ def test_validate_fails_unimplemented_functions_with_the_public_checks_messages(
     assert said.startswith("VALIDATION FAILED")
     for function in ("batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt", "layernorm_forward",
                      "layernorm_backward"):
-        assert f"AssertionError: {function}: " in said, function  # nbgrader cuts the rest of the line
-    assert "AssertionError: batchnorm_forward: batchnorm_forward is not implemented yet" in said
+        assert f"{function} does not pass its public checks. Fix this first:" in said, function
+    assert "batchnorm_forward is not implemented yet: write it in normlab/layers.py" in " ".join(said.split())
+    shown = [line for line in said.splitlines() if line.startswith("    ")]  # the cells and errors Validate shows
+    assert not [line for line in shown if line.endswith("...")], "no line cut at Validate's 90 characters"
+    assert not [line for line in shown if "Traceback" in line or 'File "' in line], "what to fix, no traceback"
+    assert "the order its cells ran in" not in said, "each failing cell shows a short source, not a header"
     mistakes = make_submission(release, tmp_path / "mistakes", mutant_layers(*TYPICAL_MISTAKES), keys)
     said = _validate(mistakes, "BatchNormalization.ipynb")
-    assert "AssertionError: batchnorm_forward: " in said and "AssertionError: layernorm_forward" not in said
+    assert "batchnorm_forward does not pass" in said and "layernorm_forward does not pass" not in said
     assert "bn_x" not in said and "expected.npz" not in said, "only the public checks speak"
     reference = make_submission(release, tmp_path / "reference", reference_layers(), keys)
     said = _validate(reference, "SpatialNormalization.ipynb")
