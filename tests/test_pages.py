@@ -139,6 +139,7 @@ def test_feedback_page_in_a_real_browser(graded, browser, tmp_path):
         assert first in " ".join(seen.split()), f"{test['name']}: its message is not on the page"
         points = f"Points: {test['score']:g} of {test['max_score']:g}"
         assert points in seen, f"{test['name']}: its points are not said on the page (a bare Out[ ]: 0.0 once)"
+    assert "<strong>" not in seen and "<p>" not in seen, "the points' markup is rendered, not shown as text"
 
 
 def jupyter_server(module, cwd, log_path, *options, env=None):

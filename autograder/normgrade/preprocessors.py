@@ -59,11 +59,13 @@ def _outputs(message, points, max_points):
     """
     A graded cell's outputs: the scorer's message, then the points. nbgrader
     reads the points from the result's text/plain (its partial credit); the
-    feedback and formgrader show its text/markdown, which says what they are.
+    feedback and formgrader show its text/html, which says what they are. It
+    is HTML (one <strong>, which the sanitizing of those pages keeps): markdown
+    rendered there becomes a <p> that the sanitizer shows as text.
     """
-    said = f"**Points: {float(points):g} of {float(max_points):g}**"
+    said = f"<strong>Points: {float(points):g} of {float(max_points):g}</strong>"
     return [nbformat.v4.new_output("stream", name="stdout", text=message.rstrip() + "\n"),
-            nbformat.v4.new_output("execute_result", data={"text/plain": repr(float(points)), "text/markdown": said},
+            nbformat.v4.new_output("execute_result", data={"text/plain": repr(float(points)), "text/html": said},
                                    execution_count=None)]
 
 
