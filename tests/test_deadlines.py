@@ -99,6 +99,11 @@ def test_a_due_date_in_the_past_or_unreadable_is_refused():
     assert check_due("2026-12-04 17:00 America/New_York", now=NOW) == datetime.datetime(2026, 12, 4, 22)
     with pytest.raises(ValueError, match="names a time zone nobody knows"):
         check_due("2026-12-05 17:00 Mars/Olympus", now=NOW)
+    with pytest.raises(ValueError, match="names a time zone nobody knows"):  # dateutil took CET for UTC, warning only
+        check_due("December 5 2026 5pm CET", now=NOW)
+    with pytest.raises(ValueError, match="names no time zone: nothing was built. Add one, e.g. '2026-12-05 17:00 UTC'"):
+        check_due("2026-12-05 17:00", now=NOW)
+    assert check_due("2026-12-05T17:00Z", now=NOW) == datetime.datetime(2026, 12, 5, 17)
 
 
 # ---- through grading: a class with a due date, a policy, an extension and bad times ----
@@ -279,10 +284,10 @@ def test_a_written_answer_not_graded_yet_says_so_in_the_feedback_and_is_empty_in
     assert row["BatchNormalization/inline_weight_scale"] != "", "an unanswered written answer is 0, not waiting"
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "feedback", "--course", str(course), "--student",
                            "gina"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "1 written answers of 1 students are not graded yet (gina)" in done.stderr
+    assert done.returncode == 0 and "1 written answer of 1 student is not graded yet (gina)" in done.stderr
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "export", "--course", str(course), "--csv",
                            str(tmp_path / "export.csv")], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and "1 written answers of 1 students are not graded yet (gina)" in done.stderr, \
+    assert done.returncode == 0 and "1 written answer of 1 student is not graded yet (gina)" in done.stderr, \
         "export warns as feedback does"
     page = (paths(course)["feedback"] / "gina" / "normalization" / "SpatialNormalization.html").read_text()
     assert NOT_GRADED_YET.split("**")[-1].strip()[:60] in page and "Not graded yet." in page

@@ -433,7 +433,7 @@ def test_results_json_shows_every_student_text_as_plain_text():
 def test_the_zip_can_be_tried_here_on_a_sample_upload_before_it_goes_to_gradescope(autograder, tmp_path, capsys):
     from normgrade import cli
     from normgrade.course import paths
-    from normgrade.samples import make_submission, reference_layers
+    from normgrade.samples import make_submission, mutant_layers, reference_layers
 
     course, _, keys = autograder
     upload = make_submission(paths(course)["release"], tmp_path / "upload", reference_layers(), keys)
@@ -441,5 +441,9 @@ def test_the_zip_can_be_tried_here_on_a_sample_upload_before_it_goes_to_gradesco
     assert cli.main(["gradescope", "--course", str(course), "--out", str(out), "--try", str(upload)]) == 0
     said = capsys.readouterr().out
     assert "36 of 36 auto-graded points; your written answers (7 points) are graded by your instructor" in said
-    assert "graded in: bubblewrap sandbox" in said and "BatchNormalization/test_batchnorm_forward" in said
+    assert "graded in: bubblewrap sandbox" in said and "BatchNormalization/test_batchnorm_forward: 6 / 6" in said
     assert out.is_file()
+    mistakes = make_submission(paths(course)["release"], tmp_path / "mistakes", mutant_layers("unbiased_variance"), keys)
+    assert cli.main(["gradescope", "--course", str(course), "--out", str(out), "--try", str(mistakes)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "the variance is the unbiased one (dividing by N - 1)" in said, "the whole message, not its first line"

@@ -308,6 +308,20 @@ def test_the_self_check_warns_of_an_unused_import_and_fails_a_used_one(tmp_path,
         assert "normlab/layers.py imports sklearn (line 1) without using it" in said
 
 
+def test_a_right_backward_pass_of_a_wrong_forward_pass_is_sent_to_the_forward_pass(tmp_path):
+    """A wrong layernorm_forward: its right backward pass's gradient check says to fix the forward pass first."""
+    source = reference_layers() + (  # a wrong output, with the right pass's cache: the backward pass is right
+        "\n\n_right_layernorm_forward = layernorm_forward\n\n\n"
+        "def layernorm_forward(x, gamma, beta, ln_param):\n"
+        "    out, cache = _right_layernorm_forward(x, gamma, beta, ln_param)\n"
+        "    return out + 0.1 * x.mean(axis=1, keepdims=True), cache\n")
+    rows = {f: (status, message) for f, status, message in self_check_module.summary(_layers(_package(tmp_path, source)))}
+    assert rows["layernorm_forward"][0] == self_check_module.FAILS
+    status, message = rows["layernorm_backward"]
+    assert status == self_check_module.FAILS and message.endswith(
+        "layernorm_forward is wrong on these inputs, and this check differentiates it: fix layernorm_forward first"), message
+
+
 def test_a_function_that_uses_a_library_the_grader_lacks_fails_on_its_own_row_and_so_do_its_callers(tmp_path):
     """Used inside batchnorm_forward only: it, and spatial_batchnorm_forward which calls it, fail when graded."""
     source = reference_layers().replace(

@@ -238,6 +238,11 @@ def _gradients(probe, forward, backward, tolerance=1e-7):
     parts = _gradient_mistakes(probe, out, dict(zip(errors, analytic)), wrong)
     if parts:
         raise Named(message + sentence(parts, probe), parts)
+    right = mistakes_table().get(f"{probe}/right_out")
+    if right is not None and (np.shape(out) != right.shape or not np.allclose(out, right, rtol=1e-6, atol=1e-8)):
+        forward = probe.replace("_backward_alt", "_forward").replace("_backward", "_forward")
+        raise AssertionError(message + f"{forward} is wrong on these inputs, and this check differentiates it: fix "
+                                       f"{forward} first")
     raise AssertionError(message + "check that node of the graph")
 
 
@@ -592,6 +597,22 @@ class ChecksFailed(AssertionError):
 
     def _render_traceback_(self):
         return self.lines
+
+
+class AnswerFormat(ChecksFailed):
+    """An inline answer not in its format: what the format is, in short lines, and no traceback."""
+
+    def __init__(self, name, wanted):
+        self.lines = [f"{name} is not an answer in its format. It must be:"]
+        self.lines += textwrap.wrap(wanted, self.WIDTH, initial_indent="  ", subsequent_indent="  ")
+        AssertionError.__init__(self, "\n".join(self.lines))
+
+
+def check_format(name, ok, wanted):
+    """An inline answer's format check (its key is graded outside the notebook): raise AnswerFormat unless ok."""
+    if not ok:
+        raise AnswerFormat(name, wanted)
+    print(f"{name}: in its format")
 
 
 def check(function, layers=None):

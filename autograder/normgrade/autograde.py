@@ -133,7 +133,7 @@ def discover(paths_given, fold_case=False):
     for given in paths_given:
         folder = Path(given)
         if not folder.is_dir():
-            raise FileNotFoundError(f"{given}: no such folder")
+            raise FileNotFoundError(f"{given}: no such folder (looked for {folder.absolute()})")
         if _is_submission(folder):
             named = folder.absolute()
             if named.name == ASSIGNMENT_ID:  # <id>/normalization: the id is the parent's name

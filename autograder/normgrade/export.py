@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import canvas, late
 from .course import ASSIGNMENT_ID, COURSE_ID, gradebook_url, load_config
-from .feedback import ungraded_answers
+from .feedback import ungraded_answers, waiting_text
 
 
 def per_question(course):
@@ -60,7 +60,7 @@ def per_question(course):
             row.update(auto_score=auto, manual_score=manual if complete else "", late_penalty=penalty,
                        score=max(0.0, submission.score - penalty), max_score=submission.max_score,
                        submitted_at=submission.timestamp.isoformat() + "Z" if known else "",
-                       late_seconds=submission.total_seconds_late if known else "")
+                       late_seconds=float(submission.total_seconds_late) if known else "")
             rows.append(row)
     return columns, rows
 
@@ -142,10 +142,9 @@ def run(args):
     print(f"wrote {args.csv}: {count} students")
     waiting = ungraded_answers(args.course)
     if waiting:
-        print(f"warning: {sum(waiting.values())} written answers of {len(waiting)} students are not graded yet "
-              f"({', '.join(sorted(waiting)[:10])}{', ...' if len(waiting) > 10 else ''}): their manual_score is "
-              "empty and their score counts those answers as 0" + (", in the Canvas file too" if roster else "")
-              + ". Grade them in formgrader, then run `normgrade export` again", file=sys.stderr)
+        print(f"warning: {waiting_text(waiting)}: their manual_score is empty and their score counts those answers "
+              "as 0" + (", in the Canvas file too" if roster else "") + ". Grade them in formgrader, then run "
+              "`normgrade export` again", file=sys.stderr)
     if roster:
         written, unmatched = write_canvas(roster, args.canvas_csv, column, graded)
         print(f"wrote {args.canvas_csv}: {written} of the roster's {len(roster.students)} students have a score, "

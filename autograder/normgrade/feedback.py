@@ -103,6 +103,14 @@ class UngradedAnswers(Preprocessor):
         return nb, resources
 
 
+def waiting_text(waiting):
+    """'3 written answers of 2 students are not graded yet (ann, bo)' for ungraded_answers' {student: count}."""
+    answers, students = sum(waiting.values()), len(waiting)
+    return (f"{answers} written answer{'s' if answers != 1 else ''} of {students} student{'s' if students != 1 else ''} "
+            f"{'are' if answers != 1 else 'is'} not graded yet ({', '.join(sorted(waiting)[:10])}"
+            f"{', ...' if students > 10 else ''})")
+
+
 def ungraded_answers(course):
     """{student: number of written answers that still need manual grading}, from the course's gradebook."""
     from nbgrader.api import Gradebook
@@ -194,7 +202,6 @@ def run(args):
         if not args.student or student == args.student:
             print(f"not written for {student}: {why}", file=sys.stderr)
     if waiting:
-        print(f"warning: {sum(waiting.values())} written answers of {len(waiting)} students are not graded yet "
-              f"({', '.join(sorted(waiting)[:10])}{', ...' if len(waiting) > 10 else ''}): their pages say so. Grade "
-              "them in formgrader, then run `normgrade feedback` again", file=sys.stderr)
+        print(f"warning: {waiting_text(waiting)}: their pages say so. Grade them in formgrader, then run "
+              "`normgrade feedback` again", file=sys.stderr)
     return 0

@@ -350,10 +350,10 @@ def run(args):
         return 1
     print(f"tried on {args.try_upload}: what the student sees (visibility aside)\n")
     print(document["output"])
-    width = max(len(t["name"]) for t in document["tests"])
-    for test in document["tests"]:
-        first = (test["output"].splitlines() or [""])[0]
-        print(f"  {test['name']:<{width}}  {test['score']:>5g} / {test['max_score']:<3g}  {first[:100]}")
+    for test in document["tests"]:  # as Gradescope lists them: the name and points, then the whole message
+        print(f"\n{test['name']}: {test['score']:g} / {test['max_score']:g}")
+        for line in test["output"].splitlines():
+            print(f"    {line}")
     return 0
 
 

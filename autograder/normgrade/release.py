@@ -39,7 +39,7 @@ from .course import (ASSIGNMENT_ID, COURSE_ID, NBGRADER_CONFIG, STAGED, db_url, 
                      scripts_on_path)
 from .notebooks import (answer_keys, cell_name, changes, derive_points, point_problems, rendering_problems,
                         source_notebooks, unreadable)
-from .paths import NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
+from .paths import ENVIRONMENT, NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
 from .submission import assemble_stubs
 
@@ -155,12 +155,30 @@ def _swap_in(built, course, rebuild):
 
 
 def check_due(text, now=None):
-    """The due date `text` as naive UTC; ValueError if it is not a time, or not in the future."""
-    due = late.parse_time(text)
+    """
+    The due date `text` as naive UTC; ValueError if it is not a time, names
+    no time zone or one nobody knows (dateutil would take it for UTC, saying
+    so only in a warning), or is not in the future.
+    """
+    import warnings
+
+    import dateutil.parser
+
     parts = text.split()
+    unknown = ValueError(f"the due date {text.strip()!r} names a time zone nobody knows: nothing was built. Use UTC or "
+                         "a zone name such as Europe/Paris or America/New_York")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dateutil.parser.UnknownTimezoneWarning)
+        try:
+            due = late.parse_time(text)
+            zoned = len(parts) == 3 or dateutil.parser.parse(text.strip()).tzinfo is not None  # nbgrader's own forms
+        except dateutil.parser.UnknownTimezoneWarning:
+            raise unknown from None
     if len(parts) == 3 and not parts[2].lstrip("+-").isdigit() and dateutil.tz.gettz(parts[2]) is None:
-        raise ValueError(f"the due date {text.strip()!r} names a time zone nobody knows ({parts[2]!r}): nothing was "
-                         "built. Use UTC or a zone name such as Europe/Paris or America/New_York")
+        raise unknown
+    if not zoned:
+        raise ValueError(f"the due date {text.strip()!r} names no time zone: nothing was built. Add one, e.g. "
+                         f"'{text.strip()} UTC' or '{text.strip()} Europe/Paris'")
     now = now or datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     if due <= now:
         raise ValueError(f"the due date {due:%Y-%m-%d %H:%M} UTC ({text.strip()!r}) is in the past (it is now "
@@ -387,13 +405,14 @@ def run(args):
     origin = "kept from the previous build" if kept else "from --seed" if args.seed is not None else "drawn afresh"
     print(f"hidden inputs: {origin}; their seed is in {paths(args.course)['expected']} (staff only)")
     if changed is not None:
-        print("changes since the previous build: " + ("none that students see, to points or to answer keys"
-                                                      if not changed else "".join(f"\n  {line}" for line in changed)))
+        print("changes since the previous build:" + (" none that students see, to points or to answer keys"
+                                                     if not changed else "".join(f"\n  {line}" for line in changed)))
         graded = graded_submissions(args.course) if changed or args.new_seed else 0
         if graded:
             print(f"this course has {graded} graded submission{'s' if graded != 1 else ''}: their grades stand as they "
                   "were until graded again. Next, in the course:\n"
-                  "  normgrade grade submitted --course .      regrades every one against this release\n"
+                  "  normgrade grade PATH --course .   on what you graded before (submitted after nbgrader collect, "
+                  "the class folder, the LMS archive): it regrades each against this release\n"
                   f"  nbgrader release_assignment {ASSIGNMENT_ID} --force   puts it in the exchange (a copy a student "
                   "already fetched stays as it is until they fetch again)")
     if proof:
@@ -405,5 +424,5 @@ def run(args):
     due = late.due_date(db_url(args.course))
     print(f"due: {f'{due:%Y-%m-%d %H:%M:%S} UTC' if due else 'none (normgrade release --due TIME sets it)'}; late policy "
           f"and extensions: {paths(args.course)['own_config']}")
-    print(f"hand out {release} together with environment.yml")
+    print(f"hand out {release} together with {ENVIRONMENT} (the students' conda environment)")
     return 0

@@ -56,7 +56,7 @@ def class_report(course, url=None):
             earned, total = tests.get(test["name"], (0.0, 0.0))
             tests[test["name"]] = (earned + test["score"], total + test["max_score"])
         for function, mistake in {(m["function"], _taught(m["mistake"])) for m in result.get("mistakes", [])}:
-            if mistake:
+            if mistake and mistake != "raises":  # an exception is said in the failures, not a recognized mistake
                 mistakes[(function, mistake)] += 1  # once per student and function
     max_score = max((row["max_score"] or 0.0) for row in graded) if graded else 0.0
     own = f"sqlite:///{(Path(course) / 'gradebook.db').resolve()}"
@@ -130,8 +130,9 @@ def figures(data):
         plt.close(figure)
     if data["tests"]:
         figure, axes = plt.subplots(figsize=(7, 0.32 * len(data["tests"]) + 1))
-        names = [t["name"].split("/", 1)[-1].removeprefix("test_") for t in data["tests"]]
-        shares = [100 * t["share"] for t in data["tests"]]
+        worst_first = sorted(data["tests"], key=lambda t: (t["share"], t["name"]))  # what the class struggles with
+        names = [t["name"].split("/", 1)[-1].removeprefix("test_") for t in worst_first]
+        shares = [100 * t["share"] for t in worst_first]
         axes.barh(names, shares, color=["#c44e52" if s < 50 else "#55a868" for s in shares])
         axes.set(xlim=(0, 100), xlabel="mean points, % of the test's points", title="Points per test")
         axes.invert_yaxis()

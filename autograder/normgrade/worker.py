@@ -497,9 +497,10 @@ class Unavailable:
 
     def _refuse(self, *args, **kwargs):
         name = object.__getattribute__(self, "_Unavailable__name")
-        raise ModuleNotFoundError(f"{name.partition('.')[0]} is not available when grading: this call used {name}, "
-                                  f"imported on line {object.__getattribute__(self, '_Unavailable__line')} (an "
-                                  f"import alone costs nothing); {IMPORT_RULE}")
+        # What to do first: an exception's message reaches the student cut at error_text's 160 characters.
+        raise ModuleNotFoundError(f"{name.partition('.')[0]} is not available when grading: use NumPy (this call "
+                                  f"used {name}, imported on line {object.__getattribute__(self, '_Unavailable__line')};"
+                                  " an import alone costs nothing)")
 
     def __repr__(self):
         return f"<{object.__getattribute__(self, '_Unavailable__name')}: not available when grading>"
