@@ -334,6 +334,14 @@ def test_one_view_of_who_is_in_the_course(term, tmp_path):
         assert class_report(Path("."))["gradebook"] == f"{course.name}/gradebook.db (SQLite)"
     finally:
         os.chdir(here)
+    klass = tmp_path / "klass"  # a class folder with one submission a level too deep: status says so, as grade does
+    for notebook in ("ida/normalization/A.ipynb", "frank/Downloads/normalization/A.ipynb"):
+        (klass / notebook).parent.mkdir(parents=True)
+        (klass / notebook).write_text("{}")
+    seen = class_status(course, paths_given=[klass])
+    assert [Path(entry["path"]).name for entry in seen["skipped"]] == ["frank"]
+    assert any(line.startswith("skipped: ") and "Downloads/normalization" in line
+               for line in format_status(seen).splitlines())
     lines = format_status(status).splitlines()
     header = next(line for line in lines if line.startswith("student"))
     row = next(line for line in lines if line.startswith("ida "))

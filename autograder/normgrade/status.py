@@ -37,7 +37,8 @@ def class_status(course, url=None, paths_given=()):
     for row in rows:
         by_status.setdefault(row["status"], []).append(row)
     known = {row["student"] for row in rows}
-    unseen = [student for student, *_ in discover(paths_given)[0] if student not in known] if paths_given else []
+    found, _, skipped = discover(paths_given) if paths_given else ([], {}, [])
+    unseen = [student for student, *_ in found if student not in known]
     graded = by_status.get("graded", [])
     graded_results = [(row, result_of[row["student"]]) for row in graded]
     return {
@@ -49,6 +50,7 @@ def class_status(course, url=None, paths_given=()):
                      for row in by_status.get("failed", [])],
         "removed": gone,
         "pending_students": sorted([row["student"] for row in by_status.get("running", [])] + unseen),
+        "skipped": [{"path": path, "why": why} for path, why in skipped],  # in the PATHs, never graded as they are
         "late": [{"student": row["student"], "late_seconds": result["late_seconds"], "penalty": result["penalty"]}
                  for row, result in graded_results if result.get("late_seconds")],
         "students": [{"student": row["student"], "status": row["status"], "score": row["score"],
@@ -103,6 +105,8 @@ def format_status(document):
                      + ", ".join(printable(s) for s in document["removed"]))
     if document["pending_students"]:
         lines.append("pending: " + ", ".join(document["pending_students"]))
+    for entry in document.get("skipped", []):  # what `normgrade grade` skips in those folders, and why
+        lines.append(f"skipped: {printable(entry['path'])}: {entry['why']}")
     for entry in document["late"]:
         penalty = f", -{entry['penalty']:g} points" if entry["penalty"] else ""
         lines.append(f"late: {entry['student']}: {duration(entry['late_seconds'])}{penalty}")
