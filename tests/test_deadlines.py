@@ -334,8 +334,8 @@ def test_one_view_of_who_is_in_the_course(term, tmp_path):
         assert class_report(Path("."))["gradebook"] == f"{course.name}/gradebook.db (SQLite)"
     finally:
         os.chdir(here)
-    klass = tmp_path / "klass"  # a class folder with one submission a level too deep: status says so, as grade does
-    for notebook in ("ida/normalization/A.ipynb", "frank/Downloads/normalization/A.ipynb"):
+    klass = tmp_path / "status" / "klass"  # a class folder with a submission a level too deep: status says so too
+    for notebook in ("ida/normalization/A.ipynb", "jo/normalization/A.ipynb", "frank/Downloads/normalization/A.ipynb"):
         (klass / notebook).parent.mkdir(parents=True)
         (klass / notebook).write_text("{}")
     seen = class_status(course, paths_given=[klass])
