@@ -662,3 +662,36 @@ def test_a_notebook_that_is_not_json_is_refused_naming_its_file_and_where(tmp_pa
         build_course(tmp_path / "course", notebooks=notebooks, prove=False)
     assert "SpatialNormalization.ipynb is not JSON: Expecting value at line 2, column" in str(refused.value)
     assert not (tmp_path / "course").exists(), "nothing is built"
+
+
+def test_a_forward_pass_that_raises_is_named_in_its_backward_pass_not_the_backward(tmp_path, data, sandbox):
+    """np.mean(..., keepdim=True) in layernorm_forward: the backward's checks say the forward raised, building its cache."""
+    source = SOLUTION_LAYERS.read_text() + (
+        "\n\ndef layernorm_forward(x, gamma, beta, ln_param):\n"
+        "    mu = np.mean(x, axis=1, keepdim=True)\n"
+        "    return x - mu, None\n")
+    lost = _lost(_scores(tmp_path, source, data, sandbox))
+    assert set(lost) == {"layernorm_forward", "layernorm_backward"}
+    messages = lost["layernorm_backward"]
+    assert all("layernorm_forward" in m and "keepdim" in m for m in messages), messages  # the forward named
+    assert not [m for m in messages if re.search(r"ln_d\w+ raised TypeError", m)], "once: the backward's own error"
+    assert any("ForwardPassFailed: layernorm_forward raised TypeError: mean() got an unexpected keyword argument "
+               "'keepdim' (so the backward pass was not checked)" in m for m in messages), messages
+
+
+def test_a_backward_pass_whose_own_output_explains_the_loss_is_not_sent_to_the_forward_pass(tmp_path, data, sandbox):
+    """dx = 0 (an int): the type is the reason, even where the forward pass is wrong too."""
+    source = SOLUTION_LAYERS.read_text() + (
+        "\n\n_right_layernorm_forward = layernorm_forward\n\n\n"
+        "def layernorm_forward(x, gamma, beta, ln_param):\n"
+        "    out, cache = _right_layernorm_forward(x, gamma, beta, ln_param)\n"
+        "    return out + 0.1 * x.mean(axis=1, keepdims=True), cache\n\n\n"
+        "_right_layernorm_backward = layernorm_backward\n\n\n"
+        "def layernorm_backward(dout, cache):\n"
+        "    _, dgamma, dbeta = _right_layernorm_backward(dout, cache)\n"
+        "    dx = 0\n"
+        "    return dx, dgamma, dbeta\n")
+    lost = _lost(_scores(tmp_path, source, data, sandbox))
+    dx = [m for m in lost["layernorm_backward"] if "ln_dx" in m or "dx " in m]
+    assert dx and all("fix the forward pass first" not in m for m in dx), dx
+    assert any("is a int, expected an array" in m for m in dx), dx

@@ -353,7 +353,9 @@ def explain(function, quantity, value, values, data, check, gradient_reason=None
     expected = data.expected(quantity)
     note, keys, consistent = "", [], False
     forward = diagnosis.FORWARD_OF.get(quantity)
-    own_fact = isinstance(value, np.ndarray) and (value.shape != expected.shape or value.dtype != expected.dtype)
+    # What the backward's own output explains (no array, the wrong shape or dtype, an exception) is its own
+    # reason: the student is not sent to the forward pass for it.
+    own_fact = not isinstance(value, np.ndarray) or value.shape != expected.shape or value.dtype != expected.dtype
     if forward and not own_fact and isinstance(values.get(forward), np.ndarray) and \
             compare(values[forward], data.expected(forward)):
         consistent = gradient_reason is None

@@ -188,9 +188,24 @@ def _bn_float32(L, i, call):
     return {"bn_f32_out": out}
 
 
+class ForwardPassFailed(Exception):
+    """A forward pass raised while a backward pass's cache was being built: the backward was never called."""
+
+
+def _cache(forward, name, *args):
+    """The cache `forward` (the student's function `name`) returns for args; ForwardPassFailed if it raises."""
+    try:
+        _, cache = forward(*args)
+    except Exception as err:  # noqa: BLE001 - whatever the student's forward pass raises, said as its own
+        # Its own error first: a message reaches the student cut at error_text's 160 characters.
+        raise ForwardPassFailed(f"{name} raised {error_text(err)} (so the backward pass was not checked)") from None
+    return cache
+
+
 def _bn_backward(L, i, call):
     name = call["function"]
-    _, cache = L.batchnorm_forward(i["bn_x"].copy(), i["bn_gamma"].copy(), i["bn_beta"].copy(), {"mode": "train"})
+    cache = _cache(L.batchnorm_forward, "batchnorm_forward", i["bn_x"].copy(), i["bn_gamma"].copy(),
+                   i["bn_beta"].copy(), {"mode": "train"})
     dx, dgamma, dbeta = getattr(L, name)(i["bn_dout"].copy(), cache)
     return {f"{name}_dx": dx, f"{name}_dgamma": dgamma, f"{name}_dbeta": dbeta}
 
@@ -215,7 +230,8 @@ def _ln_single(L, i, call):
 
 
 def _ln_backward(L, i, call):
-    _, cache = L.layernorm_forward(i["ln_x"].copy(), i["ln_gamma"].copy(), i["ln_beta"].copy(), {})
+    cache = _cache(L.layernorm_forward, "layernorm_forward", i["ln_x"].copy(), i["ln_gamma"].copy(),
+                   i["ln_beta"].copy(), {})
     dx, dgamma, dbeta = L.layernorm_backward(i["ln_dout"].copy(), cache)
     return {"ln_dx": dx, "ln_dgamma": dgamma, "ln_dbeta": dbeta}
 
@@ -236,8 +252,8 @@ def _sbn_test(L, i, call):
 
 
 def _sbn_backward(L, i, call):
-    _, cache = L.spatial_batchnorm_forward(i["sbn_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(),
-                                           {"mode": "train"})
+    cache = _cache(L.spatial_batchnorm_forward, "spatial_batchnorm_forward", i["sbn_x"].copy(), i["sbn_gamma"].copy(),
+                   i["sbn_beta"].copy(), {"mode": "train"})
     dx, dgamma, dbeta = L.spatial_batchnorm_backward(i["sbn_dout"].copy(), cache)
     return {"sbn_dx": dx, "sbn_dgamma": dgamma, "sbn_dbeta": dbeta}
 
@@ -255,7 +271,8 @@ def _gn_forward(L, i, call):
 
 def _gn_backward(L, i, call):
     G = int(call["groups"])
-    _, cache = L.spatial_groupnorm_forward(i["gn_x"].copy(), i["gn_gamma"].copy(), i["gn_beta"].copy(), G, {})
+    cache = _cache(L.spatial_groupnorm_forward, "spatial_groupnorm_forward", i["gn_x"].copy(), i["gn_gamma"].copy(),
+                   i["gn_beta"].copy(), G, {})
     dx, dgamma, dbeta = L.spatial_groupnorm_backward(i["gn_dout"].copy(), cache)
     return {f"gn_G{G}_dx": dx, f"gn_G{G}_dgamma": dgamma, f"gn_G{G}_dbeta": dbeta}
 
@@ -276,8 +293,8 @@ def _forward_many(L, i, call):
 def _backward_at(L, i, call):
     """Forward then backward at one point: the analytic gradients a numerical check compares."""
     forward, backward = getattr(L, call["forward"]), getattr(L, call["backward"])
-    _, cache = forward(i[call["x"]].copy(), i[call["gamma"]].copy(), i[call["beta"]].copy(), *call["extra"],
-                       dict(call["param"]))
+    cache = _cache(forward, call["forward"], i[call["x"]].copy(), i[call["gamma"]].copy(), i[call["beta"]].copy(),
+                   *call["extra"], dict(call["param"]))
     grads = backward(i[call["dout"]].copy(), cache)
     if not isinstance(grads, tuple) or len(grads) != 3:
         raise TypeError(f"{call['backward']} returned {type(grads).__name__}, expected (dx, dgamma, dbeta)")
