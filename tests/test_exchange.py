@@ -159,16 +159,23 @@ def plain_autograde_scores(course):
     return scores
 
 
-def test_a_term_through_nbgrader_exchange_as_separate_users(sandbox, course_copy):
+@contextlib.contextmanager
+def students_on_a_hub(prefix):
+    """(a folder every user can reach, {name: the students' Unix accounts, homes in it}); all removed afterwards."""
     _need_root()
-    top = Path(tempfile.mkdtemp(prefix="normlab-term-"))
+    top = Path(tempfile.mkdtemp(prefix=prefix))
     top.chmod(0o755)  # pytest's own tmp_path is private to root: the students could not reach the exchange
     try:
         with traversable(sys.executable, shutil.which("python3") or sys.executable, late.__file__), \
                 unix_users(STUDENTS, top / "home") as users:
-            _term(top, users, course_copy)
+            yield top, users
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_term_through_nbgrader_exchange_as_separate_users(sandbox, course_copy):
+    with students_on_a_hub("normlab-term-") as (top, users):
+        _term(top, users, course_copy)
 
 
 def _term(top, users, course_copy):
@@ -302,15 +309,8 @@ def _stamp(seconds_from_now):
 
 
 def test_a_hand_in_is_collected_only_from_the_files_of_the_student_it_names(sandbox, course_copy):
-    _need_root()
-    top = Path(tempfile.mkdtemp(prefix="normlab-attack-"))
-    top.chmod(0o755)
-    try:
-        with traversable(sys.executable, shutil.which("python3") or sys.executable, late.__file__), \
-                unix_users(STUDENTS, top / "home") as users:
-            _attacks(top, users, course_copy)
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
+    with students_on_a_hub("normlab-attack-") as (top, users):
+        _attacks(top, users, course_copy)
 
 
 def _attacks(top, users, course_copy):

@@ -444,21 +444,21 @@ def spatial_groupnorm_gradients(layers):
 GRADED_IMPORTS = ("numpy", "array_api_compat", "normlab")
 
 
-def forbidden_imports(path=None):
-    """
-    [(line, module, used)] of the imports in normlab/layers.py (or `path`)
-    of what the autograder does not offer: anything but the standard library
-    and GRADED_IMPORTS. When graded, such an import costs nothing while the
-    name it binds is unused (used is False: an editor's auto-import); each
-    call that uses it fails, and every function if it is used at the top of
-    the file. A dynamic import (__import__, importlib.import_module) counts
-    as used.
-    """
+def _layers_tree(path=None):
+    """The syntax tree of normlab/layers.py (or `path`), or None where there is none to read."""
     try:
-        tree = ast.parse(Path(path or importlib.util.find_spec("normlab.layers").origin).read_text(encoding="utf-8"))
+        return ast.parse(Path(path or importlib.util.find_spec("normlab.layers").origin).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError, AttributeError):  # no file to read: the checks say what is wrong
-        return []
-    loaded = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+        return None
+
+
+def _forbidden_nodes(tree):
+    """
+    [(node, top-level module, name bound)] of each import in `tree` of what the
+    autograder does not offer (anything but the standard library and
+    GRADED_IMPORTS); a dynamic import (__import__, importlib.import_module)
+    binds None.
+    """
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -474,8 +474,26 @@ def forbidden_imports(path=None):
         for name, bound in names:
             top = name.partition(".")[0]
             if top and top not in GRADED_IMPORTS and top not in sys.stdlib_module_names:
-                found.append((node.lineno, top, bound is None or bound == "*" or bound in loaded))
+                found.append((node, top, bound))
     return found
+
+
+def forbidden_imports(path=None):
+    """
+    [(line, module, used)] of the imports in normlab/layers.py (or `path`)
+    of what the autograder does not offer: anything but the standard library
+    and GRADED_IMPORTS. When graded, such an import costs nothing while the
+    name it binds is unused (used is False: an editor's auto-import); each
+    call that uses it fails, and every function if it is used at the top of
+    the file. A dynamic import (__import__, importlib.import_module) counts
+    as used.
+    """
+    tree = _layers_tree(path)
+    if tree is None:
+        return []
+    loaded = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    return [(node.lineno, top, bound is None or bound == "*" or bound in loaded)
+            for node, top, bound in _forbidden_nodes(tree)]
 
 
 def import_failures(path=None):
@@ -485,38 +503,21 @@ def import_failures(path=None):
     file uses it at its top (the module then cannot be imported), else each
     function that uses it, and each that calls such a function (in this file).
     """
-    try:
-        tree = ast.parse(Path(path or importlib.util.find_spec("normlab.layers").origin).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError, AttributeError):
+    tree = _layers_tree(path)
+    if tree is None:
         return {}
-    forbidden = {}  # bound name -> "module (line N)"; a dynamic import is bound to None
-    dynamic = set()  # the nodes of dynamic imports of a forbidden module
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = ([(alias.name, alias.asname or alias.name.partition(".")[0]) for alias in node.names]
-                     if isinstance(node, ast.Import) else
-                     [(node.module, alias.asname or alias.name) for alias in node.names] if node.level == 0 and node.module
-                     else [])
-            for module, bound in names:
-                top = module.partition(".")[0]
-                if top not in GRADED_IMPORTS and top not in sys.stdlib_module_names and bound != "*":
-                    forbidden[bound] = f"{top} (line {node.lineno})"
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and \
-                isinstance(node.args[0].value, str) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
-                in ("__import__", "import_module"):
-            top = node.args[0].value.partition(".")[0]
-            if top not in GRADED_IMPORTS and top not in sys.stdlib_module_names:
-                dynamic.add((id(node), f"{top} (line {node.lineno})"))
-    dynamic_ids = dict(dynamic)
+    nodes = _forbidden_nodes(tree)
+    forbidden = {bound: f"{top} (line {node.lineno})" for node, top, bound in nodes if bound not in (None, "*")}
+    dynamic = {id(node): f"{top} (line {node.lineno})" for node, top, bound in nodes if bound is None}
 
-    def used(nodes):
-        """The first forbidden module the statements `nodes` use, or None."""
-        for statement in nodes:
+    def used(statements):
+        """The first forbidden module the statements use, or None."""
+        for statement in statements:
             for node in ast.walk(statement):
                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in forbidden:
                     return forbidden[node.id]
-                if id(node) in dynamic_ids:
-                    return dynamic_ids[id(node)]
+                if id(node) in dynamic:
+                    return dynamic[id(node)]
         return None
 
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
@@ -525,19 +526,18 @@ def import_failures(path=None):
         why = (f"normlab/layers.py uses {top} at its top: when graded it cannot be imported, so every function "
                "earns 0")
         return {function: why for function in FUNCTIONS}
-    failing = {name: f"uses {module}, which the autograder does not have: its calls fail when graded"
-               for name, node in functions.items() if (module := used(node.body))}
+    module_of = {name: module for name, node in functions.items() if (module := used(node.body))}
+    through = {}  # function -> the failing function of this file it calls
     changed = True
     while changed:  # what calls a failing function fails with it
         changed = False
         for name, node in functions.items():
-            if name in failing:
-                continue
-            callee = next((n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in failing), None)
-            if callee:
-                failing[name] = f"calls {callee}, which {failing[callee].split(':')[0]}: fails when graded"
-                changed = True
-    return {function: why for function, why in failing.items() if function in FUNCTIONS}
+            callee = next((n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in module_of), None)
+            if name not in module_of and callee:
+                module_of[name], through[name], changed = module_of[callee], callee, True
+    return {function: (f"calls {through[function]}, which uses {module}: fails when graded" if function in through
+                       else f"uses {module}, which the autograder does not have: its calls fail when graded")
+            for function, module in module_of.items() if function in FUNCTIONS}
 
 
 def imports_message(path=None):

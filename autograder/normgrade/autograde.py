@@ -291,31 +291,24 @@ def known_name(student, roster_name=""):
     return (first, last) if first else ("", last)
 
 
-def _name_student(url, student, roster_name=""):
-    """Give the gradebook's student row the student's name where it has none (formgrader showed "None, None")."""
-    from nbgrader.api import Gradebook
-
-    name = known_name(student, roster_name)
-    if name is None:
-        return
-    with Gradebook(url, COURSE_ID) as gb:
-        row = gb.find_student(student)
-        if not row.first_name and not row.last_name:  # never over a name the instructor gave
-            gb.update_or_create_student(student, first_name=name[0], last_name=name[1])
-
-
-def _recorded(url, student):
+def _recorded(url, student, name=None):
     """
     (tests, lateness) of the student's submission, as nbgrader recorded them
     in the gradebook at `url`: the auto-graded cells, and {submitted_at,
     late_seconds, penalty} (late.LatePenalties): the time (ISO, UTC) or None
     when unknown, the seconds past the due date with the extension (None when
-    the time is unknown), and the late penalty in points.
+    the time is unknown), and the late penalty in points. In the same
+    session, the student's row gets `name` (first, last: known_name) where it
+    has none (formgrader showed "None, None"), never over a name the
+    instructor gave.
     """
     from nbgrader.api import Gradebook
 
     tests = []
     with Gradebook(url, COURSE_ID) as gb:
+        row = gb.find_student(student)
+        if name and not row.first_name and not row.last_name:
+            gb.update_or_create_student(student, first_name=name[0], last_name=name[1])
         submission = gb.find_submission(ASSIGNMENT_ID, student)
         for notebook in submission.notebooks:
             for grade in notebook.grades:
@@ -505,8 +498,7 @@ def _autograde(course, task):
         return dict(status="failed", error="nbgrader autograde failed: " + "\n".join(errors + log[-15:]), score=0.0,
                     max_score=_max_auto_score(task.url), tests=[])
     messages = take_reports(task.student)  # the scorer's own messages, as TrustedScores wrote them
-    _name_student(task.url, task.student, task.roster_name)
-    tests, lateness = _recorded(task.url, task.student)
+    tests, lateness = _recorded(task.url, task.student, known_name(task.student, task.roster_name))
     for test in tests:
         message = messages.get((test.pop("notebook"), test.pop("cell")), "")
         test["message"] = "" if test["score"] == test["max_score"] else message

@@ -56,8 +56,7 @@ class OwnedCollect(ExchangeCollect):
     def init_src(self):
         if self.coursedir.course_id == "":
             self.fail("No course id specified. Re-run with --course flag.")
-        self.course_path = os.path.join(self.root, self.coursedir.course_id)
-        self.inbound_path = os.path.join(self.course_path, "inbound")
+        self.inbound_path = os.path.join(self.root, self.coursedir.course_id, "inbound")
         if not os.path.isdir(self.inbound_path):
             self.fail(f"Course not found: {self.inbound_path}")
         mode = os.stat(self.inbound_path).st_mode
@@ -85,8 +84,6 @@ class OwnedCollect(ExchangeCollect):
             records.sort(reverse=True)
             if self.before_duedate and self.duedate is not None:  # the newest before the due date, else the newest
                 records.sort(key=lambda record: record[0] > self.duedate)
-        self.src_records = [{"username": s, "filename": r[0][1], "timestamp": r[0][0]}
-                            for s, r in self.candidates.items()]  # nbgrader's own attribute, as its collect fills it
 
     def _record(self, name):
         """(student, time, name) of an inbound folder, or None (refused, and logged) for a name nbgrader submit never writes."""

@@ -214,14 +214,16 @@ def seen_changes(old_paths, new_paths):
         for index, cell in enumerate(after):
             was = before.pop(cell.get("id"), None)
             if was is None:
-                lines.append(f"{cell_name(path, index)}: a new {cell.cell_type} cell ({_first_line(cell)})")
+                lines.append(f"{cell_name(path, index)}: a new {cell.cell_type} cell ({first_line(cell)})")
             elif was.source != cell.source:
-                lines.append(f"{cell_name(path, index)} ({_first_line(cell)}): its text changed")
-        lines += [f"{path.name}: the {cell.cell_type} cell {_first_line(cell)} was removed" for cell in before.values()]
+                lines.append(f"{cell_name(path, index)} ({first_line(cell)}): its text changed")
+        lines += [f"{path.name}: the {cell.cell_type} cell {first_line(cell)} was removed" for cell in before.values()]
     lines += [f"notebook {name} removed" for name in sorted(set(old) - {path.name for path in new_paths})]
     return lines
 
 
-def _first_line(cell):
-    lines = [line.strip() for line in cell.source.splitlines() if line.strip()]
-    return repr(lines[0][:50]) if lines else "empty"
+def first_line(cell):
+    """A cell's first line, quoted (a code cell's first line of code, comments aside), to find it by: 'x = 1'."""
+    lines = [line.strip() for line in cell.source.splitlines() if line.strip()
+             and not (cell.cell_type == "code" and line.lstrip().startswith("#"))]
+    return repr(lines[0][:60]) if lines else "empty"

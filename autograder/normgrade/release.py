@@ -37,8 +37,8 @@ from .autograde import grade
 from .checks import FUNCTIONS
 from .course import (ASSIGNMENT_ID, COURSE_ID, NBGRADER_CONFIG, STAGED, db_url, is_course, paths, run_nbgrader,
                      scripts_on_path)
-from .notebooks import (answer_keys, cell_name, changes, derive_points, point_problems, rendering_problems,
-                        source_notebooks, unreadable)
+from .notebooks import (answer_keys, cell_name, changes, derive_points, first_line, point_problems,
+                        rendering_problems, source_notebooks, unreadable)
 from .paths import ENVIRONMENT, NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from .samples import make_submission, reference_layers
 from .submission import assemble_stubs
@@ -300,12 +300,8 @@ def _cell_errors(autograded):
 def _errors(path, nb):
     """(where, error output) of every cell of `nb` (read from `path`) that raised, in order; where names the cell
     by its place and its first line of code."""
-    found = []
-    for index, cell in enumerate(nb.cells):
-        code = [line.strip() for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
-        where = f"{cell_name(path, index)} ({code[0][:60] if code else 'a comment'!r})"
-        found += [(where, output) for output in cell.get("outputs", []) if output.get("output_type") == "error"]
-    return found
+    return [(f"{cell_name(path, index)} ({first_line(cell)})", output) for index, cell in enumerate(nb.cells)
+            for output in cell.get("outputs", []) if output.get("output_type") == "error"]
 
 
 NOT_IMPLEMENTED = "not implemented yet"  # what every stub raises (normgrade.stubs), and the self-check repeats
