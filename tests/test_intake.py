@@ -192,6 +192,11 @@ def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, 
     course = course_copy(tmp_path / "course")
     late.set_due_date(db_url(course), datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
                       + datetime.timedelta(days=1))  # a due date: a folder without timestamp.txt would get a note
+    from nbgrader.api import Gradebook
+
+    from normgrade.course import COURSE_ID
+    with Gradebook(db_url(course), COURSE_ID) as gb:  # a name the instructor gave, before any grading
+        gb.update_or_create_student("bsmith", first_name="Robert", last_name="Smith-Jones")
     release = paths(course)["release"]
     sources = {"jdoe": reference_layers(), "bsmith": mutant_layers(*TYPICAL_MISTAKES)}
     entries = {"doejane_101_5551_layers.py": sources["jdoe"].encode(),
@@ -217,12 +222,9 @@ def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, 
         "the archive and the student, not an intake folder gone after the run"
     assert not any("timestamp" in note for s in by.values() for note in s["notes"]), \
         "no note about nbgrader's timestamp.txt, which an LMS's download never has"
-    from nbgrader.api import Gradebook
-
-    from normgrade.course import COURSE_ID
-    with Gradebook(db_url(course), COURSE_ID) as gb:  # formgrader shows the roster's names, not "None, None"
+    with Gradebook(db_url(course), COURSE_ID) as gb:  # the roster's names where none was given, not "None, None"
         assert [(gb.find_student(s).first_name, gb.find_student(s).last_name) for s in ("jdoe", "bsmith")] == [
-            ("Jane", "Doe"), ("Bo", "Smith")]
+            ("Jane", "Doe"), ("Robert", "Smith-Jones")], "never over a name the instructor gave"
     assert not (course / "normgrade" / "intake").exists() or not any((course / "normgrade" / "intake").iterdir())
     # The same content as folders, in a copy of the course: the same scores, test by test.
     folders = tmp_path / "class"
