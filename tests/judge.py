@@ -66,7 +66,7 @@ def stated_keys(results):
 
 def _matches(check, values, oracle):
     for quantity in check.quantities:
-        if checks.compare(values.get(quantity, checks.Failure("was not returned")), oracle[quantity], check.loose):
+        if checks.compare(values.get(quantity, checks.Failure("was not returned")), oracle[quantity]):
             return False
     return all(isinstance(values.get(q), np.ndarray) for q in check.finishes)
 

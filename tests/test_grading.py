@@ -51,6 +51,24 @@ def test_a_cs231n_style_layers_file_drops_in(tmp_path, data, sandbox):
     assert _lost(_scores(tmp_path, CS231N_LAYERS.read_text(), data, sandbox)) == {}
 
 
+def test_a_staged_backward_pass_that_turns_float32_into_float64_loses_its_edge_check_only(tmp_path, data, sandbox):
+    """
+    The staged backward pass as many write it, with `np.ones((N, D))` (float64)
+    where the layer's dtype belongs: right in float64, and dx comes back
+    float64 for float32 input. The stubs say gradients keep x's dtype; it
+    loses the backward pass's edge check (checks.EDGES) and nothing else,
+    told the dtype and where a float64 array usually comes from.
+    """
+    staged = CS231N_LAYERS.read_text().replace("np.ones_like(dout)", "np.ones((N, D))")
+    assert staged.count("np.ones((N, D))") == 2
+    scores = _scores(tmp_path, staged, data, sandbox)
+    assert list(_lost(scores)) == ["batchnorm_backward"]
+    (edge,) = [r for r in scores["batchnorm_backward"] if r.message]
+    assert edge.message.startswith("bn_bw_f32_dx has dtype float64, expected float32")
+    assert edge.check.quantities[0].startswith("bn_bw_") and edge.check.points == 0.5
+    assert "dtype=x.dtype" in edge.message and edge.mistake == "dtype: float64 for float32"
+
+
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
 def test_each_mutant_loses_points_on_its_checks_with_its_message(tmp_path, data, sandbox, mutant):
     scores = _scores(tmp_path, mutate(SOLUTION_LAYERS.read_text(), mutant), data, sandbox)
@@ -67,6 +85,42 @@ def test_each_mutant_loses_points_on_its_checks_with_its_message(tmp_path, data,
         and mutant.name != "interleaved_groups" else set())
     for function in untouched - set(mutant.affects):
         assert _earned(scores[function]) == checks.total_points(function), (mutant.name, function)
+
+
+SQUARE_BRANCH = (
+    '    if mode == "train":\n        # The statistics are summed',
+    '    if mode == "train" and len(gamma) == N:  # a branch to reuse it for layer norm (gamma of length N)\n'
+    '        mean = xp.mean(x, axis=1, keepdims=True)\n'
+    '        std = xp.sqrt(xp.var(x, axis=1, keepdims=True) + eps)\n'
+    '        inv_std = 1.0 / std\n'
+    '        x_hat = (x - mean) * inv_std\n'
+    '        out = gamma * x_hat + beta\n'
+    '        cache = {"x_hat": x_hat, "std": std, "inv_std": inv_std, "gamma": gamma, "beta_dtype": beta.dtype,\n'
+    '                 "x_dtype": x_dtype}\n'
+    '    elif mode == "train":\n        # The statistics are summed',
+)
+
+
+def test_a_branch_taken_only_for_a_square_batch_costs_the_forward_and_backward_passes(tmp_path, data, sandbox):
+    """
+    A batchnorm_forward with a branch for len(gamma) == N (written to reuse it
+    for layer norm) normalizes the rows of a square batch (N == D): the forward
+    pass loses its square check, named, and both backward passes, right
+    everywhere else, lose their edge check (checks.EDGES), sent to the forward
+    pass; nothing else is lost.
+    """
+    source = SOLUTION_LAYERS.read_text()
+    assert source.count(SQUARE_BRANCH[0]) == 1
+    scores = _scores(tmp_path, source.replace(*SQUARE_BRANCH), data, sandbox)
+    lost = {f: [r for r in rs if r.message] for f, rs in scores.items()}
+    lost = {f: rs for f, rs in lost.items() if rs}
+    assert set(lost) == {"batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt"}
+    (square,) = lost["batchnorm_forward"]
+    assert square.message.startswith("bn_square_out differs") and square.mistake == "statistics: per example"
+    for backward in ("batchnorm_backward", "batchnorm_backward_alt"):
+        (edge,) = lost[backward]
+        assert edge.message.startswith(f"{checks.EDGE_PREFIX[backward]}_square_dx differs"), edge.message
+        assert checks.FORWARD_WRONG in edge.mistake and "fix the forward pass first" in edge.message
 
 
 def test_at_least_eight_distinct_mistakes_are_recognised():

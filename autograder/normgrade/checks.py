@@ -54,26 +54,43 @@ class Check:
     points: float
     quantities: tuple = ()  # value check: all of these must match the reference
     gradient: str = ""  # gradient check of this backward function (see GRADIENTS)
-    loose: bool = False  # float32 results: compare values loosely (dtype and shape stay exact)
     gated: bool = False  # right for any forward pass (dbeta): earns only when the forward pass normalizes
     finishes: tuple = ()  # large quantities another check compares: here they need only have come back in time
 
-    @property
-    def tolerance(self):
-        return TOLERANCE[self.loose]
+
+# (rtol, atol) of values, by the expected value's dtype: float32 with a large mean loses about 1e-3 with
+# two-pass statistics, and orders of magnitude more with E[x^2] - E[x]^2. Shape and dtype are always exact.
+TOLERANCE = {np.dtype(np.float64): (1e-6, 1e-8), np.dtype(np.float32): (1e-3, 5e-3)}
 
 
-# (rtol, atol) of values; loose: float32 with a large mean loses about 1e-3 with two-pass statistics, and
-# orders of magnitude more with E[x^2] - E[x]^2.
-TOLERANCE = {False: (1e-6, 1e-8), True: (1e-3, 5e-3)}
+def tolerance(expected):
+    """(rtol, atol) a value must match `expected` to: float32 results loosely, float64 ones closely."""
+    return TOLERANCE.get(np.asarray(expected).dtype, TOLERANCE[np.dtype(np.float64)])
 
 
-def _value(function, label, points, *quantities, loose=False, gated=False, finishes=()):
-    return Check(function, label, points, quantities=quantities, loose=loose, gated=gated, finishes=finishes)
+def _value(function, label, points, *quantities, gated=False, finishes=()):
+    return Check(function, label, points, quantities=quantities, gated=gated, finishes=finishes)
 
 
-def _gradient(function, points):
+def _gradient(function, points=1.0):
     return Check(function, "gradients agree with numerical gradients of your forward pass", points, gradient=function)
+
+
+def _edges(function, label, points=0.5):
+    """The check of a backward pass at its edges (EDGES): another eps, coinciding sizes, float32 input."""
+    prefix = EDGE_PREFIX[function]
+    return _value(function, f"dx, dgamma and dbeta with eps = {EDGE_EPS:g} from {label}, and for float32 input "
+                            "(dtype and values)", points,
+                  *(f"{prefix}_{case}_{g}" for case in EDGE_CASES for g in ("dx", "dgamma", "dbeta")))
+
+
+# A backward pass is checked where its forward pass is (EDGES): with eps from the param dict, which a backward
+# pass with an eps of its own gets wrong; where sizes coincide, where code that tells axes apart by their sizes
+# picks the wrong branch; and on float32 input, whose dtype dx, dgamma and dbeta keep.
+EDGE_EPS = 1e-2
+EDGE_CASES = ("eps", "square", "f32")
+EDGE_PREFIX = {"batchnorm_backward": "bn_bw", "batchnorm_backward_alt": "bn_alt_bw", "layernorm_backward": "ln_bw",
+               "spatial_batchnorm_backward": "sbn_bw", "spatial_groupnorm_backward": "gn_bw"}
 
 
 CHECKS = (
@@ -82,7 +99,7 @@ CHECKS = (
                                 "square batch (N = D), with eps from bn_param", 0.5,
            "bn_n1_out", "bn_d1_out", "bn_square_out"),
     _value("batchnorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, values",
-           0.5, "bn_f32_out", loose=True),
+           0.5, "bn_f32_out"),
     _value("batchnorm_forward", "running mean and variance in bn_param after one train step", 0.5,
            "bn_train_running_mean", "bn_train_running_var"),
     _value("batchnorm_forward", "running mean and variance after 3 train steps with momentum 0.75", 1,
@@ -95,41 +112,50 @@ CHECKS = (
            "batchnorm_backward_large_dgamma"),
     _value("batchnorm_backward", "dbeta (shape (D,))", 0.5, "batchnorm_backward_dbeta",
            "batchnorm_backward_large_dbeta", gated=True),
-    _gradient("batchnorm_backward", 1.5),
+    _edges("batchnorm_backward", "bn_param, for a square batch (N = D)"),
+    _gradient("batchnorm_backward"),
     _value("batchnorm_backward_alt", "dx", 1, "batchnorm_backward_alt_dx", "batchnorm_backward_alt_large_dx"),
     _value("batchnorm_backward_alt", "dgamma and dbeta (shape (D,))", 0.5,
            "batchnorm_backward_alt_dgamma", "batchnorm_backward_alt_dbeta",
            "batchnorm_backward_alt_large_dgamma", "batchnorm_backward_alt_large_dbeta"),
-    _gradient("batchnorm_backward_alt", 1.5),
+    _edges("batchnorm_backward_alt", "bn_param, for a square batch (N = D)"),
+    _gradient("batchnorm_backward_alt"),
     _value("layernorm_forward", "output", 2, "ln_out"),
     _value("layernorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, values",
-           0.5, "ln_f32_out", loose=True),
+           0.5, "ln_f32_out"),
     _value("layernorm_forward", "output for a single example and for a square batch (N = D), with eps from "
                                 "ln_param", 0.5, "ln_single_out", "ln_square_out"),
     _value("layernorm_backward", "dx", 1, "ln_dx", "ln_large_dx"),
     _value("layernorm_backward", "dgamma and dbeta (shape (D,))", 0.5, "ln_dgamma", "ln_dbeta",
            "ln_large_dgamma", "ln_large_dbeta"),
-    _gradient("layernorm_backward", 1.5),
-    _value("spatial_batchnorm_forward", "train-mode output, also with N == C and H == W", 1.5, "sbn_train_out",
-           "sbn_square_out"),
+    _edges("layernorm_backward", "ln_param, for a square batch (N = D)"),
+    _gradient("layernorm_backward"),
+    _value("spatial_batchnorm_forward", "train-mode output, also with N == C and H == W and eps from bn_param", 1.5,
+           "sbn_train_out", "sbn_square_out"),
     _value("spatial_batchnorm_forward", "running mean and variance of shape (C,) in bn_param", 0.5,
            "sbn_running_mean", "sbn_running_var"),
-    _value("spatial_batchnorm_forward", "test-mode output", 1, "sbn_test_out"),
+    _value("spatial_batchnorm_forward", "test-mode output with eps from bn_param", 0.5, "sbn_test_out"),
+    _value("spatial_batchnorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, "
+                                        "values", 0.5, "sbn_f32_out"),
     _value("spatial_batchnorm_backward", "dx", 1, "sbn_dx", "sbn_large_dx"),
     _value("spatial_batchnorm_backward", "dgamma and dbeta (shape (C,))", 0.5, "sbn_dgamma", "sbn_dbeta",
            "sbn_large_dgamma", "sbn_large_dbeta"),
-    _gradient("spatial_batchnorm_backward", 1.5),
-    _value("spatial_groupnorm_forward", "output with G=2 groups, also with C == G * G and H == W", 2, "gn_G2_out",
+    _edges("spatial_batchnorm_backward", "bn_param, with N == C and H == W"),
+    _gradient("spatial_batchnorm_backward"),
+    _value("spatial_groupnorm_forward", "output with G=2 groups, also with C == G * G and H == W", 1.5, "gn_G2_out",
            "gn_square_out"),
     _value("spatial_groupnorm_forward", "output with G=1 (layer norm over C, H, W) and eps from gn_param", 0.5,
            "gn_G1_out"),
     _value("spatial_groupnorm_forward", "output with G=C (instance norm)", 0.5, "gn_G6_out"),
+    _value("spatial_groupnorm_forward", "output for float32 input with a large mean (x = 1e4 + noise), G=2: dtype, "
+                                        "shape, values", 0.5, "gn_f32_out"),
     _value("spatial_groupnorm_backward", "dx with G=2 groups", 0.5, "gn_G2_dx", "gn_large_dx"),
     _value("spatial_groupnorm_backward", "dx with G=1 and with G=C", 0.5, "gn_G1_dx", "gn_G6_dx",
            finishes=("gn_large_dx",)),  # G = 2 there: its value is the first check's
     _value("spatial_groupnorm_backward", "dgamma and dbeta (shape (1, C, 1, 1))", 0.5, "gn_G2_dgamma", "gn_G2_dbeta",
            "gn_large_dgamma", "gn_large_dbeta"),
-    _gradient("spatial_groupnorm_backward", 1.5),
+    _edges("spatial_groupnorm_backward", "gn_param, with C == G * G and H == W"),
+    _gradient("spatial_groupnorm_backward"),
 )
 FUNCTIONS = tuple(dict.fromkeys(c.function for c in CHECKS))
 
@@ -170,12 +196,14 @@ VALUE_CALLS = {
                           _call("ln_single", ("ln_single_out", "ln_square_out"), eps=1e-3)),
     "layernorm_backward": (_call("ln_backward", ("ln_dx", "ln_dgamma", "ln_dbeta")),),
     "spatial_batchnorm_forward": (_call("sbn_train", ("sbn_train_out", "sbn_running_mean", "sbn_running_var",
-                                                      "sbn_square_out"), momentum=0.8),
-                                  _call("sbn_test", ("sbn_test_out",))),
+                                                      "sbn_square_out"), momentum=0.8, square_eps=1e-3),
+                                  _call("sbn_test", ("sbn_test_out",), eps=1e-3),
+                                  _call("sbn_float32", ("sbn_f32_out",))),
     "spatial_batchnorm_backward": (_call("sbn_backward", ("sbn_dx", "sbn_dgamma", "sbn_dbeta")),),
     "spatial_groupnorm_forward": (_call("gn_forward", ("gn_G2_out", "gn_square_out"), groups=2, square=True),
                                   _call("gn_forward", ("gn_G1_out",), groups=1, eps=1e-3),
-                                  _call("gn_forward", ("gn_G6_out",), groups=6)),
+                                  _call("gn_forward", ("gn_G6_out",), groups=6),
+                                  _call("gn_float32", ("gn_f32_out",), groups=2)),
     "spatial_groupnorm_backward": (_call("gn_backward", ("gn_G2_dx", "gn_G2_dgamma", "gn_G2_dbeta"), groups=2),
                                    *(_call("gn_backward", (f"gn_G{G}_dx",), groups=G) for G in (1, 6))),
 }
@@ -189,7 +217,49 @@ GRADIENTS = {
     "spatial_groupnorm_backward": ("spatial_groupnorm_forward", [2], {}, "num_gn"),
 }
 STEP = 1e-5  # central differences
+
+# backward function -> the (x, gamma, beta, dout) of its edge cases (EDGE_CASES): eps, coinciding sizes, float32
+EDGES = {
+    "batchnorm_backward": (("bn_x", "bn_gamma", "bn_beta", "bn_dout"),
+                           ("bn_square_x", "bn_gamma", "bn_beta", "bn_square_dout"),
+                           ("f32_bn_x", "bn_gamma", "bn_beta", "f32_bn_dout")),
+    "layernorm_backward": (("ln_x", "ln_gamma", "ln_beta", "ln_dout"),
+                           ("ln_square_x", "ln_gamma", "ln_beta", "ln_square_dout"),
+                           ("f32_ln_x", "ln_gamma", "ln_beta", "f32_ln_dout")),
+    "spatial_batchnorm_backward": (("sbn_x", "sbn_gamma", "sbn_beta", "sbn_dout"),
+                                   ("sbn_square_x", "sbn_gamma", "sbn_beta", "sbn_square_dout"),
+                                   ("f32_sbn_x", "sbn_gamma", "sbn_beta", "f32_sbn_dout")),
+    "spatial_groupnorm_backward": (("gn_x", "gn_gamma", "gn_beta", "gn_dout"),
+                                   ("gn_square_x", "gn_square_gamma", "gn_square_beta", "gn_square_dout"),
+                                   ("f32_gn_x", "gn_gamma", "gn_beta", "f32_gn_dout")),
+}
+EDGES["batchnorm_backward_alt"] = EDGES["batchnorm_backward"]
+
+
+def _edge_calls(backward):
+    """
+    The backward pass's edge cases, each a forward then backward pass at one
+    point: eps = EDGE_EPS in the forward pass's param dict (the backward pass
+    gets it only through the cache), the coinciding sizes, float32 input. Each
+    call also returns the forward pass's output there, `<prefix>_<case>_out`,
+    so that a wrong value is put down to the forward pass where it is wrong.
+    """
+    forward, extra, param, _ = GRADIENTS[backward]
+    prefix = EDGE_PREFIX[backward]
+    calls = []
+    for case, (x, gamma, beta, dout) in zip(EDGE_CASES, EDGES[backward]):
+        quantity = f"{prefix}_{case}"
+        calls.append(_call("backward_at", [f"{quantity}_{g}" for g in ("out", "dx", "dgamma", "dbeta")],
+                           backward=backward, quantity=quantity, x=x, gamma=gamma, beta=beta, dout=dout,
+                           forward=forward, extra=extra, param=dict(param, eps=EDGE_EPS) if case == "eps" else param,
+                           out=True, float32=case == "f32"))
+    return tuple(calls)
 GRADIENT_FLOOR = 1e-7  # per entry: central differences are accurate to about 1e-10 here
+
+VALUE_CALLS.update({backward: VALUE_CALLS[backward] + _edge_calls(backward) for backward in EDGES})
+# a backward quantity -> the forward output its cache came from (diagnosis.FORWARD_OF, and the edge cases')
+FORWARD_OF = {**diagnosis.FORWARD_OF, **{f"{prefix}_{case}_{g}": f"{prefix}_{case}_out" for prefix in EDGE_PREFIX.values()
+                                         for case in EDGE_CASES for g in ("dx", "dgamma", "dbeta")}}
 
 # backward function -> its large inputs (x, gamma, beta, dout: about 100,000 entries, normgrade.expected)
 # and the prefix of its large quantities. Its value checks include dx, dgamma and dbeta there, and its
@@ -312,7 +382,7 @@ class Other:
     type_name: str
 
 
-def compare(value, expected, loose=False):
+def compare(value, expected):
     """None if `value` matches `expected` (shape, dtype, values), else a short reason."""
     if isinstance(value, Failure):
         return value.message
@@ -327,7 +397,7 @@ def compare(value, expected, loose=False):
         return f"has dtype {value.dtype}, expected {expected.dtype}"
     if not np.all(np.isfinite(value)):
         return "contains NaN or inf"
-    rtol, atol = TOLERANCE[loose]
+    rtol, atol = tolerance(expected)
     if not np.allclose(value, expected, rtol=rtol, atol=atol):
         return "differs from the expected values"
     return None
@@ -352,7 +422,7 @@ def explain(function, quantity, value, values, data, check, gradient_reason=None
     """
     expected = data.expected(quantity)
     note, keys, consistent = "", [], False
-    forward = diagnosis.FORWARD_OF.get(quantity)
+    forward = FORWARD_OF.get(quantity)
     # What the backward's own output explains (no array, the wrong shape or dtype, an exception) is its own
     # reason: the student is not sent to the forward pass for it.
     own_fact = not isinstance(value, np.ndarray) or value.shape != expected.shape or value.dtype != expected.dtype
@@ -391,7 +461,7 @@ def _explain_value(function, quantity, value, values, data, check, expected, dia
         return "", ""
     if value.shape != expected.shape:
         if _squeezed(value.shape) == _squeezed(expected.shape) and np.allclose(
-                value.reshape(expected.shape), expected, rtol=check.tolerance[0], atol=check.tolerance[1]):
+                value.reshape(expected.shape), expected, *tolerance(expected)):
             how = ("added", "extra axes of size 1 (keepdims, a reshape or an index with None adds them)") \
                 if value.ndim > expected.ndim else \
                 ("dropped", "fewer axes of size 1 (a sum without keepdims=True drops them)") \
@@ -400,8 +470,11 @@ def _explain_value(function, quantity, value, values, data, check, expected, dia
                     f"shape: axes of size 1 {how[0]}")
         return "", f"shape: {tuple(value.shape)} for {expected.shape}"
     if value.dtype != expected.dtype:
-        return "", f"dtype: {value.dtype} for {expected.dtype}"
-    rtol, atol = check.tolerance
+        hint = (": outputs and gradients keep their input's dtype (an array made without dtype=x.dtype, such as "
+                "np.zeros((N, D)) or np.ones((N, D)), is float64, and so is whatever it is added to or multiplied by)"
+                if value.dtype == np.float64 and expected.dtype == np.float32 else "")
+        return hint, f"dtype: {value.dtype} for {expected.dtype}"
+    rtol, atol = tolerance(expected)
     difference = diagnosis.describe_difference(value, expected, rtol, atol)
     if not diagnose:
         return f": {difference}", ""
@@ -684,7 +757,7 @@ def _value_reason(check, function, values, data, gradient_reason):
         value = values.get(quantity, Failure("was not returned"))
         if quantity in LARGE_QUANTITIES and isinstance(value, Failure):
             return _large_failure(function, value, data.all_inputs), ""
-        problem = compare(value, data.expected(quantity), check.loose)
+        problem = compare(value, data.expected(quantity))
         if problem:
             text, mistake = explain(function, quantity, value, values, data, check, gradient_reason)
             return f"{quantity} {problem}{text}", mistake

@@ -264,8 +264,13 @@ CONFUSED_LAYOUT = {"batchnorm": "per example", "layernorm": "per feature",
                    "spatial_batchnorm": "per position over N", "groupnorm": "instance"}
 
 
-def backward_hypotheses(layer, x, gamma, dout, eps, G=None):
-    """dx under every combination of the backward parts, for a right forward pass."""
+def backward_hypotheses(layer, x, gamma, dout, eps, G=None, eps_given=False):
+    """
+    dx under every combination of the backward parts, for a right forward
+    pass; and where the forward pass was given an eps other than the default
+    (eps_given), dx right but with the default eps in its place (a backward
+    pass whose cache carries no eps, and that takes its own).
+    """
     right, _ = LAYER_LAYOUTS[layer]
     shape = np.shape(x)
     found = [Hypothesis(_parts(dx="dout"), np.asarray(dout, dtype=np.float64))]
@@ -310,6 +315,9 @@ def backward_hypotheses(layer, x, gamma, dout, eps, G=None):
                        centring={"centred": None, "uncentred": "uncentred", "everywhere": "uncentred everywhere"}[
                            centring])
         found.append(Hypothesis(parts, dx))
+    if eps_given and eps != DEFAULT_EPS:
+        right_dx = next(h.value for h in backward_hypotheses(layer, x, gamma, dout, DEFAULT_EPS, G) if not h.parts)
+        found.append(Hypothesis(_parts(dx_eps="default"), right_dx))
     return found
 
 
@@ -330,10 +338,10 @@ def parameter_hypotheses(layer, x, dout, eps, G, which):
     return [Hypothesis((), dbeta), Hypothesis(_parts(dbeta="swapped"), dgamma)]
 
 
-def gradient_hypotheses(layer, which, x, gamma, dout, eps, G=None):
+def gradient_hypotheses(layer, which, x, gamma, dout, eps, G=None, eps_given=False):
     """The hypotheses of one gradient (which: "dx", "dgamma" or "dbeta") of a layer, for a right forward pass."""
     if which == "dx":
-        return backward_hypotheses(layer, x, gamma, dout, eps, G)
+        return backward_hypotheses(layer, x, gamma, dout, eps, G, eps_given)
     return parameter_hypotheses(layer, x, dout, eps, G, which)
 
 
@@ -377,6 +385,8 @@ PHRASES = {
     "eps missing": "eps is missing (or far too small to matter): divide by sqrt(var + eps), not sqrt(var)",
     "eps minus": "eps is subtracted: it is sqrt(var + eps), not sqrt(var - eps)",
     "eps value default": "eps is always the default 1e-5; use the value the param dict gives",
+    "dx eps default": "dx uses an eps of its own (the default 1e-5), not the one the forward pass was given in its "
+                      "param dict: keep the forward pass's eps in the cache and use that",
     "affine gamma only": "beta is not added: out = gamma * x_hat + beta",
     "affine beta only": "gamma is not applied: out = gamma * x_hat + beta",
     "affine neither": "neither gamma nor beta is applied: out = gamma * x_hat + beta",
@@ -522,7 +532,8 @@ FORWARD_OF = {  # a backward quantity -> the forward output its cache came from
 RUNNING = ("bn_train_running_", "bn_steps_running_", "sbn_running_")  # running statistics after train steps
 # The train-mode output whose absence makes a train step's running statistics mean nothing (a stub's).
 MAIN_OUTPUT = {"batchnorm_forward": "bn_train_out", "spatial_batchnorm_forward": "sbn_train_out"}
-FLOAT64_OF = {"bn_f32_out": "bn_train_out", "ln_f32_out": "ln_out"}  # the same computation on float64 input
+FLOAT64_OF = {"bn_f32_out": "bn_train_out", "ln_f32_out": "ln_out", "sbn_f32_out": "sbn_train_out",
+              "gn_f32_out": "gn_G2_out"}  # the same computation on float64 input
 
 
 def _channels(a):
@@ -538,7 +549,29 @@ def probe(quantity, i, call):
         return _probe(quantity, i, call)
 
 
+LAYER_OF_BACKWARD = {"batchnorm_backward": "batchnorm", "batchnorm_backward_alt": "batchnorm",
+                     "layernorm_backward": "layernorm", "spatial_batchnorm_backward": "spatial_batchnorm",
+                     "spatial_groupnorm_backward": "groupnorm"}
+
+
+def _probe_edge(quantity, i, call):
+    """A backward pass's edge case (normgrade.checks.EDGES): its forward output or a gradient, from the call's inputs."""
+    layer = LAYER_OF_BACKWARD[call["backward"]]
+    dtype = np.float32 if call.get("float32") else np.float64
+    x, gamma, beta, dout = (np.asarray(i[call[k]], dtype=dtype) for k in ("x", "gamma", "beta", "dout"))
+    if layer == "spatial_batchnorm":
+        gamma, beta = _channels(gamma), _channels(beta)
+    G = call["extra"][0] if call["extra"] else None
+    eps, eps_given = call["param"].get("eps", DEFAULT_EPS), "eps" in call["param"]
+    which = quantity.rsplit("_", 1)[1]
+    if which == "out":
+        return forward_hypotheses(layer, x, gamma, beta, eps, G=G, eps_given=eps_given), layer
+    return gradient_hypotheses(layer, which, x, gamma, dout, eps, G, eps_given), layer
+
+
 def _probe(quantity, i, call):
+    if call.get("recipe") == "backward_at":
+        return _probe_edge(quantity, i, call)
     eps = call.get("eps", DEFAULT_EPS)
     bn = ("batchnorm", i.get("bn_gamma"), i.get("bn_beta"))
     if quantity in ("bn_train_out", "bn_n1_out", "bn_f32_out"):
@@ -552,7 +585,7 @@ def _probe(quantity, i, call):
                                   eps_given="eps" in call), "layernorm"
     if quantity == "sbn_square_out":
         return forward_hypotheses("spatial_batchnorm", i["sbn_square_x"], _channels(i["sbn_gamma"]),
-                                  _channels(i["sbn_beta"]), eps, eps_given="eps" in call), "spatial_batchnorm"
+                                  _channels(i["sbn_beta"]), call["square_eps"]), "spatial_batchnorm"
     if quantity == "gn_square_out":
         return forward_hypotheses("groupnorm", i["gn_square_x"], i["gn_square_gamma"], i["gn_square_beta"], eps, G=2,
                                   eps_given="eps" in call), "groupnorm"
@@ -582,15 +615,19 @@ def _probe(quantity, i, call):
                                     eps_given="eps" in call), "batchnorm"
     if quantity == "sbn_test_out":
         return test_mode_hypotheses(i["sbn_test_x"], _channels(i["sbn_gamma"]), _channels(i["sbn_beta"]),
-                                    i["sbn_test_rm"], i["sbn_test_rv"], eps,
-                                    ("per channel", "no transpose")), "spatial_batchnorm"
+                                    i["sbn_test_rm"], i["sbn_test_rv"], eps, ("per channel", "no transpose"),
+                                    eps_given="eps" in call), "spatial_batchnorm"
     if quantity in ("ln_out", "ln_f32_out", "ln_single_out"):
         x = {"ln_out": i["ln_x"], "ln_f32_out": i["ln_big_x"].astype(np.float32), "ln_single_out": i["ln_single_x"]}
         return forward_hypotheses("layernorm", x[quantity], i["ln_gamma"], i["ln_beta"], eps,
                                   eps_given="eps" in call), "layernorm"
-    if quantity == "sbn_train_out":
-        return forward_hypotheses("spatial_batchnorm", i["sbn_x"], _channels(i["sbn_gamma"]),
+    if quantity in ("sbn_train_out", "sbn_f32_out"):
+        x = i["sbn_x"] if quantity == "sbn_train_out" else i["sbn_big_x"].astype(np.float32)
+        return forward_hypotheses("spatial_batchnorm", x, _channels(i["sbn_gamma"]),
                                   _channels(i["sbn_beta"]), eps, eps_given="eps" in call), "spatial_batchnorm"
+    if quantity == "gn_f32_out":
+        return forward_hypotheses("groupnorm", i["gn_big_x"].astype(np.float32), i["gn_gamma"], i["gn_beta"], eps,
+                                  G=call["groups"]), "groupnorm"
     if quantity.startswith("gn_G") and quantity.endswith("_out"):
         G = int(quantity[len("gn_G"):-len("_out")])
         return forward_hypotheses("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_beta"], eps, G=G,

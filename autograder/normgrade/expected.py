@@ -89,6 +89,7 @@ def build_inputs(seed):
     _shape_gradient_inputs(inputs)
     inputs.update(_large_inputs(np.random.default_rng([seed, 1])))
     inputs.update(_coinciding_inputs(np.random.default_rng([seed, 2])))
+    inputs.update(_float32_backward_inputs(np.random.default_rng([seed, 3])))
     return inputs
 
 
@@ -105,8 +106,33 @@ def _coinciding_inputs(rng):
     sbn_x = normal((3, 3, 2, 2)) * np.array([1.0, 0.003, 2.0])[:, None, None] + normal((3, 1, 1)) * 4
     gn_x = normal((2, 4, 3, 3)) * rng.uniform(0.5, 3, (1, 4, 1, 1)) + normal((1, 4, 1, 1)) * 3
     gn_x[0, 2:] *= 0.002
-    return {"bn_square_x": bn_x, "ln_square_x": ln_x, "sbn_square_x": sbn_x, "gn_square_x": gn_x,
-            "gn_square_gamma": normal((1, 4, 1, 1)), "gn_square_beta": normal((1, 4, 1, 1))}
+    found = {"bn_square_x": bn_x, "ln_square_x": ln_x, "sbn_square_x": sbn_x, "gn_square_x": gn_x,
+             "gn_square_gamma": normal((1, 4, 1, 1)), "gn_square_beta": normal((1, 4, 1, 1))}
+    # The backward passes' upstream gradients there (drawn after the rest, which stays as it was).
+    found.update({f"{layer}_square_dout": normal(found[f"{layer}_square_x"].shape) for layer in ("bn", "ln", "sbn", "gn")})
+    return found
+
+
+def _float32_backward_inputs(rng):
+    """
+    The backward passes' float32 inputs (checks.EDGES): the main inputs'
+    shapes, every feature / row / channel of a spread of 0.5 to 3 around a
+    mean of a few units, so that float32 arithmetic (about 1e-7) stays far
+    inside the float32 tolerance: what is checked is the dtype and the maths,
+    not precision (the forward passes' float32 checks, with a mean of 1e4,
+    check that).
+    """
+    normal = rng.standard_normal
+    shapes = {"bn": ((12, 6), (1, 6)), "ln": ((5, 8), (5, 1)), "sbn": ((4, 3, 3, 2), (1, 3, 1, 1)),
+              "gn": ((3, 6, 2, 3), (1, 6, 1, 1))}
+    found = {}
+    for layer, (shape, spread) in shapes.items():
+        found[f"f32_{layer}_x"] = normal(shape) * rng.uniform(0.5, 3, spread) + normal(spread) * 3
+        found[f"f32_{layer}_dout"] = normal(shape)
+    # The spatial forward passes' float32 checks, as batch and layer norm's: a mean of 1e4 (checks.CHECKS).
+    found["sbn_big_x"] = normal((4, 3, 3, 2)) * rng.uniform(0.5, 3, (1, 3, 1, 1)) + 1e4
+    found["gn_big_x"] = normal((3, 6, 2, 3)) * rng.uniform(0.5, 3, (1, 6, 1, 1)) + 1e4
+    return found
 
 
 def _shape_gradient_inputs(inputs):

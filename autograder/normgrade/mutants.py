@@ -86,6 +86,22 @@ MUTANTS = (
         ("spatial_groupnorm_forward",),
     ),
     Mutant(
+        "eps_key_misspelt",  # eps is always the default; spatial batch norm inherits it through batchnorm_forward
+        ("eps value: default",),
+        (('    eps = bn_param.get("eps", 1e-5)\n', '    eps = bn_param.get("epsilon", 1e-5)\n'),),
+        ("batchnorm_forward", "spatial_batchnorm_forward"),
+    ),
+    Mutant(
+        "backward_own_eps",  # the cache carries no eps, so the backward pass takes the default of its own
+        ("dx eps: default",),
+        (("    D = dout.shape[1]\n",
+          "    D = dout.shape[1]\n"
+          "    x_centered = x_hat / inv_std\n"
+          "    inv_std = 1.0 / xp.sqrt(xp.mean(x_centered**2, axis=1, keepdims=True) + 1e-5)\n"
+          "    x_hat = x_centered * inv_std\n"),),
+        ("layernorm_backward",),
+    ),
+    Mutant(
         "gradient_keepdims",
         ("shape: axes of size 1 added",),
         (("    dbeta = xp.sum(dout, axis=0)\n    dgamma = xp.sum(dout * x_hat, axis=0)\n    dx_hat = dout * gamma\n"

@@ -194,14 +194,19 @@ class ForwardPassFailed(Exception):
 
 def _cache(forward, name, *args):
     """The cache `forward` (the student's function `name`) returns for args; ForwardPassFailed if it raises."""
+    return _forward(forward, name, *args)[1]
+
+
+def _forward(forward, name, *args):
+    """(out, cache) `forward` (the student's function `name`) returns for args; ForwardPassFailed if it raises."""
     try:
-        _, cache = forward(*args)
+        out, cache = forward(*args)
     except NotImplementedError:  # a stub's own words name the forward pass already ("... is not implemented yet")
         raise
     except Exception as err:  # noqa: BLE001 - whatever the student's forward pass raises, said as its own
         # Its own error first: a message reaches the student cut at error_text's 160 characters.
         raise ForwardPassFailed(f"{name} raised {error_text(err)} (so the backward pass was not checked)") from None
-    return cache
+    return out, cache
 
 
 def _bn_backward(L, i, call):
@@ -242,15 +247,22 @@ def _sbn_train(L, i, call):
     bn_param = {"mode": "train", "momentum": call["momentum"]}
     out, _ = L.spatial_batchnorm_forward(i["sbn_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(), bn_param)
     square, _ = L.spatial_batchnorm_forward(i["sbn_square_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(),
-                                            {"mode": "train"})  # N == C, H == W
+                                            {"mode": "train", "eps": call["square_eps"]})  # N == C, H == W
     return {"sbn_train_out": out, "sbn_running_mean": bn_param.get("running_mean"),
             "sbn_running_var": bn_param.get("running_var"), "sbn_square_out": square}
 
 
 def _sbn_test(L, i, call):
-    bn_param = {"mode": "test", "running_mean": i["sbn_test_rm"].copy(), "running_var": i["sbn_test_rv"].copy()}
+    bn_param = {"mode": "test", "running_mean": i["sbn_test_rm"].copy(), "running_var": i["sbn_test_rv"].copy(),
+                "eps": call["eps"]}
     out, _ = L.spatial_batchnorm_forward(i["sbn_test_x"].copy(), i["sbn_gamma"].copy(), i["sbn_beta"].copy(), bn_param)
     return {"sbn_test_out": out}
+
+
+def _sbn_float32(L, i, call):
+    f32 = lambda k: i[k].astype(np.float32)  # noqa: E731
+    out, _ = L.spatial_batchnorm_forward(f32("sbn_big_x"), f32("sbn_gamma"), f32("sbn_beta"), {"mode": "train"})
+    return {"sbn_f32_out": out}
 
 
 def _sbn_backward(L, i, call):
@@ -269,6 +281,12 @@ def _gn_forward(L, i, call):
         found["gn_square_out"], _ = L.spatial_groupnorm_forward(
             i["gn_square_x"].copy(), i["gn_square_gamma"].copy(), i["gn_square_beta"].copy(), G, dict(gn_param))
     return found
+
+
+def _gn_float32(L, i, call):
+    f32 = lambda k: i[k].astype(np.float32)  # noqa: E731
+    out, _ = L.spatial_groupnorm_forward(f32("gn_big_x"), f32("gn_gamma"), f32("gn_beta"), int(call["groups"]), {})
+    return {"gn_f32_out": out}
 
 
 def _gn_backward(L, i, call):
@@ -293,21 +311,31 @@ def _forward_many(L, i, call):
 
 
 def _backward_at(L, i, call):
-    """Forward then backward at one point: the analytic gradients a numerical check compares."""
+    """
+    Forward then backward at one point: the analytic gradients a numerical
+    check compares, or a backward pass's edge case (checks.EDGES: then in
+    float32 where the call says so, and with the forward's output too).
+    """
     forward, backward = getattr(L, call["forward"]), getattr(L, call["backward"])
-    cache = _cache(forward, call["forward"], i[call["x"]].copy(), i[call["gamma"]].copy(), i[call["beta"]].copy(),
-                   *call["extra"], dict(call["param"]))
-    grads = backward(i[call["dout"]].copy(), cache)
+    arg = (lambda k: i[call[k]].astype(np.float32)) if call.get("float32") else (lambda k: i[call[k]].copy())
+    found = {}
+    if call.get("out"):
+        found[f"{call['quantity']}_out"], cache = _forward(forward, call["forward"], arg("x"), arg("gamma"),
+                                                           arg("beta"), *call["extra"], dict(call["param"]))
+    else:
+        cache = _cache(forward, call["forward"], arg("x"), arg("gamma"), arg("beta"), *call["extra"],
+                       dict(call["param"]))
+    grads = backward(arg("dout"), cache)
     if not isinstance(grads, tuple) or len(grads) != 3:
         raise TypeError(f"{call['backward']} returned {type(grads).__name__}, expected (dx, dgamma, dbeta)")
-    return {f"{call['quantity']}_{name}": g for name, g in zip(("dx", "dgamma", "dbeta"), grads)}
+    return {**found, **{f"{call['quantity']}_{name}": g for name, g in zip(("dx", "dgamma", "dbeta"), grads)}}
 
 
 RECIPES = {
     "bn_train": _bn_train, "bn_edge": _bn_edge, "bn_steps": _bn_steps, "bn_test": _bn_test, "bn_float32": _bn_float32,
     "bn_backward": _bn_backward, "ln_forward": _ln_forward, "ln_float32": _ln_float32, "ln_single": _ln_single,
     "ln_backward": _ln_backward, "sbn_train": _sbn_train, "sbn_test": _sbn_test, "sbn_backward": _sbn_backward,
-    "gn_forward": _gn_forward, "gn_backward": _gn_backward,
+    "sbn_float32": _sbn_float32, "gn_forward": _gn_forward, "gn_float32": _gn_float32, "gn_backward": _gn_backward,
     "forward_many": _forward_many, "backward_at": _backward_at,
 }
 

@@ -98,11 +98,11 @@ def batchnorm_backward(dout, cache):
     dxmu1 = dxhat * ivar
     dsqrtvar = -1.0 / (sqrtvar ** 2) * divar
     dvar = 0.5 * 1.0 / np.sqrt(var + eps) * dsqrtvar
-    dsq = 1.0 / N * np.ones((N, D)) * dvar
+    dsq = 1.0 / N * np.ones_like(dout) * dvar
     dxmu2 = 2 * xmu * dsq
     dx1 = dxmu1 + dxmu2
     dmu = -1 * np.sum(dxmu1 + dxmu2, axis=0)
-    dx2 = 1.0 / N * np.ones((N, D)) * dmu
+    dx2 = 1.0 / N * np.ones_like(dout) * dmu
     dx = dx1 + dx2
     return dx, dgamma, dbeta
 
