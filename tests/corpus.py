@@ -210,8 +210,8 @@ CORRECT = (
     Entry("student group norm", gn()),
     Entry("batch norm with loops over features", bn(forward=BN_FORWARD.replace(
         '''        mu = np.mean(x, axis=0)
-        var = np.var(x, axis=0)''', '''        mu = np.zeros(D)
-        var = np.zeros(D)
+        var = np.var(x, axis=0)''', '''        mu = np.zeros(D, dtype=x.dtype)
+        var = np.zeros(D, dtype=x.dtype)
         for j in range(D):
             mu[j] = sum(x[i, j] for i in range(N)) / N
             var[j] = sum((x[i, j] - mu[j]) ** 2 for i in range(N)) / N'''))),
@@ -225,8 +225,8 @@ CORRECT = (
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     eps = gn_param.get("eps", 1e-5)
     N, C, H, W = x.shape
-    x_hat = np.empty_like(x, dtype=np.float64)
-    var = np.empty((N, G, 1, 1, 1))
+    x_hat = np.empty_like(x)
+    var = np.empty((N, G, 1, 1, 1), dtype=x.dtype)
     size = C // G
     for n in range(N):
         for g in range(G):
@@ -252,6 +252,17 @@ WRONG = (
     Entry("running variance updated with var + eps", bn(**{
         "running_var + (1 - momentum) * var": "running_var + (1 - momentum) * (var + eps)"}),
         spatial({"running variance: var + eps"})),
+    Entry("running variance updated with np.std", bn(**{
+        "running_var + (1 - momentum) * var": "running_var + (1 - momentum) * np.std(x, axis=0)"}),
+        spatial({"running variance: std"})),
+    Entry("running variance updated with sqrt(var + eps)", bn(**{
+        "running_var + (1 - momentum) * var": "running_var + (1 - momentum) * np.sqrt(var + eps)"}),
+        spatial({"running variance: sqrt(var + eps)"})),
+    Entry("running mean kept with keepdims, running variance with np.std", bn(**{
+        "        mu = np.mean(x, axis=0)": "        mu = np.mean(x, axis=0, keepdims=True)",
+        "        var = np.var(x, axis=0)": "        var = np.var(x, axis=0, keepdims=True)\n        std = np.std(x, axis=0)",
+        "running_var + (1 - momentum) * var": "running_var + (1 - momentum) * std"}),
+        spatial({"shape: axes of size 1 added", "running variance: std"})),
     Entry("test mode divides by sqrt(var) + eps", bn(**{
         "        x_hat = (x - running_mean) / np.sqrt(running_var + eps)":
         "        x_hat = (x - running_mean) / (np.sqrt(running_var) + eps)"}),
@@ -309,14 +320,22 @@ WRONG = (
         spatial({"eps: missing"})),
     Entry("eps 1e-5 hard-coded, bn_param's ignored", bn(**{
         '    eps = bn_param.get("eps", 1e-5)': "    eps = 1e-5"}),
-        {BNF: {"eps value: default"}}),
+        spatial({"eps value: default"})),  # spatial batch norm is checked on its own eps too
     Entry("returns float64 for float32 input", bn(**{
         "    return out.astype(x.dtype), cache": "    return out, cache",
         "        mu = np.mean(x, axis=0)": "        x = x.astype(np.float64)\n        mu = np.mean(x, axis=0)"}),
-        {BNF: {"dtype: float64 for float32"}}),
+        spatial({"dtype: float64 for float32"})),  # and on float32
+    Entry("loops whose float64 statistics reach the cache: the backward passes return float64 for float32", bn(**{
+        """        mu = np.mean(x, axis=0)
+        var = np.var(x, axis=0)""": """        mu = np.zeros(D)
+        var = np.zeros(D)
+        for j in range(D):
+            mu[j] = x[:, j].mean()
+            var[j] = x[:, j].var()"""}),
+        {f: {"dtype: float64 for float32"} for f in (BNB, ALT, SBB)}),  # SBB: through the student's ALT
     Entry("E[x^2] - E[x]^2 in float32", bn(**{
         "        var = np.var(x, axis=0)": "        var = np.mean(x ** 2, axis=0) - mu ** 2"}),
-        {BNF: {"precision: float32"}}),
+        spatial({"precision: float32"})),
     Entry("eps missing in the forward pass, with a backward exact for it", bn(**{
         "        x_hat = (x - mu) / np.sqrt(var + eps)": "        x_hat = (x - mu) / np.sqrt(var)",
         "        cache = (x, mu, var, eps, gamma, x_hat)": "        cache = (x, mu, var, 0.0, gamma, x_hat)"}),
@@ -588,7 +607,7 @@ FOUND = (
         "        running_var = momentum * running_var + (1 - momentum) * np.sqrt(var + eps)",
         "        x_hat = (x - running_mean) / np.sqrt(running_var + eps)":
         "        x_hat = (x - running_mean) / running_var"}),
-        spatial({"running variance: std", "square root: missing", "eps: missing"})),
+        spatial({"running variance: sqrt(var + eps)", "square root: missing", "eps: missing"})),
     Entry("group norm expands gamma to the group rows with np.tile", gn(forward='''
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     eps = gn_param.get("eps", 1e-5)

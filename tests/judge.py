@@ -12,8 +12,8 @@ inputs (normgrade.scorer.collect), the grader's results on them
   dbeta, which earns only with a forward pass that normalizes, by design,
   where the forward output is wrong), or a gradient check of a backward pass
   whose forward and backward passes both match PyTorch's;
-- dependent: a backward pass whose forward pass's output (the one its cache
-  comes from) is wrong, so it is not judged on its own;
+- dependent: a backward pass whose forward pass's output is wrong where one
+  of its caches comes from (checks.FORWARD_OF), so it is not judged on its own;
 - stated: the diagnosis keys its feedback stated (facts such as a wrong shape
   and what a backward pass is told of its forward pass aside).
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normgrade import checks, diagnosis
+from normgrade import checks
 
 # Facts straight from the comparison, not diagnoses: a wrong shape or dtype, or an exception.
 FACTS = ("shape: ", "dtype: ", "raises")
@@ -77,8 +77,9 @@ def judge(values, results, oracle):
     right = {f: all(value_ok[id(c)] for c in checks.checks_for(f) if not c.gradient) for f in checks.FUNCTIONS}
     verdicts = {}
     for function, function_results in results.items():
-        cached = diagnosis.FORWARD_OF.get(checks.checks_for(function)[0].quantities[0])
-        dependent = cached is not None and checks.compare(values.get(cached), oracle[cached]) is not None
+        # Its caches' forward outputs (checks.FORWARD_OF: the main inputs' and each edge case's), one wrong is enough.
+        cached = {checks.FORWARD_OF[q] for c in checks.checks_for(function) for q in c.quantities if q in checks.FORWARD_OF}
+        dependent = any(checks.compare(values.get(q), oracle[q]) is not None for q in cached)
         false_fails = []
         for r in function_results:
             if not r.message:

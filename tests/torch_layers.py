@@ -27,14 +27,13 @@ def _numpy(t, like):
     return t.detach().numpy().astype(np.asarray(like).dtype)
 
 
-def _cache(out, x, gamma, beta):
-    return {"out": out, "inputs": (x, gamma, beta)}
+def _cache(out, x, gamma, beta, like):
+    return {"out": out, "inputs": (x, gamma, beta), "dtypes": tuple(np.asarray(a).dtype for a in like)}
 
 
 def _backward(dout, cache):
-    x, gamma, beta = cache["inputs"]
     grads = torch.autograd.grad(cache["out"], cache["inputs"], _tensor(dout, grad=False), retain_graph=True)
-    return tuple(g.numpy() for g in grads)
+    return tuple(g.numpy().astype(dtype) for g, dtype in zip(grads, cache["dtypes"]))
 
 
 def _running(bn_param, stat_mean, stat_var, size, dtype):
@@ -58,7 +57,7 @@ def _batch_norm(x, gamma, beta, bn_param, axes):
     else:
         out = F.batch_norm(tx, _tensor(bn_param["running_mean"], False), _tensor(bn_param["running_var"], False),
                            tg, tb, training=False, eps=eps)
-    return _numpy(out, x), _cache(out, tx, tg, tb)
+    return _numpy(out, x), _cache(out, tx, tg, tb, (x, gamma, beta))
 
 
 def batchnorm_forward(x, gamma, beta, bn_param):
@@ -75,7 +74,7 @@ batchnorm_backward_alt = batchnorm_backward
 def layernorm_forward(x, gamma, beta, ln_param):
     tx, tg, tb = _tensor(x), _tensor(gamma), _tensor(beta)
     out = F.layer_norm(tx, (x.shape[1],), tg, tb, eps=ln_param.get("eps", 1e-5))
-    return _numpy(out, x), _cache(out, tx, tg, tb)
+    return _numpy(out, x), _cache(out, tx, tg, tb, (x, gamma, beta))
 
 
 layernorm_backward = batchnorm_backward
@@ -92,7 +91,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     tx, tg, tb = _tensor(x), _tensor(gamma), _tensor(beta)
     C = x.shape[1]
     out = F.group_norm(tx, G, tg.reshape(C), tb.reshape(C), eps=gn_param.get("eps", 1e-5))
-    return _numpy(out, x), _cache(out, tx, tg, tb)
+    return _numpy(out, x), _cache(out, tx, tg, tb, (x, gamma, beta))
 
 
 spatial_groupnorm_backward = batchnorm_backward

@@ -752,15 +752,26 @@ def score(function, values, data):
 
 
 def _value_reason(check, function, values, data, gradient_reason):
-    """(why a value check fails or None, the mistake key) of one value check."""
+    """
+    (why a value check fails or None, the mistake keys) of one value check:
+    its first wrong quantity, and each later one whose diagnosis (a key not
+    said yet) adds a mistake of its own (a running mean of the wrong shape
+    and a running variance updated with the standard deviation).
+    """
+    reasons, keys = [], []
     for quantity in check.quantities:
         value = values.get(quantity, Failure("was not returned"))
         if quantity in LARGE_QUANTITIES and isinstance(value, Failure):
-            return _large_failure(function, value, data.all_inputs), ""
+            return (reasons[0], "; ".join(keys)) if reasons else (_large_failure(function, value, data.all_inputs), "")
         problem = compare(value, data.expected(quantity))
         if problem:
             text, mistake = explain(function, quantity, value, values, data, check, gradient_reason)
-            return f"{quantity} {problem}{text}", mistake
+            new = [k for k in mistake.split("; ") if k and k not in keys]
+            if not reasons or (". Diagnosis: " in text and new and not set(new) & set(NOT_OWN_MISTAKES)):
+                reasons.append(f"{quantity} {problem}{text}")
+                keys += new
+    if reasons:
+        return "; and ".join(reasons), "; ".join(keys)
     for quantity in check.finishes:
         value = values.get(quantity, Failure("was not returned"))
         if not isinstance(value, np.ndarray):

@@ -246,13 +246,15 @@ def running_hypotheses(xs, running_mean, running_var, momentum, eps, which, layo
     # Unchanged: not updated, or not written back; the value cannot tell which.
     found = [Hypothesis(_parts(running_statistics="unchanged"), np.asarray(start, dtype=np.float64))]
     weights = {None: momentum, "reversed": 1 - momentum, "ignored": 0.0}  # "ignored": overwritten by the batch's
-    for layout, use, variance in itertools.product(layouts, weights, ("biased", "unbiased", "var + eps", "std")):
+    for layout, use, variance in itertools.product(layouts, weights, ("biased", "unbiased", "var + eps", "std",
+                                                                      "sqrt(var + eps)")):
         if which == "mean" and variance != "biased":
             continue
         value = np.asarray(start, dtype=np.float64)
         for x in xs:
             v, mean, var = _statistics(x, layout, None, unbiased=variance == "unbiased")
-            stat = mean if which == "mean" else {"std": np.sqrt(var + eps), "var + eps": var + eps}.get(variance, var)
+            stat = mean if which == "mean" else {"std": np.sqrt(var), "sqrt(var + eps)": np.sqrt(var + eps),
+                                                 "var + eps": var + eps}.get(variance, var)
             value = weights[use] * value + (1 - weights[use]) * stat.reshape(-1)
         found.append(Hypothesis(_parts(statistics=None if layout == layouts[0] else layout, momentum=use,
                                        running_variance=None if variance == "biased" else variance), value))
@@ -398,8 +400,10 @@ PHRASES = {
                                  "one, as in the normalization",
     "running variance var + eps": "the running variance is updated with var + eps; eps belongs in the "
                                   "normalization only",
-    "running variance std": "the running variance is updated with the standard deviation sqrt(var + eps); it "
+    "running variance std": "the running variance is updated with the standard deviation (np.std, sqrt(var)); it "
                             "averages the variance var",
+    "running variance sqrt(var + eps)": "the running variance is updated with sqrt(var + eps), the standard "
+                                        "deviation the normalization divides by; it averages the variance var",
     "square root missing": "test mode divides by the running variance itself: divide by sqrt(running_var + eps)",
     "write back missing": "the running statistics are not written back: bn_param['running_mean'] and "
                           "bn_param['running_var'] must hold the updated values after a train step",
