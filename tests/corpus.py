@@ -681,6 +681,34 @@ def layernorm_backward(dout, cache):
     Entry("layer norm backward on the transpose, means over the batch", (LN_FORWARD, LN_BACKWARD_TRANSPOSED_AXIS),
           {LNB: {"dx axis: per feature"}}),
 )
+# A backward pass that repeats its forward pass's axes (issue 31, family 1): the forward's mistake named in the
+# forward pass, and the backward's own, the same axes in dx, named in the backward pass (fixing the forward pass
+# alone would leave it wrong).
+REPEATED = (
+    Entry("layer norm over the batch axis, forward and backward", ln(**{
+        "    mu = x.mean(axis=1, keepdims=True)\n    var = x.var(axis=1, keepdims=True)":
+        "    mu = x.mean(axis=0, keepdims=True)\n    var = x.var(axis=0, keepdims=True)",
+        "    D = x.shape[1]": "    D = x.shape[0]",
+        "    dvar = np.sum(dx_hat * (x - mu), axis=1, keepdims=True)": "    dvar = np.sum(dx_hat * (x - mu), axis=0, keepdims=True)",
+        "    dmu = -np.sum(dx_hat, axis=1, keepdims=True)": "    dmu = -np.sum(dx_hat, axis=0, keepdims=True)",
+        "np.mean(x - mu, axis=1, keepdims=True)": "np.mean(x - mu, axis=0, keepdims=True)"}),
+        {LNF: {"statistics: per feature"}, LNB: {"dx axis: per feature"}}),
+    Entry("spatial batch norm without the transpose, forward and backward", BN_FAMILY + (
+        SBN_FORWARD.replace("    x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)", "    x_flat = x.reshape(-1, C)")
+        .replace("    out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)", "    out = out_flat.reshape(N, C, H, W)"),
+        SBN_BACKWARD.replace("    dout_flat = dout.transpose(0, 2, 3, 1).reshape(-1, C)", "    dout_flat = dout.reshape(-1, C)")
+        .replace("    dx = dx_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)", "    dx = dx_flat.reshape(N, C, H, W)")),
+        {SBF: {"statistics: no transpose"}, SBB: {"dx axis: no transpose"}}),
+    Entry("group norm statistics per pixel, forward and backward", gn(**{
+        "    mean = x_group.mean(axis=(2, 3, 4), keepdims=True)\n    var = x_group.var(axis=(2, 3, 4), keepdims=True)":
+        "    mean = x_group.mean(axis=2, keepdims=True)\n    var = x_group.var(axis=2, keepdims=True)",
+        "    dx_hat = (dout * gamma).reshape(N, G, -1)\n    x_hat_g = x_hat.reshape(N, G, -1)\n    M = x_hat_g.shape[2]\n"
+        "    inv_std = 1.0 / np.sqrt(var.reshape(N, G, 1) + eps)":
+        "    dx_hat = (dout * gamma).reshape(N, G, C // G, H * W)\n    x_hat_g = x_hat.reshape(N, G, C // G, H * W)\n"
+        "    M = C // G\n    inv_std = 1.0 / np.sqrt(var.reshape(N, G, 1, H * W) + eps)"}),
+        {GNF: {"statistics: pixel groups"}, GNB: {"dx axis: pixel groups"}}),
+)
+FOUND += REPEATED
 # Right code in the same styles: every point earned.
 FOUND_CORRECT = (
     Entry("group norm through columns, transposed back", gn(forward=GN_THROUGH_COLUMNS)),

@@ -435,8 +435,33 @@ def explain(function, quantity, value, values, data, check, gradient_reason=None
         if consistent:  # the backward is right for its forward: whatever dx lacks is the forward's, not diagnosed
             note += "; your backward pass does match your forward pass (the gradient check passes)"
             keys.append(CONSISTENT)
+        repeated = _repeated(quantity, value, values[forward], data)
+        if repeated:  # ... but where dx repeats the forward's axes, fixing the forward pass alone will not do
+            note += f". Diagnosis: dx repeats that mistake: {repeated[0]}"
+            keys.append(repeated[1])
+            consistent = True  # said: no other diagnosis of dx
     text, key = _explain_value(function, quantity, value, values, data, check, expected, diagnose=not consistent)
     return text + note, "; ".join(keys + ([key] if key else []))
+
+
+def _repeated(quantity, value, forward_value, data):
+    """
+    (words, key) where a backward pass's dx is the exact gradient of its
+    forward pass, whose statistics are diagnosed as taken over the wrong axes:
+    the backward pass takes its means over those axes too, a mistake of its own
+    that fixing the forward pass will not fix. None otherwise.
+    """
+    forward = FORWARD_OF[quantity]
+    b = diagnosis.backward_inputs(quantity, data.inputs, CALL_OF[quantity])
+    probed = diagnosis.probe(forward, data.inputs, CALL_OF[forward])
+    if b is None or b.which != "dx" or probed is None:
+        return None
+    layout = dict(diagnosis.named(forward_value, probed[0], *tolerance(data.expected(forward)))).get("statistics")
+    if layout is None or not diagnosis.matches(value, diagnosis.repeated_dx(b, layout),
+                                               *tolerance(data.expected(quantity))):
+        return None
+    parts = (("dx axis", layout),)
+    return diagnosis.sentence(parts, "", b.layer), diagnosis.key(parts)
 
 
 def _squeezed(shape):

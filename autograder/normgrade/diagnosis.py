@@ -558,24 +558,71 @@ LAYER_OF_BACKWARD = {"batchnorm_backward": "batchnorm", "batchnorm_backward_alt"
                      "spatial_groupnorm_backward": "groupnorm"}
 
 
-def _probe_edge(quantity, i, call):
-    """A backward pass's edge case (normgrade.checks.EDGES): its forward output or a gradient, from the call's inputs."""
-    layer = LAYER_OF_BACKWARD[call["backward"]]
-    dtype = np.float32 if call.get("float32") else np.float64
-    x, gamma, beta, dout = (np.asarray(i[call[k]], dtype=dtype) for k in ("x", "gamma", "beta", "dout"))
+@dataclass(frozen=True)
+class BackwardInputs:
+    """What a backward quantity was computed from (the recipe's inputs, as the probes see them)."""
+
+    layer: str
+    which: str  # "dx", "dgamma", "dbeta", or "out" (an edge case's forward output)
+    x: np.ndarray
+    gamma: np.ndarray  # broadcastable to x
+    beta: np.ndarray
+    dout: np.ndarray
+    eps: float
+    G: int = None
+    eps_given: bool = False  # the forward pass was given eps in its param dict
+
+
+def backward_inputs(quantity, i, call):
+    """The BackwardInputs of a backward pass's quantity (or an edge case's forward output); None for any other."""
+    if call.get("recipe") == "backward_at":  # an edge case (normgrade.checks.EDGES): the call names its inputs
+        layer = LAYER_OF_BACKWARD[call["backward"]]
+        dtype = np.float32 if call.get("float32") else np.float64
+        x, gamma, beta, dout = (np.asarray(i[call[k]], dtype=dtype) for k in ("x", "gamma", "beta", "dout"))
+        G = call["extra"][0] if call["extra"] else None
+        eps, eps_given = call["param"].get("eps", DEFAULT_EPS), "eps" in call["param"]
+    else:
+        main = {  # quantity prefix -> (layer, inputs' prefix, G)
+            "batchnorm_backward": ("batchnorm", "bn", None), "batchnorm_backward_alt": ("batchnorm", "bn", None),
+            "ln": ("layernorm", "ln", None), "sbn": ("spatial_batchnorm", "sbn", None),
+            "gn_G2": ("groupnorm", "gn", 2), "gn_G1": ("groupnorm", "gn", 1), "gn_G6": ("groupnorm", "gn", 6),
+        }
+        prefix, _, which = quantity.rpartition("_")
+        if prefix not in main or which not in ("dx", "dgamma", "dbeta"):
+            return None
+        layer, name, G = main[prefix]
+        x, gamma, beta, dout = (i[f"{name}_{k}"] for k in ("x", "gamma", "beta", "dout"))
+        eps, eps_given = call.get("eps", DEFAULT_EPS), "eps" in call
     if layer == "spatial_batchnorm":
         gamma, beta = _channels(gamma), _channels(beta)
-    G = call["extra"][0] if call["extra"] else None
-    eps, eps_given = call["param"].get("eps", DEFAULT_EPS), "eps" in call["param"]
-    which = quantity.rsplit("_", 1)[1]
-    if which == "out":
-        return forward_hypotheses(layer, x, gamma, beta, eps, G=G, eps_given=eps_given), layer
-    return gradient_hypotheses(layer, which, x, gamma, dout, eps, G, eps_given), layer
+    return BackwardInputs(layer, quantity.rsplit("_", 1)[1], x, gamma, beta, dout, eps, G, eps_given)
+
+
+def repeated_dx(b, layout):
+    """
+    dx of a backward pass that is the exact gradient of a forward pass with
+    its statistics taken `layout` (a LAYOUTS name) instead of the layer's own:
+    a backward pass that repeats its forward pass's mistake of axes.
+    """
+    view, axes, _ = LAYOUTS[layout]
+    v, mean, var = _statistics(b.x, layout, b.G)
+    inv_std = 1.0 / np.sqrt(var + b.eps)
+    x_hat = (v - mean) * inv_std
+    shape = np.shape(b.x)
+    if layout == "no transpose":  # gamma scales the columns of the wrongly reshaped rows, as in that forward pass
+        dx_hat = view(np.asarray(b.dout, dtype=np.float64), b.G) * np.reshape(b.gamma, -1)
+    else:
+        dx_hat = view(np.asarray(b.dout * b.gamma, dtype=np.float64), b.G)
+    mean_of = lambda a: a.mean(axis=axes, keepdims=True)  # noqa: E731
+    return (inv_std * (dx_hat - mean_of(dx_hat) - x_hat * mean_of(dx_hat * x_hat))).reshape(shape)
 
 
 def _probe(quantity, i, call):
-    if call.get("recipe") == "backward_at":
-        return _probe_edge(quantity, i, call)
+    b = backward_inputs(quantity, i, call)
+    if b and b.which == "out":
+        return forward_hypotheses(b.layer, b.x, b.gamma, b.beta, b.eps, G=b.G, eps_given=b.eps_given), b.layer
+    if b:
+        return gradient_hypotheses(b.layer, b.which, b.x, b.gamma, b.dout, b.eps, b.G, b.eps_given), b.layer
     eps = call.get("eps", DEFAULT_EPS)
     bn = ("batchnorm", i.get("bn_gamma"), i.get("bn_beta"))
     if quantity in ("bn_train_out", "bn_n1_out", "bn_f32_out"):
@@ -636,17 +683,4 @@ def _probe(quantity, i, call):
         G = int(quantity[len("gn_G"):-len("_out")])
         return forward_hypotheses("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_beta"], eps, G=G,
                                   eps_given="eps" in call), "groupnorm"
-    backward = {  # quantity -> (layer, x, gamma broadcastable to x, dout, G)
-        "batchnorm_backward": ("batchnorm", i["bn_x"], i["bn_gamma"], i["bn_dout"], None),
-        "batchnorm_backward_alt": ("batchnorm", i["bn_x"], i["bn_gamma"], i["bn_dout"], None),
-        "ln": ("layernorm", i["ln_x"], i["ln_gamma"], i["ln_dout"], None),
-        "sbn": ("spatial_batchnorm", i["sbn_x"], _channels(i["sbn_gamma"]), i["sbn_dout"], None),
-        "gn_G2": ("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_dout"], 2),
-        "gn_G1": ("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_dout"], 1),
-        "gn_G6": ("groupnorm", i["gn_x"], i["gn_gamma"], i["gn_dout"], 6),
-    }
-    prefix, _, name = quantity.rpartition("_")
-    if prefix not in backward or name not in ("dx", "dgamma", "dbeta"):
-        return None
-    layer, x, gamma, dout, G = backward[prefix]
-    return gradient_hypotheses(layer, name, x, gamma, dout, eps, G), layer
+    return None
