@@ -344,7 +344,15 @@ WRONG = (
         "        var = np.var(x, axis=0)": "        var = np.var(x, axis=0, ddof=1)",
         "dvar * 2 * (x - mu) / N + dmu / N": "dvar * 2 * (x - mu) / (N - 1) + dmu / N"}),
         spatial({"variance: unbiased", "running variance: unbiased"})),
-    # batch norm backward
+    # batch norm backward: the alt closed form garbled (issue 31, family 3); spatial batch norm's calls it
+    Entry("alt: the variance term without x_hat in its mean", bn(**{
+        "x_hat * (dx_hat * x_hat).sum(axis=0)": "x_hat * dx_hat.sum(axis=0)"}),
+        {f: {"dx terms: variance term without x_hat"} for f in (ALT, SBB)}),
+    Entry("alt: the variance term with x - mu for x_hat", bn(**{
+        "x_hat * (dx_hat * x_hat).sum(axis=0)": "x_hat * (dx_hat * (x - mu)).sum(axis=0)"}),
+        {f: {"dx terms: variance term unscaled"} for f in (ALT, SBB)}),
+    Entry("alt: gamma missing", bn(alt=BN_ALT.replace("    dx_hat = dout * gamma\n", "    dx_hat = dout\n")),
+        {f: {"gamma: missing"} for f in (ALT, SBB)}),
     Entry("backward without the mean term", bn(**{
         "    dx = dx_hat / np.sqrt(var + eps) + dvar * 2 * (x - mu) / N + dmu / N":
         "    dx = dx_hat / np.sqrt(var + eps) + dvar * 2 * (x - mu) / N"}),

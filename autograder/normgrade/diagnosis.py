@@ -261,6 +261,9 @@ def running_hypotheses(xs, running_mean, running_var, momentum, eps, which, layo
     return found
 
 
+# Closed forms garbled in ways that are tried with the right axes only.
+GARBLED_TERMS = ("count", "variance term without x_hat", "variance term unscaled")
+
 # The layout whose means a backward pass most often takes instead of the right one.
 CONFUSED_LAYOUT = {"batchnorm": "per example", "layernorm": "per feature",
                    "spatial_batchnorm": "per position over N", "groupnorm": "instance"}
@@ -285,10 +288,11 @@ def backward_hypotheses(layer, x, gamma, dout, eps, G=None, eps_given=False):
     # The forward's statistics (the right ones); every view is a reshape, so .reshape(shape) undoes it.
     v, mean, var = _statistics(x, right, G)
     other_count = int(np.prod([LAYOUTS[other][0](np.asarray(x), G).shape[a] for a in LAYOUTS[other][1]]))
-    terms_choices = ("all", "no mean term", "no variance term", "variance term sign", "sums", "count")
+    terms_choices = ("all", "no mean term", "no variance term", "variance term sign", "sums", "count",
+                     "variance term without x_hat", "variance term unscaled")
     for layout, place, everywhere, terms, use_gamma, centring in itertools.product(
             layouts, EPS_PLACES, (True, False), terms_choices, gammas, ("centred", "uncentred", "everywhere")):
-        if (place == "inside" and not everywhere) or (terms == "count" and layout != right):
+        if (place == "inside" and not everywhere) or (terms in GARBLED_TERMS and layout != right):
             continue
         # eps misplaced everywhere (a step-by-step backward), or only in the outer 1 / std (x_hat from the cache).
         inv_std = _inv_std(var, eps, place)
@@ -308,6 +312,10 @@ def backward_hypotheses(layer, x, gamma, dout, eps, G=None, eps_given=False):
             reduce = lambda a: a.mean(axis=axes, keepdims=True)  # noqa: E731
         mean_term = 0.0 if terms == "no mean term" else reduce(dxh)
         var_term = 0.0 if terms == "no variance term" else xo * reduce(dxh * xin)
+        if terms == "variance term without x_hat":  # x_hat * mean(dx_hat)
+            var_term = xo * reduce(dxh)
+        elif terms == "variance term unscaled":  # x_hat * mean(dx_hat * (x - mean)): x - mean not divided by std
+            var_term = xo * reduce(dxh * xin / inv)
         sign = -1.0 if terms == "variance term sign" else 1.0
         dx = (inv * (dxh - mean_term - sign * var_term)).reshape(shape)
         if use_gamma == "outside":
@@ -419,6 +427,11 @@ PHRASES = {
     "dx terms sums": "dx uses sums where means belong (a factor of N): "
                      "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
     "gamma missing": "dx does not multiply dout by gamma: dx_hat = dout * gamma",
+    "dx terms variance term without x_hat": "the variance term of dx is x_hat * mean(dx_hat), without x_hat inside the "
+                                            "mean: dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
+    "dx terms variance term unscaled": "the variance term of dx takes mean(dx_hat * (x - mean)) where "
+                                       "mean(dx_hat * x_hat) belongs (x - mean not divided by the standard deviation): "
+                                       "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
     "gamma outside": "dx multiplies by gamma outside the means, but gamma varies along the axes they are taken "
                      "over: dx_hat = dout * gamma goes inside them, "
                      "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
