@@ -716,7 +716,55 @@ REPEATED = (
         "    M = C // G\n    inv_std = 1.0 / np.sqrt(var.reshape(N, G, 1, H * W) + eps)"}),
         {GNF: {"statistics: pixel groups"}, GNB: {"dx axis: pixel groups"}}),
 )
-FOUND += REPEATED
+# Other layouts (issue 31, families 4 and 5).
+SBN_PER_CHANNEL_AND_COLUMN = '''
+def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+    mode = bn_param["mode"]
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    N, C, H, W = x.shape
+    running_mean = bn_param.get("running_mean", np.zeros(C, dtype=x.dtype))
+    running_var = bn_param.get("running_var", np.zeros(C, dtype=x.dtype))
+    g, b = gamma.reshape(1, C, 1, 1), beta.reshape(1, C, 1, 1)
+    if mode == "train":
+        mu = x.mean(axis=(0, 2), keepdims=True)
+        var = x.var(axis=(0, 2), keepdims=True)
+        out = g * (x - mu) / np.sqrt(var + eps) + b
+        running_mean = momentum * running_mean + (1 - momentum) * x.mean(axis=(0, 2, 3))
+        running_var = momentum * running_var + (1 - momentum) * x.var(axis=(0, 2, 3))
+    else:
+        out = g * (x - running_mean.reshape(1, C, 1, 1)) / np.sqrt(running_var.reshape(1, C, 1, 1) + eps) + b
+    bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
+    return out, (x, gamma, mu, var, eps)
+'''
+OTHER_LAYOUTS = (
+    Entry("spatial batch norm through the rows of x.reshape(C, -1), forward and backward", BN_FAMILY + (
+        SBN_FORWARD.replace("    x_flat = x.transpose(0, 2, 3, 1).reshape(-1, C)", "    x_flat = x.reshape(C, -1).T")
+        .replace("    out = out_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)", "    out = out_flat.T.reshape(N, C, H, W)"),
+        SBN_BACKWARD.replace("    dout_flat = dout.transpose(0, 2, 3, 1).reshape(-1, C)", "    dout_flat = dout.reshape(C, -1).T")
+        .replace("    dx = dx_flat.reshape(N, H, W, C).transpose(0, 3, 1, 2)", "    dx = dx_flat.T.reshape(N, C, H, W)")),
+        {SBF: {"statistics: channel rows"}, SBB: {"dx axis: channel rows"}}),
+    Entry("spatial batch norm per channel and column", BN_FAMILY + (SBN_PER_CHANNEL_AND_COLUMN,),
+        {SBF: {"statistics: per channel and column"}}),
+    Entry("group norm over interleaved channels per pixel", gn(**{
+        "    x_group = x.reshape(N, G, C // G, H, W)\n    mean = x_group.mean(axis=(2, 3, 4), keepdims=True)\n"
+        "    var = x_group.var(axis=(2, 3, 4), keepdims=True)":
+        "    x_group = x.reshape(N, C // G, G, H, W)\n    mean = x_group.mean(axis=1, keepdims=True)\n"
+        "    var = x_group.var(axis=1, keepdims=True)"}),
+        {GNF: {"statistics: interleaved pixel groups"}}),
+    Entry("train mode normalizes with the running statistics", bn(**{
+        """        x_hat = (x - mu) / np.sqrt(var + eps)
+        out = gamma * x_hat + beta
+        cache = (x, mu, var, eps, gamma, x_hat)
+        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var = momentum * running_var + (1 - momentum) * var""": """        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var = momentum * running_var + (1 - momentum) * var
+        x_hat = (x - running_mean) / np.sqrt(running_var + eps)
+        out = gamma * x_hat + beta
+        cache = (x, mu, var, eps, gamma, x_hat)"""}),
+        spatial({"train statistics: running"})),
+)
+FOUND += REPEATED + OTHER_LAYOUTS
 # Right code in the same styles: every point earned.
 FOUND_CORRECT = (
     Entry("group norm through columns, transposed back", gn(forward=GN_THROUGH_COLUMNS)),

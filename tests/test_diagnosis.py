@@ -63,7 +63,11 @@ MAIN = ("bn_train_out", "bn_test_out", "bn_steps_running_mean", "bn_steps_runnin
 
 @pytest.mark.parametrize("quantity", MAIN)
 def test_the_hidden_inputs_separate_every_single_mistake(seeded, quantity):
-    """A value that is exactly one modelled mistake is named as exactly that mistake, by these inputs, whatever the seed."""
+    """
+    A value that is exactly one modelled mistake is named as exactly that
+    mistake, by these inputs, whatever the seed; but for two mistakes that are
+    one computation at these sizes (SAME_HERE), of which neither is named.
+    """
     data = seeded
     hypotheses, _ = diagnosis.probe(quantity, data.inputs, checks.CALL_OF[quantity])
     rtol, atol = checks.tolerance(data.expected(quantity))
@@ -71,7 +75,13 @@ def test_the_hidden_inputs_separate_every_single_mistake(seeded, quantity):
     assert singles
     for h in singles:
         assert not diagnosis.matches(h.value, data.expected(quantity), rtol, atol), (quantity, h.parts)
-        assert diagnosis.confirmed(h.value, hypotheses, rtol, atol) == h.parts, (quantity, h.parts)
+        same = {p for pair in SAME_HERE.get(quantity, ()) if h.parts[0] in pair for p in pair}
+        assert diagnosis.confirmed(h.value, hypotheses, rtol, atol) == (None if same else h.parts), (quantity, h.parts)
+
+
+# Where sizes coincide, some mistakes are one computation: with N == C, the rows of x.reshape(C, -1) are the
+# examples (x centred by their means, then divided by each channel's spread, is one computation).
+SAME_HERE = {"sbn_square_out": ((("mean", "channel rows"), ("mean", "layer")),)}
 
 
 def test_nothing_is_stated_when_two_explanations_fit(data):

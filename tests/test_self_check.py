@@ -162,12 +162,11 @@ def test_on_the_published_examples_every_single_mistake_is_named_as_itself():
                 unseen.append((function, h.parts))
         right = SimpleNamespace(**{function: lambda *_: (diagnosis.right_value(hypotheses), None)})
         assert check_function(right).startswith("relative error")  # the model's right value is the published one
-    # The spatial example's channels spread too widely for eps to matter (relative error 7e-7); the hidden
-    # inputs have a channel with a tiny spread for that. The group norm example has C = 4 = G * G, where G
-    # read as the size of a group changes nothing; the hidden inputs have C = 6 for that.
+    # The spatial example's channels spread too widely for eps to matter (relative error 7e-7), and with W = 1
+    # a channel's columns are the channel; the hidden inputs have a channel with a tiny spread, and W = 2.
     assert unseen == [("spatial_batchnorm_forward", (("eps", "missing"),)),
-                      ("spatial_groupnorm_forward", (("statistics", "G channels per group"),)),
-                      ("spatial_groupnorm_forward", (("mean", "G channels per group"),))]
+                      ("spatial_batchnorm_forward", (("statistics", "per channel and column"),)),
+                      ("spatial_batchnorm_forward", (("mean", "per channel and column"),))]
 
 
 # Mistakes the mutants do not cover, written as students write them (the reference with one function redone).

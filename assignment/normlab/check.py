@@ -69,6 +69,10 @@ SMALL_X = np.array([[1., 2., 3.], [4., 0., -1.], [2., 2., 5.], [0., 1., 1.]])
 SMALL_GAMMA, SMALL_BETA = np.array([1., 2., 0.5]), np.array([0., -1., 1.])
 SPATIAL_X = np.arange(24, dtype=float).reshape(2, 4, 3, 1) ** 1.5 / 10
 SPATIAL_GAMMA, SPATIAL_BETA = np.array([1., 2., 0.5, 1.]), np.array([0., 1., 0., -1.])
+# Group norm's own: C = 6 channels in G = 2 groups of 3, so that G and the size of a group differ.
+GROUP_X = np.arange(36, dtype=float).reshape(2, 6, 3, 1) ** 1.5 / 10
+GROUP_GAMMA = np.array([1., 2., 0.5, 1., -1., 1.5]).reshape(1, 6, 1, 1)
+GROUP_BETA = np.array([0., 1., 0., -1., 0.5, 2.]).reshape(1, 6, 1, 1)
 EPS = 1e-5  # the layers' default: the checks pass no eps
 
 
@@ -87,8 +91,7 @@ PROBES = {
     "batchnorm_forward": ("batchnorm", None, (SMALL_X, SMALL_GAMMA, SMALL_BETA)),
     "layernorm_forward": ("layernorm", None, (SMALL_X, SMALL_GAMMA, SMALL_BETA)),
     "spatial_batchnorm_forward": ("spatial_batchnorm", None, (SPATIAL_X, SPATIAL_GAMMA, SPATIAL_BETA)),
-    "spatial_groupnorm_forward": ("groupnorm", 2, (SPATIAL_X, SPATIAL_GAMMA.reshape(1, 4, 1, 1),
-                                                   SPATIAL_BETA.reshape(1, 4, 1, 1))),
+    "spatial_groupnorm_forward": ("groupnorm", 2, (GROUP_X, GROUP_GAMMA, GROUP_BETA)),
     "batchnorm_backward": ("batchnorm", None, gradient_inputs(2, (4, 5), (5,))),
     "batchnorm_backward_alt": ("batchnorm", None, gradient_inputs(3, (8, 5), (5,))),
     "layernorm_backward": ("layernorm", None, gradient_inputs(6, (4, 5), (5,))),
@@ -401,13 +404,15 @@ def spatial_batchnorm_gradients(layers):
 
 @public_check("spatial_groupnorm_forward")
 def spatial_groupnorm_published_example(layers):
-    """a small published example (G = 2)"""
+    """a small published example (G = 2 groups of 3 channels)"""
     x, gamma, beta = probe_inputs("spatial_groupnorm_forward")
     out, _ = layers.spatial_groupnorm_forward(x, gamma, beta, 2, {})
-    expected_sample1 = np.array([[-1.42927615, -0.88528110, -0.31993948],
-                                 [1.53194232, 2.74350508, 3.99354606],
-                                 [-0.71980021, -0.44159217, -0.15596309],
-                                 [-0.72620195, -0.12636051, 0.48727339]])
+    expected_sample1 = np.array([[-1.50690177, -1.15151175, -0.78664190],  # PyTorch's F.group_norm
+                                 [0.17493520, 0.94118788, 1.72505941],
+                                 [0.38154058, 0.58603341, 0.79465810],
+                                 [-2.51945109, -2.15455029, -1.78307382],
+                                 [0.90513609, 0.52084572, 0.13030604],
+                                 [3.14957674, 3.75369794, 4.36676990]])
     return _published(out, expected_sample1, "spatial_groupnorm_forward", (1, ..., 0))
 
 

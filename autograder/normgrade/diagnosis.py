@@ -67,6 +67,10 @@ def _rows(x, G):
     return x.reshape(-1, x.shape[1])
 
 
+def _channel_rows(x, G):
+    return x.reshape(x.shape[1], -1)
+
+
 _2D = {
     "per feature": (_same, (0,), "per feature, over the batch"),
     "per example": (_same, (1,), "per example, over its features"),
@@ -84,19 +88,31 @@ _4D = {
     "groups": (_groups, (2, 3, 4), "per example and group of C // G contiguous channels"),
     "interleaved groups": (_interleaved, (1, 3, 4), "per example and interleaved group (channel c in group c % G)"),
     "pixel groups": (_groups, (2,), "per pixel over the group's C // G channels only (not over H and W)"),
+    "interleaved pixel groups": (_interleaved, (1,), "per pixel over an interleaved group's channels only (channel c "
+                                                     "in group c % G, not over H and W)"),
     "groups over N": (_groups, (0, 2, 3, 4), "per group over the whole batch"),
     "G channels per group": (_interleaved, (2, 3, 4), "per example over groups of G contiguous channels (G read as "
                                                       "the size of a group: there are G groups of C // G channels)"),
 }
-LAYOUTS = {**_2D, **_4D}
+# Spatial batch norm's own confusions: a channel's statistics split by column, or taken over the rows of a
+# (C, N*H*W) reshape that never moved the channels first (with N == C, those rows are the examples: layer norm's
+# statistics, which no output can tell from them there, so neither is named).
+_SBN = {
+    "per channel and column": (_same, (0, 2), "per (channel, column), over N and H only"),
+    "channel rows": (_channel_rows, (1,), "per row of a (C, N*H*W) reshape of x whose channels were not moved to the "
+                                          "first axis (each row mixes examples and channels)"),
+}
+LAYOUTS = {**_2D, **_4D, **_SBN}
 
 # The right layout of each layer, and the layouts a student's code might use instead.
 LAYER_LAYOUTS = {
     "batchnorm": ("per feature", tuple(_2D)),
     "layernorm": ("per example", tuple(_2D)),
-    "spatial_batchnorm": ("per channel", tuple(k for k in _4D if "group" not in k)),
+    "spatial_batchnorm": ("per channel", tuple(k for k in _4D if "group" not in k) + tuple(_SBN)),
     "groupnorm": ("groups", tuple(_4D)),
 }
+# The layouts whose statistics have one value per channel: those running statistics can be kept with.
+SBN_RUNNING_LAYOUTS = ("per channel", "no transpose", "channel rows")
 
 EPS_PLACES = ("inside", "outside", "missing", "minus")
 AFFINES = ("both", "gamma only", "beta only", "neither", "minus beta")
@@ -165,7 +181,7 @@ def forward_hypotheses(layer, x, gamma, beta, eps, G=None, eps_given=True):
     for (layout, mean_only, unbiased), place, (eps_part, eps_value), affine in itertools.product(
             statistics, EPS_PLACES[:3], eps_values, affines):
         v, mean, var, view_layout = statistics[layout, mean_only, unbiased]
-        if view_layout == "no transpose" and affine == "tiled":
+        if view_layout in ("no transpose", "channel rows") and affine == "tiled":
             continue  # rows of C columns have no channel order to get wrong
         x_hat = (v - mean) * _inv_std(var, eps_value, place)
         parts = _parts(statistics=None if layout == right or mean_only else layout,
@@ -202,6 +218,8 @@ def _scaled(x_hat, gamma, beta, affine, layout, shape):
     """The affine output of a normalized view: in x's layout, or in the rows' (C columns) without the transpose."""
     if layout == "no transpose":  # gamma and beta then scale the columns of the wrongly reshaped rows
         return _affine(x_hat, np.reshape(gamma, -1), np.reshape(beta, -1), affine).reshape(shape)
+    if layout == "channel rows":  # ... or its rows
+        return _affine(x_hat.T, np.reshape(gamma, -1), np.reshape(beta, -1), affine).T.reshape(shape)
     return _affine(x_hat.reshape(shape), gamma, beta, affine)
 
 
@@ -233,6 +251,19 @@ def test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts
                        affine=None if affine == "both" else affine, square_root=None if root else "missing")
         found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, layout, shape)))
     return found
+
+
+def train_with_running_hypotheses(x, gamma, beta, momentum, eps, layouts=("per feature",), eps_given=True):
+    """
+    Train-mode outputs of code that normalizes a train batch with the running
+    statistics, updated from zero by this batch (momentum * 0 + (1 - momentum)
+    * the batch's), as test mode would: every test-mode variant of them.
+    """
+    _, mean, var = _statistics(x, layouts[0], None)
+    running_mean, running_var = (1 - momentum) * mean.reshape(-1), (1 - momentum) * var.reshape(-1)
+    return [Hypothesis(tuple(sorted((("train statistics", "running"),) + h.parts)), h.value)
+            for h in test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts, eps_given)
+            if ("test statistics", "test batch") not in h.parts and ("output", "x") not in h.parts]
 
 
 def running_hypotheses(xs, running_mean, running_var, momentum, eps, which, layouts=("per feature",)):
@@ -403,6 +434,8 @@ PHRASES = {
     "test statistics test batch": "test mode normalizes with the statistics of the test batch; it must use the "
                                   "running mean and variance",
     "test mode updates": "test mode changes the running statistics; only train mode updates them",
+    "train statistics running": "train mode normalizes with the running statistics; it must use the batch's own "
+                                "mean and variance (the running ones are for test mode)",
     "momentum reversed": "the momentum is reversed: running = momentum * running + (1 - momentum) * batch statistic",
     "running variance unbiased": "the running variance is updated with the unbiased variance; use the biased "
                                  "one, as in the normalization",
@@ -624,6 +657,8 @@ def repeated_dx(b, layout):
     shape = np.shape(b.x)
     if layout == "no transpose":  # gamma scales the columns of the wrongly reshaped rows, as in that forward pass
         dx_hat = view(np.asarray(b.dout, dtype=np.float64), b.G) * np.reshape(b.gamma, -1)
+    elif layout == "channel rows":  # ... or the rows
+        dx_hat = view(np.asarray(b.dout, dtype=np.float64), b.G) * np.reshape(b.gamma, (-1, 1))
     else:
         dx_hat = view(np.asarray(b.dout * b.gamma, dtype=np.float64), b.G)
     mean_of = lambda a: a.mean(axis=axes, keepdims=True)  # noqa: E731
@@ -641,7 +676,11 @@ def _probe(quantity, i, call):
     if quantity in ("bn_train_out", "bn_n1_out", "bn_f32_out"):
         x = {"bn_train_out": i["bn_x"], "bn_n1_out": i["bn_n1_x"],
              "bn_f32_out": i["bn_big_x"].astype(np.float32)}[quantity]
-        return forward_hypotheses(bn[0], x, bn[1], bn[2], eps, eps_given="eps" in call), "batchnorm"
+        found = forward_hypotheses(bn[0], x, bn[1], bn[2], eps, eps_given="eps" in call)
+        if quantity == "bn_train_out":  # bn_param starts without running statistics: they start at zero
+            found += train_with_running_hypotheses(x, bn[1], bn[2], call.get("momentum", DEFAULT_MOMENTUM), eps,
+                                                   eps_given="eps" in call)
+        return found, "batchnorm"
     if quantity == "bn_square_out":
         return forward_hypotheses("batchnorm", i["bn_square_x"], bn[1], bn[2], eps, eps_given="eps" in call), "batchnorm"
     if quantity == "ln_square_out":
@@ -663,7 +702,7 @@ def _probe(quantity, i, call):
         else:
             xs = [i["bn_x"]] if quantity.startswith("bn_train") else [i["sbn_x"]]
             start = (np.zeros(xs[0].shape[1]),) * 2
-        layouts = ("per channel", "no transpose") if quantity.startswith("sbn") else ("per feature",)
+        layouts = SBN_RUNNING_LAYOUTS if quantity.startswith("sbn") else ("per feature",)
         momentum = call.get("momentum", DEFAULT_MOMENTUM)
         return running_hypotheses(xs, *start, momentum, eps, which, layouts), None
     if quantity.startswith("bn_test_running_"):
@@ -679,7 +718,7 @@ def _probe(quantity, i, call):
                                     eps_given="eps" in call), "batchnorm"
     if quantity == "sbn_test_out":
         return test_mode_hypotheses(i["sbn_test_x"], _channels(i["sbn_gamma"]), _channels(i["sbn_beta"]),
-                                    i["sbn_test_rm"], i["sbn_test_rv"], eps, ("per channel", "no transpose"),
+                                    i["sbn_test_rm"], i["sbn_test_rv"], eps, SBN_RUNNING_LAYOUTS,
                                     eps_given="eps" in call), "spatial_batchnorm"
     if quantity in ("ln_out", "ln_f32_out", "ln_single_out"):
         x = {"ln_out": i["ln_x"], "ln_f32_out": i["ln_big_x"].astype(np.float32), "ln_single_out": i["ln_single_x"]}
@@ -687,8 +726,12 @@ def _probe(quantity, i, call):
                                   eps_given="eps" in call), "layernorm"
     if quantity in ("sbn_train_out", "sbn_f32_out"):
         x = i["sbn_x"] if quantity == "sbn_train_out" else i["sbn_big_x"].astype(np.float32)
-        return forward_hypotheses("spatial_batchnorm", x, _channels(i["sbn_gamma"]),
-                                  _channels(i["sbn_beta"]), eps, eps_given="eps" in call), "spatial_batchnorm"
+        gamma, beta = _channels(i["sbn_gamma"]), _channels(i["sbn_beta"])
+        found = forward_hypotheses("spatial_batchnorm", x, gamma, beta, eps, eps_given="eps" in call)
+        if quantity == "sbn_train_out":
+            found += train_with_running_hypotheses(x, gamma, beta, call.get("momentum", DEFAULT_MOMENTUM), eps,
+                                                   SBN_RUNNING_LAYOUTS, eps_given="eps" in call)
+        return found, "spatial_batchnorm"
     if quantity == "gn_f32_out":
         return forward_hypotheses("groupnorm", i["gn_big_x"].astype(np.float32), i["gn_gamma"], i["gn_beta"], eps,
                                   G=call["groups"]), "groupnorm"
