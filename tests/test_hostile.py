@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from processes import live_pids
 
@@ -512,6 +513,83 @@ def test_the_directional_points_never_reach_the_backward_pass_worker(data):
     assert stacks and not stacks & set(main_inputs) and set(isolated_inputs) == stacks
     assert all(c["recipe"] == "forward_many" for c in isolated_calls)
     assert {c["recipe"] for c in main_calls if c["id"].startswith("spatial_groupnorm_backward")} >= {"backward_at"}
+
+
+MEMORY_SCAN = textwrap.dedent('''
+    import os as _os, tempfile as _tempfile
+    import numpy as _np
+
+    MARK = [1234.5, 2345.25, 3456.125, 4567.0625]  # what the backward pass returns, to look for later
+
+    def _in_memory(values):
+        """Whether four consecutive float64 values are anywhere in this process's readable memory."""
+        with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
+            for line in maps:
+                fields = line.split()
+                start, end = (int(a, 16) for a in fields[0].split("-"))
+                if not fields[1].startswith("r") or end - start > (256 << 20) or fields[-1].startswith("[v"):
+                    continue
+                try:
+                    mem.seek(start)
+                    chunk = mem.read(end - start)
+                except (OSError, ValueError, OverflowError):
+                    continue
+                a = _np.frombuffer(chunk, "<f8", len(chunk) // 8)
+                for i in _np.flatnonzero(a[:-3] == values[0]):
+                    if a[i + 1] == values[1] and a[i + 2] == values[2] and a[i + 3] == values[3]:
+                        return True
+        return False
+
+    def _parent_memory_readable():
+        try:
+            with open(f"/proc/{_os.getppid()}/mem", "rb", 0) as mem:
+                mem.read(1)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def batchnorm_forward(x, gamma, beta, bn_param):  # in the isolated worker: what of the first is there?
+        out = _np.zeros_like(x)
+        out.flat[:5] = [_in_memory(DOUT), _in_memory(MARK), _os.path.exists(_os.path.join(_tempfile.gettempdir(), "note")),
+                        _parent_memory_readable(), _in_memory(SECRET)]
+        return out, None
+
+    def batchnorm_backward(dout, cache):  # in the first worker: leaves a note, and looks for the secret points
+        open(_os.path.join(_tempfile.gettempdir(), "note"), "w").write("from the backward pass")
+        dx = _np.zeros_like(dout)
+        dx.flat[:7] = MARK + [_in_memory(SECRET), _in_memory(DOUT), _parent_memory_readable()]
+        return dx, _np.zeros(dout.shape[1]), _np.zeros(dout.shape[1])
+    ''')
+
+
+def test_a_worker_holds_nothing_of_the_other_and_cannot_read_their_session(tmp_path, data, sandbox):
+    """
+    One sandbox per submission, its workers forked one after the other
+    (worker.serve_session): the backward pass's worker, scanning all of its
+    memory, finds its own dout there (the scan works) but not the secret
+    points of the directional derivative; the isolated forward pass's worker,
+    scanning its memory, finds the points it was sent but neither that dout
+    nor what the backward pass returned, nor the note it left in its /tmp;
+    and neither can read the memory of the process that forks them.
+    """
+    inputs = data.all_inputs
+    needle = lambda name: [float(v) for v in inputs[name].flat[:4]]  # noqa: E731
+    source = (SOLUTION_LAYERS.read_text() + f"\nDOUT = {needle('large_2d_dout')!r}\n"
+              f"SECRET = {[float(v) for v in inputs['large_2d_x_stack'][0].flat[:4]]!r}\n" + MEMORY_SCAN)
+    (tmp_path / "layers.py").write_text(source)
+    calls = [dict(c, id=f"batchnorm_backward/{i}") for i, c in enumerate(checks._large_calls("batchnorm_backward"))]
+    values = collect(tmp_path / "layers.py", calls, inputs, sandbox, Limits(call_seconds=60, cpu_seconds=120))
+    dx = values["batchnorm_backward_large_dx"]
+    assert isinstance(dx, np.ndarray), dx
+    assert list(dx.flat[:4]) == [1234.5, 2345.25, 3456.125, 4567.0625]
+    secret_seen, dout_seen, parent_read = dx.flat[4:7]
+    assert dout_seen == 1, "the memory scan does not work: it should find the worker's own dout"
+    assert secret_seen == 0 and parent_read == 0
+    outputs = values["batchnorm_backward_large_outputs"]
+    assert isinstance(outputs, np.ndarray), outputs
+    dout_seen, mark_seen, note_seen, parent_read, points_seen = outputs[0].flat[:5]
+    assert points_seen == 1, "the memory scan does not work: it should find the points it was sent"
+    assert (dout_seen, mark_seen, note_seen, parent_read) == (0, 0, 0, 0)
 
 
 SNOOP = textwrap.dedent('''

@@ -3,7 +3,8 @@ Running the sandboxed worker (normgrade.worker) on a student's layers.py.
 
 A run gets a private folder holding worker.py and a fresh copy of the
 provided normlab package with the student's layers.py, and starts
-`python -I -B worker.py MODE` under bubblewrap:
+`python -I -B worker.py MODE` under bubblewrap (in mode "calls", one for the
+whole submission: its workers are forked in it, worker.serve_session):
 
 - read-only: the system's /usr (and its /lib, /bin links), the Python
   environment grading runs in (sys.prefix, sys.base_prefix), and the private
@@ -27,8 +28,9 @@ runs the worker without bubblewrap as that unprivileged user, with the same
 rlimits, seccomp allow-list (no socket of any kind, no io_uring) and private
 folder. It first takes write access away from that user everywhere on the
 machine, /tmp included (take_write_access_away: for a disposable container
-only), so the one place a worker can write is a folder made anew for it and
-removed before the next starts: nothing a worker writes reaches the next.
+only), so the one place a worker can write is a folder made anew for each
+sandbox and wiped before the next worker is forked: nothing a worker writes
+reaches the next.
 What it must not read (the expected values, the grader's code, the results)
 is kept from it by file permissions, which the caller sets. Its files are
 limited one by one (RLIMIT_FSIZE), not together. `Sandbox(unsandboxed=True)`
@@ -274,15 +276,19 @@ class Sandbox:
     def _popen(self, command, folder, limits, extra_env=None, graded=False):
         """
         Start `command` (argv inside the sandbox, cwd /sandbox). Returns the
-        process, the read end of its result pipe and the read end of bwrap's
-        info pipe (which names the worker's host PID).
+        process, the read ends of its result pipe and of its status pipe
+        (graded: a session's, worker.serve_session), and the read end of
+        bwrap's info pipe (which names the worker's host PID).
         """
         env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp", **(extra_env or {})}
         read_end, write_end = os.pipe()
         info_read, info_write = os.pipe()  # bwrap writes {"child-pid": host pid of the worker} here
+        status_read, status_write = os.pipe() if graded else (None, None)
         env[worker.RESULT_FD] = str(write_end)
+        if graded:
+            env[worker.STATUS_FD] = str(status_write)
         env[worker.LIBRARIES] = _libraries()
         try:
             preexec = _no_core_files
@@ -297,7 +303,8 @@ class Sandbox:
                 preexec = functools.partial(_become, uid, gid)
             elif self.unsandboxed:
                 argv = [arg.replace(MOUNT, str(folder)) for arg in command]
-                cwd, env = str(folder), dict(env, HOME=str(folder), MPLCONFIGDIR=str(folder), TMPDIR=str(folder))
+                scratch = Path(tempfile.mkdtemp(dir=folder, prefix=SCRATCH_PREFIX))  # wiped between workers
+                cwd, env = str(folder), dict(env, HOME=str(scratch), MPLCONFIGDIR=str(scratch), TMPDIR=str(scratch))
             else:
                 argv = self._bwrap_argv(limits, graded) + ["--info-fd", str(info_write)]
                 argv += ["--ro-bind", str(folder), MOUNT, "--chdir", MOUNT, "--remount-ro", "/"]
@@ -306,16 +313,20 @@ class Sandbox:
                 argv += command
                 cwd, env = "/", {}
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE, pass_fds=[write_end, info_write],
+                                       stderr=subprocess.PIPE,
+                                       pass_fds=[fd for fd in (write_end, info_write, status_write) if fd is not None],
                                        preexec_fn=preexec, start_new_session=True)
             _LIVE.add(process.pid)
         except BaseException:
-            os.close(info_read)
+            for fd in (read_end, info_read, status_read):
+                if fd is not None:
+                    os.close(fd)
             raise
         finally:
-            os.close(write_end)
-            os.close(info_write)
-        return process, read_end, info_read
+            for fd in (write_end, info_write, status_write):
+                if fd is not None:
+                    os.close(fd)
+        return process, read_end, status_read, info_read
 
     def self_test(self, limits=Limits()):
         """None if a worker starts, sets up its limits and imports the stub package; else what went wrong."""
@@ -340,8 +351,8 @@ class Sandbox:
     def start(self, mode, folder, limits, args=(), extra_env=None):
         """A running worker: `python -I -B worker.py MODE ARGS` in the private folder."""
         command = [os.path.normpath(sys.executable), "-I", "-B", f"{MOUNT}/worker.py", mode, *args]
-        process, read_end, info = self._popen(command, folder, limits, extra_env, graded=mode == "calls")
-        return Run(process, read_end, info, limits, sandboxed=self.bwrap is not None)
+        process, read_end, status, info = self._popen(command, folder, limits, extra_env, graded=mode == "calls")
+        return Run(process, read_end, info, limits, sandboxed=self.bwrap is not None, status_fd=status)
 
 
 @functools.cache
@@ -454,18 +465,32 @@ def kill_orphans(folder):
 
 
 class Run:
-    """A running worker: send it a request, read its frames with a deadline, kill it."""
+    """
+    A running sandbox: send it a request, read its frames with a deadline,
+    kill it. In mode "calls" it is a session (worker.serve_session): each
+    request is served by a worker of its own, forked in the sandbox after the
+    previous one exited; its exit status comes on the status pipe, so a
+    worker that dies costs a fork, not a new sandbox.
+    """
 
-    def __init__(self, process, read_end, info_fd, limits, sandboxed=True):
+    def __init__(self, process, read_end, info_fd, limits, sandboxed=True, status_fd=None):
         self.process, self.fd, self.info_fd, self.limits = process, read_end, info_fd, limits
         self.sandboxed = sandboxed
+        self.status_fd = status_fd
         self.buffer = bytearray()
+        self.status_buffer = bytearray()
         self.received = 0
+        self.exited = None  # the current worker's exit status, once the status pipe said it (a session)
 
     def send(self, data):
+        """Send a request: in a session, to the next worker (the stream stays open); else all of stdin."""
+        self.buffer.clear()
+        self.received, self.exited = 0, None
         try:
             self.process.stdin.write(data)
-            self.process.stdin.close()
+            self.process.stdin.flush()
+            if self.status_fd is None:
+                self.process.stdin.close()
         except (BrokenPipeError, OSError):
             pass  # it died already; reading says how
 
@@ -484,19 +509,68 @@ class Run:
                 del self.buffer[:used]
                 self.received += used
                 return header, arrays
+            if self.exited is not None:  # the worker is gone and its every byte was read: no frame is coming
+                raise WorkerDied(self._death(self.exited), exited=True)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise WorkerDied(f"stopped after {seconds:.1f}".rstrip("0").rstrip(".") + " s (time limit)", timed_out=True)
-            ready, _, _ = select.select([self.fd], [], [], left)
+            watched = [self.fd] + ([self.status_fd] if self.status_fd is not None else [])
+            ready, _, _ = select.select(watched, [], [], left)
+            if self.status_fd in ready:
+                self._read_status()
+                continue
             if not ready:
                 continue
-            chunk = os.read(self.fd, 1 << 20)
-            if chunk:
-                self.buffer += chunk
-                if len(self.buffer) + self.received > self.limits.result_bytes:
-                    raise WorkerDied(f"sent more than {self.limits.result_bytes >> 20} MiB of results")
-                continue
+            self._read_results()
+
+    def _read_results(self, block=True):
+        """Append what the result pipe holds to the buffer; WorkerDied when it ended (the sandbox is gone)."""
+        if not block and not select.select([self.fd], [], [], 0)[0]:
+            return False
+        chunk = os.read(self.fd, 1 << 20)
+        if not chunk:
             raise WorkerDied(self._death())
+        self.buffer += chunk
+        if len(self.buffer) + self.received > self.limits.result_bytes:
+            raise WorkerDied(f"sent more than {self.limits.result_bytes >> 20} MiB of results")
+        return True
+
+    def _read_status(self):
+        """The worker's exit status from the status pipe; then everything it wrote is read from the result pipe."""
+        chunk = os.read(self.status_fd, 4096)
+        if not chunk:
+            raise WorkerDied(self._death())
+        self.status_buffer += chunk
+        frame = worker.decode_frame(self.status_buffer, 1 << 16)
+        if frame is None:
+            return
+        header, _, used = frame
+        del self.status_buffer[:used]
+        while self._read_results(block=False):  # the worker has exited: all it wrote is in the pipe already
+            pass
+        self.exited = int(header.get("status", -1))
+
+    def wait_exit(self, seconds):
+        """
+        In a session, after a worker's last result: discard what else it
+        writes and wait for its exit status. True once it has exited (the
+        next request goes to a new worker); False if it did not in `seconds`
+        (close the session then).
+        """
+        deadline = time.monotonic() + seconds
+        try:
+            while self.exited is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.fd, self.status_fd], [], [], left)[0]:
+                    return False
+                if select.select([self.status_fd], [], [], 0)[0]:
+                    self._read_status()
+                else:
+                    self._read_results()
+                    self.buffer.clear()
+        except WorkerDied:
+            return False
+        return True
 
     def read_all(self, seconds):
         """Everything until the worker closes fd 3 (notebook mode); raises WorkerDied on time or size."""
@@ -515,12 +589,13 @@ class Run:
             if len(self.buffer) > self.limits.result_bytes:
                 raise WorkerDied(f"sent more than {self.limits.result_bytes >> 20} MiB")
 
-    def _death(self):
-        """What ended the worker, in words."""
-        try:
-            code = self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            return "closed its result pipe and kept running"
+    def _death(self, code=None):
+        """What ended the worker (of a session: its exit status `code`), in words."""
+        if code is None:
+            try:
+                code = self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                return "closed its result pipe and kept running"
         if code < 0 or code > 128:  # killed by a signal (bwrap reports 128 + signal)
             number = -code if code < 0 else code - 128
             name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
@@ -566,9 +641,15 @@ class Run:
         except subprocess.TimeoutExpired:
             pass
         _LIVE.discard(self.process.pid)
-        for fd in (self.fd, self.info_fd):
+        for fd in (self.fd, self.info_fd, self.status_fd):
             try:
-                os.close(fd)
+                if fd is not None:
+                    os.close(fd)
+            except OSError:
+                pass
+        if self.process.stdin:
+            try:
+                self.process.stdin.close()
             except OSError:
                 pass
         if self.process.stderr:
@@ -578,6 +659,7 @@ class Run:
 class WorkerDied(RuntimeError):
     """The worker stopped answering; the message says how (time, signal, exit, size)."""
 
-    def __init__(self, message, timed_out=False):
+    def __init__(self, message, timed_out=False, exited=False):
         super().__init__(message)
         self.timed_out = timed_out
+        self.exited = exited  # a session's worker exited: the session goes on with the next

@@ -7,9 +7,11 @@ The trusted scorer: points and messages for one submission, decided outside the 
 score_code sends the hidden inputs to a sandboxed worker (normgrade.sandbox,
 normgrade.worker) running the student's layers.py, reads back raw values and
 scores them with normgrade.checks. It never imports or runs student code.
-The worker runs the calls in order; if it dies, hangs or floods, the call it
-was running fails with what happened and a fresh worker takes the rest, so a
-failure costs only the checks that needed that call. After a call stops on
+One sandbox serves a submission (Session): its workers are forked in it, one
+after the other. The worker runs the calls in order; if it dies, hangs or
+floods, the call it was running fails with what happened and a fresh worker
+takes the rest (forked in the same sandbox after a death, in a new sandbox
+after a hang), so a failure costs only the checks that needed that call. After a call stops on
 its time limit, the other calls of the same graded function are not run, in
 that worker or the next (the isolated one included). A module that does not
 import (or hangs while importing) fails every call, once.
@@ -140,25 +142,59 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
     deadline = time.monotonic() + budget
     hung = {}  # function -> how its call stopped on the time limit: none of its later calls runs, in any worker
     folder = sandbox.private_folder(layers_path, package_dir)
+    session = Session(sandbox, folder, limits)
     try:
         for run_calls, run_inputs in worker_runs(calls, inputs):
-            _run_calls(list(run_calls), run_inputs, folder, sandbox, limits, deadline, budget, fail, values, said,
-                       hung)
+            _run_calls(list(run_calls), run_inputs, session, limits, deadline, budget, fail, values, said, hung)
     finally:
+        session.close()
         shutil.rmtree(folder, ignore_errors=True)
     return values
+
+
+WORKER_EXIT_SECONDS = 5.0  # for a worker to exit after its last result
+
+
+class Session:
+    """
+    The sandbox of one submission (worker.serve_session): its workers are
+    forked in it one after the other. A worker that exits (done, or dead)
+    leaves the session to the next; one that hangs or breaks the protocol
+    takes the whole sandbox with it, and the next worker starts a new one.
+    """
+
+    def __init__(self, sandbox, folder, limits):
+        self.sandbox, self.folder, self.limits = sandbox, folder, limits
+        self.run = None
+
+    def worker(self, request):
+        """A new worker given `request`: forked in the running sandbox, or in a new one."""
+        if self.run is None:
+            self.run = self.sandbox.start("calls", self.folder, self.limits)
+        self.run.send(request)
+        return self.run
+
+    def finish(self):
+        """The current worker is done: wait for its exit; a worker that does not exit takes the sandbox along."""
+        if self.run is not None and not self.run.wait_exit(WORKER_EXIT_SECONDS):
+            self.close()
+
+    def close(self):
+        if self.run is not None:
+            self.run.close()
+            self.run = None
 
 
 def _function(call):
     return call["id"].split("/")[0]
 
 
-def _run_calls(pending, inputs, folder, sandbox, limits, deadline, budget, fail, values, said, hung):
+def _run_calls(pending, inputs, session, limits, deadline, budget, fail, values, said, hung):
     """
-    Run `pending` in workers started one after the other (a fresh one after
-    each failure) until done. A call of a function in `hung` (one of its
-    calls stopped on the time limit, in this worker run or an earlier one)
-    is not run: its function would most likely hang again.
+    Run `pending` in workers of the session, one after the other (a fresh
+    one after each failure) until done. A call of a function in `hung` (one
+    of its calls stopped on the time limit, in this worker run or an earlier
+    one) is not run: its function would most likely hang again.
     """
     while pending:
         for call in [c for c in pending if _function(c) in hung]:
@@ -170,12 +206,13 @@ def _run_calls(pending, inputs, folder, sandbox, limits, deadline, budget, fail,
         if left <= 0:
             fail(pending, f"was not run: the submission used up its {budget:g} s")
             return
-        run = sandbox.start("calls", folder, limits)
+        run = session.worker(_request(pending, inputs, limits))
+        worker_exited = False  # the worker's end was read: the session goes on
         try:
-            run.send(_request(pending, inputs, limits))
             try:
                 header, _ = run.next_frame(min(limits.call_seconds, left))
             except WorkerDied as err:
+                worker_exited = err.exited
                 fail(pending, f"normlab could not be imported: it {err}")
                 return
             if header.get("kind") != "ready":
@@ -183,6 +220,8 @@ def _run_calls(pending, inputs, folder, sandbox, limits, deadline, budget, fail,
                 where = "the sandbox could not be set up" if header.get("kind") == "setup_error" else \
                     "normlab could not be imported"
                 fail(pending, f"{where}: {error}")
+                session.finish()
+                worker_exited = True
                 return
             while pending:
                 call = pending[0]
@@ -190,6 +229,7 @@ def _run_calls(pending, inputs, folder, sandbox, limits, deadline, budget, fail,
                 try:
                     header, arrays = run.next_frame(wait)
                 except WorkerDied as err:
+                    worker_exited = err.exited
                     fail([pending.pop(0)], str(err), wait if err.timed_out else 0.0)
                     if err.timed_out:
                         hung[_function(call)] = str(err)
@@ -202,8 +242,12 @@ def _run_calls(pending, inputs, folder, sandbox, limits, deadline, budget, fail,
                     fail([call], _describe_error(said(header["error"]), limits))
                 else:
                     values.update(_decode_values(header, arrays, call["produces"], said))
+            else:
+                session.finish()  # every call answered: wait for the worker's exit
+                worker_exited = True
         finally:
-            run.close()
+            if not worker_exited:  # it hangs, broke the protocol or took the sandbox down: a new sandbox
+                session.close()
 
 
 def _request(calls, inputs, limits):

@@ -23,19 +23,26 @@ Message format (both directions), a sequence of frames:
 Only numeric dtypes (bool, int, uint, float, complex) cross; nothing is
 pickled, so reading a frame cannot run code.
 
-MODE "calls". The scorer writes one request frame to stdin:
+MODE "calls": one sandbox per submission (serve_session). This process
+imports NumPy once and forks the workers one after the other; it never reads
+a request itself. Each worker reads one request frame from stdin:
 
     {"kind": "request", "names": [input name per array], "calls": [call, ...]}
     call = {"id": str, "recipe": name in RECIPES, ...recipe arguments}
 
-and reads frames from the result pipe (fd $NORMGRADE_RESULT_FD): {"kind": "ready"} once normlab.layers imported
+and writes frames to the result pipe (fd $NORMGRADE_RESULT_FD): {"kind": "ready"} once normlab.layers imported
 (or {"kind": "import_error" or "setup_error", "error": text}), then per call, in order,
 
     {"kind": "result", "id": str, "error": text or null,
      "values": {quantity: {"type": "array", "index": k} | {"type": "none"}
                            | {"type": "other", "name": type name}}}
 
-with the arrays that "index" points into, then {"kind": "done"}.
+with the arrays that "index" points into, then {"kind": "done"}, and exits.
+Once it has exited (done, crashed or killed by an rlimit) and its scratch
+folder is wiped, the session writes {"kind": "exited", "status": its exit
+code, or minus the signal} to the status pipe (fd $NORMGRADE_STATUS_FD),
+which no worker holds, and forks the next; at the end of stdin the session
+ends. A worker that hangs is the scorer's to stop: it kills the sandbox.
 
 MODE "notebook LIMITS SECONDS". stdin holds a notebook (JSON text); it is
 executed with nbclient in the folder of the package, by a kernel that is this
@@ -57,6 +64,7 @@ import numpy as np
 
 LENGTH = struct.Struct(">Q")
 RESULT_FD = "NORMGRADE_RESULT_FD"  # environment variable: the fd of the result pipe
+STATUS_FD = "NORMGRADE_STATUS_FD"  # environment variable: the fd of the status pipe (mode "calls")
 LIBRARIES = "NORMGRADE_LIBRARIES"  # environment variable: JSON {"seccomp": soname, "c": soname}, found by the grader
 NUMERIC_KINDS = "biufc"
 MAX_HEADER = 1 << 20
@@ -127,6 +135,42 @@ def decode_frame(buffer, max_bytes):
             raise FrameError(f"malformed array: {err}") from err
         end += nbytes
     return header, arrays, end
+
+
+def _read_exactly(fd, count):
+    data = bytearray()
+    while len(data) < count:
+        chunk = os.read(fd, count - len(data))
+        if not chunk:
+            raise FrameError("the stream ended inside a frame" if data else "the stream ended")
+        data += chunk
+    return data
+
+
+def read_frame_from_fd(fd, max_bytes=1 << 30):
+    """
+    Read exactly one frame from a file descriptor, not a byte more: what
+    follows it in the pipe is the next reader's (a session's next worker).
+    Raises FrameError("the stream ended") at the end of the stream.
+    """
+    buffer = _read_exactly(fd, LENGTH.size)
+    (size,) = LENGTH.unpack_from(buffer)
+    if size > MAX_HEADER:
+        raise FrameTooLarge(f"a header of {size} bytes (at most {MAX_HEADER})")
+    buffer += _read_exactly(fd, size)
+    try:
+        header = json.loads(bytes(buffer[LENGTH.size:]))
+        specs = [(numeric_dtype(s["dtype"]), tuple(int(n) for n in s["shape"])) for s in header.get("arrays", [])]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+        raise FrameError(f"malformed header: {type(err).__name__}") from err
+    if any(n < 0 for _, shape in specs for n in shape):
+        raise FrameError("malformed header: a negative dimension")
+    rest = sum(dtype.itemsize * math.prod(shape) for dtype, shape in specs)
+    if len(buffer) + rest > max_bytes:
+        raise FrameTooLarge(f"a frame of {len(buffer) + rest} bytes (at most {max_bytes})")
+    buffer += _read_exactly(fd, rest)
+    header, arrays, _ = decode_frame(buffer, max_bytes)
+    return header, arrays
 
 
 def read_frame(stream, max_bytes=1 << 30):
@@ -620,8 +664,74 @@ class OnlyAllowedImports:
         return ModuleSpec(name, _UnavailableLoader(frame.f_lineno), is_package=True)
 
 
+NO_MORE_REQUESTS = 75  # a session worker's exit status when its request pipe ended: the session is over
+
+
+def serve_session(package_dir, out, status):
+    """
+    MODE "calls": one sandbox per submission. This process imports NumPy
+    once, then forks the workers one after the other; each reads its own
+    request from stdin, serves it (serve_calls) and exits. Only after one
+    has exited, and what it could write has been wiped (its scratch folder),
+    is the next forked, and its exit status written to the status pipe,
+    which no worker holds. This process never reads a request, so a worker
+    inherits no other worker's inputs (the isolated worker has not the first
+    worker's dout) and no result; it is not dumpable, so a worker (same user)
+    cannot read its memory through /proc either.
+    """
+    _set_not_dumpable()
+    scratch = os.environ.get("TMPDIR", "/tmp")
+    while True:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(status.fileno())
+                exit_with_the_grader(out.fileno())  # the parent's watcher thread is not forked with it
+                serve_calls(package_dir, out)
+            finally:
+                os._exit(0)
+        _, wait_status = os.waitpid(pid, 0)
+        _wipe(scratch)
+        code = os.waitstatus_to_exitcode(wait_status)
+        status.write(encode_frame({"kind": "exited", "status": code}))
+        status.flush()
+        if code == NO_MORE_REQUESTS:
+            return
+
+
+def _wipe(folder):
+    """Remove everything in `folder` (a worker's scratch: the one place it could write), whatever its modes."""
+    for entry in os.scandir(folder):
+        path = entry.path
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                for root, dirs, _ in os.walk(path):  # a worker may have taken its own rights away
+                    for name in dirs:
+                        os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
+                os.chmod(path, 0o700, follow_symlinks=False)
+                _remove_tree(path)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _remove_tree(path):
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            _remove_tree(entry.path)
+        else:
+            os.unlink(entry.path)
+    os.rmdir(path)
+
+
 def serve_calls(package_dir, out):
-    header, arrays = read_frame(sys.stdin.buffer)
+    try:
+        header, arrays = read_frame_from_fd(0)
+    except FrameError as err:
+        if str(err) == "the stream ended":
+            os._exit(NO_MORE_REQUESTS)
+        raise
     inputs = dict(zip(header["names"], arrays))
     try:
         apply_limits(header.get("limits", {}))
@@ -728,7 +838,7 @@ def main(argv):
     out = os.fdopen(int(os.environ.pop(RESULT_FD)), "wb")
     exit_with_the_grader(out.fileno())
     if mode == "calls":
-        serve_calls(package_dir, out)
+        serve_session(package_dir, out, os.fdopen(int(os.environ.pop(STATUS_FD)), "wb"))
     elif mode == "notebook":
         execute_notebook(package_dir, out, json.loads(argv[2]), float(argv[3]))
     else:
