@@ -764,7 +764,24 @@ OTHER_LAYOUTS = (
         cache = (x, mu, var, eps, gamma, x_hat)"""}),
         spatial({"train statistics: running"})),
 )
-FOUND += REPEATED + OTHER_LAYOUTS
+# Found in unseen public code (issue 31's measure): test mode that updates the running statistics first, and a
+# backward pass whose second mistake (float64 for float32) hides behind its first.
+LATER = (
+    Entry("the running statistics updated before the mode is looked at", bn(**{
+        "    out, cache = None, None\n    if mode == \"train\":\n        mu = np.mean(x, axis=0)\n"
+        "        var = np.var(x, axis=0)\n":
+        "    out, cache = None, None\n    mu = np.mean(x, axis=0)\n    var = np.var(x, axis=0)\n"
+        "    running_mean = momentum * running_mean + (1 - momentum) * mu\n"
+        "    running_var = momentum * running_var + (1 - momentum) * var\n    if mode == \"train\":\n",
+        "        running_mean = momentum * running_mean + (1 - momentum) * mu\n"
+        "        running_var = momentum * running_var + (1 - momentum) * var\n": ""}),
+        {BNF: {"test statistics: updated", "test mode: updates"}, SBF: {"test statistics: updated"}}),
+    Entry("layer norm backward with an eps of its own, and float64 for float32", ln(**{
+        "    x, mu, var, std, x_hat, gamma, eps = cache": "    x, mu, var, std, x_hat, gamma, _ = cache\n    eps = 1e-5",
+        "    dx_hat = dout * gamma": "    dx_hat = np.zeros(dout.shape) + dout * gamma"}),
+        {LNB: {"dx eps: default", "dtype: float64 for float32"}}),
+)
+FOUND += REPEATED + OTHER_LAYOUTS + LATER
 # Right code in the same styles: every point earned.
 FOUND_CORRECT = (
     Entry("group norm through columns, transposed back", gn(forward=GN_THROUGH_COLUMNS)),

@@ -779,9 +779,10 @@ def score(function, values, data):
 def _value_reason(check, function, values, data, gradient_reason):
     """
     (why a value check fails or None, the mistake keys) of one value check:
-    its first wrong quantity, and each later one whose diagnosis (a key not
-    said yet) adds a mistake of its own (a running mean of the wrong shape
-    and a running variance updated with the standard deviation).
+    its first wrong quantity, and each later one whose diagnosis or dtype (a
+    key not said yet) adds a mistake of its own (a running mean of the wrong
+    shape and a running variance updated with the standard deviation; dx
+    wrong with eps = 0.01 and float64 for float32 input).
     """
     reasons, keys = [], []
     for quantity in check.quantities:
@@ -792,7 +793,8 @@ def _value_reason(check, function, values, data, gradient_reason):
         if problem:
             text, mistake = explain(function, quantity, value, values, data, check, gradient_reason)
             new = [k for k in mistake.split("; ") if k and k not in keys]
-            if not reasons or (". Diagnosis: " in text and new and not set(new) & set(NOT_OWN_MISTAKES)):
+            own = ". Diagnosis: " in text or mistake.startswith("dtype: ")  # a diagnosis, or a dtype it lost
+            if not reasons or (own and new and not set(new) & set(NOT_OWN_MISTAKES)):
                 reasons.append(f"{quantity} {problem}{text}")
                 keys += new
     if reasons:

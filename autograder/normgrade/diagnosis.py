@@ -223,30 +223,35 @@ def _scaled(x_hat, gamma, beta, affine, layout, shape):
     return _affine(x_hat.reshape(shape), gamma, beta, affine)
 
 
-def test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts=("per feature",), eps_given=True):
+def test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts=("per feature",), eps_given=True,
+                         momentum=DEFAULT_MOMENTUM):
     """
-    Batch norm test-mode outputs: running or batch statistics, eps, affine;
-    the first layout is the right one (the running statistics have one value
-    per column of its view).
+    Batch norm test-mode outputs: running or batch statistics (or the
+    running ones first updated with the test batch, as in a train step),
+    eps, affine; the first layout is the right one (the running statistics
+    have one value per column of its view).
     """
     found = [Hypothesis(_parts(output="x"), np.asarray(x, dtype=np.float64))]
     shape = np.shape(x)
     eps_values = [(None, eps)] + ([("default", DEFAULT_EPS)] if eps_given and eps != DEFAULT_EPS else [])
     batch = {layout: _statistics(x, layout, None) for layout in layouts}
     for layout, stats, place, (eps_part, eps_value), affine, root in itertools.product(
-            layouts, ("running", "batch"), EPS_PLACES[:3], eps_values, AFFINES, (True, False)):
+            layouts, ("running", "batch", "updated"), EPS_PLACES[:3], eps_values, AFFINES, (True, False)):
         if not root and place == "outside":
             continue
         v, batch_mean, batch_var = batch[layout]
         axes = LAYOUTS[layout][1]
         keep = [1 if a in axes else n for a, n in enumerate(v.shape)]
-        mean, var = ((np.reshape(running_mean, keep), np.reshape(running_var, keep)) if stats == "running"
-                     else (batch_mean, batch_var))
+        mean, var = np.reshape(running_mean, keep), np.reshape(running_var, keep)
+        if stats == "batch":
+            mean, var = batch_mean, batch_var
+        elif stats == "updated":
+            mean, var = momentum * mean + (1 - momentum) * batch_mean, momentum * var + (1 - momentum) * batch_var
         # Without the square root: divided by the variance itself (code whose running "variance" holds a std).
         x_hat = (v - mean) * (_inv_std(var, eps_value, place) if root else
                               1.0 / (var + (eps_value if place == "inside" else 0.0)))
         parts = _parts(statistics=None if layout == layouts[0] else layout,
-                       test_statistics=None if stats == "running" else "test batch",
+                       test_statistics={"running": None, "batch": "test batch", "updated": "updated"}[stats],
                        eps=None if place == "inside" else place, eps_value=eps_part if place != "missing" else None,
                        affine=None if affine == "both" else affine, square_root=None if root else "missing")
         found.append(Hypothesis(parts, _scaled(x_hat, gamma, beta, affine, layout, shape)))
@@ -263,7 +268,7 @@ def train_with_running_hypotheses(x, gamma, beta, momentum, eps, layouts=("per f
     running_mean, running_var = (1 - momentum) * mean.reshape(-1), (1 - momentum) * var.reshape(-1)
     return [Hypothesis(tuple(sorted((("train statistics", "running"),) + h.parts)), h.value)
             for h in test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts, eps_given)
-            if ("test statistics", "test batch") not in h.parts and ("output", "x") not in h.parts]
+            if not any(part == "test statistics" for part, _ in h.parts) and ("output", "x") not in h.parts]
 
 
 def running_hypotheses(xs, running_mean, running_var, momentum, eps, which, layouts=("per feature",)):
@@ -434,6 +439,8 @@ PHRASES = {
     "test statistics test batch": "test mode normalizes with the statistics of the test batch; it must use the "
                                   "running mean and variance",
     "test mode updates": "test mode changes the running statistics; only train mode updates them",
+    "test statistics updated": "test mode first updates the running statistics with the test batch, then "
+                               "normalizes with them; only train mode updates them, test mode uses them as they are",
     "train statistics running": "train mode normalizes with the running statistics; it must use the batch's own "
                                 "mean and variance (the running ones are for test mode)",
     "momentum reversed": "the momentum is reversed: running = momentum * running + (1 - momentum) * batch statistic",
@@ -474,8 +481,8 @@ PHRASES = {
     "centring uncentred everywhere": "dx uses x where it needs x - mean, in the variance term and in its factor: "
                                      "x_hat = (x - mean) / std",
     "affine minus beta": "beta is subtracted: out = gamma * x_hat + beta",
-    "affine tiled": "gamma and beta are expanded with the channels in the wrong order (np.tile where np.repeat "
-                    "belongs): entry k of an example's C * H * W values gets gamma[k % C]; each channel's H * W "
+    "affine tiled": "gamma and beta are expanded with the channels in the wrong order: entry k of an example's "
+                    "C * H * W values gets gamma[k % C] (as np.tile(gamma, H * W) would give); each channel's H * W "
                     "entries take that channel's gamma",
     "affine per row": "gamma and beta are applied per example (along the rows), which only a square batch (N = D) "
                       "allows: they belong to the features, out = gamma * x_hat + beta with gamma of shape (D,)",
