@@ -1,25 +1,32 @@
 """The `normgrade` command: staff tooling for the normalization assignment."""
 import argparse
+import importlib
 import sys
 import warnings
 
-from . import autograde, demo, expected, export, feedback, gradescope, release, report, similarity, status, stubs
+# command -> the module that implements it (its add_parser and run). Only the chosen command's module is
+# imported: grading one submission does not pay for the report's plots or the similarity check.
+COMMANDS = {"stubs": "stubs", "expected": "expected", "release": "release", "grade": "autograde",
+            "status": "status", "report": "report", "similarity": "similarity", "feedback": "feedback",
+            "export": "export", "gradescope": "gradescope", "demo": "demo"}
 
-COMMANDS = (stubs, expected, release, autograde, status, report, similarity, feedback, export, gradescope, demo)
 
-
-def build_parser():
+def build_parser(only=None):
+    """The parser of every command, or of the command `only` alone (the others are not imported)."""
     parser = argparse.ArgumentParser(prog="normgrade", description=__doc__)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.add_parser(subparsers)
+    for command, module in COMMANDS.items():
+        if only in (None, command):
+            importlib.import_module(f"normgrade.{module}").add_parser(subparsers)
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     # nbgrader's own Gradebook.update_or_create_submission triggers these SQLAlchemy notices on every submission.
     warnings.filterwarnings("ignore", message="Object of type <Submitted", module="nbgrader")
-    args = build_parser().parse_args(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)  # no top-level option takes a value
+    args = build_parser(chosen if chosen in COMMANDS else None).parse_args(argv)
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:  # SandboxUnavailable is a RuntimeError
