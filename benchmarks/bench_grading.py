@@ -59,6 +59,29 @@ def _class(release, root, keys, size):
     return folders
 
 
+def round_trips(function, *args):
+    """(SQL statements, commits) every SQLAlchemy engine of this process issued while function(*args) ran."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    counts = {"statements": 0, "commits": 0}
+
+    def statement(*_):
+        counts["statements"] += 1
+
+    def commit(*_):
+        counts["commits"] += 1
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "commit", commit)
+    try:
+        function(*args)
+    finally:
+        event.remove(Engine, "before_cursor_execute", statement)
+        event.remove(Engine, "commit", commit)
+    return counts["statements"], counts["commits"]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--class-size", type=int, default=8)
@@ -103,6 +126,8 @@ def main(argv=None):
         profile = cProfile.Profile()
         task = Task(str(course), db_url(course), "profiled", str(folders[0]), "profiled", "bench", regrade=True)
         profile.runcall(grade_submission, task)
+        statements, commits = round_trips(grade_submission, Task(str(course), db_url(course), "counted", str(folders[0]),
+                                                                 "counted", "bench"))
         stream = io.StringIO()
         pstats.Stats(profile, stream=stream).strip_dirs().sort_stats("cumulative").print_stats(16)
     finally:
@@ -129,6 +154,8 @@ def main(argv=None):
         "| --- | ---: | ---: |",
     ]
     lines += [f"| {label} | {value:.2f} | {value / floor:.1f} |" for label, value in rows]
+    lines += ["", f"Gradebook round trips of one submission graded for the first time (SQLite): {statements} SQL "
+              f"statements in {commits} commits.", ""]
     lines += ["", "Per submission by kind (seconds): " + ", ".join(
         f"{kind} {statistics.median(v):.2f}" for kind, v in sorted(by_kind.items())), "",
         "Profile of one submission (`grade_submission`, no execution), by cumulative time:", "", "```",

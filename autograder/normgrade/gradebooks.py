@@ -26,7 +26,7 @@ import threading
 
 _LOCK = threading.Lock()  # the state below
 _FIRST = threading.Lock()  # one first __init__ at a time: one engine per URL, never two
-_STATE = {"depth": 0, "pid": None, "engines": {}, "original": None}
+_STATE = {"depth": 0, "pid": None, "engines": {}, "original": None, "courses": set()}
 _INHERITED = []  # a forked child's copies of its parent's engines: kept, so that collecting them never
 # closes the parent's connections
 
@@ -52,7 +52,10 @@ def _shared_init(self, db_url, course_id="default_course", authenticator=None):
                 _STATE["engines"][db_url] = engine
     self.engine = engine
     self.db = scoped_session(sessionmaker(autoflush=True, bind=engine, future=True))
-    self.check_course(course_id=course_id)
+    if (db_url, course_id) not in _STATE["courses"]:  # nbgrader's check_course queries and commits each time
+        self.check_course(course_id=course_id)
+        with _LOCK:
+            _STATE["courses"].add((db_url, course_id))
     self.course_id = course_id
     self.authenticator = authenticator
     self._normgrade_shared = True
@@ -74,7 +77,7 @@ def shared_engines():
     with _LOCK:
         if _STATE["pid"] != os.getpid():  # a forked child starts afresh; the parent's engines are its own
             _INHERITED.extend(_STATE["engines"].values())
-            _STATE.update(depth=0, pid=os.getpid(), engines={})
+            _STATE.update(depth=0, pid=os.getpid(), engines={}, courses=set())
         if _STATE["original"] is None:  # nbgrader's own, kept once: a fork may copy a patched class
             _STATE["original"] = (Gradebook.__init__, Gradebook.close)
         if _STATE["depth"] == 0:
@@ -89,6 +92,6 @@ def shared_engines():
             if _STATE["depth"] == 0:
                 Gradebook.__init__, Gradebook.close = _STATE["original"]
                 engines = list(_STATE["engines"].values())
-                _STATE["engines"] = {}
+                _STATE["engines"], _STATE["courses"] = {}, set()
         for engine in engines:
             engine.dispose()
