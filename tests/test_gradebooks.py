@@ -90,3 +90,56 @@ def test_a_gradebook_opened_outside_keeps_nbgrader_s_own_close(tmp_path):
         assert outside.engine.pool.checkedout() == 0
         with Gradebook(url, "course") as inside:
             assert inside.engine is not outside.engine
+
+
+def _rows(gb, student):
+    """{(notebook, cell): (auto_score, needs_manual_grade)} and {(notebook, cell): auto_comment} of a submission."""
+    submission = gb.find_submission("normalization", student)
+    grades = {(nb.name, g.name): (g.auto_score, g.needs_manual_grade) for nb in submission.notebooks for g in nb.grades}
+    comments = {(nb.name, c.name): c.auto_comment for nb in submission.notebooks for c in nb.comments}
+    return grades, comments
+
+
+def test_save_auto_grades_once_writes_the_rows_nbgraders_own_writes(course_copy, tmp_path):
+    """
+    The course's SaveAutoGradesOnce (one commit a notebook) against nbgrader's
+    SaveAutoGrades (a commit a cell) on the same autograded notebooks, an
+    answered submission and a blank one: the same auto scores, flags and
+    comments, row for row ("No response." for the answers left blank).
+    """
+    import nbformat
+    from nbgrader.preprocessors import SaveAutoGrades
+
+    from normgrade.autograde import grade
+    from normgrade.course import COURSE_ID, db_url, paths
+    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.paths import STUB_LAYERS
+    from normgrade.preprocessors import SaveAutoGradesOnce
+    from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers
+
+    course = course_copy(tmp_path / "course")
+    release = paths(course)["release"]
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    answered = make_submission(release, tmp_path / "class" / "answered", mutant_layers(*TYPICAL_MISTAKES), keys)
+    blank = make_submission(release, tmp_path / "class" / "blank", STUB_LAYERS.read_text(), {})
+    document = grade([answered, blank], course)
+    assert [s["status"] for s in document["submissions"]] == ["graded", "graded"]
+    url = db_url(course)
+    for student in ("answered", "blank"):
+        twin = f"{student}_by_nbgrader"
+        with Gradebook(url, COURSE_ID) as gb:
+            gb.update_or_create_student(twin)
+            gb.update_or_create_submission("normalization", twin)
+        for path in sorted((paths(course)["autograded"] / student / "normalization").glob("*.ipynb")):
+            nb = nbformat.read(path, as_version=4)
+            resources = {"nbgrader": {"notebook": path.stem, "assignment": "normalization", "student": twin,
+                                      "db_url": url}}
+            SaveAutoGrades().preprocess(nb, resources)
+        with Gradebook(url, COURSE_ID) as gb:
+            ours, theirs = _rows(gb, student), _rows(gb, twin)
+        assert ours == theirs, student
+        assert ours[0] and ours[1]
+    with Gradebook(url, COURSE_ID) as gb:
+        assert set(_rows(gb, "blank")[1].values()) == {"No response."}
+        assert None in set(_rows(gb, "answered")[1].values())  # its answered cells (its written answers are blank)
+    assert issubclass(SaveAutoGradesOnce, SaveAutoGrades)

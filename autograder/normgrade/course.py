@@ -22,11 +22,11 @@ import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
-                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
+                                    IgnorePattern, LimitOutput, OverwriteCells, OverwriteKernelspec)
 from normgrade.feedback import ShortTracebacks, UngradedAnswers
 from normgrade.late import LatePenalties, LatePolicy
-from normgrade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, SafeMarkdown, SandboxedExecute, TrustedScores,
-                                     SanitizeGradedCells)
+from normgrade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, SafeMarkdown, SandboxedExecute,
+                                     SanitizeGradedCells, SaveAutoGradesOnce, TrustedScores)
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
@@ -51,7 +51,7 @@ c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
 c.Autograde.autograde_preprocessors = [
     SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, BoundMarkdown, CachedSanitizeHTML,
     SafeMarkdown,
-    TrustedScores, SaveAutoGrades, LatePenalties, CheckCellMetadata,
+    TrustedScores, SaveAutoGradesOnce, LatePenalties, CheckCellMetadata,
 ]
 # `nbgrader collect` takes a hand-in only from the Unix user its folder's name claims, and copies regular
 # files only, never following a link (normgrade.exchange: nbgrader's own believes the name).
