@@ -83,14 +83,18 @@ class SanitizeGradedCells(NbGraderPreprocessor):
     """
 
     def preprocess(self, nb, resources):
-        from nbgrader.api import Gradebook
+        from nbgrader.api import Gradebook, GradeCell, SolutionCell, SourceCell
 
         info = resources["nbgrader"]
         with Gradebook(info["db_url"], COURSE_ID) as gb:
             source = gb.find_notebook(info["notebook"], info["assignment"])
-            locked = {c.name: bool(c.locked) for c in source.source_cells}
-            points = {c.name: float(c.max_score) for c in source.grade_cells}
-            solutions = {c.name for c in source.solution_cells}
+            # Three queries, where walking the notebook's cells loaded each cell's own columns one by one.
+            query = gb.db.query
+            locked = {name: bool(flag) for name, flag in
+                      query(SourceCell.name, SourceCell.locked).filter(SourceCell.notebook_id == source.id)}
+            points = {name: float(score) for name, score in
+                      query(GradeCell.name, GradeCell.max_score).filter(GradeCell.notebook_id == source.id)}
+            solutions = {name for (name,) in query(SolutionCell.name).filter(SolutionCell.notebook_id == source.id)}
         seen = set()
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader")
