@@ -550,12 +550,21 @@ MEMORY_SCAN = textwrap.dedent('''
 
     def batchnorm_forward(x, gamma, beta, bn_param):  # in the isolated worker: what of the first is there?
         out = _np.zeros_like(x)
-        out.flat[:5] = [_in_memory(DOUT), _in_memory(MARK), _os.path.exists(_os.path.join(_tempfile.gettempdir(), "note")),
-                        _parent_memory_readable(), _in_memory(SECRET)]
+        tmp = _os.stat(_tempfile.gettempdir())
+        out.flat[:7] = [_in_memory(DOUT), _in_memory(MARK), _os.path.exists(_os.path.join(_tempfile.gettempdir(), "note")),
+                        _parent_memory_readable(), _in_memory(SECRET), tmp.st_mtime_ns == 123456789012345,
+                        tmp.st_mode & 0o777 == 0o500]
         return out, None
 
-    def batchnorm_backward(dout, cache):  # in the first worker: leaves a note, and looks for the secret points
-        open(_os.path.join(_tempfile.gettempdir(), "note"), "w").write("from the backward pass")
+    def batchnorm_backward(dout, cache):  # in the first worker: leaves notes, and looks for the secret points
+        tmp = _tempfile.gettempdir()
+        open(_os.path.join(tmp, "note"), "w").write("from the backward pass")
+        _os.makedirs(_os.path.join(tmp, "locked", "deeper"))
+        open(_os.path.join(tmp, "locked", "deeper", "note"), "w").write("hidden")
+        _os.chmod(_os.path.join(tmp, "locked", "deeper"), 0)
+        _os.chmod(_os.path.join(tmp, "locked"), 0)
+        _os.utime(tmp, ns=(123456789012345, 123456789012345))  # its times and mode: bits the next could read
+        _os.chmod(tmp, 0o500)
         dx = _np.zeros_like(dout)
         dx.flat[:7] = MARK + [_in_memory(SECRET), _in_memory(DOUT), _parent_memory_readable()]
         return dx, _np.zeros(dout.shape[1]), _np.zeros(dout.shape[1])
@@ -587,9 +596,51 @@ def test_a_worker_holds_nothing_of_the_other_and_cannot_read_their_session(tmp_p
     assert secret_seen == 0 and parent_read == 0
     outputs = values["batchnorm_backward_large_outputs"]
     assert isinstance(outputs, np.ndarray), outputs
-    dout_seen, mark_seen, note_seen, parent_read, points_seen = outputs[0].flat[:5]
+    dout_seen, mark_seen, note_seen, parent_read, points_seen, time_seen, mode_seen = outputs[0].flat[:7]
     assert points_seen == 1, "the memory scan does not work: it should find the points it was sent"
-    assert (dout_seen, mark_seen, note_seen, parent_read) == (0, 0, 0, 0)
+    assert (dout_seen, mark_seen, note_seen, parent_read, time_seen, mode_seen) == (0, 0, 0, 0, 0, 0)
+
+
+def test_a_workers_scratch_is_put_back_around_the_mounts_it_holds(tmp_path):
+    """
+    Under bubblewrap, a Python environment that lives under /tmp is bound
+    there, inside the workers' scratch folder (a fresh clone's .venv in
+    /tmp is one): worker.Scratch removes what a worker made, even in folders
+    it locked, restores the folders' modes and times, and leaves the mount
+    and the folders leading to it as they were.
+    """
+    import shutil
+    import stat as stat_module
+
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.skip("no bubblewrap")
+    environment = tmp_path / "environment"
+    environment.mkdir()
+    (environment / "kept.txt").write_text("the environment's own")
+    script = textwrap.dedent('''
+        import os, sys
+        sys.path.insert(0, sys.argv[1])
+        import worker
+        scratch = worker.Scratch("/tmp")
+        before = {p: (os.stat(p).st_mode, os.stat(p).st_mtime_ns) for p in ("/tmp", "/tmp/lib")}
+        os.makedirs("/tmp/lib/made/deeper")
+        open("/tmp/lib/made/deeper/note", "w").write("x")
+        open("/tmp/note", "w").write("x")
+        os.chmod("/tmp/lib/made/deeper", 0)
+        os.utime("/tmp/lib", ns=(1, 1))
+        os.chmod("/tmp", 0o500)
+        scratch.restore()
+        after = {p: (os.stat(p).st_mode, os.stat(p).st_mtime_ns) for p in ("/tmp", "/tmp/lib")}
+        print(sorted(os.listdir("/tmp")), sorted(os.listdir("/tmp/lib")), os.listdir("/tmp/lib/env"), before == after)
+    ''')
+    worker_folder = Path(__import__("normgrade.worker", fromlist=["x"]).__file__).parent
+    done = subprocess.run([bwrap, "--unshare-all", "--dev-bind", "/", "/", "--tmpfs", "/tmp",
+                           "--ro-bind", str(environment), "/tmp/lib/env", sys.executable, "-c", script,
+                           str(worker_folder)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["['lib']", "['env']", "['kept.txt']", "True"]
+    assert stat_module.S_IMODE(environment.stat().st_mode) & 0o700 == 0o700
 
 
 SNOOP = textwrap.dedent('''

@@ -55,6 +55,7 @@ import math
 import os
 import resource
 import select
+import stat
 import struct
 import sys
 import threading
@@ -680,7 +681,7 @@ def serve_session(package_dir, out, status):
     cannot read its memory through /proc either.
     """
     _set_not_dumpable()
-    scratch = os.environ.get("TMPDIR", "/tmp")
+    scratch = Scratch(os.environ.get("TMPDIR", "/tmp"))
     while True:
         pid = os.fork()
         if pid == 0:
@@ -691,7 +692,7 @@ def serve_session(package_dir, out, status):
             finally:
                 os._exit(0)
         _, wait_status = os.waitpid(pid, 0)
-        _wipe(scratch)
+        scratch.restore()
         code = os.waitstatus_to_exitcode(wait_status)
         status.write(encode_frame({"kind": "exited", "status": code}))
         status.flush()
@@ -699,30 +700,45 @@ def serve_session(package_dir, out, status):
             return
 
 
-def _wipe(folder):
-    """Remove everything in `folder` (a worker's scratch: the one place it could write), whatever its modes."""
-    for entry in os.scandir(folder):
-        path = entry.path
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                for root, dirs, _ in os.walk(path):  # a worker may have taken its own rights away
-                    for name in dirs:
-                        os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
-                os.chmod(path, 0o700, follow_symlinks=False)
-                _remove_tree(path)
+class Scratch:
+    """
+    A worker's scratch folder (its TMPDIR: the one place it can write) as
+    the session found it, and the means to put it back so after each worker.
+    Under bubblewrap it may hold folders that lead to mounts (a Python
+    environment that lives under /tmp is bound there): those folders stay,
+    everything a worker made is removed, and every folder's mode and times
+    are restored, so that not even a timestamp a worker set reaches the next.
+    """
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.device = os.stat(folder).st_dev
+        self.kept = {}  # path -> (mode, atime_ns, mtime_ns) of the folders there at the start, on its device
+        for root, dirs, _ in os.walk(folder):
+            for path in [root] + [os.path.join(root, d) for d in dirs]:
+                info = os.lstat(path)
+                if info.st_dev == self.device and stat.S_ISDIR(info.st_mode):
+                    self.kept[path] = (stat.S_IMODE(info.st_mode), info.st_atime_ns, info.st_mtime_ns)
+
+    def restore(self):
+        """Remove what is not kept, whatever its modes; put the kept folders' modes and times back."""
+        self._remove_below(self.folder)
+        for path, (mode, atime, mtime) in sorted(self.kept.items(), key=lambda item: -len(item[0])):
+            os.chmod(path, mode)
+            os.utime(path, ns=(atime, mtime), follow_symlinks=False)
+
+    def _remove_below(self, folder):
+        os.chmod(folder, 0o700)  # a worker may have taken its own rights away
+        for entry in os.scandir(folder):
+            info = entry.stat(follow_symlinks=False)
+            if info.st_dev != self.device:  # a mount: the sandbox's, not the worker's
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                self._remove_below(entry.path)
+                if entry.path not in self.kept:
+                    os.rmdir(entry.path)
             else:
-                os.unlink(path)
-        except FileNotFoundError:
-            pass
-
-
-def _remove_tree(path):
-    for entry in os.scandir(path):
-        if entry.is_dir(follow_symlinks=False):
-            _remove_tree(entry.path)
-        else:
-            os.unlink(entry.path)
-    os.rmdir(path)
+                os.unlink(entry.path)
 
 
 def serve_calls(package_dir, out):
