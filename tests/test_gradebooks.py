@@ -143,3 +143,47 @@ def test_save_auto_grades_once_writes_the_rows_nbgraders_own_writes(course_copy,
         assert set(_rows(gb, "blank")[1].values()) == {"No response."}
         assert None in set(_rows(gb, "answered")[1].values())  # its answered cells (its written answers are blank)
     assert issubclass(SaveAutoGradesOnce, SaveAutoGrades)
+
+
+def test_overwrite_cells_prefetched_restores_what_nbgraders_own_restores(course_copy, tmp_path):
+    """
+    The course's OverwriteCellsPrefetched (a notebook's cells read once)
+    against nbgrader's OverwriteCells, on a submitted notebook tampered with
+    every way it handles: a locked cell's source changed, a graded cell's
+    points and type changed, a graded cell deleted (a cell the gradebook does
+    not know crashes nbgrader's own: SanitizeGradedCells takes it out first).
+    The same notebook comes out of both, cell for cell, and the course's
+    configuration (add_missing_cells) reaches the subclass.
+    """
+    import copy
+    import json
+
+    import nbformat
+    from nbgrader.preprocessors import OverwriteCells
+    from traitlets.config import Config
+
+    from normgrade.course import db_url, paths
+    from normgrade.preprocessors import OverwriteCellsPrefetched
+
+    course = course_copy(tmp_path / "course")
+    release = paths(course)["release"] / "BatchNormalization.ipynb"
+    nb = nbformat.read(release, as_version=4)
+    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    locked = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("locked")]
+    assert len(graded) >= 3 and locked
+    locked[0].source = "print('tampered')"
+    graded[0].metadata.nbgrader["points"] = 100.0
+    graded[1].cell_type = "markdown" if graded[1].cell_type == "code" else "code"
+    nb.cells.remove(graded[2])
+    resources = {"nbgrader": {"notebook": "BatchNormalization", "assignment": "normalization", "db_url": db_url(course)}}
+    config = Config()
+    config.OverwriteCells.add_missing_cells = True
+    theirs, _ = OverwriteCells(config=config).preprocess(copy.deepcopy(nb), copy.deepcopy(resources))
+    ours, _ = OverwriteCellsPrefetched(config=config).preprocess(copy.deepcopy(nb), copy.deepcopy(resources))
+    for out in (ours, theirs):  # a cell added back gets a new random id
+        for cell in out.cells:
+            cell.pop("id", None)
+    assert json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True)
+    restored = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in ours.cells}
+    assert restored[graded[2].metadata.nbgrader["grade_id"]].source.endswith(graded[2].source)  # added back, noted
+    assert "tampered" not in nbformat.writes(ours)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors.sanitize import SanitizeHTML
-from nbgrader.preprocessors import NbGraderPreprocessor, SaveAutoGrades
+from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
 from traitlets import Bool, Integer, Unicode
 
 from . import checks
@@ -151,6 +151,65 @@ class SaveAutoGradesOnce(SaveAutoGrades):
             finally:
                 self.gradebook.db = session
             session.commit()
+        return nb, resources
+
+
+class _CellsOfOneNotebook:
+    """
+    A Gradebook whose find_source_cell and find_graded_cell answer from one
+    notebook's cells, read in three queries (nbgrader's own queries once a
+    cell); a name they do not hold once goes to nbgrader's own (MissingEntry
+    and all).
+    """
+
+    def __init__(self, gradebook, notebook, assignment):
+        from nbgrader.api import Assignment, GradeCell, Notebook, SourceCell, TaskCell
+
+        self._gradebook = gradebook
+        self._where = (notebook, assignment)
+
+        def by_name(model):
+            rows = gradebook.db.query(model).join(Notebook, Notebook.id == model.notebook_id).join(
+                Assignment, Assignment.id == Notebook.assignment_id).filter(
+                Notebook.name == notebook, Assignment.name == assignment).all()
+            names = [row.name for row in rows]
+            return {row.name: row for row in rows if names.count(row.name) == 1}
+
+        self._source = by_name(SourceCell)
+        self._graded = {**by_name(TaskCell), **by_name(GradeCell)}  # nbgrader's: a graded cell, else a task cell
+
+    def find_source_cell(self, name, notebook, assignment):
+        found = self._source.get(name) if (notebook, assignment) == self._where else None
+        return found if found is not None else self._gradebook.find_source_cell(name, notebook, assignment)
+
+    def find_graded_cell(self, name, notebook, assignment):
+        found = self._graded.get(name) if (notebook, assignment) == self._where else None
+        return found if found is not None else self._gradebook.find_graded_cell(name, notebook, assignment)
+
+    def __getattr__(self, name):
+        return getattr(self._gradebook, name)
+
+
+class OverwriteCellsPrefetched(OverwriteCells):
+    """
+    nbgrader's OverwriteCells, its rules unchanged, finding each cell's
+    source and points among the notebook's cells read once (_CellsOfOneNotebook),
+    where it made two queries a cell.
+    """
+
+    def preprocess(self, nb, resources):
+        from nbgrader.api import Gradebook
+
+        self.notebook_id = resources["nbgrader"]["notebook"]
+        self.assignment_id = resources["nbgrader"]["assignment"]
+        self.db_url = resources["nbgrader"]["db_url"]
+        gradebook = Gradebook(self.db_url)
+        with gradebook:
+            self.gradebook = _CellsOfOneNotebook(gradebook, self.notebook_id, self.assignment_id)
+            nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)  # OverwriteCells's cells
+            if self.add_missing_cells:
+                nb, resources = self.add_missing_grade_cells(nb, resources)
+                nb, resources = self.add_missing_task_cells(nb, resources)
         return nb, resources
 
 
