@@ -58,7 +58,7 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import files, gradebooks, intake, late, ledger, parallel
+from . import autograded, files, gradebooks, intake, late, ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, PLAIN_ID, STAFF_FOLDER, db_url, is_course, load_config, paths
 from .notebooks import source_notebooks
 from .preprocessors import SandboxedExecute, prepare_markup, take_reports
@@ -390,11 +390,8 @@ def stage(course, student, folder, root=None, due=None, lms=False):
     return notes
 
 
-def nbgrader_api(course, unsandboxed=False, execute=False, url=None):
-    """nbgrader's API on the course, with its nbgrader_config.py and the gradebook at `url`, in this process."""
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
-
+def grading_config(course, unsandboxed=False, execute=False, url=None):
+    """The course's nbgrader configuration for `normgrade grade`: the gradebook at `url`, the staging folder."""
     config = load_config(course)
     config.TrustedScores.unsandboxed = config.SandboxedExecute.unsandboxed = bool(unsandboxed)
     config.CourseDirectory.db_url = db_url(course, url)
@@ -406,6 +403,15 @@ def nbgrader_api(course, unsandboxed=False, execute=False, url=None):
     if not execute:
         config.Autograde.autograde_preprocessors = [
             p for p in config.Autograde.autograde_preprocessors if p is not SandboxedExecute]
+    return config
+
+
+def nbgrader_api(course, unsandboxed=False, execute=False, url=None):
+    """nbgrader's API on the course, with its nbgrader_config.py and the gradebook at `url`, in this process."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = grading_config(course, unsandboxed, execute, url)
     coursedir = CourseDirectory(root=str(Path(course).resolve()), config=config)
     return NbGraderAPI(coursedir=coursedir, config=config)
 
@@ -491,17 +497,19 @@ def _grade_once(task, start):
 
 
 def _autograde(course, task):
-    """nbgrader's autograde of the staged submission; {status, score, max_score, tests[, error]}."""
-    api = nbgrader_api(course, task.unsandboxed, task.execute, task.url)
+    """
+    The staged submission autograded into the gradebook and autograded/
+    (normgrade.autograded; nbgrader's converter for a course whose
+    configuration lists a preprocessor that cannot run there):
+    {status, score, max_score, tests[, error]}.
+    """
+    converter = autograded.converter(grading_config(course, task.unsandboxed, task.execute, task.url), course)
     take_reports(task.student)  # nothing stale from an earlier attempt in this process
-    outcome = api.autograde(ASSIGNMENT_ID, task.student, force=True, create=True)
-    if not outcome.get("success"):
+    error = _converted(course, task) if autograded.unsupported(converter) else _written(converter, task)
+    if error:
         take_reports(task.student)
-        log = "\n".join([outcome.get("log") or "", outcome.get("error") or ""]).strip().splitlines()
-        errors = [line for line in log if "[ERROR]" in line][:10]  # what nbgrader says went wrong, then where
         forget_submission(task.url, task.student)
-        return dict(status="failed", error="nbgrader autograde failed: " + "\n".join(errors + log[-15:]), score=0.0,
-                    max_score=_max_auto_score(task.url), tests=[])
+        return dict(status="failed", error=error, score=0.0, max_score=_max_auto_score(task.url), tests=[])
     messages = take_reports(task.student)  # the scorer's own messages, as TrustedScores wrote them
     tests, lateness = _recorded(task.url, task.student, known_name(task.student, task.roster_name))
     for test in tests:
@@ -510,6 +518,26 @@ def _autograde(course, task):
     raw = round(sum(t["score"] for t in tests), 6)
     return dict(status="graded", raw_score=raw, score=round(max(0.0, raw - lateness["penalty"]), 6),
                 max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests, **lateness)
+
+
+def _written(converter, task):
+    """Autograde through normgrade.autograded; what went wrong, or None."""
+    try:
+        autograded.write(converter, task.student, task.url)
+    except Exception:  # noqa: BLE001 - reported as the submission's failure; nothing was written
+        return "autograding raised: " + traceback.format_exc(limit=-3).strip()[-2000:]
+    return None
+
+
+def _converted(course, task):
+    """Autograde through nbgrader's converter; what went wrong (nbgrader's log), or None."""
+    api = nbgrader_api(course, task.unsandboxed, task.execute, task.url)
+    outcome = api.autograde(ASSIGNMENT_ID, task.student, force=True, create=True)
+    if outcome.get("success"):
+        return None
+    log = "\n".join([outcome.get("log") or "", outcome.get("error") or ""]).strip().splitlines()
+    errors = [line for line in log if "[ERROR]" in line][:10]  # what nbgrader says went wrong, then where
+    return "nbgrader autograde failed: " + "\n".join(errors + log[-15:])
 
 
 def forget_submission(url, student):

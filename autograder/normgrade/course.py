@@ -22,11 +22,12 @@ import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
-                                    IgnorePattern, LimitOutput, OverwriteKernelspec)
+                                    IgnorePattern, LimitOutput)
 from normgrade.feedback import ShortTracebacks, UngradedAnswers
 from normgrade.late import LatePenalties, LatePolicy
-from normgrade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, OverwriteCellsPrefetched, SafeMarkdown,
-                                     SandboxedExecute, SanitizeGradedCells, SaveAutoGradesOnce, TrustedScores)
+from normgrade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, OverwriteCellsPrefetched,
+                                     OverwriteKernelspecInSession, SafeMarkdown, SandboxedExecute, SanitizeGradedCells,
+                                     SaveAutoGradesOnce, TrustedScores)
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
@@ -39,7 +40,8 @@ c.Autograde.exclude_overwriting = {{"{ASSIGNMENT_ID}": ["normlab/layers.py"]}}
 # restored and deleted ones added back.
 c.OverwriteCells.add_missing_cells = True
 c.Autograde.sanitize_preprocessors = [
-    ClearOutput, SanitizeGradedCells, DeduplicateIds, OverwriteKernelspec, OverwriteCellsPrefetched, CheckCellMetadata,
+    ClearOutput, SanitizeGradedCells, DeduplicateIds, OverwriteKernelspecInSession, OverwriteCellsPrefetched,
+    CheckCellMetadata,
 ]
 # The only code solution cells are inline-question answers.
 c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}

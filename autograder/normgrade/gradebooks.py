@@ -19,10 +19,19 @@ one inside, is nbgrader's own. Reference-counted and locked, so threads of
 one Dask worker can grade side by side. Plain `nbgrader autograde` never
 enters it. tests/test_class_run.py holds the gradebooks written with and
 without it to be the same, row for row.
+
+One submission's gradebook steps share one session (SubmissionGradebook,
+submission_gradebook): nbgrader's lookups once a cell are answered from rows
+read in a few queries, and nothing is committed until the end. The course's
+preprocessors take their gradebook from gradebook_of: the session that
+normgrade.autograded holds for the submission, or (under plain `nbgrader
+autograde`) one of their own, committed when they are done.
 """
 import contextlib
 import os
 import threading
+
+from .course import ASSIGNMENT_ID, COURSE_ID
 
 _LOCK = threading.Lock()  # the state below
 _FIRST = threading.Lock()  # one first __init__ at a time: one engine per URL, never two
@@ -95,3 +104,169 @@ def shared_engines():
                 _STATE["engines"], _STATE["courses"] = {}, set()
         for engine in engines:
             engine.dispose()
+
+
+class FlushOnCommit:
+    """A gradebook session whose commit() only flushes: the caller commits once, at the end."""
+
+    def __init__(self, session):
+        self._session = session
+
+    def commit(self):
+        self._session.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+
+class SubmissionGradebook:
+    """
+    nbgrader's Gradebook for one student's submission of the assignment, in
+    one session (its methods' commits only flush: see submission_gradebook).
+    The lookups nbgrader's preprocessors make once a cell (a source cell, a
+    graded cell, a grade, a comment) are answered from rows read in a few
+    queries; any other lookup, or a name those rows do not hold exactly once,
+    goes to nbgrader's own method (MissingEntry and all). The submission and
+    its notebooks are read afresh at each lookup, with what the session has
+    written so far: their scores and lateness are computed by the database.
+    """
+
+    def __init__(self, gradebook, student):
+        self._gradebook = gradebook
+        self._student = student
+        self._cells = None
+        self._rows = None
+
+    def cells(self):
+        """{(kind, notebook, name): cell} of the assignment; kind: SourceCell, GradeCell, SolutionCell or TaskCell."""
+        from nbgrader.api import Assignment, GradeCell, Notebook, SolutionCell, SourceCell, TaskCell
+
+        if self._cells is None:
+            found = {}
+            for model in (SourceCell, GradeCell, SolutionCell, TaskCell):
+                rows = self._gradebook.db.query(model, Notebook.name).join(
+                    Notebook, Notebook.id == model.notebook_id).join(
+                    Assignment, Assignment.id == Notebook.assignment_id).filter(Assignment.name == ASSIGNMENT_ID)
+                for cell, notebook in rows:
+                    found.setdefault((model.__name__, notebook, cell.name), []).append(cell)
+            self._cells = {key: cells[0] for key, cells in found.items() if len(cells) == 1}
+        return self._cells
+
+    def cells_of(self, kind, notebook):
+        """{name: cell} of one kind in one notebook of the assignment."""
+        return {name: cell for (k, nb, name), cell in self.cells().items() if (k, nb) == (kind, notebook)}
+
+    def _submission_rows(self):
+        """{(Grade or Comment, cell kind, notebook, cell name): row} of the student's submission."""
+        from nbgrader.api import BaseCell, Comment, Grade, Notebook, SubmittedNotebook
+
+        if self._rows is None:
+            submission = self.find_submission(ASSIGNMENT_ID, self._student)
+            found = {}
+            for model in (Grade, Comment):
+                rows = self._gradebook.db.query(model, BaseCell.type, BaseCell.name, Notebook.name).join(
+                    BaseCell, BaseCell.id == model.cell_id).join(
+                    SubmittedNotebook, SubmittedNotebook.id == model.notebook_id).join(
+                    Notebook, Notebook.id == SubmittedNotebook.notebook_id).filter(
+                    SubmittedNotebook.assignment_id == submission.id)
+                for row, kind, name, notebook in rows:
+                    found.setdefault((model.__name__, kind, notebook, name), []).append(row)
+            self._rows = {key: rows[0] for key, rows in found.items() if len(rows) == 1}
+        return self._rows
+
+    def _cell(self, kinds, name, notebook, assignment):
+        cells = self.cells() if assignment == ASSIGNMENT_ID else {}
+        return next((cells[(kind, notebook, name)] for kind in kinds if (kind, notebook, name) in cells), None)
+
+    def _row(self, model, kinds, name, notebook, assignment, student):
+        rows = self._submission_rows() if (assignment, student) == (ASSIGNMENT_ID, self._student) else {}
+        return next((rows[(model, kind, notebook, name)] for kind in kinds if (model, kind, notebook, name) in rows),
+                    None)
+
+    def find_source_cell(self, name, notebook, assignment):
+        found = self._cell(["SourceCell"], name, notebook, assignment)
+        return found if found is not None else self._gradebook.find_source_cell(name, notebook, assignment)
+
+    def find_graded_cell(self, name, notebook, assignment):  # nbgrader's: a graded cell, else a task cell
+        found = self._cell(["GradeCell", "TaskCell"], name, notebook, assignment)
+        return found if found is not None else self._gradebook.find_graded_cell(name, notebook, assignment)
+
+    def find_grade(self, grade_cell, notebook, assignment, student):
+        found = self._row("Grade", ["GradeCell", "TaskCell"], grade_cell, notebook, assignment, student)
+        return found if found is not None else self._gradebook.find_grade(grade_cell, notebook, assignment, student)
+
+    def find_comment(self, solution_cell, notebook, assignment, student):
+        found = self._row("Comment", ["SolutionCell", "TaskCell"], solution_cell, notebook, assignment, student)
+        return found if found is not None else self._gradebook.find_comment(solution_cell, notebook, assignment,
+                                                                            student)
+
+    def find_submission(self, assignment, student):
+        from nbgrader.api import Assignment, MissingEntry, Student, SubmittedAssignment
+        from sqlalchemy.exc import NoResultFound
+
+        try:
+            return self._gradebook.db.query(SubmittedAssignment).join(
+                Assignment, Assignment.id == SubmittedAssignment.assignment_id).join(
+                Student, Student.id == SubmittedAssignment.student_id).filter(
+                Assignment.name == assignment, Student.id == student).populate_existing().one()
+        except NoResultFound:
+            raise MissingEntry(f"No such submission: {assignment} for {student}") from None
+
+    def find_submission_notebook(self, notebook, assignment, student):
+        from nbgrader.api import Assignment, MissingEntry, Notebook, SubmittedAssignment, SubmittedNotebook
+        from sqlalchemy.exc import NoResultFound
+
+        try:
+            return self._gradebook.db.query(SubmittedNotebook).join(
+                Notebook, Notebook.id == SubmittedNotebook.notebook_id).join(
+                SubmittedAssignment, SubmittedAssignment.id == SubmittedNotebook.assignment_id).join(
+                Assignment, Assignment.id == SubmittedAssignment.assignment_id).filter(
+                Notebook.name == notebook, Assignment.name == assignment,
+                SubmittedAssignment.student_id == student).populate_existing().one()
+        except NoResultFound:
+            raise MissingEntry(f"No such submission notebook: {notebook}/{assignment} for {student}") from None
+
+    def __getattr__(self, name):
+        return getattr(self._gradebook, name)
+
+
+@contextlib.contextmanager
+def submission_gradebook(url, student):
+    """
+    A SubmissionGradebook on a new session of the gradebook at `url`:
+    committed once when the block ends, rolled back (nothing written) when it
+    raises.
+    """
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url, COURSE_ID) as plain:
+        session = plain.db
+        plain.db = FlushOnCommit(session)
+        try:
+            yield SubmissionGradebook(plain, student)
+        except BaseException:
+            session.rollback()
+            raise
+        else:
+            session.commit()
+        finally:
+            plain.db = session
+
+
+HELD = "normgrade_gradebook"  # resources["nbgrader"][HELD]: the SubmissionGradebook normgrade.autograded holds
+
+
+@contextlib.contextmanager
+def gradebook_of(resources):
+    """
+    The gradebook a preprocessor of one notebook reads and writes: the
+    submission's, held open by normgrade.autograded (committed by it, once),
+    or, under plain `nbgrader autograde`, one of its own committed when the
+    block ends.
+    """
+    info = resources["nbgrader"]
+    if info.get(HELD) is not None:
+        yield info[HELD]
+    else:
+        with submission_gradebook(info["db_url"], info.get("student")) as gradebook:
+            yield gradebook

@@ -35,6 +35,7 @@ from traitlets import Dict, Float, TraitError, validate
 
 from . import files
 from .course import ASSIGNMENT_ID, COURSE_ID, OWN_CONFIG_NAME
+from .gradebooks import gradebook_of
 
 DAY = 86400.0
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # a submission time this far past the grader's clock is still believed
@@ -119,17 +120,30 @@ class LatePolicy(LateSubmissionPlugin):
 
 
 class LatePenalties(AssignLatePenalties):
-    """nbgrader's AssignLatePenalties, after writing the course's extension for the student into the gradebook."""
+    """
+    nbgrader's AssignLatePenalties, its rules unchanged, in the submission's
+    gradebook session (gradebooks.gradebook_of), after writing the course's
+    extension for the student into the gradebook.
+    """
 
     def preprocess(self, nb, resources):
-        from nbgrader.api import Gradebook
-
-        student = resources["nbgrader"]["student"]
-        with Gradebook(resources["nbgrader"]["db_url"], COURSE_ID) as gb:
-            submission = gb.find_submission(resources["nbgrader"]["assignment"], student)
-            if apply_extension(submission, self.plugin_class(parent=self)):
-                gb.db.commit()
-        return super().preprocess(nb, resources)
+        info = resources["nbgrader"]
+        self.notebook_id, self.assignment_id = info["notebook"], info["assignment"]
+        self.student_id, self.db_url = info["student"], info["db_url"]
+        self.init_plugin()
+        with gradebook_of(resources) as self.gradebook:
+            apply_extension(self.gradebook.find_submission(self.assignment_id, self.student_id), self.plugin_inst)
+            # Read again: its lateness (a column the database computes) with the extension.
+            submission = self.gradebook.find_submission(self.assignment_id, self.student_id)
+            notebook = self.gradebook.find_submission_notebook(self.notebook_id, self.assignment_id, self.student_id)
+            notebook.late_submission_penalty = None
+            if submission.total_seconds_late > 0:
+                penalty = self.plugin_inst.late_submission_penalty(self.student_id, notebook.score,
+                                                                   submission.total_seconds_late)
+                if penalty is not None:
+                    notebook.late_submission_penalty = self._check_late_penalty(notebook, penalty)
+            self.gradebook.db.commit()
+        return nb, resources
 
 
 def apply_extension(submission, policy_):

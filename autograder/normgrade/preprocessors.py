@@ -34,11 +34,11 @@ from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors.sanitize import SanitizeHTML
-from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells, SaveAutoGrades
+from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells, OverwriteKernelspec, SaveAutoGrades
 from traitlets import Bool, Integer, Unicode
 
 from . import checks
-from .course import COURSE_ID
+from .gradebooks import gradebook_of
 from .sandbox import NOTEBOOK_LIMITS, Sandbox, WorkerDied
 from .scorer import graded_code_cells, score_notebook, student_layers
 
@@ -83,18 +83,11 @@ class SanitizeGradedCells(NbGraderPreprocessor):
     """
 
     def preprocess(self, nb, resources):
-        from nbgrader.api import Gradebook, GradeCell, SolutionCell, SourceCell
-
-        info = resources["nbgrader"]
-        with Gradebook(info["db_url"], COURSE_ID) as gb:
-            source = gb.find_notebook(info["notebook"], info["assignment"])
-            # Three queries, where walking the notebook's cells loaded each cell's own columns one by one.
-            query = gb.db.query
-            locked = {name: bool(flag) for name, flag in
-                      query(SourceCell.name, SourceCell.locked).filter(SourceCell.notebook_id == source.id)}
-            points = {name: float(score) for name, score in
-                      query(GradeCell.name, GradeCell.max_score).filter(GradeCell.notebook_id == source.id)}
-            solutions = {name for (name,) in query(SolutionCell.name).filter(SolutionCell.notebook_id == source.id)}
+        with gradebook_of(resources) as gradebook:
+            notebook = resources["nbgrader"]["notebook"]
+            locked = {name: bool(cell.locked) for name, cell in gradebook.cells_of("SourceCell", notebook).items()}
+            points = {name: float(cell.max_score) for name, cell in gradebook.cells_of("GradeCell", notebook).items()}
+            solutions = set(gradebook.cells_of("SolutionCell", notebook))
         seen = set()
         for cell in nb.cells:
             meta = cell.metadata.get("nbgrader")
@@ -115,101 +108,51 @@ class SanitizeGradedCells(NbGraderPreprocessor):
         return nb, resources
 
 
-class _FlushOnCommit:
-    """A gradebook session whose commit() only flushes: the caller commits once, at the end."""
-
-    def __init__(self, session):
-        self._session = session
-
-    def commit(self):
-        self._session.flush()
-
-    def __getattr__(self, name):
-        return getattr(self._session, name)
-
-
 class SaveAutoGradesOnce(SaveAutoGrades):
     """
     nbgrader's SaveAutoGrades, its rules for auto_score, needs_manual_grade
-    and auto_comment unchanged, in one transaction per notebook where it
-    commits after every cell: the same rows, some 25 commits fewer a
-    submission, and a notebook's grades saved whole or not at all.
+    and auto_comment unchanged, in the submission's gradebook session
+    (gradebooks.gradebook_of): each grade and comment is found among the
+    submission's rows read once, and nothing is committed after every cell.
     """
 
     def preprocess(self, nb, resources):
-        from nbgrader.api import Gradebook
-
         info = resources["nbgrader"]
         self.notebook_id, self.assignment_id = info["notebook"], info["assignment"]
         self.student_id, self.db_url = info["student"], info["db_url"]
-        self.gradebook = Gradebook(self.db_url)
-        with self.gradebook:
-            session = self.gradebook.db
-            self.gradebook.db = _FlushOnCommit(session)
-            try:
-                nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)  # SaveAutoGrades's cells
-            finally:
-                self.gradebook.db = session
-            session.commit()
-        return nb, resources
-
-
-class _CellsOfOneNotebook:
-    """
-    A Gradebook whose find_source_cell and find_graded_cell answer from one
-    notebook's cells, read in three queries (nbgrader's own queries once a
-    cell); a name they do not hold once goes to nbgrader's own (MissingEntry
-    and all).
-    """
-
-    def __init__(self, gradebook, notebook, assignment):
-        from nbgrader.api import Assignment, GradeCell, Notebook, SourceCell, TaskCell
-
-        self._gradebook = gradebook
-        self._where = (notebook, assignment)
-
-        def by_name(model):
-            rows = gradebook.db.query(model).join(Notebook, Notebook.id == model.notebook_id).join(
-                Assignment, Assignment.id == Notebook.assignment_id).filter(
-                Notebook.name == notebook, Assignment.name == assignment).all()
-            names = [row.name for row in rows]
-            return {row.name: row for row in rows if names.count(row.name) == 1}
-
-        self._source = by_name(SourceCell)
-        self._graded = {**by_name(TaskCell), **by_name(GradeCell)}  # nbgrader's: a graded cell, else a task cell
-
-    def find_source_cell(self, name, notebook, assignment):
-        found = self._source.get(name) if (notebook, assignment) == self._where else None
-        return found if found is not None else self._gradebook.find_source_cell(name, notebook, assignment)
-
-    def find_graded_cell(self, name, notebook, assignment):
-        found = self._graded.get(name) if (notebook, assignment) == self._where else None
-        return found if found is not None else self._gradebook.find_graded_cell(name, notebook, assignment)
-
-    def __getattr__(self, name):
-        return getattr(self._gradebook, name)
+        with gradebook_of(resources) as self.gradebook:
+            return NbGraderPreprocessor.preprocess(self, nb, resources)  # SaveAutoGrades's cells
 
 
 class OverwriteCellsPrefetched(OverwriteCells):
     """
     nbgrader's OverwriteCells, its rules unchanged, finding each cell's
-    source and points among the notebook's cells read once (_CellsOfOneNotebook),
-    where it made two queries a cell.
+    source and points among the assignment's cells read once, in the
+    submission's gradebook session (gradebooks.gradebook_of), where it made
+    two queries a cell.
     """
 
     def preprocess(self, nb, resources):
-        from nbgrader.api import Gradebook
-
         self.notebook_id = resources["nbgrader"]["notebook"]
         self.assignment_id = resources["nbgrader"]["assignment"]
         self.db_url = resources["nbgrader"]["db_url"]
-        gradebook = Gradebook(self.db_url)
-        with gradebook:
-            self.gradebook = _CellsOfOneNotebook(gradebook, self.notebook_id, self.assignment_id)
+        with gradebook_of(resources) as self.gradebook:
             nb, resources = NbGraderPreprocessor.preprocess(self, nb, resources)  # OverwriteCells's cells
             if self.add_missing_cells:
                 nb, resources = self.add_missing_grade_cells(nb, resources)
                 nb, resources = self.add_missing_task_cells(nb, resources)
+        return nb, resources
+
+
+class OverwriteKernelspecInSession(OverwriteKernelspec):
+    """nbgrader's OverwriteKernelspec (the source notebook's kernelspec), in the submission's gradebook session."""
+
+    def preprocess(self, nb, resources):
+        with gradebook_of(resources) as gradebook:
+            kernelspec = gradebook.find_notebook(resources["nbgrader"]["notebook"],
+                                                 resources["nbgrader"]["assignment"]).kernelspec
+        if kernelspec is not None and json.loads(kernelspec):
+            nb.metadata["kernelspec"] = json.loads(kernelspec)
         return nb, resources
 
 
@@ -255,7 +198,12 @@ class TrustedScores(NbGraderPreprocessor):
         if earned:  # the graded work is layers.py: formgrader shows it below the notebook, with its points
             layers, why_not = student_layers(resources["metadata"]["path"],
                                              submitted_folder(self.expected_path, info, self.submitted_directory))
-            nb.cells += student_code_cells(layers, earned, why_not)
+            taken = {cell.get("id") for cell in nb.cells}
+            for cell in student_code_cells(layers, earned, why_not):
+                while cell.id in taken:  # a student's cell took the id first
+                    cell.id = f"{cell.id[:60]}-{len(taken)}"
+                taken.add(cell.id)
+                nb.cells.append(cell)
         return nb, resources
 
 
@@ -269,11 +217,13 @@ def student_code_cells(layers, earned, why_not=""):
     (points, out of)}, its source cut from the file (the whole file, cut at
     MAX_SHOWN_CODE, where it does not parse), headed by its points. A code
     cell's source reaches formgrader and the feedback page highlighted and
-    escaped, never as markup.
+    escaped, never as markup. Their ids are fixed (normgrade-<function>), so
+    grading the same submission twice writes the same notebook.
     """
     meta = {"editable": False, "deletable": False, "normgrade": "student code"}
     if layers is None:
-        return [nbformat.v4.new_code_cell(f"# normlab/layers.py as submitted: not graded ({why_not})", metadata=meta)]
+        return [nbformat.v4.new_code_cell(f"# normlab/layers.py as submitted: not graded ({why_not})", metadata=meta,
+                                          id="normgrade-layers")]
     text = layers.decode("utf-8", errors="replace")
     lines = text.splitlines()
     try:
@@ -282,7 +232,7 @@ def student_code_cells(layers, earned, why_not=""):
     except (SyntaxError, ValueError):
         head = "# normlab/layers.py as submitted (it does not parse as Python): " + ", ".join(
             f"{f} {p:g} / {m:g} points" for f, (p, m) in earned.items())
-        return [nbformat.v4.new_code_cell(f"{head}\n{text[:MAX_SHOWN_CODE]}", metadata=meta)]
+        return [nbformat.v4.new_code_cell(f"{head}\n{text[:MAX_SHOWN_CODE]}", metadata=meta, id="normgrade-layers")]
     cells = []
     for function, (points, out_of) in earned.items():
         head = f"# {function}: {points:g} / {out_of:g} points. The student's normlab/layers.py, as graded (not run here)."
@@ -292,7 +242,7 @@ def student_code_cells(layers, earned, why_not=""):
             body = body if len(body) <= MAX_SHOWN_CODE else body[:MAX_SHOWN_CODE] + "\n# ... (cut)"
         else:
             body = f"# no function {function} in normlab/layers.py"
-        cells.append(nbformat.v4.new_code_cell(f"{head}\n{body}", metadata=meta))
+        cells.append(nbformat.v4.new_code_cell(f"{head}\n{body}", metadata=meta, id=f"normgrade-{function}"))
     return cells
 
 
