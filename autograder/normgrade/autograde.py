@@ -291,10 +291,10 @@ def known_name(student, roster_name=""):
     return (first, last) if first else ("", last)
 
 
-def _recorded(url, student, name=None):
+def _recorded(gb, student, name=None):
     """
     (tests, lateness) of the student's submission, as nbgrader recorded them
-    in the gradebook at `url`: the auto-graded cells, and {submitted_at,
+    in the open gradebook `gb`: the auto-graded cells, and {submitted_at,
     late_seconds, penalty} (late.LatePenalties): the time (ISO, UTC) or None
     when unknown, the seconds past the due date with the extension (None when
     the time is unknown), and the late penalty in points. In the same
@@ -302,31 +302,30 @@ def _recorded(url, student, name=None):
     has none (formgrader showed "None, None"), never over a name the
     instructor gave.
     """
-    from nbgrader.api import Assignment, Gradebook, GradeCell, Notebook
+    from nbgrader.api import Assignment, GradeCell, Notebook
 
     tests = []
-    with Gradebook(url, COURSE_ID) as gb:
-        row = gb.find_student(student)
-        if name and not row.first_name and not row.last_name:
-            gb.update_or_create_student(student, first_name=name[0], last_name=name[1])
-        submission = gb.find_submission(ASSIGNMENT_ID, student)
-        # The assignment's graded cells in one query (kept referenced): each grade's cell, its type and points are
-        # then found in the session, where reading them one by one took three queries a grade.
-        cells = gb.db.query(GradeCell).join(Notebook, GradeCell.notebook_id == Notebook.id).join(
-            Assignment, Notebook.assignment_id == Assignment.id).filter(
-            Assignment.name == ASSIGNMENT_ID, Assignment.course_id == COURSE_ID).all()
-        for notebook in submission.notebooks:
-            for grade in notebook.grades:
-                if grade.cell.cell_type != "code":  # a manually graded (markdown) answer
-                    continue
-                tests.append({
-                    "notebook": notebook.name, "name": f"{notebook.name}/{grade.name}",
-                    "cell": grade.name, "score": float(grade.auto_score), "max_score": float(grade.max_score),
-                })
-        known = submission.timestamp is not None
-        lateness = {"submitted_at": submission.timestamp.isoformat() + "Z" if known else None,
-                    "late_seconds": round(submission.total_seconds_late, 1) if known else None,
-                    "penalty": round(float(submission.late_submission_penalty or 0.0), 6)}
+    row = gb.find_student(student)
+    if name and not row.first_name and not row.last_name:
+        gb.update_or_create_student(student, first_name=name[0], last_name=name[1])
+    submission = gb.find_submission(ASSIGNMENT_ID, student)
+    # The assignment's graded cells in one query (kept referenced): each grade's cell, its type and points are
+    # then found in the session, where reading them one by one took three queries a grade.
+    cells = gb.db.query(GradeCell).join(Notebook, GradeCell.notebook_id == Notebook.id).join(  # noqa: F841
+        Assignment, Notebook.assignment_id == Assignment.id).filter(
+        Assignment.name == ASSIGNMENT_ID, Assignment.course_id == COURSE_ID).all()
+    for notebook in submission.notebooks:
+        for grade in notebook.grades:
+            if grade.cell.cell_type != "code":  # a manually graded (markdown) answer
+                continue
+            tests.append({
+                "notebook": notebook.name, "name": f"{notebook.name}/{grade.name}",
+                "cell": grade.name, "score": float(grade.auto_score), "max_score": float(grade.cell.max_score),
+            })
+    known = submission.timestamp is not None
+    lateness = {"submitted_at": submission.timestamp.isoformat() + "Z" if known else None,
+                "late_seconds": round(submission.total_seconds_late, 1) if known else None,
+                "penalty": round(float(submission.late_submission_penalty or 0.0), 6)}
     return tests, lateness
 
 
@@ -505,13 +504,18 @@ def _autograde(course, task):
     """
     converter = autograded.converter(grading_config(course, task.unsandboxed, task.execute, task.url), course)
     take_reports(task.student)  # nothing stale from an earlier attempt in this process
-    error = _converted(course, task) if autograded.unsupported(converter) else _written(converter, task)
+    name = known_name(task.student, task.roster_name)
+    recorded, error = (_converted(course, task, name) if autograded.unsupported(converter) else
+                       _written(converter, task, name))
     if error:
         take_reports(task.student)
         forget_submission(task.url, task.student)
         return dict(status="failed", error=error, score=0.0, max_score=_max_auto_score(task.url), tests=[])
     messages = take_reports(task.student)  # the scorer's own messages, as TrustedScores wrote them
-    tests, lateness = _recorded(task.url, task.student, known_name(task.student, task.roster_name))
+    tests, lateness = recorded
+    # In the notebooks' order (the gradebook keeps rows in none: PostgreSQL returns them as they were last written).
+    order = {key: index for index, key in enumerate(messages)}
+    tests.sort(key=lambda t: (order.get((t["notebook"], t["cell"]), len(order)), t["name"]))
     for test in tests:
         message = messages.get((test.pop("notebook"), test.pop("cell")), "")
         test["message"] = "" if test["score"] == test["max_score"] else message
@@ -520,24 +524,29 @@ def _autograde(course, task):
                 max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests, **lateness)
 
 
-def _written(converter, task):
-    """Autograde through normgrade.autograded; what went wrong, or None."""
+def _written(converter, task, name):
+    """Autograde through normgrade.autograded: (_recorded's, None), or (None, what went wrong)."""
     try:
-        autograded.write(converter, task.student, task.url)
+        return autograded.write(converter, task.student, task.url, then=lambda gb: _recorded(gb, task.student, name)), \
+            None
     except Exception:  # noqa: BLE001 - reported as the submission's failure; nothing was written
-        return "autograding raised: " + traceback.format_exc(limit=-3).strip()[-2000:]
-    return None
+        return None, "autograding raised: " + traceback.format_exc(limit=-3).strip()[-2000:]
 
 
-def _converted(course, task):
-    """Autograde through nbgrader's converter; what went wrong (nbgrader's log), or None."""
+def _converted(course, task, name):
+    """Autograde through nbgrader's converter: (_recorded's, None), or (None, what went wrong: nbgrader's log)."""
+    from nbgrader.api import Gradebook
+
     api = nbgrader_api(course, task.unsandboxed, task.execute, task.url)
     outcome = api.autograde(ASSIGNMENT_ID, task.student, force=True, create=True)
     if outcome.get("success"):
-        return None
+        with Gradebook(task.url, COURSE_ID) as gb:
+            recorded = _recorded(gb, task.student, name)
+            gb.db.commit()
+        return recorded, None
     log = "\n".join([outcome.get("log") or "", outcome.get("error") or ""]).strip().splitlines()
     errors = [line for line in log if "[ERROR]" in line][:10]  # what nbgrader says went wrong, then where
-    return "nbgrader autograde failed: " + "\n".join(errors + log[-15:])
+    return None, "nbgrader autograde failed: " + "\n".join(errors + log[-15:])
 
 
 def forget_submission(url, student):

@@ -75,13 +75,15 @@ def unsupported(autograde):
             if cls not in known and not getattr(cls, "__module__", "").startswith("normgrade.")]
 
 
-def write(autograde, student, url):
+def write(autograde, student, url, then=None):
     """
     Autograde the student's submission in the course's submitted folder
     (normgrade's staging folder for `normgrade grade`) into the gradebook at
     `url` and the course's autograded/ folder, as `nbgrader autograde --force`
     with the converter `autograde` (see `converter`) would. Raise on any
-    failure, with nothing written.
+    failure, with nothing written. `then(gradebook)`, if given, runs in the
+    same session once every notebook is written (what it writes is committed
+    with them); its value is returned.
     """
     from nbgrader.api import MissingEntry
 
@@ -120,10 +122,12 @@ def write(autograde, student, url):
                 text = nbformat.writes(nb, version=4)
                 (building / f"{name}.ipynb").write_text(text if text.endswith("\n") else text + "\n",
                                                        encoding="utf-8")
+            result = then(gradebook) if then else None
         _move_in(building, dest)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     autograde.set_permissions(ASSIGNMENT_ID, student)
+    return result
 
 
 def _resources(student, notebook, url, gradebook, folder):

@@ -8,8 +8,9 @@ its SQL anew (the compiled-statement cache is the engine's) and disposes of
 it all on close. On PostgreSQL each of those is a new server connection.
 
 Within shared_engines(), every Gradebook opened in this process on the same
-database URL uses one engine: the first runs nbgrader's own __init__ (the
-table checks included), then the engine it leaves is ours, with
+database URL uses one engine: the first runs nbgrader's own __init__ where
+the database lacks one of its tables (which it creates), and the engine is
+ours, with
 pool_pre_ping (a connection the server dropped while idle, as a Dask
 worker's pool may hold between tasks, is replaced, never used). Engines are
 disposed of when the last shared_engines() of the process ends. A Gradebook
@@ -53,10 +54,11 @@ def _shared_init(self, db_url, course_id="default_course", authenticator=None):
         with _LOCK:
             engine = _STATE["engines"].get(db_url)
         if engine is None:
-            original_init(self, db_url, course_id, authenticator)  # creates the tables if need be
-            self.db.remove()
-            self.engine.dispose()
             engine = create_engine(db_url, echo=False, future=True, pool_pre_ping=True)
+            if not _has_gradebook_tables(engine):
+                original_init(self, db_url, course_id, authenticator)  # creates the tables and their version
+                self.db.remove()
+                self.engine.dispose()
             with _LOCK:
                 _STATE["engines"][db_url] = engine
     self.engine = engine
@@ -68,6 +70,14 @@ def _shared_init(self, db_url, course_id="default_course", authenticator=None):
     self.course_id = course_id
     self.authenticator = authenticator
     self._normgrade_shared = True
+
+
+def _has_gradebook_tables(engine):
+    """Whether every table of nbgrader's gradebook is in the database (one query; create_all checks each)."""
+    from nbgrader.api import Base
+    from sqlalchemy import inspect
+
+    return set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
 
 
 def _shared_close(self):
@@ -106,14 +116,20 @@ def shared_engines():
             engine.dispose()
 
 
-class FlushOnCommit:
-    """A gradebook session whose commit() only flushes: the caller commits once, at the end."""
+class CommitAtEnd:
+    """
+    A gradebook session whose commit() does nothing: the holder commits once,
+    at the end. What nbgrader's methods wrote is flushed before the next
+    query (the session's autoflush) or at that commit, so rows changed cell by
+    cell are written together (one executemany where nbgrader's commit after
+    every cell made one statement a cell).
+    """
 
     def __init__(self, session):
         self._session = session
 
     def commit(self):
-        self._session.flush()
+        pass
 
     def __getattr__(self, name):
         return getattr(self._session, name)
@@ -122,10 +138,10 @@ class FlushOnCommit:
 class SubmissionGradebook:
     """
     nbgrader's Gradebook for one student's submission of the assignment, in
-    one session (its methods' commits only flush: see submission_gradebook).
-    The lookups nbgrader's preprocessors make once a cell (a source cell, a
-    graded cell, a grade, a comment) are answered from rows read in a few
-    queries; any other lookup, or a name those rows do not hold exactly once,
+    one session, committed once (see submission_gradebook and CommitAtEnd).
+    The lookups nbgrader's preprocessors make once a cell or a step (a
+    notebook, a source cell, a graded cell, a grade, a comment) are answered
+    from rows read in a few queries; any other lookup, or a name those rows do not hold exactly once,
     goes to nbgrader's own method (MissingEntry and all). The submission and
     its notebooks are read afresh at each lookup, with what the session has
     written so far: their scores and lateness are computed by the database.
@@ -136,6 +152,7 @@ class SubmissionGradebook:
         self._student = student
         self._cells = None
         self._rows = None
+        self._notebooks = None
 
     def cells(self):
         """{(kind, notebook, name): cell} of the assignment; kind: SourceCell, GradeCell, SolutionCell or TaskCell."""
@@ -182,6 +199,16 @@ class SubmissionGradebook:
         rows = self._submission_rows() if (assignment, student) == (ASSIGNMENT_ID, self._student) else {}
         return next((rows[(model, kind, notebook, name)] for kind in kinds if (model, kind, notebook, name) in rows),
                     None)
+
+    def find_notebook(self, name, assignment):
+        if self._notebooks is None:
+            from nbgrader.api import Assignment, Notebook
+
+            rows = self._gradebook.db.query(Notebook).join(Assignment, Assignment.id == Notebook.assignment_id).filter(
+                Assignment.name == ASSIGNMENT_ID).all()
+            self._notebooks = {row.name: row for row in rows}
+        found = self._notebooks.get(name) if assignment == ASSIGNMENT_ID else None
+        return found if found is not None else self._gradebook.find_notebook(name, assignment)
 
     def find_source_cell(self, name, notebook, assignment):
         found = self._cell(["SourceCell"], name, notebook, assignment)
@@ -241,7 +268,7 @@ def submission_gradebook(url, student):
 
     with Gradebook(url, COURSE_ID) as plain:
         session = plain.db
-        plain.db = FlushOnCommit(session)
+        plain.db = CommitAtEnd(session)
         try:
             yield SubmissionGradebook(plain, student)
         except BaseException:

@@ -132,9 +132,9 @@ class LatePenalties(AssignLatePenalties):
         self.student_id, self.db_url = info["student"], info["db_url"]
         self.init_plugin()
         with gradebook_of(resources) as self.gradebook:
-            apply_extension(self.gradebook.find_submission(self.assignment_id, self.student_id), self.plugin_inst)
-            # Read again: its lateness (a column the database computes) with the extension.
             submission = self.gradebook.find_submission(self.assignment_id, self.student_id)
+            if apply_extension(submission, self.plugin_inst):  # read again: the database computes its lateness
+                submission = self.gradebook.find_submission(self.assignment_id, self.student_id)
             notebook = self.gradebook.find_submission_notebook(self.notebook_id, self.assignment_id, self.student_id)
             notebook.late_submission_penalty = None
             if submission.total_seconds_late > 0:
@@ -148,7 +148,7 @@ class LatePenalties(AssignLatePenalties):
 
 def apply_extension(submission, policy_):
     """Set a gradebook submission's extension to the one the policy gives its student; whether it changed."""
-    extension = policy_.extension(submission.student.id)
+    extension = policy_.extension(submission.student_id)
     if submission.extension == extension:
         return False
     submission.extension = extension
