@@ -6,8 +6,10 @@ function), then times, interleaved where they repeat:
 
 - the floor: a bare `python -c "import numpy"` (what any isolated worker pays);
 - one sandboxed worker run of all nine functions (normgrade.scorer.score_code);
-- per-submission grading through nbgrader's converter in one process
-  (normgrade.autograde.grade, no notebook execution), median over the class;
+- per-submission grading in one process (normgrade.autograde.grade, no
+  notebook execution), median over the class: graded for the first time,
+  then regraded, written by normgrade.autograded and through nbgrader's
+  converter in turn;
 - the same with --execute (the notebooks run in the sandbox);
 - the whole `normgrade grade` command for one submission (start-up included);
 - plain `nbgrader autograde` of the same submission (a new process, notebooks executed).
@@ -30,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from normgrade import checks, expected
+from normgrade import autograded, checks, expected
 from normgrade.autograde import Task, grade, grade_submission
 from normgrade.course import db_url, paths, run_nbgrader
 from normgrade.notebooks import answer_keys, source_notebooks
@@ -110,6 +112,17 @@ def main(argv=None):
 
         document = grade(folders, course)
         per_submission = [s["seconds"] for s in document["submissions"]]
+        # The same class graded again (regrade), interleaved: written by normgrade.autograded, then through
+        # nbgrader's converter (what a course whose configuration lists a preprocessor of its own gets).
+        written, converted = [], []
+        for _ in range(1 if args.quick else 2):
+            written += [s["seconds"] for s in grade(folders, course, regrade=True)["submissions"]]
+            own = autograded.unsupported
+            autograded.unsupported = lambda converter: ["benchmark"]
+            try:
+                converted += [s["seconds"] for s in grade(folders, course, regrade=True)["submissions"]]
+            finally:
+                autograded.unsupported = own
         by_kind = {}
         for s in document["submissions"]:
             by_kind.setdefault(s["student"].split("_", 1)[1], []).append(s["seconds"])
@@ -137,8 +150,12 @@ def main(argv=None):
     rows = [
         ("bare `python -c 'import numpy'` (floor)", floor),
         ("one sandboxed worker run, all nine functions", statistics.median(worker)),
-        (f"per submission, nbgrader converter in-process (median of {len(per_submission)})",
+        (f"per submission, graded for the first time (median of {len(per_submission)})",
          statistics.median(per_submission)),
+        (f"per submission regraded, written by normgrade.autograded (median of {len(written)})",
+         statistics.median(written)),
+        (f"per submission regraded, through nbgrader's converter (median of {len(converted)})",
+         statistics.median(converted)),
         ("per submission, with notebooks executed in the sandbox (median of 2)",
          statistics.median(s["seconds"] for s in executed) if executed else float("nan")),
         ("whole `normgrade grade` command, one submission", command),
