@@ -294,7 +294,7 @@ def known_name(student, roster_name=""):
 def _recorded(gb, student, name=None):
     """
     (tests, lateness) of the student's submission, as nbgrader recorded them
-    in the open gradebook `gb`: the auto-graded cells, and {submitted_at,
+    in the open gradebooks.SubmissionGradebook `gb`: the auto-graded cells, and {submitted_at,
     late_seconds, penalty} (late.LatePenalties): the time (ISO, UTC) or None
     when unknown, the seconds past the due date with the extension (None when
     the time is unknown), and the late penalty in points. In the same
@@ -302,18 +302,12 @@ def _recorded(gb, student, name=None):
     has none (formgrader showed "None, None"), never over a name the
     instructor gave.
     """
-    from nbgrader.api import Assignment, GradeCell, Notebook
-
     tests = []
     row = gb.find_student(student)
     if name and not row.first_name and not row.last_name:
         gb.update_or_create_student(student, first_name=name[0], last_name=name[1])
     submission = gb.find_submission(ASSIGNMENT_ID, student)
-    # The assignment's graded cells in one query (kept referenced): each grade's cell, its type and points are
-    # then found in the session, where reading them one by one took three queries a grade.
-    cells = gb.db.query(GradeCell).join(Notebook, GradeCell.notebook_id == Notebook.id).join(  # noqa: F841
-        Assignment, Notebook.assignment_id == Assignment.id).filter(
-        Assignment.name == ASSIGNMENT_ID, Assignment.course_id == COURSE_ID).all()
+    gb.cells()  # the assignment's cells, read once in the session: each grade's cell, type and points are found there
     for notebook in submission.notebooks:
         for grade in notebook.grades:
             if grade.cell.cell_type != "code":  # a manually graded (markdown) answer
@@ -535,15 +529,11 @@ def _written(converter, task, name):
 
 def _converted(course, task, name):
     """Autograde through nbgrader's converter: (_recorded's, None), or (None, what went wrong: nbgrader's log)."""
-    from nbgrader.api import Gradebook
-
     api = nbgrader_api(course, task.unsandboxed, task.execute, task.url)
     outcome = api.autograde(ASSIGNMENT_ID, task.student, force=True, create=True)
     if outcome.get("success"):
-        with Gradebook(task.url, COURSE_ID) as gb:
-            recorded = _recorded(gb, task.student, name)
-            gb.db.commit()
-        return recorded, None
+        with gradebooks.submission_gradebook(task.url, task.student) as gb:
+            return _recorded(gb, task.student, name), None
     log = "\n".join([outcome.get("log") or "", outcome.get("error") or ""]).strip().splitlines()
     errors = [line for line in log if "[ERROR]" in line][:10]  # what nbgrader says went wrong, then where
     return None, "nbgrader autograde failed: " + "\n".join(errors + log[-15:])

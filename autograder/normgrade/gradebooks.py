@@ -156,16 +156,18 @@ class SubmissionGradebook:
 
     def cells(self):
         """{(kind, notebook, name): cell} of the assignment; kind: SourceCell, GradeCell, SolutionCell or TaskCell."""
-        from nbgrader.api import Assignment, GradeCell, Notebook, SolutionCell, SourceCell, TaskCell
+        from nbgrader.api import Assignment, BaseCell, GradeCell, Notebook, SolutionCell, SourceCell, TaskCell
+        from sqlalchemy.orm import with_polymorphic
 
         if self._cells is None:
             found = {}
-            for model in (SourceCell, GradeCell, SolutionCell, TaskCell):
+            graded = with_polymorphic(BaseCell, [GradeCell, SolutionCell, TaskCell])  # the three kinds in one query
+            for model in (SourceCell, graded):
                 rows = self._gradebook.db.query(model, Notebook.name).join(
                     Notebook, Notebook.id == model.notebook_id).join(
                     Assignment, Assignment.id == Notebook.assignment_id).filter(Assignment.name == ASSIGNMENT_ID)
                 for cell, notebook in rows:
-                    found.setdefault((model.__name__, notebook, cell.name), []).append(cell)
+                    found.setdefault((type(cell).__name__, notebook, cell.name), []).append(cell)
             self._cells = {key: cells[0] for key, cells in found.items() if len(cells) == 1}
         return self._cells
 
