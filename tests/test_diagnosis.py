@@ -319,3 +319,24 @@ def test_public_code_keeps_its_functions_and_numpy_but_no_other_import():
     tail = text.rsplit("### END SOLUTION", 1)[1]
     assert "import numpy as np" in tail and "anyio" not in tail and "fast_layers" not in tail
     assert tail.rstrip().endswith("return x, None")
+
+
+def test_hypotheses_asked_again_are_remembered_by_content_never_by_place():
+    """forward_hypotheses remembers a call by its arguments' content: the same answer, a list of one's own, read-only."""
+    from normgrade.diagnosis import forward_hypotheses
+
+    rng = np.random.default_rng(7)
+    x, gamma, beta = rng.normal(size=(4, 3)), np.ones(3), np.zeros(3)
+    first = forward_hypotheses("batchnorm", x, gamma, beta, 1e-5)
+    again = forward_hypotheses("batchnorm", x.copy(), gamma, beta, 1e-5)
+    assert again is not first and [h.parts for h in again] == [h.parts for h in first]
+    assert all(a.value is b.value for a, b in zip(first, again)), "answered from memory"
+    again.append("mine")
+    assert "mine" not in forward_hypotheses("batchnorm", x, gamma, beta, 1e-5)
+    with pytest.raises(ValueError):
+        first[1].value[...] = 0  # read-only: no caller can change what another is given
+    x[0, 0] += 1  # the same array, changed in place: other content, other hypotheses
+    changed = forward_hypotheses("batchnorm", x, gamma, beta, 1e-5)
+    assert not np.allclose(changed[1].value, first[1].value)
+    right = next(h.value for h in changed if not h.parts)
+    assert np.allclose(right, (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5))
