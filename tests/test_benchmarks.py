@@ -40,3 +40,8 @@ def test_bench_class_runs(tmp_path, sandbox):
 def test_bench_dask_runs(tmp_path, sandbox, postgres):
     out = _run(tmp_path, "bench_dask.py", "--quick", "--write", str(tmp_path / "DASK.md"))
     assert "PostgreSQL server CPU per submission" in out and (tmp_path / "DASK.md").is_file()
+
+
+def test_bench_gradescope_runs(tmp_path, sandbox):
+    out = _run(tmp_path, "bench_gradescope.py", "--quick", "--write", str(tmp_path / "GRADESCOPE.md"))
+    assert "ratio to bare numpy start" in out and (tmp_path / "GRADESCOPE.md").is_file()

@@ -314,8 +314,11 @@ def try_locally(zip_path, upload, work):
     setup.sh builds), on `upload`, a file or a folder of files as a student
     uploads them; return (exit status, results.json's document or None, stderr).
     """
-    import subprocess
+    return run_layout(gradescope_layout(zip_path, upload, work))
 
+
+def gradescope_layout(zip_path, upload, work):
+    """Gradescope's /autograder, in folder `work`: the zip in source/, `upload` in submission/; its path."""
     root = Path(work) / "autograder"
     (root / "source").mkdir(parents=True)
     with zipfile.ZipFile(zip_path) as archive:
@@ -328,9 +331,16 @@ def try_locally(zip_path, upload, work):
         submission.mkdir()
         shutil.copy(upload, submission / Path(upload).name)
     (root / "submission_metadata.json").write_text(json.dumps({"users": []}))
+    return root
+
+
+def run_layout(root, python_flags=()):
+    """Run the grader of a gradescope_layout as run_autograder does (bubblewrap only): (status, document, stderr)."""
+    import subprocess
+
     env = dict(os.environ, PYTHONPATH=str(root / "source" / "normgrade-src" / "autograder"))
-    done = subprocess.run([sys.executable, "-B", "-m", "normgrade.gradescope", "run", str(root), "--bubblewrap-only"],
-                          env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([sys.executable, "-B", *python_flags, "-m", "normgrade.gradescope", "run", str(root),
+                           "--bubblewrap-only"], env=env, capture_output=True, text=True, timeout=900)
     results = root / "results" / "results.json"
     return done.returncode, json.loads(results.read_text()) if results.is_file() else None, done.stderr
 
