@@ -203,14 +203,21 @@ class SubmissionGradebook:
                     None)
 
     def find_notebook(self, name, assignment):
-        if self._notebooks is None:
+        if self._notebooks is None:  # with their source cells (OverwriteCells adds back the missing ones)
             from nbgrader.api import Assignment, Notebook
+            from sqlalchemy.orm import selectinload
 
             rows = self._gradebook.db.query(Notebook).join(Assignment, Assignment.id == Notebook.assignment_id).filter(
-                Assignment.name == ASSIGNMENT_ID).all()
+                Assignment.name == ASSIGNMENT_ID).options(selectinload(Notebook.source_cells)).all()
             self._notebooks = {row.name: row for row in rows}
         found = self._notebooks.get(name) if assignment == ASSIGNMENT_ID else None
         return found if found is not None else self._gradebook.find_notebook(name, assignment)
+
+    def find_student(self, student_id):
+        from nbgrader.api import Student
+
+        found = self._gradebook.db.get(Student, student_id)  # the session's row, if it holds it
+        return found if found is not None else self._gradebook.find_student(student_id)
 
     def find_source_cell(self, name, notebook, assignment):
         found = self._cell(["SourceCell"], name, notebook, assignment)

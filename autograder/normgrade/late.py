@@ -133,8 +133,7 @@ class LatePenalties(AssignLatePenalties):
         self.init_plugin()
         with gradebook_of(resources) as self.gradebook:
             submission = self.gradebook.find_submission(self.assignment_id, self.student_id)
-            if apply_extension(submission, self.plugin_inst):  # read again: the database computes its lateness
-                submission = self.gradebook.find_submission(self.assignment_id, self.student_id)
+            apply_extension(submission, self.plugin_inst)  # its lateness is computed from its own columns
             notebook = self.gradebook.find_submission_notebook(self.notebook_id, self.assignment_id, self.student_id)
             notebook.late_submission_penalty = None
             if submission.total_seconds_late > 0:
