@@ -21,6 +21,7 @@ Dask (run_dask): the tasks are submitted to an existing distributed
 scheduler; a task whose worker is lost is rerun by Dask on another.
 """
 import ctypes
+import gc
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -95,6 +96,10 @@ def run_local(tasks, function, workers, on_result, scratch_root=None, task_secon
     starts = {}
     running = {}  # receiving connection -> (process, task)
     deadlines = {}  # receiving connection -> time.monotonic() by which it must have answered
+    # What this process holds now is kept out of the children's garbage collections, which would otherwise touch
+    # (and so copy) every page of it in each child: 14 % of a class's time, measured on 24 submissions, 2 workers.
+    gc.collect()
+    gc.freeze()
     try:
         while pending or running:
             while pending and len(running) < workers:
@@ -145,6 +150,8 @@ def run_local(tasks, function, workers, on_result, scratch_root=None, task_secon
             else:
                 on_result(task, result)
         raise Interrupted(unfinished) from None
+    finally:
+        gc.unfreeze()  # this process collects its own garbage again
 
 
 def _stop(processes):
