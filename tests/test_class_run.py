@@ -737,6 +737,27 @@ def test_warm_up_reads_what_children_need_and_opens_no_gradebook(course, monkeyp
     assert scorer.load_expected.cache_info().hits == before + 1
 
 
+def test_warm_up_prepares_the_diagnosis_the_children_then_answer_from_memory(course):
+    """With diagnosis, warm_up computes every probe's hypotheses: a probe asked after it computes nothing anew."""
+    from normgrade import autograde, checks, diagnosis
+
+    autograde.warm_up(course, diagnosis=True)
+    kept = {f: len(f.kept) for f in (diagnosis.forward_hypotheses, diagnosis.backward_hypotheses)}
+    assert all(kept.values()), "prepared"
+    data = scorer_data(course)
+    for quantity, call in checks.CALL_OF.items():
+        first = diagnosis.probe(quantity, data.inputs, call)
+        again = diagnosis.probe(quantity, data.inputs, call)
+        assert [h.parts for h in first[0]] == [h.parts for h in again[0]]
+    assert {f: len(f.kept) for f in kept} == kept, "every hypothesis was in memory"
+
+
+def scorer_data(course):
+    from normgrade import scorer
+
+    return scorer.load_current_expected(paths(course)["expected"])
+
+
 def test_warm_up_never_stops_a_run_whatever_the_course_holds(course, tmp_path):
     """A red-team finding: a corrupt release notebook stopped the whole run in warm_up; graded before."""
     from normgrade import autograde

@@ -58,7 +58,7 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from . import autograded, files, gradebooks, intake, late, ledger, parallel
+from . import autograded, checks, files, gradebooks, intake, late, ledger, parallel
 from .course import ASSIGNMENT_ID, COURSE_ID, PLAIN_ID, STAFF_FOLDER, db_url, is_course, load_config, paths
 from .notebooks import source_notebooks
 from .preprocessors import SandboxedExecute, prepare_markup, take_reports
@@ -558,12 +558,15 @@ def _max_auto_score(url):
         return float(sum(nb.max_code_score for nb in assignment.notebooks))
 
 
-def warm_up(course):
+def warm_up(course, diagnosis=False):
     """
     Do here, once, the first-use work that every forked grading process would
     otherwise repeat (about 0.3 s each, measured): nbgrader's ORM mappers,
     nbformat's compiled schema, the markdown renderer of prepare_markup, and
-    the expected values scored_code reads. The children inherit it. Nothing
+    the expected values scored_code reads; with `diagnosis`, the hypotheses
+    the diagnosis of a wrong value tries (checks.prepare_diagnosis: 0.5 s
+    here, 0.2 s less in each submission with a mistake, so only for a class
+    larger than its workers). The children inherit it. Nothing
     here opens the gradebook, so no connection crosses a fork, and no student
     code runs in this process. It is only a saving: whatever fails here (a
     broken release notebook, missing expected values) is left for each
@@ -577,7 +580,9 @@ def warm_up(course):
         layout = paths(course)
         for blank in sorted(layout["release"].glob("*.ipynb"))[:1]:
             prepare_markup(nbformat.read(blank, as_version=4))
-        load_current_expected(layout["expected"])
+        data = load_current_expected(layout["expected"])
+        if diagnosis:
+            checks.prepare_diagnosis(data)
     except Exception:  # noqa: BLE001 - see above
         pass
 
@@ -696,7 +701,7 @@ def _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrad
             if dask:
                 parallel.run_dask(tasks, grade_submission, dask, on_result)
             else:
-                warm_up(course)
+                warm_up(course, diagnosis=len(tasks) > workers)
                 scratch = course / STAFF_FOLDER / "scratch"  # what a killed run left there goes now
                 kill_orphans(scratch)
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -406,6 +406,18 @@ def compare(value, expected):
 CALL_OF = {quantity: call for calls in VALUE_CALLS.values() for call in calls for quantity in call["produces"]}
 
 
+def prepare_diagnosis(data):
+    """
+    Compute, once, the hypotheses of every probe at the hidden inputs of
+    `data` (they depend on nothing else), so that the processes forked after
+    it diagnose a wrong value from memory (diagnosis._remembered): about 0.5 s
+    here, and 0.2 s less in each forked grading of a submission with typical
+    mistakes (measured on 2 cores).
+    """
+    for quantity, call in CALL_OF.items():
+        diagnosis.probe(quantity, data.inputs, call)
+
+
 # Mistake keys that are not a diagnosis of the function's own code (the class report leaves them out).
 NOT_IMPLEMENTED, FORWARD_WRONG, CONSISTENT = "not implemented", "forward: wrong", "backward: consistent with it"
 NOT_OWN_MISTAKES = (NOT_IMPLEMENTED, FORWARD_WRONG, CONSISTENT)

@@ -182,7 +182,7 @@ def _read_only(value):
     return view
 
 
-def _remembered(function, size=32):
+def _remembered(function, size=128):
     """
     `function` (its hypotheses, a list), answering a call it answered lately,
     with the same arguments (arrays by content), from what it gave then: one
@@ -213,6 +213,7 @@ def _remembered(function, size=32):
                 kept.popitem(last=False)
         return list(found)
 
+    remembering.kept = kept  # what it holds, for the tests
     return remembering
 
 
