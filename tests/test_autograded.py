@@ -177,6 +177,26 @@ def test_the_gradebook_rows_are_the_same_row_for_row(twins):
     assert by["erin"]["raw_score"] < by["alice"]["raw_score"], "erin's deleted test cell was added back, unanswered"
 
 
+def test_a_notebook_not_handed_in_earns_nothing_as_nbgrader_says(twins, tmp_path):
+    """A submitted folder without one of the notebooks: the same rows from both (its grades 0, none left to grade)."""
+    from normgrade.autograde import nbgrader_api
+
+    ours, _, _, _ = twins
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    for course in (mine, theirs):
+        shutil.copytree(ours, course, symlinks=True)
+        staged = paths(course)["staged"] / "alice" / ASSIGNMENT_ID
+        missing = sorted(staged.glob("*.ipynb"))[-1]
+        missing.unlink()
+    autograded.write(autograded.converter(grading_config(mine), mine), "alice", db_url(mine))
+    outcome = nbgrader_api(theirs).autograde(ASSIGNMENT_ID, "alice", force=True, create=True)
+    assert outcome["success"], outcome.get("log")
+    rows = _rows(db_url(mine), ["alice"])
+    assert rows == _rows(db_url(theirs), ["alice"])
+    lost = [v for k, v in rows.items() if len(k) == 4 and k[1] == missing.stem and k[2] == "grade"]
+    assert lost and all(v[0] == 0 and not v[3] for v in lost)
+
+
 def test_a_failure_part_way_leaves_the_gradebook_and_the_folder_as_they_were(twins, tmp_path, monkeypatch):
     from normgrade.preprocessors import TrustedScores
 

@@ -111,6 +111,10 @@ def write(autograde, student, url, then=None):
                 names.append(path.stem)
             if not names:
                 raise ValueError(f"no notebook of the assignment in {submitted}")
+            for notebook in gradebook.find_assignment(ASSIGNMENT_ID).notebooks:
+                if notebook.name not in names:  # nbgrader's rule for a notebook not handed in: nothing earned
+                    for grade in gradebook.find_submission_notebook(notebook.name, ASSIGNMENT_ID, student).grades:
+                        grade.auto_score, grade.needs_manual_grade = 0, False
             for name in names:
                 nb = nbformat.read(submitted / f"{name}.ipynb", as_version=4)
                 # nbgrader's two passes: the first reads the submitted folder, the second the autograded one.
