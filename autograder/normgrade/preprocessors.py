@@ -217,13 +217,13 @@ def student_code_cells(layers, earned, why_not=""):
     (points, out of)}, its source cut from the file (the whole file, cut at
     MAX_SHOWN_CODE, where it does not parse), headed by its points. A code
     cell's source reaches formgrader and the feedback page highlighted and
-    escaped, never as markup. Their ids are fixed (normgrade-<function>), so
+    escaped, never as markup. Their ids are fixed (student-code-<function>), so
     grading the same submission twice writes the same notebook.
     """
     meta = {"editable": False, "deletable": False, "normgrade": "student code"}
     if layers is None:
         return [nbformat.v4.new_code_cell(f"# normlab/layers.py as submitted: not graded ({why_not})", metadata=meta,
-                                          id="normgrade-layers")]
+                                          id="student-code-layers")]
     text = layers.decode("utf-8", errors="replace")
     lines = text.splitlines()
     try:
@@ -232,7 +232,7 @@ def student_code_cells(layers, earned, why_not=""):
     except (SyntaxError, ValueError):
         head = "# normlab/layers.py as submitted (it does not parse as Python): " + ", ".join(
             f"{f} {p:g} / {m:g} points" for f, (p, m) in earned.items())
-        return [nbformat.v4.new_code_cell(f"{head}\n{text[:MAX_SHOWN_CODE]}", metadata=meta, id="normgrade-layers")]
+        return [nbformat.v4.new_code_cell(f"{head}\n{text[:MAX_SHOWN_CODE]}", metadata=meta, id="student-code-layers")]
     cells = []
     for function, (points, out_of) in earned.items():
         head = f"# {function}: {points:g} / {out_of:g} points. The student's normlab/layers.py, as graded (not run here)."
@@ -242,7 +242,7 @@ def student_code_cells(layers, earned, why_not=""):
             body = body if len(body) <= MAX_SHOWN_CODE else body[:MAX_SHOWN_CODE] + "\n# ... (cut)"
         else:
             body = f"# no function {function} in normlab/layers.py"
-        cells.append(nbformat.v4.new_code_cell(f"{head}\n{body}", metadata=meta, id=f"normgrade-{function}"))
+        cells.append(nbformat.v4.new_code_cell(f"{head}\n{body}", metadata=meta, id=f"student-code-{function}"))
     return cells
 
 
