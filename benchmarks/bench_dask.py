@@ -37,7 +37,7 @@ from pgserver import PostgresUnavailable, TemporaryPostgres  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from normgrade import ledger  # noqa: E402
-from normgrade.autograde import grade  # noqa: E402
+from normgrade.class_run import grade  # noqa: E402
 from normgrade.course import paths  # noqa: E402
 from normgrade.notebooks import answer_keys, source_notebooks  # noqa: E402
 from normgrade.release import build_course  # noqa: E402

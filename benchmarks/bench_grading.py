@@ -6,7 +6,7 @@ function), then times, interleaved where they repeat:
 
 - the floor: a bare `python -c "import numpy"` (what any isolated worker pays);
 - one sandboxed worker run of all nine functions (normgrade.scorer.score_code);
-- per-submission grading in one process (normgrade.autograde.grade, no
+- per-submission grading in one process (normgrade.class_run.grade, no
   notebook execution), median over the class: graded for the first time,
   then regraded, written by normgrade.autograded and through nbgrader's
   converter in turn;
@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 from normgrade import autograded, checks, expected
-from normgrade.autograde import Task, grade, grade_submission
+from normgrade.class_run import grade
+from normgrade.grading import Task, grade_submission
 from normgrade.course import db_url, paths, run_nbgrader
 from normgrade.notebooks import answer_keys, source_notebooks
 from normgrade.release import build_course

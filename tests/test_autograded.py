@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 from normgrade import autograded, late
-from normgrade.autograde import grade, grading_config
+from normgrade.class_run import grade
+from normgrade.grading import grading_config
 from normgrade.course import ASSIGNMENT_ID, COURSE_ID, db_url, paths, run_nbgrader
 from normgrade.notebooks import answer_keys, source_notebooks
 from normgrade.paths import STUB_LAYERS
@@ -179,7 +180,7 @@ def test_the_gradebook_rows_are_the_same_row_for_row(twins):
 
 def test_a_notebook_not_handed_in_earns_nothing_as_nbgrader_says(twins, tmp_path):
     """A submitted folder without one of the notebooks: the same rows from both (its grades 0, none left to grade)."""
-    from normgrade.autograde import nbgrader_api
+    from normgrade.grading import nbgrader_api
 
     ours, _, _, _ = twins
     mine, theirs = tmp_path / "mine", tmp_path / "theirs"

@@ -18,7 +18,8 @@ import pytest
 from processes import live_pids, started_sandboxes
 
 from normgrade import ledger, parallel
-from normgrade.autograde import Task, grade, grade_submission
+from normgrade.grading import Task, grade_submission
+from normgrade.class_run import grade
 from normgrade.course import COURSE_ID, db_url, paths
 from normgrade.notebooks import answer_keys, source_notebooks
 from normgrade.status import class_status
@@ -138,7 +139,7 @@ def _crashing(task):
     grade_submission in a child process that dies in the middle of nbgrader's
     autograde: once for one student, every time for another.
     """
-    import normgrade.autograde
+    import normgrade.grading
 
     marker = Path(task.course) / f"crashed-{task.student}"
     if task.student == "s000_reference" and not marker.exists() or task.student == "s002_mistakes":
@@ -146,7 +147,7 @@ def _crashing(task):
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
 
-        normgrade.autograde._autograde = dies  # in this forked child only
+        normgrade.grading._autograde = dies  # in this forked child only
     return grade_submission(task)
 
 
@@ -382,12 +383,12 @@ def test_prepare_creates_every_course_row_nbgrader_opens(course, postgres):
 
 def _staging_fails(task):
     """grade_submission in a child where reading the student's files raises (an I/O error, say) before the claim."""
-    import normgrade.autograde
+    import normgrade.staging
 
     def unreadable(folder_fd, parts, limit):
         raise OSError(5, "Input/output error", "/".join(parts))
 
-    normgrade.autograde.files.read_file = unreadable  # in this forked child only
+    normgrade.staging.files.read_file = unreadable  # in this forked child only
     return grade_submission(task)
 
 
@@ -442,7 +443,7 @@ def test_a_swap_loop_never_gets_a_classmates_files_staged(course, klass, tmp_pat
 
     import nbformat
 
-    from normgrade.autograde import stage
+    from normgrade.staging import stage
     from normgrade.scorer import answer_cells
 
     alice, eve = tmp_path / "alice", tmp_path / "class" / "eve"
@@ -488,7 +489,7 @@ def test_a_named_pipe_or_a_device_costs_nothing_and_blocks_nothing(course, klass
     import shutil
     import threading
 
-    from normgrade.autograde import stage
+    from normgrade.staging import stage
 
     eve = tmp_path / "eve"
     shutil.copytree(klass / "s000_reference", eve)
@@ -555,7 +556,7 @@ def test_a_slow_submission_is_stopped_reported_and_recorded_failed(course, klass
 def test_a_folder_named_like_a_hashed_id_neither_refuses_the_run_nor_replaces_a_grade(course, klass, tmp_path):
     import shutil
 
-    from normgrade.autograde import student_id
+    from normgrade.submissions import student_id
 
     copy = _fresh_course(course, tmp_path)
     forged = student_id("jo doe")
@@ -654,7 +655,7 @@ def test_every_intake_path_leaves_its_inputs_byte_for_byte(course, klass, tmp_pa
 
 
 def test_a_path_where_grading_writes_is_refused_and_nothing_changes(course, klass, tmp_path):
-    from normgrade.autograde import Overlap
+    from normgrade.submissions import Overlap
 
     copy = _fresh_course(course, tmp_path)
     grade([klass / "s000_reference"], copy, workers=1)
@@ -719,10 +720,10 @@ def test_shared_engines_write_the_gradebook_nbgrader_writes_with_its_own(course,
 
 
 def test_warm_up_reads_what_children_need_and_opens_no_gradebook(course, monkeypatch):
-    """autograde.warm_up runs before the fork: the expected values are cached, and no engine or connection exists."""
+    """class_run.warm_up runs before the fork: the expected values are cached, and no engine or connection exists."""
     import sqlalchemy
 
-    from normgrade import autograde, scorer
+    from normgrade import class_run, scorer
 
     def no_engine(*args, **kwargs):
         raise AssertionError("warm_up created a database engine: a connection could cross the fork")
@@ -730,7 +731,7 @@ def test_warm_up_reads_what_children_need_and_opens_no_gradebook(course, monkeyp
     monkeypatch.setattr(sqlalchemy, "create_engine", no_engine)
     monkeypatch.setattr("nbgrader.api.create_engine", no_engine)
     scorer.load_expected.cache_clear()
-    autograde.warm_up(course)
+    class_run.warm_up(course)
     assert scorer.load_expected.cache_info().currsize == 1
     before = scorer.load_expected.cache_info().hits
     scorer.load_current_expected(paths(course)["expected"])  # what scored_code reads: served from the cache
@@ -739,9 +740,9 @@ def test_warm_up_reads_what_children_need_and_opens_no_gradebook(course, monkeyp
 
 def test_warm_up_prepares_the_diagnosis_the_children_then_answer_from_memory(course):
     """With diagnosis, warm_up computes every probe's hypotheses: a probe asked after it computes nothing anew."""
-    from normgrade import autograde, checks, diagnosis
+    from normgrade import checks, class_run, diagnosis
 
-    autograde.warm_up(course, diagnosis=True)
+    class_run.warm_up(course, diagnosis=True)
     kept = {f: len(f.kept) for f in (diagnosis.forward_hypotheses, diagnosis.backward_hypotheses)}
     assert all(kept.values()), "prepared"
     data = scorer_data(course)
@@ -760,10 +761,10 @@ def scorer_data(course):
 
 def test_warm_up_never_stops_a_run_whatever_the_course_holds(course, tmp_path):
     """A red-team finding: a corrupt release notebook stopped the whole run in warm_up; graded before."""
-    from normgrade import autograde
+    from normgrade import class_run
 
     copy = _fresh_course(course, tmp_path)
     blank = sorted(paths(copy)["release"].glob("*.ipynb"))[0]
     blank.write_text("{ not json")
     (paths(copy)["expected"]).rename(tmp_path / "expected.npz")
-    autograde.warm_up(copy)  # raises nothing
+    class_run.warm_up(copy)  # raises nothing

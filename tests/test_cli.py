@@ -27,7 +27,7 @@ def _modules_after(*argv):
 def test_a_command_imports_its_own_module_and_not_the_others():
     modules, _ = _modules_after("gradescope", "--help")
     assert "normgrade.gradescope" in modules
-    assert not modules & {"normgrade.autograde", "normgrade.report", "normgrade.similarity", "normgrade.release",
+    assert not modules & {"normgrade.autograde", "normgrade.class_run", "normgrade.grading", "normgrade.report", "normgrade.similarity", "normgrade.release",
                           "normgrade.demo", "copydetect", "matplotlib", "nbgrader"}, sorted(modules)
     modules, _ = _modules_after("status", "--help")
     assert "normgrade.status" in modules and "normgrade.similarity" not in modules and "copydetect" not in modules

@@ -149,7 +149,8 @@ def _class(course, root, now):
 
 @pytest.mark.slow
 def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
-    from normgrade.autograde import format_table, grade
+    from normgrade.table import format_table
+    from normgrade.class_run import grade
     from normgrade.course import paths
     from normgrade.export import write_csv
     from normgrade.feedback import generate_feedback
@@ -261,7 +262,7 @@ def test_a_written_answer_not_graded_yet_says_so_in_the_feedback_and_is_empty_in
 
     import nbformat
 
-    from normgrade.autograde import grade
+    from normgrade.class_run import grade
     from normgrade.course import paths
     from normgrade.export import write_csv
     from normgrade.feedback import NOT_GRADED_YET, ungraded_answers
@@ -304,7 +305,7 @@ def test_one_view_of_who_is_in_the_course(term, tmp_path):
     from normgrade.report import class_report
     from normgrade.status import class_status, format_status
 
-    from normgrade.autograde import grade
+    from normgrade.class_run import grade
     from normgrade.samples import make_submission, reference_layers
 
     course, _ = term

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from normgrade.autograde import grade
+from normgrade.class_run import grade
 from normgrade.course import paths
 from normgrade.export import write_csv
 from normgrade.feedback import EXCHANGE_FILES, HIDDEN_MARKERS, generate_feedback

@@ -110,7 +110,7 @@ def test_save_auto_grades_once_writes_the_rows_nbgraders_own_writes(course_copy,
     import nbformat
     from nbgrader.preprocessors import SaveAutoGrades
 
-    from normgrade.autograde import grade
+    from normgrade.class_run import grade
     from normgrade.course import COURSE_ID, db_url, paths
     from normgrade.notebooks import answer_keys, source_notebooks
     from normgrade.paths import STUB_LAYERS

@@ -222,7 +222,7 @@ def _zip_of(files, prefix=""):
 
 @pytest.mark.parametrize("user_namespaces", [True, False], ids=["bubblewrap", "namespaces-blocked"])
 def test_run_autograder_scores_like_normgrade_grade(autograder, tmp_path, user_namespaces):
-    from normgrade.autograde import grade
+    from normgrade.class_run import grade
     from normgrade.course import paths
     from normgrade.paths import STUB_LAYERS
     from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers

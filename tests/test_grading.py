@@ -272,7 +272,7 @@ def test_notebooks_validate_and_markdown_renders_as_prose(tmp_path):
 
 
 def test_student_ids_never_collide_within_or_across_runs():
-    from normgrade.autograde import _with_ids, student_id
+    from normgrade.submissions import _with_ids, student_id
 
     names = ("b b", "b_b", "b_b_2", "b\tb", "", "jo doe", "jo_doe", "\x1b]0;PWNED\x07", "jo.doe", "jo@uni.edu", "-rf",
              "..", "zo\u00eb")
@@ -296,7 +296,7 @@ def test_student_ids_never_collide_within_or_across_runs():
 
 
 def test_ids_equal_but_for_case_are_duplicates_on_a_case_insensitive_file_system(tmp_path):
-    from normgrade.autograde import _with_ids
+    from normgrade.submissions import _with_ids
     from normgrade.files import case_insensitive
 
     entries = [(n, Path(n), n, Path(".")) for n in ("Ann", "ann", "bo")]
@@ -307,7 +307,7 @@ def test_ids_equal_but_for_case_are_duplicates_on_a_case_insensitive_file_system
 
 
 def test_two_submissions_with_one_id_are_left_out_and_the_rest_is_graded():
-    from normgrade.autograde import _with_ids
+    from normgrade.submissions import _with_ids
 
     found, duplicates = _with_ids([("bob", Path("late/bob"), "late/bob", Path("late")),
                                    ("ann", Path("late/ann"), "late/ann", Path("late")),
@@ -338,7 +338,7 @@ def test_executed_outputs_are_plain_text_and_images_and_capped():
 
 
 def test_the_table_shows_no_terminal_control_characters():
-    from normgrade.autograde import format_table
+    from normgrade.table import format_table
 
     document = {"sandbox": "bubblewrap sandbox", "submissions": [{
         "path": "class/s\x1b]0;PWNED\x07\nfake 36 / 36", "student": "s", "score": 0, "max_score": 36, "seconds": 1,
@@ -351,7 +351,7 @@ def test_the_table_shows_no_terminal_control_characters():
 
 
 def test_the_table_wraps_a_lost_check_whole_and_never_cuts_a_number():
-    from normgrade.autograde import TABLE_WIDTH, format_table
+    from normgrade.table import TABLE_WIDTH, format_table
 
     first = ("lost 1.5 on 'train-mode output': sbn_train_out differs from the expected values: 72 of 72 entries "
              "differ; the largest difference is at [1, 2, 2, 1]: expected -5.95849, got -5.02231. Diagnosis: the "
@@ -476,7 +476,8 @@ def test_a_notebook_of_too_many_cells_is_refused_before_it_is_built():
 
 
 def test_every_entry_of_a_class_folder_is_graded_or_skipped_with_its_reason(tmp_path):
-    from normgrade.autograde import discover, format_table
+    from normgrade.submissions import discover
+    from normgrade.table import format_table
 
     klass = tmp_path / "class"
     for folder in ("ann/normalization", "frank/Downloads/normalization", "empty", "bo"):
@@ -613,16 +614,16 @@ def test_a_rebuild_says_what_it_changes_for_students(tmp_path):
 
 
 def test_a_class_entry_that_links_into_the_course_does_not_stop_the_class(tmp_path):
-    from normgrade.autograde import _through_link, refuse_overlaps
+    from normgrade.submissions import through_link, refuse_overlaps
 
     course = tmp_path / "course"
     (course / "source" / "normalization").mkdir(parents=True)
     klass = tmp_path / "class"
     (klass / "ann" / "normalization").mkdir(parents=True)
     (klass / "eve").symlink_to(course / "source")  # graded from nothing (staging follows no link), with a note
-    assert _through_link(klass / "eve" / "normalization", klass) and not _through_link(klass / "ann", klass)
+    assert through_link(klass / "eve" / "normalization", klass) and not through_link(klass / "ann", klass)
     refuse_overlaps(course, [klass])  # the PATH the instructor named is fine
-    from normgrade.autograde import Overlap
+    from normgrade.submissions import Overlap
     with pytest.raises(Overlap):
         refuse_overlaps(course, [klass / "eve"])  # named directly, it is refused
 

@@ -180,7 +180,7 @@ def test_another_lms_by_its_pattern_and_a_plain_roster(tmp_path, lms):
 @pytest.mark.slow
 def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, tmp_path, course_copy):
     """`normgrade grade canvas.zip --roster export.csv`: the scores of the same content graded as folders."""
-    from normgrade.autograde import grade
+    from normgrade.class_run import grade
     from normgrade.course import paths
     from normgrade.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from normgrade import ledger
-from normgrade.autograde import grade
+from normgrade.class_run import grade
 from normgrade.course import db_url, paths
 from normgrade.mutants import MUTANTS
 from normgrade.notebooks import answer_keys, source_notebooks

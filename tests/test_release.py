@@ -28,7 +28,7 @@ def _tree(folder):
 def test_a_failed_rebuild_leaves_the_course_as_it_was_and_a_rebuild_keeps_the_grades(sandbox, tmp_path):
     from nbgrader.api import Gradebook
 
-    from normgrade.autograde import grade
+    from normgrade.class_run import grade
 
     course = tmp_path / "course"
     build_course(course, prove=False)
@@ -121,7 +121,7 @@ def test_a_rebuild_reports_what_students_see_and_says_what_to_run_when_grades_ex
     the rebuild says they stand until regraded, and what to run.
     """
     from normgrade import cli
-    from normgrade.autograde import grade
+    from normgrade.class_run import grade
 
     course = tmp_path / "course"
     assert cli.main(["release", "--course", str(course), "--no-proof"]) == 0

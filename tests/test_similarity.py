@@ -200,7 +200,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 @pytest.mark.slow
 def test_the_command_ranks_copies_escapes_everything_and_the_report_summarizes_it(tmp_path, sandbox, course_copy):
     from normgrade import cli
-    from normgrade.autograde import grade
+    from normgrade.class_run import grade
     from normgrade.course import paths
     from normgrade.report import write_report
     from normgrade.samples import make_submission

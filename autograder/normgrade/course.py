@@ -12,6 +12,7 @@ CONFIG_NAME = "nbgrader_config.py"
 
 STAFF_FOLDER = "normgrade"  # in the course root, beside source/: never copied next to a notebook
 EXPECTED_FILE = "expected.npz"
+DEFAULT_COURSE = Path("course")  # what --course means when it is not given
 OWN_CONFIG_NAME = "course_config.py"  # the course's own settings: late policy, extensions, yours (normgrade.late)
 # A student id as nbgrader's exchange and JupyterHub spell it: letters, digits, _ . @ -, not starting with . or -.
 PLAIN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")

@@ -13,7 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
-from .autograde import format_table, grade
+from .class_run import grade
+from .table import format_table
 from .expected import FIXED_SEED
 from .course import paths
 from .export import write_csv

@@ -14,7 +14,7 @@ nbgrader's, normgrade_grading, with one row per (assignment, student):
     started, finished, score, max_score
     result        the submission's result document (JSON), as `normgrade grade` prints it
 
-How a class run is exactly once (normgrade.autograde.grade_submission):
+How a class run is exactly once (normgrade.grading.grade_submission):
 
 1. claim(): a row already `graded` from the same content is not graded again
    (unless regrade); otherwise the row becomes `running` in this run, and the

@@ -1,7 +1,7 @@
 """
 Running per-submission grading tasks: in local child processes, or on a Dask cluster.
 
-Both take the same tasks and the same picklable function (normgrade.autograde.
+Both take the same tasks and the same picklable function (normgrade.grading.
 grade_submission), and call on_result(task, result) in this process as each
 ends. The function itself keeps the ledger (claims, attempts, outcome), so
 whichever runner ran it, and however often, the gradebook holds one grading

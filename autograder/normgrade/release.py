@@ -33,7 +33,7 @@ import dateutil.tz
 import nbformat
 
 from . import expected, late, ledger, stubs
-from .autograde import grade
+from .class_run import grade
 from .checks import FUNCTIONS
 from .course import (ASSIGNMENT_ID, COURSE_ID, NBGRADER_CONFIG, STAGED, db_url, is_course, paths, run_nbgrader,
                      scripts_on_path)

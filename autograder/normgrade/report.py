@@ -25,7 +25,8 @@ from collections import Counter
 from pathlib import Path
 
 from . import diagnosis, ledger
-from .autograde import DEFAULT_COURSE, late_text
+from .course import DEFAULT_COURSE
+from .table import late_text
 from .checks import NOT_OWN_MISTAKES
 from .course import gradebook_url, is_course
 from .status import summarize

@@ -20,7 +20,9 @@ import statistics
 from pathlib import Path
 
 from . import ledger
-from .autograde import DEFAULT_COURSE, printable, discover, duration
+from .course import DEFAULT_COURSE
+from .submissions import discover
+from .table import duration, printable
 from .course import gradebook_url, is_course
 
 BINS = 10
