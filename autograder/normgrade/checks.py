@@ -58,9 +58,11 @@ class Check:
     finishes: tuple = ()  # large quantities another check compares: here they need only have come back in time
 
 
-# (rtol, atol) of values, by the expected value's dtype: float32 with a large mean loses about 1e-3 with
-# two-pass statistics, and orders of magnitude more with E[x^2] - E[x]^2. Shape and dtype are always exact.
-TOLERANCE = {np.dtype(np.float64): (1e-6, 1e-8), np.dtype(np.float32): (1e-3, 5e-3)}
+# (rtol, atol) of values, by the expected value's dtype. Float32 with a mean of 1e4: the two-pass statistics
+# honest code takes in float32 (CS231n's solutions, np.var) lose up to 0.7 of (1e-3, 2e-2) on 2000 seeds of the
+# hidden inputs (an atol of 5e-3 failed them on 1 to 2 % of seeds), and E[x^2] - E[x]^2 misses by 0.06 at the
+# least (tests/test_grading.py). Shape and dtype are always exact.
+TOLERANCE = {np.dtype(np.float64): (1e-6, 1e-8), np.dtype(np.float32): (1e-3, 2e-2)}
 
 
 def tolerance(expected):
