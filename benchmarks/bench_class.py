@@ -33,9 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from normgrade.course import paths, run_nbgrader  # noqa: E402
-from normgrade.notebooks import answer_keys, source_notebooks  # noqa: E402
-from normgrade.release import build_course  # noqa: E402
-from normgrade.samples import make_class, make_submission, reference_layers  # noqa: E402
+from normgrade.score.notebooks import answer_keys, source_notebooks  # noqa: E402
+from normgrade.build.release import build_course  # noqa: E402
+from normgrade.build.samples import make_class, make_submission, reference_layers  # noqa: E402
 
 HANGS = reference_layers() + "\ndef layernorm_forward(x, gamma, beta, ln_param):\n    while True:\n        pass\n"
 KILLS = reference_layers() + "\ndef batchnorm_forward(x, gamma, beta, bn_param):\n    import os\n    os._exit(3)\n"

@@ -18,7 +18,7 @@ PostgreSQL server, the real sandbox) on a generated class:
 
 From these it prints where one server stops scaling: a server of C cores
 serves at most C / (its CPU per submission) submissions per second, and each
-grading thread holds one connection while it grades (normgrade.gradebooks).
+grading thread holds one connection while it grades (normgrade.grade.gradebooks).
 
     python benchmarks/bench_dask.py [--size 40] [--workers 2] [--write benchmarks/DASK.md]
 """
@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from pgserver import PostgresUnavailable, TemporaryPostgres  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from normgrade import ledger  # noqa: E402
-from normgrade.class_run import grade  # noqa: E402
+from normgrade.grade import ledger  # noqa: E402
+from normgrade.grade.class_run import grade  # noqa: E402
 from normgrade.course import paths  # noqa: E402
-from normgrade.notebooks import answer_keys, source_notebooks  # noqa: E402
-from normgrade.release import build_course  # noqa: E402
-from normgrade.samples import make_class  # noqa: E402
+from normgrade.score.notebooks import answer_keys, source_notebooks  # noqa: E402
+from normgrade.build.release import build_course  # noqa: E402
+from normgrade.build.samples import make_class  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

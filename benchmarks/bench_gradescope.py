@@ -2,9 +2,9 @@
 Benchmark: Gradescope's run_autograder for one submission, against a bare NumPy start measured in the same run.
 
 Builds a course and its autograder zip, lays it out as Gradescope does
-(normgrade.gradescope.gradescope_layout: source/, submission/, results/) and
+(normgrade.platforms.gradescope.gradescope_layout: source/, submission/, results/) and
 times, interleaved, a bare `python -c "import numpy"` and the zip's grader
-(`python -m normgrade.gradescope run`, as run_autograder calls it, under
+(`python -m normgrade.platforms.gradescope run`, as run_autograder calls it, under
 bubblewrap) on a fresh layout each time: the reference, as a student
 uploads it. Then `python -X importtime` of one run says what it imports.
 It prints a table with each figure's ratio to the bare numpy start and
@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from normgrade.course import paths
-from normgrade.gradescope import build_autograder, gradescope_layout, run_layout
-from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.release import build_course
-from normgrade.samples import make_submission, reference_layers
+from normgrade.platforms.gradescope import build_autograder, gradescope_layout, run_layout
+from normgrade.score.notebooks import answer_keys, source_notebooks
+from normgrade.build.release import build_course
+from normgrade.build.samples import make_submission, reference_layers
 
 
 def _imports(stderr, count=8):
@@ -82,7 +82,7 @@ def main(argv=None):
         "| what | seconds | ratio to bare numpy start |",
         "| --- | ---: | ---: |",
         f"| bare `python -c 'import numpy'` (floor) | {floor:.2f} | 1.0 |",
-        f"| the zip's grader on the reference (`python -m normgrade.gradescope run`, bubblewrap) | {seconds:.2f} | "
+        f"| the zip's grader on the reference (`python -m normgrade.platforms.gradescope run`, bubblewrap) | {seconds:.2f} | "
         f"{seconds / floor:.1f} |",
         "",
         "Its slowest top-level imports (`python -X importtime`, cumulative):",

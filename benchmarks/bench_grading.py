@@ -5,10 +5,10 @@ Builds a course and a small class (reference, stubs, typical mistakes, a hanging
 function), then times, interleaved where they repeat:
 
 - the floor: a bare `python -c "import numpy"` (what any isolated worker pays);
-- one sandboxed worker run of all nine functions (normgrade.scorer.score_code);
-- per-submission grading in one process (normgrade.class_run.grade, no
+- one sandboxed worker run of all nine functions (normgrade.score.scorer.score_code);
+- per-submission grading in one process (normgrade.grade.class_run.grade, no
   notebook execution), median over the class: graded for the first time,
-  then regraded, written by normgrade.autograded and through nbgrader's
+  then regraded, written by normgrade.grade.autograded and through nbgrader's
   converter in turn;
 - the same with --execute (the notebooks run in the sandbox);
 - the whole `normgrade grade` command for one submission (start-up included);
@@ -32,15 +32,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from normgrade import autograded, checks, expected
-from normgrade.class_run import grade
-from normgrade.grading import Task, grade_submission
+from normgrade.grade import autograded
+from normgrade.score import checks, expected
+from normgrade.grade.class_run import grade
+from normgrade.grade.grading import Task, grade_submission
 from normgrade.course import db_url, paths, run_nbgrader
-from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.release import build_course
-from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
-from normgrade.sandbox import Sandbox
-from normgrade.scorer import score_code
+from normgrade.score.notebooks import answer_keys, source_notebooks
+from normgrade.build.release import build_course
+from normgrade.build.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+from normgrade.run.sandbox import Sandbox
+from normgrade.score.scorer import score_code
 from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS
 
 HANGS = reference_layers() + "\ndef layernorm_forward(x, gamma, beta, ln_param):\n    while True:\n        pass\n"
@@ -113,7 +114,7 @@ def main(argv=None):
 
         document = grade(folders, course)
         per_submission = [s["seconds"] for s in document["submissions"]]
-        # The same class graded again (regrade), interleaved: written by normgrade.autograded, then through
+        # The same class graded again (regrade), interleaved: written by normgrade.grade.autograded, then through
         # nbgrader's converter (what a course whose configuration lists a preprocessor of its own gets).
         written, converted = [], []
         for _ in range(1 if args.quick else 2):
@@ -153,7 +154,7 @@ def main(argv=None):
         ("one sandboxed worker run, all nine functions", statistics.median(worker)),
         (f"per submission, graded for the first time (median of {len(per_submission)})",
          statistics.median(per_submission)),
-        (f"per submission regraded, written by normgrade.autograded (median of {len(written)})",
+        (f"per submission regraded, written by normgrade.grade.autograded (median of {len(written)})",
          statistics.median(written)),
         (f"per submission regraded, through nbgrader's converter (median of {len(converted)})",
          statistics.median(converted)),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "autograder"))
-from normgrade.reference import load_layers  # noqa: E402
+from normgrade.score.reference import load_layers  # noqa: E402
 
 ref = load_layers()
 

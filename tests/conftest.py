@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from normgrade.reference import load_layers
+from normgrade.score.reference import load_layers
 
 
 # What `make test-fast` leaves out needs no marking by hand where a fixture says it: a test that asks for
@@ -42,8 +42,8 @@ def ref():
 @pytest.fixture(scope="session")
 def expected_file(tmp_path_factory):
     """An expected-values file of the current reference and answer keys (normgrade expected)."""
-    from normgrade import expected
-    from normgrade.notebooks import answer_keys
+    from normgrade.score import expected
+    from normgrade.score.notebooks import answer_keys
 
     path = tmp_path_factory.mktemp("expected") / "expected.npz"
     return expected.write(path, expected.generate(answer_keys(), seed=expected.FIXED_SEED))
@@ -60,7 +60,7 @@ def built_course(tmp_path_factory):
     """
     from filelock import FileLock
 
-    from normgrade.release import build_course
+    from normgrade.build.release import build_course
 
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -87,7 +87,7 @@ def course_copy(built_course):
 
 @pytest.fixture(scope="session")
 def data(expected_file):
-    from normgrade import expected
+    from normgrade.score import expected
 
     return expected.ExpectedValues(expected_file)
 
@@ -102,7 +102,7 @@ def sandbox():
     """A bubblewrap sandbox; skips where user namespaces are blocked (CI has them: there it must run)."""
     import os
 
-    from normgrade.sandbox import Sandbox, probe_bwrap
+    from normgrade.run.sandbox import Sandbox, probe_bwrap
 
     reason = probe_bwrap()
     if reason:

@@ -5,7 +5,7 @@ Every entry is the reference layers.py with some functions rewritten the way
 students write them (loops, a tuple cache, keepdims slips, reshapes of the
 wrong order), taken from the families seen in public CS231n code and from the
 mutants, alone and combined. `wrong` maps each function the entry gets wrong to
-the diagnosis keys (normgrade.diagnosis.key, split at "; ") its feedback must
+the diagnosis keys (normgrade.score.diagnosis.key, split at "; ") its feedback must
 state; a function not in `wrong` must keep full points unless it depends on a
 wrong forward pass. `tests/test_diagnosis.py` grades every entry through the
 real sandboxed scorer and counts, over all wrong functions, how many are named,
@@ -16,7 +16,7 @@ import ast
 import textwrap
 from dataclasses import dataclass, field
 
-from normgrade.samples import reference_layers
+from normgrade.build.samples import reference_layers
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 The grader's verdicts held against PyTorch's, function by function.
 
 `judge` takes the raw values a student's layers.py returned on the hidden
-inputs (normgrade.scorer.collect), the grader's results on them
-(normgrade.checks.score) and PyTorch's values of every graded quantity
+inputs (normgrade.score.scorer.collect), the grader's results on them
+(normgrade.score.checks.score) and PyTorch's values of every graded quantity
 (torch_layers.quantities), and says, per function:
 - right: every value check's quantities match PyTorch's (shape, dtype,
   values, at the grader's tolerance);
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normgrade import checks
+from normgrade.score import checks
 
 # Facts straight from the comparison, not diagnoses: a wrong shape or dtype, or an exception.
 FACTS = ("shape: ", "dtype: ", "raises")
@@ -107,7 +107,7 @@ def public_layers(text):
     NumPy and math (an editor's stray imports, such as anyio, and its
     package's own are left out: the layers' maths is what is judged).
     """
-    from normgrade.samples import reference_layers
+    from normgrade.build.samples import reference_layers
 
     tree = ast.parse(text)
     kept = []
@@ -169,10 +169,10 @@ def main(argv):
     import tempfile
 
     import torch_layers
-    from normgrade.expected import FIXED_SEED, ExpectedValues, generate, write
-    from normgrade.notebooks import answer_keys
-    from normgrade.sandbox import Sandbox
-    from normgrade.scorer import collect
+    from normgrade.score.expected import FIXED_SEED, ExpectedValues, generate, write
+    from normgrade.score.notebooks import answer_keys
+    from normgrade.run.sandbox import Sandbox
+    from normgrade.score.scorer import collect
 
     folder = Path(argv[0])
     labels = read_labels(argv[1]) if len(argv) > 1 else {}

@@ -1,5 +1,5 @@
 """
-normgrade.autograded writes what `nbgrader autograde` writes: the same
+normgrade.grade.autograded writes what `nbgrader autograde` writes: the same
 submissions autograded by it (in one course) and by a real `nbgrader
 autograde` run (in a copy of the course) give the same autograded notebooks,
 cell for cell, the same files beside them, and the same gradebook rows, row
@@ -15,13 +15,13 @@ import shutil
 import nbformat
 import pytest
 
-from normgrade import autograded, late
-from normgrade.class_run import grade
-from normgrade.grading import grading_config
+from normgrade.grade import autograded, late
+from normgrade.grade.class_run import grade
+from normgrade.grade.grading import grading_config
 from normgrade.course import ASSIGNMENT_ID, COURSE_ID, db_url, paths, run_nbgrader
-from normgrade.notebooks import answer_keys, source_notebooks
+from normgrade.score.notebooks import answer_keys, source_notebooks
 from normgrade.paths import STUB_LAYERS
-from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+from normgrade.build.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
 
 HOUR = datetime.timedelta(hours=1)
 NOT_EXECUTED = '''
@@ -60,7 +60,7 @@ def _written_answer(folder):
 @pytest.fixture(scope="module")
 def twins(built_course, tmp_path_factory, sandbox):
     """
-    A class graded by `normgrade grade` (normgrade.autograded) in one course,
+    A class graded by `normgrade grade` (normgrade.grade.autograded) in one course,
     and the same staged submissions by a real `nbgrader autograde` in its
     twin: (ours, theirs, students, the run's result). The assignment was due
     30 hours ago; the late policy takes 10 % a day; bob has a 48 hour
@@ -180,7 +180,7 @@ def test_the_gradebook_rows_are_the_same_row_for_row(twins):
 
 def test_a_notebook_not_handed_in_earns_nothing_as_nbgrader_says(twins, tmp_path):
     """A submitted folder without one of the notebooks: the same rows from both (its grades 0, none left to grade)."""
-    from normgrade.grading import nbgrader_api
+    from normgrade.grade.grading import nbgrader_api
 
     ours, _, _, _ = twins
     mine, theirs = tmp_path / "mine", tmp_path / "theirs"
@@ -199,7 +199,7 @@ def test_a_notebook_not_handed_in_earns_nothing_as_nbgrader_says(twins, tmp_path
 
 
 def test_a_failure_part_way_leaves_the_gradebook_and_the_folder_as_they_were(twins, tmp_path, monkeypatch):
-    from normgrade.preprocessors import TrustedScores
+    from normgrade.grade.preprocessors import TrustedScores
 
     ours, _, students, _ = twins
     course = tmp_path / "course"
@@ -265,7 +265,7 @@ def test_normgrades_own_preprocessors_take_their_gradebook_from_gradebook_of():
 
     from nbconvert.preprocessors import Preprocessor
 
-    from normgrade import preprocessors
+    from normgrade.grade import preprocessors
 
     own = [cls for module in (preprocessors, late) for cls in vars(module).values()
            if isinstance(cls, type) and issubclass(cls, Preprocessor) and cls.__module__ == module.__name__]

@@ -94,7 +94,7 @@ def test_numpy_arrays_get_numpy_itself_without_the_compat_wrapper():
 
     assert namespace_of(np.ones(2), None, np.zeros(3)) is np
     assert namespace_of(np.ma.ones(2)) is not np  # a subclass keeps array_api_compat's rules
-    code = ("import sys, numpy as np; from normgrade.reference import load_layers; L = load_layers(); "
+    code = ("import sys, numpy as np; from normgrade.score.reference import load_layers; L = load_layers(); "
             "x = np.ones((4, 3)); out, cache = L.layernorm_forward(x, np.ones(3), np.zeros(3), {}); "
             "L.layernorm_backward(x, cache); print(sorted(m for m in ('array_api_compat.numpy', 'numpy.f2py') "
             "if m in sys.modules))")

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from processes import live_pids, started_sandboxes
 
-from normgrade import ledger, parallel
-from normgrade.grading import Task, grade_submission
-from normgrade.class_run import grade
+from normgrade.grade import ledger, parallel
+from normgrade.grade.grading import Task, grade_submission
+from normgrade.grade.class_run import grade
 from normgrade.course import COURSE_ID, db_url, paths
-from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.status import class_status
+from normgrade.score.notebooks import answer_keys, source_notebooks
+from normgrade.results.status import class_status
 from normgrade.paths import STUB_LAYERS
-from normgrade.samples import make_class, reference_layers
+from normgrade.build.samples import make_class, reference_layers
 
 # one pytest-xdist worker runs them all: module-scoped course, class and sequential run
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("class_run")]
@@ -139,7 +139,7 @@ def _crashing(task):
     grade_submission in a child process that dies in the middle of nbgrader's
     autograde: once for one student, every time for another.
     """
-    import normgrade.grading
+    import normgrade.grade.grading
 
     marker = Path(task.course) / f"crashed-{task.student}"
     if task.student == "s000_reference" and not marker.exists() or task.student == "s002_mistakes":
@@ -147,7 +147,7 @@ def _crashing(task):
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
 
-        normgrade.grading._autograde = dies  # in this forked child only
+        normgrade.grade.grading._autograde = dies  # in this forked child only
     return grade_submission(task)
 
 
@@ -383,12 +383,12 @@ def test_prepare_creates_every_course_row_nbgrader_opens(course, postgres):
 
 def _staging_fails(task):
     """grade_submission in a child where reading the student's files raises (an I/O error, say) before the claim."""
-    import normgrade.staging
+    import normgrade.grade.staging
 
     def unreadable(folder_fd, parts, limit):
         raise OSError(5, "Input/output error", "/".join(parts))
 
-    normgrade.staging.files.read_file = unreadable  # in this forked child only
+    normgrade.grade.staging.files.read_file = unreadable  # in this forked child only
     return grade_submission(task)
 
 
@@ -443,8 +443,8 @@ def test_a_swap_loop_never_gets_a_classmates_files_staged(course, klass, tmp_pat
 
     import nbformat
 
-    from normgrade.staging import stage
-    from normgrade.scorer import answer_cells
+    from normgrade.grade.staging import stage
+    from normgrade.score.scorer import answer_cells
 
     alice, eve = tmp_path / "alice", tmp_path / "class" / "eve"
     shutil.copytree(klass / "s000_reference", alice)  # a copy: the swappers may move files inside it
@@ -489,7 +489,7 @@ def test_a_named_pipe_or_a_device_costs_nothing_and_blocks_nothing(course, klass
     import shutil
     import threading
 
-    from normgrade.staging import stage
+    from normgrade.grade.staging import stage
 
     eve = tmp_path / "eve"
     shutil.copytree(klass / "s000_reference", eve)
@@ -556,7 +556,7 @@ def test_a_slow_submission_is_stopped_reported_and_recorded_failed(course, klass
 def test_a_folder_named_like_a_hashed_id_neither_refuses_the_run_nor_replaces_a_grade(course, klass, tmp_path):
     import shutil
 
-    from normgrade.submissions import student_id
+    from normgrade.grade.submissions import student_id
 
     copy = _fresh_course(course, tmp_path)
     forged = student_id("jo doe")
@@ -589,7 +589,7 @@ def test_exported_cells_never_run_as_spreadsheet_formulas(course, klass, tmp_pat
     import csv
     import shutil
 
-    from normgrade.export import write_csv
+    from normgrade.results.export import write_csv
 
     copy = _fresh_course(course, tmp_path)
     root = tmp_path / "class"
@@ -655,7 +655,7 @@ def test_every_intake_path_leaves_its_inputs_byte_for_byte(course, klass, tmp_pa
 
 
 def test_a_path_where_grading_writes_is_refused_and_nothing_changes(course, klass, tmp_path):
-    from normgrade.submissions import Overlap
+    from normgrade.grade.submissions import Overlap
 
     copy = _fresh_course(course, tmp_path)
     grade([klass / "s000_reference"], copy, workers=1)
@@ -702,10 +702,10 @@ def _rows(url):
 
 
 def test_shared_engines_write_the_gradebook_nbgrader_writes_with_its_own(course, klass, tmp_path, monkeypatch):
-    """normgrade.gradebooks: one engine per process changes nothing nbgrader writes, row for row."""
+    """normgrade.grade.gradebooks: one engine per process changes nothing nbgrader writes, row for row."""
     import contextlib
 
-    from normgrade import gradebooks
+    from normgrade.grade import gradebooks
 
     students = sorted(klass.iterdir())[:3]  # a reference, a stub and a mistake
     shared = _fresh_course(course, tmp_path / "shared")
@@ -723,7 +723,8 @@ def test_warm_up_reads_what_children_need_and_opens_no_gradebook(course, monkeyp
     """class_run.warm_up runs before the fork: the expected values are cached, and no engine or connection exists."""
     import sqlalchemy
 
-    from normgrade import class_run, scorer
+    from normgrade.grade import class_run
+    from normgrade.score import scorer
 
     def no_engine(*args, **kwargs):
         raise AssertionError("warm_up created a database engine: a connection could cross the fork")
@@ -740,7 +741,8 @@ def test_warm_up_reads_what_children_need_and_opens_no_gradebook(course, monkeyp
 
 def test_warm_up_prepares_the_diagnosis_the_children_then_answer_from_memory(course):
     """With diagnosis, warm_up computes every probe's hypotheses: a probe asked after it computes nothing anew."""
-    from normgrade import checks, class_run, diagnosis
+    from normgrade.score import checks, diagnosis
+    from normgrade.grade import class_run
 
     class_run.warm_up(course, diagnosis=True)
     kept = {f: len(f.kept) for f in (diagnosis.forward_hypotheses, diagnosis.backward_hypotheses)}
@@ -754,14 +756,14 @@ def test_warm_up_prepares_the_diagnosis_the_children_then_answer_from_memory(cou
 
 
 def scorer_data(course):
-    from normgrade import scorer
+    from normgrade.score import scorer
 
     return scorer.load_current_expected(paths(course)["expected"])
 
 
 def test_warm_up_never_stops_a_run_whatever_the_course_holds(course, tmp_path):
     """A red-team finding: a corrupt release notebook stopped the whole run in warm_up; graded before."""
-    from normgrade import class_run
+    from normgrade.grade import class_run
 
     copy = _fresh_course(course, tmp_path)
     blank = sorted(paths(copy)["release"].glob("*.ipynb"))[0]

@@ -26,11 +26,11 @@ def _modules_after(*argv):
 
 def test_a_command_imports_its_own_module_and_not_the_others():
     modules, _ = _modules_after("gradescope", "--help")
-    assert "normgrade.gradescope" in modules
-    assert not modules & {"normgrade.autograde", "normgrade.class_run", "normgrade.grading", "normgrade.report", "normgrade.similarity", "normgrade.release",
-                          "normgrade.demo", "copydetect", "matplotlib", "nbgrader"}, sorted(modules)
+    assert "normgrade.platforms.gradescope" in modules
+    assert not modules & {"normgrade.grade.autograde", "normgrade.grade.class_run", "normgrade.grade.grading", "normgrade.results.report", "normgrade.results.similarity", "normgrade.build.release",
+                          "normgrade.build.demo", "copydetect", "matplotlib", "nbgrader"}, sorted(modules)
     modules, _ = _modules_after("status", "--help")
-    assert "normgrade.status" in modules and "normgrade.similarity" not in modules and "copydetect" not in modules
+    assert "normgrade.results.status" in modules and "normgrade.results.similarity" not in modules and "copydetect" not in modules
 
 
 def test_the_help_without_a_command_lists_every_command():

@@ -1,5 +1,5 @@
 """
-Deadlines: the course's late policy (normgrade.late), the submission time as
+Deadlines: the course's late policy (normgrade.grade.late), the submission time as
 staged from nbgrader's timestamp.txt, and the penalty everywhere the score
 shows: the run's JSON and table, status, the report, the export, feedback.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from normgrade import late
-from normgrade.release import check_due
+from normgrade.grade import late
+from normgrade.build.release import check_due
 
 # one pytest-xdist worker runs them all: module-scoped term
 pytestmark = pytest.mark.xdist_group("deadlines")
@@ -115,7 +115,7 @@ HOUR = datetime.timedelta(hours=1)
 def term(sandbox, tmp_path_factory):
     """A course due in a day, rebuilt once without --due (which keeps it), then moved 30 h into the past."""
     from normgrade.course import db_url, paths
-    from normgrade.release import build_course
+    from normgrade.build.release import build_course
 
     course = tmp_path_factory.mktemp("term") / "course"
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
@@ -131,8 +131,8 @@ def term(sandbox, tmp_path_factory):
 
 def _class(course, root, now):
     from normgrade.course import paths
-    from normgrade.notebooks import answer_keys, source_notebooks
-    from normgrade.samples import make_submission, reference_layers
+    from normgrade.score.notebooks import answer_keys, source_notebooks
+    from normgrade.build.samples import make_submission, reference_layers
 
     keys = answer_keys(source_notebooks(paths(course)["source"]))
     stamps = {"alice": f"{now - HOUR:%Y-%m-%d %H:%M:%S.%f} UTC", "bob": f"{now - HOUR:%Y-%m-%d %H:%M:%S} UTC",
@@ -149,13 +149,13 @@ def _class(course, root, now):
 
 @pytest.mark.slow
 def test_lateness_and_penalty_show_wherever_the_score_does(term, tmp_path):
-    from normgrade.table import format_table
-    from normgrade.class_run import grade
+    from normgrade.grade.table import format_table
+    from normgrade.grade.class_run import grade
     from normgrade.course import paths
-    from normgrade.export import write_csv
-    from normgrade.feedback import generate_feedback
-    from normgrade.report import write_report
-    from normgrade.status import class_status, format_status
+    from normgrade.results.export import write_csv
+    from normgrade.results.feedback import generate_feedback
+    from normgrade.results.report import write_report
+    from normgrade.results.status import class_status, format_status
     from test_exchange import tree_digest
 
     course, now = term
@@ -262,12 +262,12 @@ def test_a_written_answer_not_graded_yet_says_so_in_the_feedback_and_is_empty_in
 
     import nbformat
 
-    from normgrade.class_run import grade
+    from normgrade.grade.class_run import grade
     from normgrade.course import paths
-    from normgrade.export import write_csv
-    from normgrade.feedback import NOT_GRADED_YET, ungraded_answers
-    from normgrade.notebooks import answer_keys, source_notebooks
-    from normgrade.samples import make_submission, reference_layers
+    from normgrade.results.export import write_csv
+    from normgrade.results.feedback import NOT_GRADED_YET, ungraded_answers
+    from normgrade.score.notebooks import answer_keys, source_notebooks
+    from normgrade.build.samples import make_submission, reference_layers
 
     course, now = term
     keys = answer_keys(source_notebooks(paths(course)["source"]))
@@ -302,11 +302,11 @@ def test_one_view_of_who_is_in_the_course(term, tmp_path):
     import shutil
 
     from normgrade.course import ASSIGNMENT_ID, paths, run_nbgrader
-    from normgrade.report import class_report
-    from normgrade.status import class_status, format_status
+    from normgrade.results.report import class_report
+    from normgrade.results.status import class_status, format_status
 
-    from normgrade.class_run import grade
-    from normgrade.samples import make_submission, reference_layers
+    from normgrade.grade.class_run import grade
+    from normgrade.build.samples import make_submission, reference_layers
 
     course, _ = term
     grade([make_submission(paths(course)["release"], tmp_path / "hal", reference_layers())], course)

@@ -1,5 +1,5 @@
 """
-Diagnosis by probes (normgrade.diagnosis), and the corpus of realistic student code (tests/corpus.py).
+Diagnosis by probes (normgrade.score.diagnosis), and the corpus of realistic student code (tests/corpus.py).
 
 - Each probe's right hypothesis reproduces the reference's expected value, so
   the probes and the recipes cannot drift apart.
@@ -15,8 +15,8 @@ import pytest
 
 from corpus import CORRECT, UNIMPLEMENTED, UNMODELLED, WRONG, layers_source
 from judge import all_keys, judge, stated_keys
-from normgrade import checks, diagnosis, expected
-from normgrade.scorer import collect
+from normgrade.score import checks, diagnosis, expected
+from normgrade.score.scorer import collect
 from test_grading import FAST
 
 # one pytest-xdist worker runs them all: module-scoped corpus graded through the sandbox
@@ -323,7 +323,7 @@ def test_public_code_keeps_its_functions_and_numpy_but_no_other_import():
 
 def test_hypotheses_asked_again_are_remembered_by_content_never_by_place():
     """forward_hypotheses remembers a call by its arguments' content: the same answer, a list of one's own, read-only."""
-    from normgrade.diagnosis import forward_hypotheses
+    from normgrade.score.diagnosis import forward_hypotheses
 
     rng = np.random.default_rng(7)
     x, gamma, beta = rng.normal(size=(4, 3)), np.ones(3), np.zeros(3)

@@ -18,13 +18,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from normgrade.class_run import grade
+from normgrade.grade.class_run import grade
 from normgrade.course import paths
-from normgrade.export import write_csv
-from normgrade.feedback import EXCHANGE_FILES, HIDDEN_MARKERS, generate_feedback
-from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.release import build_course, find_leaks
-from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+from normgrade.results.export import write_csv
+from normgrade.results.feedback import EXCHANGE_FILES, HIDDEN_MARKERS, generate_feedback
+from normgrade.score.notebooks import answer_keys, source_notebooks
+from normgrade.build.release import build_course, find_leaks
+from normgrade.build.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
 from normgrade.paths import NOTEBOOKS, STUB_LAYERS
 from test_markup import added, render_pages
 
@@ -325,7 +325,7 @@ def test_libraries_students_do_not_have_earn_nothing(graded_class):
 
 
 def test_exception_text_carries_little_out(graded_class):
-    from normgrade.scorer import MAX_STUDENT_TEXT
+    from normgrade.score.scorer import MAX_STUDENT_TEXT
 
     leaky = _by_student(graded_class[0])["b_leaky"]
     text = " ".join(" ".join(t["message"].split()) for t in leaky["tests"])

@@ -49,9 +49,9 @@ def test_a_student_with_only_the_release_and_the_pinned_environment_runs_every_n
     import sys
 
     from normgrade.course import paths
-    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.score.notebooks import answer_keys, source_notebooks
     from normgrade.paths import NOTEBOOKS
-    from normgrade.samples import make_submission, reference_layers
+    from normgrade.build.samples import make_submission, reference_layers
 
     env = yaml.safe_load(ENVIRONMENT.read_text())
     pins = [d for d in env["dependencies"] if isinstance(d, str) and not d.startswith("python")]

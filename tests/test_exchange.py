@@ -32,10 +32,10 @@ from pathlib import Path
 
 import pytest
 
-from normgrade import late
+from normgrade.grade import late
 from normgrade.course import ASSIGNMENT_ID, COURSE_ID, db_url, paths
-from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.samples import mutant_layers, reference_layers
+from normgrade.score.notebooks import answer_keys, source_notebooks
+from normgrade.build.samples import mutant_layers, reference_layers
 
 # one pytest-xdist worker runs them all: Unix users, and modes of the folders above Python changed for the test's length
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("unix_users")]

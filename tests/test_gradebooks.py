@@ -1,11 +1,11 @@
-"""normgrade.gradebooks: nbgrader's Gradebooks share one engine per URL within shared_engines(), and only there."""
+"""normgrade.grade.gradebooks: nbgrader's Gradebooks share one engine per URL within shared_engines(), and only there."""
 import threading
 
 import pytest
 from nbgrader.api import Gradebook
 
 from normgrade.course import scripts_on_path
-from normgrade.gradebooks import shared_engines
+from normgrade.grade.gradebooks import shared_engines
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +66,7 @@ def test_a_connection_the_server_dropped_is_replaced_not_used(postgres):
     """A red-team finding: a Dask worker's pooled connection, dropped by PostgreSQL while idle, failed a submission."""
     from sqlalchemy import text
 
-    from normgrade import ledger
+    from normgrade.grade import ledger
 
     url = postgres()
     Gradebook(url, "course").close()
@@ -110,12 +110,12 @@ def test_save_auto_grades_once_writes_the_rows_nbgraders_own_writes(course_copy,
     import nbformat
     from nbgrader.preprocessors import SaveAutoGrades
 
-    from normgrade.class_run import grade
+    from normgrade.grade.class_run import grade
     from normgrade.course import COURSE_ID, db_url, paths
-    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.score.notebooks import answer_keys, source_notebooks
     from normgrade.paths import STUB_LAYERS
-    from normgrade.preprocessors import SaveAutoGradesOnce
-    from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers
+    from normgrade.grade.preprocessors import SaveAutoGradesOnce
+    from normgrade.build.samples import TYPICAL_MISTAKES, make_submission, mutant_layers
 
     course = course_copy(tmp_path / "course")
     release = paths(course)["release"]
@@ -163,7 +163,7 @@ def test_overwrite_cells_prefetched_restores_what_nbgraders_own_restores(course_
     from traitlets.config import Config
 
     from normgrade.course import db_url, paths
-    from normgrade.preprocessors import OverwriteCellsPrefetched
+    from normgrade.grade.preprocessors import OverwriteCellsPrefetched
 
     course = course_copy(tmp_path / "course")
     release = paths(course)["release"] / "BatchNormalization.ipynb"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from normgrade.sandbox import _python_roots, system_mounts
+from normgrade.run.sandbox import _python_roots, system_mounts
 
 # one pytest-xdist worker runs them all: Unix users, and modes of the folders above Python changed for the test's length
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("unix_users")]
@@ -52,7 +52,7 @@ def _expected():
 
 _EXPECTED = _expected()
 try:
-    with open("/autograder/source/normgrade-src/autograder/normgrade/checks.py") as _f:
+    with open("/autograder/source/normgrade-src/autograder/normgrade/score/checks.py") as _f:
         _LEAK = _f.read(200)
 except OSError:
     _LEAK = ""
@@ -99,7 +99,7 @@ def _need_root():
 @pytest.fixture(scope="module")
 def autograder(sandbox, tmp_path_factory, course_copy):
     from normgrade.course import paths
-    from normgrade.notebooks import answer_keys, source_notebooks
+    from normgrade.score.notebooks import answer_keys, source_notebooks
 
     _need_root()
     top = tmp_path_factory.mktemp("gradescope")
@@ -112,7 +112,7 @@ def autograder(sandbox, tmp_path_factory, course_copy):
 
 
 def test_the_zip_has_gradescopes_files_and_nothing_of_the_reference(autograder):
-    from normgrade.release import _solution_lines
+    from normgrade.build.release import _solution_lines
 
     _, out, keys = autograder
     with zipfile.ZipFile(out) as z:
@@ -222,10 +222,10 @@ def _zip_of(files, prefix=""):
 
 @pytest.mark.parametrize("user_namespaces", [True, False], ids=["bubblewrap", "namespaces-blocked"])
 def test_run_autograder_scores_like_normgrade_grade(autograder, tmp_path, user_namespaces):
-    from normgrade.class_run import grade
+    from normgrade.grade.class_run import grade
     from normgrade.course import paths
     from normgrade.paths import STUB_LAYERS
-    from normgrade.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
+    from normgrade.build.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
     from test_exchange import traversable
 
     course, out, keys = autograder
@@ -294,7 +294,7 @@ def test_a_submission_of_two_candidates_is_not_guessed(autograder, tmp_path):
 def test_the_places_an_unprivileged_user_could_write_are_all_found(tmp_path):
     import pwd
 
-    from normgrade.sandbox import writable_by
+    from normgrade.run.sandbox import writable_by
 
     _need_root()
     nobody = pwd.getpwnam("nobody")
@@ -352,8 +352,8 @@ raise RuntimeError(f"left={left} outside={outside} found={found} files={files} u
 DRIVER = r"""
 import json, os, sys
 sys.path.insert(0, "/autograder")  # the grader's package, as run_autograder has it
-from normgrade import worker
-from normgrade.sandbox import Limits, Sandbox, writable_by
+from normgrade.run import worker
+from normgrade.run.sandbox import Limits, Sandbox, writable_by
 # What images hold: folders for all, the user's own, its group's, files for all and its own.
 for path, mode, owner, group in [("/var/tmp", 0o1777, 0, 0), ("/run/lock", 0o1777, 0, 0), ("/dev/shm", 0o1777, 0, 0),
                                  ("/var/lib/nobody", 0o755, 65534, 65534), ("/srv/shared", 0o775, 0, 65534),
@@ -378,7 +378,7 @@ print(json.dumps([before, said]))
 
 
 def test_in_nobody_mode_a_worker_finds_nothing_an_earlier_one_wrote_and_reaches_no_network(tmp_path):
-    from normgrade import sandbox as sandbox_module
+    from normgrade.run import sandbox as sandbox_module
     from normgrade.paths import STUB_LAYERS, STUDENT_PACKAGE
     from test_exchange import traversable
 
@@ -387,7 +387,7 @@ def test_in_nobody_mode_a_worker_finds_nothing_an_earlier_one_wrote_and_reaches_
     root.mkdir()
     (root / "layers.py").write_text(STUB_LAYERS.read_text() + NOTES)
     (root / "driver.py").write_text(DRIVER)
-    shutil.copytree(Path(sandbox_module.__file__).parent, root / "normgrade",
+    shutil.copytree(Path(sandbox_module.__file__).parents[1], root / "normgrade",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(STUDENT_PACKAGE, root / "normlab", ignore=shutil.ignore_patterns("__pycache__"))
     for path in (tmp_path, root, root / "layers.py", root / "driver.py"):
@@ -408,7 +408,7 @@ def test_in_nobody_mode_a_worker_finds_nothing_an_earlier_one_wrote_and_reaches_
 
 
 def test_the_unprivileged_user_is_never_root():
-    from normgrade.sandbox import Sandbox, SandboxUnavailable
+    from normgrade.run.sandbox import Sandbox, SandboxUnavailable
 
     _need_root()
     with pytest.raises(SandboxUnavailable, match="not an unprivileged user"):
@@ -419,7 +419,7 @@ def test_the_unprivileged_user_is_never_root():
 
 def test_results_json_shows_every_student_text_as_plain_text():
     """A file name or an exception text from the upload is text on Gradescope's page, never HTML or Markdown."""
-    from normgrade.gradescope import results_document
+    from normgrade.platforms.gradescope import results_document
 
     hostile = "<img src=x onerror=alert(1)> **bold** [link](javascript:alert(1))"
     document = results_document([{"name": "BatchNormalization/test_batchnorm_forward", "score": 0.0, "max_score": 6.0,
@@ -433,7 +433,7 @@ def test_results_json_shows_every_student_text_as_plain_text():
 def test_the_zip_can_be_tried_here_on_a_sample_upload_before_it_goes_to_gradescope(autograder, tmp_path, capsys):
     from normgrade import cli
     from normgrade.course import paths
-    from normgrade.samples import make_submission, mutant_layers, reference_layers
+    from normgrade.build.samples import make_submission, mutant_layers, reference_layers
 
     course, _, keys = autograder
     upload = make_submission(paths(course)["release"], tmp_path / "upload", reference_layers(), keys)

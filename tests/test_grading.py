@@ -8,12 +8,12 @@ import nbformat
 import numpy as np
 import pytest
 
-from normgrade import checks, expected
-from normgrade.mutants import MUTANTS, mutate
-from normgrade.notebooks import answer_keys, nbgrader_cells, source_notebooks
+from normgrade.score import checks, expected
+from normgrade.score.mutants import MUTANTS, mutate
+from normgrade.score.notebooks import answer_keys, nbgrader_cells, source_notebooks
 from normgrade.paths import REPO, SOLUTION_LAYERS, STUB_LAYERS
-from normgrade.sandbox import Limits
-from normgrade.scorer import grade_answer, read_answer, score_answers, score_code, NotLiteral
+from normgrade.run.sandbox import Limits
+from normgrade.score.scorer import grade_answer, read_answer, score_answers, score_code, NotLiteral
 
 CS231N_LAYERS = Path(__file__).parent / "data" / "cs231n_layers.py"
 FAST = Limits(call_seconds=3)
@@ -180,7 +180,7 @@ def test_expected_values_are_deterministic_and_hidden_inputs_differ_from_public_
 
 def test_notebook_points_match_the_checks():
     """Each auto-graded cell is test_<function> worth its checks, or test_<question> with an answer cell and key."""
-    from normgrade.notebooks import derive_points
+    from normgrade.score.notebooks import derive_points
 
     seen, keys = [], answer_keys()
     for path in source_notebooks():
@@ -258,7 +258,7 @@ def test_annotated_and_pathological_answers():
 
 
 def test_notebooks_validate_and_markdown_renders_as_prose(tmp_path):
-    from normgrade.notebooks import rendering_problems
+    from normgrade.score.notebooks import rendering_problems
 
     assert rendering_problems(source_notebooks()) == []
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("    **Your answer:**\n\n    YOUR ANSWER HERE"),
@@ -272,7 +272,7 @@ def test_notebooks_validate_and_markdown_renders_as_prose(tmp_path):
 
 
 def test_student_ids_never_collide_within_or_across_runs():
-    from normgrade.submissions import _with_ids, student_id
+    from normgrade.grade.submissions import _with_ids, student_id
 
     names = ("b b", "b_b", "b_b_2", "b\tb", "", "jo doe", "jo_doe", "\x1b]0;PWNED\x07", "jo.doe", "jo@uni.edu", "-rf",
              "..", "zo\u00eb")
@@ -296,7 +296,7 @@ def test_student_ids_never_collide_within_or_across_runs():
 
 
 def test_ids_equal_but_for_case_are_duplicates_on_a_case_insensitive_file_system(tmp_path):
-    from normgrade.submissions import _with_ids
+    from normgrade.grade.submissions import _with_ids
     from normgrade.files import case_insensitive
 
     entries = [(n, Path(n), n, Path(".")) for n in ("Ann", "ann", "bo")]
@@ -307,7 +307,7 @@ def test_ids_equal_but_for_case_are_duplicates_on_a_case_insensitive_file_system
 
 
 def test_two_submissions_with_one_id_are_left_out_and_the_rest_is_graded():
-    from normgrade.submissions import _with_ids
+    from normgrade.grade.submissions import _with_ids
 
     found, duplicates = _with_ids([("bob", Path("late/bob"), "late/bob", Path("late")),
                                    ("ann", Path("late/ann"), "late/ann", Path("late")),
@@ -317,7 +317,7 @@ def test_two_submissions_with_one_id_are_left_out_and_the_rest_is_graded():
 
 
 def test_executed_outputs_are_plain_text_and_images_and_capped():
-    from normgrade.preprocessors import MAX_OUTPUTS_PER_CELL, copy_outputs
+    from normgrade.grade.preprocessors import MAX_OUTPUTS_PER_CELL, copy_outputs
 
     source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x"), nbformat.v4.new_code_cell("y")])
     executed = nbformat.reads(nbformat.writes(source), as_version=4)  # as it comes back from the sandbox
@@ -338,7 +338,7 @@ def test_executed_outputs_are_plain_text_and_images_and_capped():
 
 
 def test_the_table_shows_no_terminal_control_characters():
-    from normgrade.table import format_table
+    from normgrade.grade.table import format_table
 
     document = {"sandbox": "bubblewrap sandbox", "submissions": [{
         "path": "class/s\x1b]0;PWNED\x07\nfake 36 / 36", "student": "s", "score": 0, "max_score": 36, "seconds": 1,
@@ -351,7 +351,7 @@ def test_the_table_shows_no_terminal_control_characters():
 
 
 def test_the_table_wraps_a_lost_check_whole_and_never_cuts_a_number():
-    from normgrade.table import TABLE_WIDTH, format_table
+    from normgrade.grade.table import TABLE_WIDTH, format_table
 
     first = ("lost 1.5 on 'train-mode output': sbn_train_out differs from the expected values: 72 of 72 entries "
              "differ; the largest difference is at [1, 2, 2, 1]: expected -5.95849, got -5.02231. Diagnosis: the "
@@ -384,7 +384,7 @@ def test_long_answer_cells_are_not_parsed():
     '<b>\n<a href="http://a" title="\n\n[x](x/onmouseover=document.title=4242//)\n\n">z</a></b>',
 ])
 def test_markdown_links_with_a_script_scheme_are_found(markdown):
-    from normgrade.preprocessors import unsafe_markup
+    from normgrade.grade.preprocessors import unsafe_markup
 
     found = unsafe_markup(markdown)
     assert found or "%20" in markdown, markdown
@@ -393,7 +393,7 @@ def test_markdown_links_with_a_script_scheme_are_found(markdown):
 
 
 def test_safe_markdown_links_are_left_alone():
-    from normgrade.preprocessors import unsafe_markup
+    from normgrade.grade.preprocessors import unsafe_markup
 
     png = {"p.png": {"image/png": "iVBORw0KGgo="}}
     assert unsafe_markup("[ok](https://a.b) [rel](foo.html) [m](mailto:a@b) ![p](attachment:p.png) [#](#top) "
@@ -406,7 +406,7 @@ def test_safe_markdown_links_are_left_alone():
 
 def test_no_markdown_cell_of_the_assignment_is_shown_as_text():
     """SafeMarkdown must leave the course's own text alone: every markdown cell of the source notebooks renders."""
-    from normgrade.preprocessors import unsafe_markup
+    from normgrade.grade.preprocessors import unsafe_markup
 
     for path in source_notebooks():
         nb = nbformat.read(path, as_version=4)
@@ -421,7 +421,7 @@ def test_no_markdown_cell_of_the_assignment_is_shown_as_text():
     ("\tx", "'\tx"), ("\rx", "'\rx"), ("plain", "plain"), ("a=b", "a=b"), (36.0, 36.0), (-1.5, -1.5),
 ])
 def test_csv_cells_that_start_like_a_formula_are_shown_as_text(value, shown):
-    from normgrade.export import neutral_cell
+    from normgrade.results.export import neutral_cell
 
     assert neutral_cell(value) == shown
 
@@ -435,7 +435,7 @@ def test_the_normalization_gate_takes_every_normalization_and_nothing_trivial(da
     or missing, are normalizations; eps subtracted, x / x.flat[0], x - mean,
     (x - mean) / (2 std) and the mean without the variance are not.
     """
-    from normgrade import diagnosis
+    from normgrade.score import diagnosis
 
     stack = data.all_inputs[f"{prefix}_stack_x"]
     points = stack[::max(1, len(stack) // 20)]  # perturbed points, and the scale test's two
@@ -464,7 +464,7 @@ def test_a_notebook_of_too_many_cells_is_refused_before_it_is_built():
     """Tens of thousands of empty cells cost nbformat and nbgrader a minute (a red team's stall)."""
     import time
 
-    from normgrade.scorer import MAX_CELLS, parse_notebook
+    from normgrade.score.scorer import MAX_CELLS, parse_notebook
 
     many = nbformat.v4.new_notebook(cells=[nbformat.v4.new_raw_cell("") for _ in range(5_000)])
     start = time.perf_counter()
@@ -476,8 +476,8 @@ def test_a_notebook_of_too_many_cells_is_refused_before_it_is_built():
 
 
 def test_every_entry_of_a_class_folder_is_graded_or_skipped_with_its_reason(tmp_path):
-    from normgrade.submissions import discover
-    from normgrade.table import format_table
+    from normgrade.grade.submissions import discover
+    from normgrade.grade.table import format_table
 
     klass = tmp_path / "class"
     for folder in ("ann/normalization", "frank/Downloads/normalization", "empty", "bo"):
@@ -536,8 +536,8 @@ def test_grading_one_students_folder_with_the_submission_deeper_grades_no_one(tm
 
 
 def test_the_histogram_counts_whole_students():
-    from normgrade.report import histogram_figure
-    from normgrade.status import summarize
+    from normgrade.results.report import histogram_figure
+    from normgrade.results.status import summarize
 
     figure = histogram_figure(summarize([10.0, 20.0, 20.0], 36.0))
     ticks = figure.axes[0].get_yticks()
@@ -546,7 +546,7 @@ def test_the_histogram_counts_whole_students():
 
 def test_points_are_derived_from_their_one_place_and_what_cannot_be_stops_the_release(tmp_path):
     """
-    A function's test cell gets its points from normgrade/checks.py, any
+    A function's test cell gets its points from normgrade/score/checks.py, any
     other graded cell from its metadata, and every "(N points)" in a cell's
     text from those: derived, never refused. Rubric items that do not add up
     and a missing test cell cannot be derived: the release stops.
@@ -555,9 +555,9 @@ def test_points_are_derived_from_their_one_place_and_what_cannot_be_stops_the_re
 
     import nbformat
 
-    from normgrade.notebooks import derive_points, point_problems, source_notebooks
+    from normgrade.score.notebooks import derive_points, point_problems, source_notebooks
     from normgrade.paths import NOTEBOOKS
-    from normgrade.release import build_course
+    from normgrade.build.release import build_course
 
     assert point_problems(source_notebooks()) == []
     edited = tmp_path / "notebooks"
@@ -567,7 +567,7 @@ def test_points_are_derived_from_their_one_place_and_what_cannot_be_stops_the_re
     by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
     by_id["test_batchnorm_forward"].metadata["nbgrader"]["points"] = 5  # checks.py gives 6
     by_id["test_inline_batch_size"].metadata["nbgrader"]["points"] = 2  # its text says (1 point)
-    assert derive_points(nb) == ["test_batchnorm_forward: 5 -> 6 points (its checks in normgrade/checks.py)",
+    assert derive_points(nb) == ["test_batchnorm_forward: 5 -> 6 points (its checks in normgrade/score/checks.py)",
                                  "test_inline_batch_size: its text says (2 points)"]
     assert by_id["test_batchnorm_forward"].metadata["nbgrader"]["points"] == 6
     assert "(2 points)" in by_id["test_inline_batch_size"].source and "(1 point)" not in by_id["test_inline_batch_size"].source
@@ -579,7 +579,7 @@ def test_points_are_derived_from_their_one_place_and_what_cannot_be_stops_the_re
     problems = point_problems(source_notebooks(edited))
     text = "\n".join(problems)
     assert "(inline_weight_scale): its rubric items add up to 3 points, but the cell is worth 2" in text
-    assert "layernorm_backward is graded by normgrade/checks.py, and needs exactly one test cell" in text
+    assert "layernorm_backward is graded by normgrade/score/checks.py, and needs exactly one test cell" in text
     assert len(problems) == 2, problems
     with pytest.raises(ValueError, match="nothing was built"):
         build_course(tmp_path / "course", notebooks=edited, prove=False)
@@ -591,7 +591,7 @@ def test_a_rebuild_says_what_it_changes_for_students(tmp_path):
 
     import nbformat
 
-    from normgrade.notebooks import changes, source_notebooks
+    from normgrade.score.notebooks import changes, source_notebooks
     from normgrade.paths import NOTEBOOKS
 
     new = tmp_path / "new"
@@ -614,7 +614,7 @@ def test_a_rebuild_says_what_it_changes_for_students(tmp_path):
 
 
 def test_a_class_entry_that_links_into_the_course_does_not_stop_the_class(tmp_path):
-    from normgrade.submissions import through_link, refuse_overlaps
+    from normgrade.grade.submissions import through_link, refuse_overlaps
 
     course = tmp_path / "course"
     (course / "source" / "normalization").mkdir(parents=True)
@@ -623,7 +623,7 @@ def test_a_class_entry_that_links_into_the_course_does_not_stop_the_class(tmp_pa
     (klass / "eve").symlink_to(course / "source")  # graded from nothing (staging follows no link), with a note
     assert through_link(klass / "eve" / "normalization", klass) and not through_link(klass / "ann", klass)
     refuse_overlaps(course, [klass])  # the PATH the instructor named is fine
-    from normgrade.submissions import Overlap
+    from normgrade.grade.submissions import Overlap
     with pytest.raises(Overlap):
         refuse_overlaps(course, [klass / "eve"])  # named directly, it is refused
 
@@ -707,7 +707,7 @@ def test_a_copied_tree_is_whole_leaves_out_what_keep_says_and_checks_every_owner
 
 def test_a_notebook_that_is_not_json_is_refused_naming_its_file_and_where(tmp_path):
     from normgrade.paths import NOTEBOOKS
-    from normgrade.release import build_course
+    from normgrade.build.release import build_course
 
     notebooks = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOKS, notebooks)
@@ -760,8 +760,8 @@ def test_float32_statistics_in_two_passes_pass_on_every_seed_and_e_x2_minus_e_x_
     pass; E[x^2] - E[x]^2 never does. With the earlier atol of 5e-3 the two
     passes failed on 1 to 2 % of seeds (a fresh clone's suite met one).
     """
-    from normgrade.checks import compare
-    from normgrade.expected import build_inputs
+    from normgrade.score.checks import compare
+    from normgrade.score.expected import build_inputs
 
     def normalized(x, gamma, beta, axes, one_pass=False, groups=None):
         shape = x.shape

@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
-from normgrade.submission import assemble_reference, imported_package
+from normgrade.build.submission import assemble_reference, imported_package
 from normlab import layers
 from normlab.data import get_cifar10_data, load_cifar10, load_digits_data
 from normlab.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from processes import live_pids
 
-from normgrade import checks
+from normgrade.score import checks
 from normgrade.paths import REPO, SOLUTION_LAYERS, STUB_LAYERS
-from normgrade.sandbox import Limits, Sandbox, SandboxUnavailable, _python_roots
-from normgrade.scorer import collect, score_code
+from normgrade.run.sandbox import Limits, Sandbox, SandboxUnavailable, _python_roots
+from normgrade.score.scorer import collect, score_code
 
 FAST = Limits(call_seconds=3, cpu_seconds=20)
 LAYERNORM = {"layernorm_forward", "layernorm_backward"}  # the backward calls the forward first
@@ -245,8 +245,8 @@ LEAKY = STUB_LAYERS.read_text() + textwrap.dedent('''
 
 def test_exception_text_cannot_carry_the_hidden_inputs_out(tmp_path, data, sandbox):
     """Each message is one short line, and a submission's messages together are bounded (scorer.StudentText)."""
-    from normgrade.scorer import MAX_STUDENT_TEXT
-    from normgrade.worker import MAX_ERROR_CHARS
+    from normgrade.score.scorer import MAX_STUDENT_TEXT
+    from normgrade.run.worker import MAX_ERROR_CHARS
 
     scores, _ = _grade(tmp_path, LEAKY, data, sandbox)
     report = " ".join(r.message for results in scores.values() for r in results)  # unwrapped
@@ -505,7 +505,7 @@ def test_structured_finite_differences_and_state_earn_only_the_stated_limit(tmp_
 
 def test_the_directional_points_never_reach_the_backward_pass_worker(data):
     """The inputs each worker run is sent: the large stacks only to the isolated forward passes' run."""
-    from normgrade.scorer import worker_runs
+    from normgrade.score.scorer import worker_runs
 
     calls = [c for f in checks.FUNCTIONS for c in checks.calls_for(f)]
     (main_calls, main_inputs), (isolated_calls, isolated_inputs) = worker_runs(calls, data.all_inputs)
@@ -634,7 +634,7 @@ def test_a_workers_scratch_is_put_back_around_the_mounts_it_holds(tmp_path):
         after = {p: (os.stat(p).st_mode, os.stat(p).st_mtime_ns) for p in ("/tmp", "/tmp/lib")}
         print("note" in os.listdir("/tmp"), os.listdir("/tmp/lib"), os.listdir("/tmp/lib/env"), before == after)
     ''')
-    worker_folder = Path(__import__("normgrade.worker", fromlist=["x"]).__file__).parent
+    worker_folder = Path(__import__("normgrade.run.worker", fromlist=["x"]).__file__).parent
     argv = [bwrap, "--unshare-all", "--dev-bind", "/", "/", "--tmpfs", "/tmp"]
     for root in _python_roots():  # as the sandbox does: an environment under /tmp is bound over the tmpfs
         argv += ["--ro-bind", str(root), str(root)]
@@ -737,9 +737,9 @@ def test_no_process_outlives_grading(tmp_path, data, sandbox):
 GRADER = """
 import sys
 from pathlib import Path
-from normgrade import checks, expected
-from normgrade.sandbox import Sandbox
-from normgrade.scorer import score_code
+from normgrade.score import checks, expected
+from normgrade.run.sandbox import Sandbox
+from normgrade.score.scorer import score_code
 score_code(Path(sys.argv[1]), checks.FUNCTIONS, expected.ExpectedValues(sys.argv[2]), Sandbox())
 """
 
@@ -788,7 +788,7 @@ def test_a_killed_grader_leaves_no_worker_behind(tmp_path, data, sandbox, hang):
 
 
 def test_missing_bubblewrap_refuses_with_the_way_to_enable_it(monkeypatch):
-    from normgrade import sandbox as sandbox_module
+    from normgrade.run import sandbox as sandbox_module
 
     monkeypatch.setattr(sandbox_module, "probe_bwrap", lambda: "bubblewrap (bwrap) is not installed")
     with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap.*--unsandboxed"):
@@ -804,7 +804,7 @@ def test_unsandboxed_mode_still_grades_in_a_separate_process(tmp_path, data):
 
 def test_kill_orphans_kills_parentless_bwrap_of_its_scratch_folder_only(tmp_path, sandbox):
     """What a killed run can leave: a bwrap whose parent died, naming a folder under the run's scratch folder."""
-    from normgrade.sandbox import kill_orphans
+    from normgrade.run.sandbox import kill_orphans
 
     scratch, elsewhere = tmp_path / "scratch", tmp_path / "elsewhere"
     scratch.mkdir()

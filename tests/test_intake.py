@@ -1,5 +1,5 @@
 """
-Submissions in from an LMS (normgrade.intake; `normgrade grade canvas.zip --roster export.csv`).
+Submissions in from an LMS (normgrade.platforms.intake; `normgrade grade canvas.zip --roster export.csv`).
 
 A Canvas "Download Submissions" zip, built as Canvas names its entries, with
 the uploads students really make (loose files, files Canvas renamed "-1",
@@ -21,7 +21,7 @@ import zipfile
 
 import pytest
 
-from normgrade import intake
+from normgrade.platforms import intake
 
 NOTEBOOKS = ("BatchNormalization.ipynb", "SpatialNormalization.ipynb")
 EXPORT = ("Student,ID,SIS User ID,SIS Login ID,Section\n    Points Possible,,,,\n"
@@ -180,13 +180,13 @@ def test_another_lms_by_its_pattern_and_a_plain_roster(tmp_path, lms):
 @pytest.mark.slow
 def test_a_canvas_download_grades_in_one_command_like_the_same_folders(sandbox, tmp_path, course_copy):
     """`normgrade grade canvas.zip --roster export.csv`: the scores of the same content graded as folders."""
-    from normgrade.class_run import grade
+    from normgrade.grade.class_run import grade
     from normgrade.course import paths
-    from normgrade.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
+    from normgrade.build.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
 
     import datetime
 
-    from normgrade import late
+    from normgrade.grade import late
     from normgrade.course import db_url
 
     course = course_copy(tmp_path / "course")
@@ -296,7 +296,7 @@ def test_a_zip_that_lies_about_its_entry_count_is_refused_before_zipfile_parses_
 
 def test_an_upload_renamed_by_a_browser_or_an_lms_is_found_and_said(tmp_path):
     """`layers (1).py` (a browser's second download) and `layers-1.py` (Canvas) loose in an upload are layers.py."""
-    from normgrade.intake import files_in_folder
+    from normgrade.platforms.intake import files_in_folder
 
     targets, limits = ["BatchNormalization.ipynb", "layers.py"], {"BatchNormalization.ipynb": 1 << 20, "layers.py": 1 << 20}
     upload = tmp_path / "upload"

@@ -1,5 +1,5 @@
 """
-Grades out to an LMS (normgrade.canvas, normgrade export --canvas-roster): Canvas's gradebook import file.
+Grades out to an LMS (normgrade.platforms.canvas, normgrade export --canvas-roster): Canvas's gradebook import file.
 
 The roster is a gradebook export as Canvas writes it (a byte-order mark, the
 "Points Possible" row, the test student without SIS ids, assignment columns
@@ -12,8 +12,8 @@ import io
 
 import pytest
 
-from normgrade import canvas
-from normgrade.export import write_rows
+from normgrade.platforms import canvas
+from normgrade.results.export import write_rows
 
 EXPORT = (
     "\ufeffStudent,ID,SIS User ID,SIS Login ID,Section,Normalization (4711),Quiz 1 (4712),Current Score\r\n"

@@ -14,7 +14,7 @@ import pytest
 from nbconvert.exporters import HTMLExporter
 from traitlets.config import Config
 
-from normgrade.preprocessors import (MAX_RENDERED_CHARS, MAX_TEXT_CELL_CHARS, BoundMarkdown, CachedSanitizeHTML,
+from normgrade.grade.preprocessors import (MAX_RENDERED_CHARS, MAX_TEXT_CELL_CHARS, BoundMarkdown, CachedSanitizeHTML,
                                      SafeMarkdown, prepare_markup)
 
 # Each would run script on the Jupyter server's origin, with the TA's session, if it reached the page live.
@@ -189,7 +189,7 @@ def test_a_huge_markdown_cell_costs_a_moment_not_minutes():
 
 def test_results_are_computed_once_per_content(monkeypatch):
     """`normgrade grade` prepares text cells while staging; under the gradebook lock the chain finds them done."""
-    import normgrade.preprocessors as pre
+    import normgrade.grade.preprocessors as pre
 
     cell = "An answer with a [link](https://a.b) " + str(time.time())
     prepare_markup(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(cell)]))
@@ -200,7 +200,7 @@ def test_results_are_computed_once_per_content(monkeypatch):
 
 
 def test_the_students_code_shown_to_the_grader_is_text_on_both_pages():
-    from normgrade.preprocessors import student_code_cells
+    from normgrade.grade.preprocessors import student_code_cells
 
     hostile = (b'def batchnorm_forward(x, gamma, beta, bn_param):\n'
                b'    """</pre></div><script>alert(1)</script><img src=x onerror=alert(2)>"""\n'

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from normgrade import ledger
-from normgrade.class_run import grade
+from normgrade.grade import ledger
+from normgrade.grade.class_run import grade
 from normgrade.course import db_url, paths
-from normgrade.mutants import MUTANTS
-from normgrade.notebooks import answer_keys, source_notebooks
-from normgrade.report import class_report
-from normgrade.samples import TYPICAL_MISTAKES, make_class
+from normgrade.score.mutants import MUTANTS
+from normgrade.score.notebooks import answer_keys, source_notebooks
+from normgrade.results.report import class_report
+from normgrade.build.samples import TYPICAL_MISTAKES, make_class
 
 # one pytest-xdist worker runs them all: module-scoped graded class, one browser
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pages")]
@@ -115,7 +115,7 @@ def test_report_page_in_a_real_browser(graded, browser, tmp_path):
 
 
 def test_feedback_page_in_a_real_browser(graded, browser, tmp_path):
-    from normgrade.feedback import generate_feedback
+    from normgrade.results.feedback import generate_feedback
 
     course, document = graded
     student = next(s for s in document["submissions"] if "mistakes" in s["student"])
@@ -159,8 +159,8 @@ def jupyterlab(graded, tmp_path):
     """A real JupyterLab server on a student's release copy (the reference and the right answers)."""
     import os
 
-    from normgrade.notebooks import answer_keys, source_notebooks
-    from normgrade.samples import make_submission, reference_layers
+    from normgrade.score.notebooks import answer_keys, source_notebooks
+    from normgrade.build.samples import make_submission, reference_layers
 
     course, _ = graded
     keys = answer_keys(source_notebooks(paths(course)["source"]))
@@ -284,8 +284,8 @@ def test_students_get_the_assignments_tab_and_validate_and_no_staff_panel(graded
     import urllib.error
     import urllib.request
 
-    from normgrade.notebooks import answer_keys, source_notebooks
-    from normgrade.samples import make_submission, reference_layers
+    from normgrade.score.notebooks import answer_keys, source_notebooks
+    from normgrade.build.samples import make_submission, reference_layers
 
     course, _ = graded
     folder = make_submission(paths(course)["release"], tmp_path / "student", reference_layers(),

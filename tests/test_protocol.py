@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from normgrade.worker import FrameError, FrameTooLarge, decode_frame, encode_frame
+from normgrade.run.worker import FrameError, FrameTooLarge, decode_frame, encode_frame
 
 LIMIT = 1 << 20
 

@@ -3,7 +3,7 @@ The README's walkthroughs are what the commands print: each block is compared wi
 
 - The students' self-check (`python -m normlab.check`) on the demo's typical
   mistakes, with group norm's backward pass not started yet.
-- The demo's table (`make demo`, that is `normgrade.demo`), with the seconds
+- The demo's table (`make demo`, that is `normgrade.build.demo`), with the seconds
   column and the lines the README elides (`...`) left out of the comparison.
 """
 import ast
@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from normgrade.paths import REPO, STUB_LAYERS, STUDENT_PACKAGE
-from normgrade.samples import TYPICAL_MISTAKES, mutant_layers
+from normgrade.build.samples import TYPICAL_MISTAKES, mutant_layers
 
 README = REPO / "README.md"
 

@@ -13,8 +13,8 @@ import pytest
 
 from normgrade.course import COURSE_ID, db_url, paths
 from normgrade.paths import NOTEBOOKS
-from normgrade.release import LeakError, build_course
-from normgrade.samples import make_submission, reference_layers
+from normgrade.build.release import LeakError, build_course
+from normgrade.build.samples import make_submission, reference_layers
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def _tree(folder):
 def test_a_failed_rebuild_leaves_the_course_as_it_was_and_a_rebuild_keeps_the_grades(sandbox, tmp_path):
     from nbgrader.api import Gradebook
 
-    from normgrade.class_run import grade
+    from normgrade.grade.class_run import grade
 
     course = tmp_path / "course"
     build_course(course, prove=False)
@@ -62,7 +62,8 @@ def test_each_course_draws_its_own_hidden_inputs_proves_itself_and_keeps_them(sa
     """
     import numpy as np
 
-    from normgrade import cli, expected
+    from normgrade import cli
+    from normgrade.score import expected
 
     given, fresh = tmp_path / "given", tmp_path / "fresh"
     reference, stubs = build_course(given, seed=12345)  # raises unless the proof holds
@@ -121,7 +122,7 @@ def test_a_rebuild_reports_what_students_see_and_says_what_to_run_when_grades_ex
     the rebuild says they stand until regraded, and what to run.
     """
     from normgrade import cli
-    from normgrade.class_run import grade
+    from normgrade.grade.class_run import grade
 
     course = tmp_path / "course"
     assert cli.main(["release", "--course", str(course), "--no-proof"]) == 0

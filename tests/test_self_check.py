@@ -17,8 +17,8 @@ import pytest
 
 import corpus
 from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
-from normgrade.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
-from normgrade import diagnosis
+from normgrade.build.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
+from normgrade.score import diagnosis
 from normlab import check as self_check_module
 
 
@@ -191,7 +191,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
 
 def test_every_public_check_can_fail(tmp_path):
     """Each registered check fails for some known mistake (mutants.py, WRONG): none is vacuous."""
-    from normgrade.mutants import MUTANTS
+    from normgrade.score.mutants import MUTANTS
 
     sources = {m.name: mutant_layers(m.name) for m in MUTANTS}
     sources.update({name: reference_layers() + body for name, body in WRONG.items()})
@@ -242,7 +242,7 @@ def test_the_student_package_holds_no_model_that_computes_a_layer():
     the public checks' own inputs reach the students (mistakes.npz, current
     with the model), and no module of theirs holds the model.
     """
-    from normgrade import mistakes
+    from normgrade.score import mistakes
 
     assert sorted(p.name for p in STUDENT_PACKAGE.iterdir() if p.suffix in (".py", ".npz")) == sorted(
         ["__init__.py", "backend.py", "check.py", "data.py", "fc_net.py", "gradient_check.py", "layer_utils.py",
@@ -340,8 +340,8 @@ def test_a_function_that_uses_a_library_the_grader_lacks_fails_on_its_own_row_an
 
 
 def test_the_students_and_the_graders_lists_of_imports_agree():
-    """One rule, told to students (normlab.check) and enforced in the sandbox (normgrade.worker)."""
-    from normgrade import worker
+    """One rule, told to students (normlab.check) and enforced in the sandbox (normgrade.run.worker)."""
+    from normgrade.run import worker
 
     assert self_check_module.GRADED_IMPORTS == worker.ALLOWED_IMPORTS
 
@@ -353,7 +353,7 @@ def test_a_function_that_changes_its_arguments_in_place_changes_no_later_check(t
     values they always had (before, such a file changed them for the rest of
     the process, and a later check in the same kernel judged other inputs).
     """
-    from normgrade import mistakes
+    from normgrade.score import mistakes
 
     pristine = {probe: [np.array(a, copy=True) for a in inputs] for probe, (_, _, inputs) in
                 self_check_module.PROBES.items()}
@@ -377,7 +377,7 @@ def test_a_function_that_changes_its_arguments_in_place_changes_no_later_check(t
 
 def test_mistakes_npz_is_stale_when_a_value_moves_and_current_for_last_bit_noise(tmp_path):
     """is_current tolerates the float noise of values that cancel to about 1e-16, nothing the matching could see."""
-    from normgrade import mistakes
+    from normgrade.score import mistakes
 
     table = mistakes.table()
     key = next(k for k in table if k.endswith("/out/values"))

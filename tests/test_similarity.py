@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from disguise import DISGUISES
-from normgrade import similarity
+from normgrade.results import similarity
 from normgrade.paths import STUDENT_PACKAGE
-from normgrade.samples import reference_layers
+from normgrade.build.samples import reference_layers
 
 # one pytest-xdist worker runs them all: module-scoped evidence
 pytestmark = pytest.mark.xdist_group("similarity")
@@ -200,10 +200,10 @@ def batchnorm_forward(x, gamma, beta, bn_param):
 @pytest.mark.slow
 def test_the_command_ranks_copies_escapes_everything_and_the_report_summarizes_it(tmp_path, sandbox, course_copy):
     from normgrade import cli
-    from normgrade.class_run import grade
+    from normgrade.grade.class_run import grade
     from normgrade.course import paths
-    from normgrade.report import write_report
-    from normgrade.samples import make_submission
+    from normgrade.results.report import write_report
+    from normgrade.build.samples import make_submission
 
     course = course_copy(tmp_path / "course")
     release = paths(course)["release"]

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from normgrade import stubs
+from normgrade.build import stubs
 from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS
 
 STUDENT_FUNCTIONS = [

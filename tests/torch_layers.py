@@ -2,7 +2,7 @@
 The nine graded functions written with PyTorch (float64, autograd): an oracle nobody here wrote the maths of.
 
 It has the graded functions' signatures, so the worker's recipes
-(normgrade.expected.run_quantities) run on it as on a student's layers.py, and
+(normgrade.score.expected.run_quantities) run on it as on a student's layers.py, and
 every graded quantity has a PyTorch value (`quantities`). The statistics,
 normalizations and gradients are PyTorch's (F.batch_norm, F.layer_norm,
 F.group_norm, autograd); only the conventions of the assignment are mapped:
@@ -101,6 +101,6 @@ def quantities(inputs):
     """{quantity: PyTorch's value} of every graded quantity, through the worker's recipes."""
     import sys
 
-    from normgrade.expected import run_quantities
+    from normgrade.score.expected import run_quantities
 
     return run_quantities(sys.modules[__name__], inputs)

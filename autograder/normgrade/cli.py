@@ -6,9 +6,10 @@ import warnings
 
 # command -> the module that implements it (its add_parser and run). Only the chosen command's module is
 # imported: grading one submission does not pay for the report's plots or the similarity check.
-COMMANDS = {"stubs": "stubs", "expected": "expected", "release": "release", "grade": "autograde",
-            "status": "status", "report": "report", "similarity": "similarity", "feedback": "feedback",
-            "export": "export", "gradescope": "gradescope", "demo": "demo"}
+COMMANDS = {"stubs": "build.stubs", "expected": "score.expected", "release": "build.release",
+            "grade": "grade.autograde", "status": "results.status", "report": "results.report",
+            "similarity": "results.similarity", "feedback": "results.feedback", "export": "results.export",
+            "gradescope": "platforms.gradescope", "demo": "build.demo"}
 
 
 def build_parser(only=None):

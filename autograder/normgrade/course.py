@@ -13,7 +13,7 @@ CONFIG_NAME = "nbgrader_config.py"
 STAFF_FOLDER = "normgrade"  # in the course root, beside source/: never copied next to a notebook
 EXPECTED_FILE = "expected.npz"
 DEFAULT_COURSE = Path("course")  # what --course means when it is not given
-OWN_CONFIG_NAME = "course_config.py"  # the course's own settings: late policy, extensions, yours (normgrade.late)
+OWN_CONFIG_NAME = "course_config.py"  # the course's own settings: late policy, extensions, yours (normgrade.grade.late)
 # A student id as nbgrader's exchange and JupyterHub spell it: letters, digits, _ . @ -, not starting with . or -.
 PLAIN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}")
 
@@ -24,9 +24,9 @@ import os
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
                                     IgnorePattern, LimitOutput)
-from normgrade.feedback import ShortTracebacks, UngradedAnswers
-from normgrade.late import LatePenalties, LatePolicy
-from normgrade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, OverwriteCellsPrefetched,
+from normgrade.results.feedback import ShortTracebacks, UngradedAnswers
+from normgrade.grade.late import LatePenalties, LatePolicy
+from normgrade.grade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, OverwriteCellsPrefetched,
                                      OverwriteKernelspecInSession, SafeMarkdown, SandboxedExecute, SanitizeGradedCells,
                                      SaveAutoGradesOnce, TrustedScores)
 
@@ -57,8 +57,8 @@ c.Autograde.autograde_preprocessors = [
     TrustedScores, SaveAutoGradesOnce, LatePenalties, CheckCellMetadata,
 ]
 # `nbgrader collect` takes a hand-in only from the Unix user its folder's name claims, and copies regular
-# files only, never following a link (normgrade.exchange: nbgrader's own believes the name).
-c.ExchangeFactory.collect = "normgrade.exchange.OwnedCollect"
+# files only, never following a link (normgrade.platforms.exchange: nbgrader's own believes the name).
+c.ExchangeFactory.collect = "normgrade.platforms.exchange.OwnedCollect"
 
 # Late penalties: the due date is nbgrader's (the gradebook's); the late policy and extensions are the
 # course's, in course_config.py.

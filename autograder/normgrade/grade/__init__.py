@@ -1,0 +1,1 @@
+"""What grades a class: finding and staging submissions, grading each exactly once (the ledger), the autograded notebooks and gradebook rows, nbgrader's preprocessors, deadlines, the parallel runs, the `normgrade grade` command and its table."""

@@ -1,0 +1,1 @@
+"""What people read: feedback, the class report, status, the gradebook export, similarity."""
