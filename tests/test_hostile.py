@@ -891,3 +891,31 @@ def test_a_forward_pass_that_replays_an_earlier_x_earns_no_large_gradient_check(
         assert gradient.earned == 0, (backward, gradient.message)
         assert "is not a normalization of the x it is given" in gradient.message, gradient.message
         assert "input" in gradient.message.split("given", 1)[1], gradient.message  # on the large input
+
+
+def test_cells_that_take_the_student_code_ids_first_neither_hang_nor_collide():
+    """
+    A red-team finding: the scorer's student-code cells were renamed by
+    appending one fixed number, cut at 60 characters, so a notebook holding
+    that whole chain of ids sent the renaming round forever, under the
+    gradebook lock (other students' gradings then timed out waiting). Now the
+    first free <id>-<n> is taken, whatever ids the student's cells hold.
+    """
+    import nbformat
+
+    from normgrade.grade.preprocessors import with_free_ids
+
+    first = "student-code-batchnorm_forward"
+    old_chain = [first]
+    while (following := old_chain[-1][:60] + "-43") != old_chain[-1]:
+        old_chain.append(following)
+    counted = [f"{first}-{n}" for n in range(1, 40)]
+    students = [nbformat.v4.new_markdown_cell("x", id=i) for i in old_chain + counted]
+    ours = [nbformat.v4.new_code_cell("# graded", id=first), nbformat.v4.new_code_cell("# graded", id=first),
+            nbformat.v4.new_code_cell("# graded", id="student-code-layernorm_forward")]
+    named = with_free_ids(ours, students)
+    ids = [c.id for c in students + named]
+    assert len(set(ids)) == len(ids), "every id is used once"
+    assert [c.id for c in named] == [f"{first}-40", f"{first}-41", "student-code-layernorm_forward"]
+    nb = nbformat.v4.new_notebook(cells=students + named)
+    nbformat.validate(nb)  # ids of at most 64 characters, all different

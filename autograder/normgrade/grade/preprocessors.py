@@ -198,13 +198,24 @@ class TrustedScores(NbGraderPreprocessor):
         if earned:  # the graded work is layers.py: formgrader shows it below the notebook, with its points
             layers, why_not = student_layers(resources["metadata"]["path"],
                                              submitted_folder(self.expected_path, info, self.submitted_directory))
-            taken = {cell.get("id") for cell in nb.cells}
-            for cell in student_code_cells(layers, earned, why_not):
-                while cell.id in taken:  # a student's cell took the id first
-                    cell.id = f"{cell.id[:60]}-{len(taken)}"
-                taken.add(cell.id)
-                nb.cells.append(cell)
+            nb.cells += with_free_ids(student_code_cells(layers, earned, why_not), nb.cells)
         return nb, resources
+
+
+def with_free_ids(cells, others):
+    """
+    `cells`, each keeping its id unless one of `others` (a student's cells)
+    or an earlier one took it first; then <id>-1, <id>-2, ...: the first
+    free one. It always ends: the count grows until it passes the ids taken.
+    """
+    taken = {cell.get("id") for cell in others}
+    for cell in cells:
+        base, count = cell.id[:50], 0  # an id is at most 64 characters
+        while cell.id in taken:
+            count += 1
+            cell.id = f"{base}-{count}"
+        taken.add(cell.id)
+    return cells
 
 
 MAX_SHOWN_CODE = 20_000  # characters of one function shown to the grader
