@@ -275,3 +275,41 @@ def test_normgrades_own_preprocessors_take_their_gradebook_from_gradebook_of():
             if name in vars(cls):
                 code = inspect.getsource(vars(cls)[name])
                 assert "Gradebook(" not in code, f"{cls.__name__}.{name} opens a gradebook of its own"
+
+
+def test_the_gradebook_lock_is_held_only_while_rows_are_written(twins, tmp_path, monkeypatch):
+    """
+    A red-team finding: the notebooks' preprocessing (minutes with --execute)
+    ran under the course's gradebook lock, so every other grading waited for
+    it and could be stopped by its own deadline. Now the lock is free while
+    the scorer's outputs are written into the notebooks, and held while the
+    grades are saved.
+    """
+    import fcntl
+
+    from normgrade.grade import ledger
+    from normgrade.grade.preprocessors import SaveAutoGradesOnce, TrustedScores
+
+    ours, _, _, _ = twins
+    course = tmp_path / "course"
+    shutil.copytree(ours, course, symlinks=True)
+    lock_file = course / "normgrade" / "gradebook.lock"
+    held = {}
+
+    def lock_is_held():
+        with open(lock_file, "a") as handle:  # a description of its own: flock conflicts even in this process
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
+    for cls in (TrustedScores, SaveAutoGradesOnce):
+        def watched(self, nb, resources, original=cls.preprocess, name=cls.__name__):
+            held.setdefault(name, set()).add(lock_is_held())
+            return original(self, nb, resources)
+        monkeypatch.setattr(cls, "preprocess", watched)
+    autograded.write(autograded.converter(grading_config(course), course), "alice", db_url(course),
+                     lock=lambda: ledger.gradebook_lock(course, db_url(course)))
+    assert held == {"TrustedScores": {False}, "SaveAutoGradesOnce": {True}}

@@ -27,6 +27,7 @@ of the same submissions: the notebooks cell for cell and the gradebook row
 for row (scores, comments, manual-grade flags, checksums, timestamps, late
 penalties).
 """
+import contextlib
 import os
 import shutil
 import uuid
@@ -75,7 +76,7 @@ def unsupported(autograde):
             if cls not in known and not getattr(cls, "__module__", "").startswith("normgrade.")]
 
 
-def write(autograde, student, url, then=None):
+def write(autograde, student, url, then=None, lock=contextlib.nullcontext):
     """
     Autograde the student's submission in the course's submitted folder
     (normgrade's staging folder for `normgrade grade`) into the gradebook at
@@ -84,54 +85,71 @@ def write(autograde, student, url, then=None):
     failure, with nothing written. `then(gradebook)`, if given, runs in the
     same session once every notebook is written (what it writes is committed
     with them); its value is returned.
+
+    The notebooks go through every preprocessor up to the first that writes
+    the gradebook (writes_gradebook: SaveAutoGradesOnce) before `lock()` is
+    entered (the course's gradebook lock, for SQLite): executing them, where
+    asked, takes minutes that no other grading waits for. The rows are
+    written, and the rest run, inside it.
     """
     from nbgrader.api import MissingEntry
 
     coursedir = autograde.coursedir
     submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, ASSIGNMENT_ID))
     dest = Path(coursedir.format_path(coursedir.autograded_directory, student, ASSIGNMENT_ID))
-    passes = [[cls(config=autograde.config) for cls in autograde.sanitize_preprocessors],
-              [cls(config=autograde.config) for cls in autograde.autograde_preprocessors]]
+    sanitizing = [cls(config=autograde.config) for cls in autograde.sanitize_preprocessors]
+    autograding = [cls(config=autograde.config) for cls in autograde.autograde_preprocessors]
+    first_writer = next((n for n, step in enumerate(autograding) if getattr(step, "writes_gradebook", False)),
+                        len(autograding))
     _remove_partial(dest)
     building = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.partial"
     try:
         _copy_files(submitted, coursedir, building, autograde.exclude_overwriting.get(ASSIGNMENT_ID, []))
-        with gradebooks.submission_gradebook(url, student) as gradebook:
-            gradebook.update_or_create_student(student)
-            gradebook.find_assignment(ASSIGNMENT_ID)
-            timestamp = coursedir.get_existing_timestamp(str(submitted))
-            gradebook.update_or_create_submission(ASSIGNMENT_ID, student,
-                                                  **({"timestamp": timestamp} if timestamp else {}))
-            names = []
+        notebooks = {}
+        with gradebooks.submission_gradebook(url, student) as reading:  # the course's cells: reads only
             for path in sorted(submitted.glob("*.ipynb")):
                 try:
-                    gradebook.find_notebook(path.stem, ASSIGNMENT_ID)
+                    reading.find_notebook(path.stem, ASSIGNMENT_ID)
                 except MissingEntry:
                     continue
-                names.append(path.stem)
-            if not names:
-                raise ValueError(f"no notebook of the assignment in {submitted}")
-            for notebook in gradebook.find_assignment(ASSIGNMENT_ID).notebooks:
-                if notebook.name not in names:  # nbgrader's rule for a notebook not handed in: nothing earned
-                    for grade in gradebook.find_submission_notebook(notebook.name, ASSIGNMENT_ID, student).grades:
-                        grade.auto_score, grade.needs_manual_grade = 0, False
-            for name in names:
-                nb = nbformat.read(submitted / f"{name}.ipynb", as_version=4)
+                nb = nbformat.read(path, as_version=4)
                 # nbgrader's two passes: the first reads the submitted folder, the second the autograded one.
-                for steps, folder in zip(passes, [submitted, building]):
-                    resources = _resources(student, name, url, gradebook, folder)
+                for steps, folder in ((sanitizing, submitted), (autograding[:first_writer], building)):
+                    resources = _resources(student, path.stem, url, reading, folder)
                     for step in steps:
                         nb, resources = step(nb, resources)
-                nbformat.validate(nb)
-                text = nbformat.writes(nb, version=4)
-                (building / f"{name}.ipynb").write_text(text if text.endswith("\n") else text + "\n",
-                                                       encoding="utf-8")
-            result = then(gradebook) if then else None
-        _move_in(building, dest)
+                notebooks[path.stem] = nb
+        if not notebooks:
+            raise ValueError(f"no notebook of the assignment in {submitted}")
+        with lock():
+            with gradebooks.submission_gradebook(url, student) as gradebook:
+                _write_rows(gradebook, student, coursedir, submitted, notebooks)
+                for name, nb in notebooks.items():
+                    resources = _resources(student, name, url, gradebook, building)
+                    for step in autograding[first_writer:]:
+                        nb, resources = step(nb, resources)
+                    nbformat.validate(nb)
+                    text = nbformat.writes(nb, version=4)
+                    (building / f"{name}.ipynb").write_text(text if text.endswith("\n") else text + "\n",
+                                                           encoding="utf-8")
+                result = then(gradebook) if then else None
+            _move_in(building, dest)  # after the commit, before the lock is given back
     finally:
         shutil.rmtree(building, ignore_errors=True)
     autograde.set_permissions(ASSIGNMENT_ID, student)
     return result
+
+
+def _write_rows(gradebook, student, coursedir, submitted, notebooks):
+    """The student's and the submission's rows, as nbgrader's converter writes them before the notebooks."""
+    gradebook.update_or_create_student(student)
+    assignment = gradebook.find_assignment(ASSIGNMENT_ID)
+    timestamp = coursedir.get_existing_timestamp(str(submitted))
+    gradebook.update_or_create_submission(ASSIGNMENT_ID, student, **({"timestamp": timestamp} if timestamp else {}))
+    for notebook in assignment.notebooks:
+        if notebook.name not in notebooks:  # nbgrader's rule for a notebook not handed in: nothing earned
+            for grade in gradebook.find_submission_notebook(notebook.name, ASSIGNMENT_ID, student).grades:
+                grade.auto_score, grade.needs_manual_grade = 0, False
 
 
 def _resources(student, notebook, url, gradebook, folder):

@@ -103,10 +103,10 @@ def _grade_once(task, start):
         scores = scored_code(staged, layout["expected"], Sandbox(unsandboxed=task.unsandboxed), submitted=staged)
         result["mistakes"] = [{"function": function, "check": r.check.label, "mistake": r.mistake}
                               for function, results in scores.items() for r in results if r.mistake]
+    if claim.action == "grade":
+        result.update(_autograde(course, task))  # it takes the gradebook lock where it writes
     with ledger.gradebook_lock(course, task.url):
-        if claim.action == "grade":
-            result.update(_autograde(course, task))
-        else:  # give_up
+        if claim.action != "grade":  # give_up
             forget_submission(task.url, task.student)
             result.update(status="failed", score=0.0, max_score=0.0, tests=[],
                           error=f"the grading process died in each of {claim.attempts} attempts; not tried again")
@@ -146,17 +146,25 @@ def _autograde(course, task):
     The staged submission autograded into the gradebook and autograded/
     (normgrade.grade.autograded; nbgrader's converter for a course whose
     configuration lists a preprocessor that cannot run there):
-    {status, score, max_score, tests[, error]}.
+    {status, score, max_score, tests[, error]}. The gradebook lock is held
+    only while rows are written (all of the converter's run), so a grading
+    waits for no other submission's notebooks to run.
     """
     converter = autograded.converter(grading_config(course, task.unsandboxed, task.execute, task.url), course)
     take_reports(task.student)  # nothing stale from an earlier attempt in this process
     name = known_name(task.student, task.roster_name)
-    recorded, error = (_converted(course, task, name) if autograded.unsupported(converter) else
-                       _written(converter, task, name))
+    lock = lambda: ledger.gradebook_lock(course, task.url)  # noqa: E731
+    if autograded.unsupported(converter):
+        with lock():
+            recorded, error = _converted(course, task, name)
+    else:
+        recorded, error = _written(converter, task, name, lock)
     if error:
         take_reports(task.student)
-        forget_submission(task.url, task.student)
-        return dict(status="failed", error=error, score=0.0, max_score=_max_auto_score(task.url), tests=[])
+        with lock():
+            forget_submission(task.url, task.student)
+            max_score = _max_auto_score(task.url)
+        return dict(status="failed", error=error, score=0.0, max_score=max_score, tests=[])
     messages = take_reports(task.student)  # the scorer's own messages, as TrustedScores wrote them
     tests, lateness = recorded
     # In the notebooks' order (the gradebook keeps rows in none: PostgreSQL returns them as they were last written).
@@ -170,11 +178,11 @@ def _autograde(course, task):
                 max_score=round(sum(t["max_score"] for t in tests), 6), tests=tests, **lateness)
 
 
-def _written(converter, task, name):
+def _written(converter, task, name, lock):
     """Autograde through normgrade.grade.autograded: (_recorded's, None), or (None, what went wrong)."""
     try:
-        return autograded.write(converter, task.student, task.url, then=lambda gb: _recorded(gb, task.student, name)), \
-            None
+        return autograded.write(converter, task.student, task.url, then=lambda gb: _recorded(gb, task.student, name),
+                                lock=lock), None
     except Exception:  # noqa: BLE001 - reported as the submission's failure; nothing was written
         return None, "autograding raised: " + traceback.format_exc(limit=-3).strip()[-2000:]
 

@@ -126,6 +126,8 @@ class LatePenalties(AssignLatePenalties):
     extension for the student into the gradebook.
     """
 
+    writes_gradebook = True  # normgrade.grade.autograded runs it, and what follows, under the gradebook lock
+
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         self.notebook_id, self.assignment_id = info["notebook"], info["assignment"]

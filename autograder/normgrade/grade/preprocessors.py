@@ -116,6 +116,8 @@ class SaveAutoGradesOnce(SaveAutoGrades):
     submission's rows read once, and nothing is committed after every cell.
     """
 
+    writes_gradebook = True  # normgrade.grade.autograded runs it, and what follows, under the gradebook lock
+
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         self.notebook_id, self.assignment_id = info["notebook"], info["assignment"]
