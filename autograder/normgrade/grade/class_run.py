@@ -61,8 +61,6 @@ def warm_up(course, diagnosis=False):
 
 
 TASK_SECONDS = 300  # one submission, all in: its sandboxed calls have 120 s (scorer.SUBMISSION_SECONDS)
-
-
 EXECUTE_TASK_SECONDS = 1800  # with --execute: each notebook may run for SandboxedExecute.timeout (300 s)
 
 

@@ -103,7 +103,6 @@ def _grade_once(task, start):
         scores = scored_code(staged, layout["expected"], Sandbox(unsandboxed=task.unsandboxed), submitted=staged)
         result["mistakes"] = [{"function": function, "check": r.check.label, "mistake": r.mistake}
                               for function, results in scores.items() for r in results if r.mistake]
-    if claim.action == "grade":
         result.update(_autograde(course, task))  # it takes the gradebook lock where it writes
     with ledger.gradebook_lock(course, task.url):
         if claim.action != "grade":  # give_up

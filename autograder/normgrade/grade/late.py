@@ -143,17 +143,12 @@ class LatePenalties(AssignLatePenalties):
                                                                    submission.total_seconds_late)
                 if penalty is not None:
                     notebook.late_submission_penalty = self._check_late_penalty(notebook, penalty)
-            self.gradebook.db.commit()
-        return nb, resources
+        return nb, resources  # gradebook_of commits: once, for the submission, or when this block ends
 
 
 def apply_extension(submission, policy_):
-    """Set a gradebook submission's extension to the one the policy gives its student; whether it changed."""
-    extension = policy_.extension(submission.student_id)
-    if submission.extension == extension:
-        return False
-    submission.extension = extension
-    return True
+    """Set a gradebook submission's extension to the one the policy gives its student."""
+    submission.extension = policy_.extension(submission.student_id)
 
 
 def policy(config):

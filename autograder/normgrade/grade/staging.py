@@ -26,11 +26,7 @@ from normgrade.score.scorer import MAX_LAYERS_BYTES, layers_problem, parse_noteb
 
 
 MAX_NOTEBOOK_BYTES = 16 << 20
-
-
 SUBMISSION_SECRET = "submission_secret.txt"  # written by `nbgrader submit`; release_feedback needs it
-
-
 MAX_SECRET_BYTES = 1024
 
 
