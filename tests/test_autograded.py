@@ -198,16 +198,23 @@ def test_a_notebook_not_handed_in_earns_nothing_as_nbgrader_says(twins, tmp_path
     assert lost and all(v[0] == 0 and not v[3] for v in lost)
 
 
-def test_a_failure_part_way_leaves_the_gradebook_and_the_folder_as_they_were(twins, tmp_path, monkeypatch):
-    from normgrade.grade.preprocessors import TrustedScores
+@pytest.mark.parametrize("failing", ["TrustedScores", "SaveAutoGradesOnce"])
+def test_a_failure_part_way_leaves_the_gradebook_and_the_folder_as_they_were(twins, tmp_path, monkeypatch, failing):
+    """
+    The second notebook fails, before the gradebook lock (the scorer's
+    outputs) or after the first notebook's grades were written under it
+    (saving the grades): no row, file or partial folder changes.
+    """
+    from normgrade.grade import preprocessors
 
+    failing_class = getattr(preprocessors, failing)
     ours, _, students, _ = twins
     course = tmp_path / "course"
     shutil.copytree(ours, course, symlinks=True)
     folder = paths(course)["autograded"] / "alice" / ASSIGNMENT_ID
     before_rows, before_files = _rows(db_url(course), students), _files(folder)
     calls = []
-    original = TrustedScores.preprocess
+    original = failing_class.preprocess
 
     def second_notebook_fails(self, nb, resources):
         calls.append(resources["nbgrader"]["notebook"])
@@ -215,7 +222,7 @@ def test_a_failure_part_way_leaves_the_gradebook_and_the_folder_as_they_were(twi
             raise RuntimeError("the disk is full")
         return original(self, nb, resources)
 
-    monkeypatch.setattr(TrustedScores, "preprocess", second_notebook_fails)
+    monkeypatch.setattr(failing_class, "preprocess", second_notebook_fails)
     converter = autograded.converter(grading_config(course), course)
     (paths(course)["staged"] / "alice" / ASSIGNMENT_ID / "timestamp.txt").write_text("2020-01-01 00:00:00 UTC")
     with pytest.raises(RuntimeError, match="the disk is full"):
