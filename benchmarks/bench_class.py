@@ -1,10 +1,16 @@
 """
 Benchmark: grading a whole class with `normgrade grade`, against plain nbgrader in the same run.
 
-Builds a course and a generated class (by default 200 submissions: the
-reference, the stubs and typical mistakes in turn, plus a few hostile ones:
-a layer norm that hangs, a worker that kills itself, a vandal that tries to
-write into the course), then times the whole command, start-up included,
+Builds a course and a generated class of 200 submissions (--size), mixed in
+one of two ways (--mix):
+
+- varied (the default): the reference, the stubs and typical mistakes in
+  turn, plus a few hostile ones: a layer norm that hangs, a worker that kills
+  itself, a vandal that tries to write into the course;
+- correct-and-stubs: the class issue 32 set its goal for, three quarters the
+  reference and a quarter the stubs, every notebook answered;
+
+then times the whole command, start-up included,
 
 - with 1 and 2 workers, into the course's SQLite gradebook and into a
   PostgreSQL gradebook (a server of its own, tests/pgserver.py; skipped
@@ -16,7 +22,7 @@ Every configuration starts from an empty gradebook and must give the same
 scores. It prints a table (and writes it with --write): total time,
 submissions per minute, and each figure's ratio to the 1-worker SQLite run.
 
-    python benchmarks/bench_class.py [--size 200] [--sample 3] [--write benchmarks/CLASS.md]
+    python benchmarks/bench_class.py [--size 200] [--sample 3] [--mix varied] [--write benchmarks/CLASS.md]
 """
 import argparse
 import json
@@ -50,9 +56,23 @@ for _root in ("/", "/tmp", _os.path.expanduser("~")):
 HOSTILE = {"hangs": HANGS, "kills_worker": KILLS, "vandal": VANDAL}
 
 
-def make_benchmark_class(course, root, size, hostile_each=2):
+MIXES = {
+    "varied": "reference, stubs and typical mistakes in turn; two each of a hanging layer norm, a worker that "
+              "kills itself, a vandal",
+    "correct-and-stubs": "three quarters the reference, a quarter the stubs, every notebook answered",
+}
+
+
+def make_benchmark_class(course, root, size, hostile_each=2, mix="varied"):
     keys = answer_keys(source_notebooks(paths(course)["source"]))
     release = paths(course)["release"]
+    if mix == "correct-and-stubs":
+        from normgrade.paths import STUB_LAYERS
+
+        for index in range(size):
+            kind, source = ("stubs", STUB_LAYERS.read_text()) if index % 4 == 3 else ("reference", reference_layers())
+            make_submission(release, root / f"s{index:03d}_{kind}", source, keys)
+        return size
     count = 0
     for name, source in HOSTILE.items():
         for _ in range(hostile_each):
@@ -91,6 +111,7 @@ def main(argv=None):
     parser.add_argument("--sample", type=int, default=3, help="submissions graded by plain nbgrader autograde")
     parser.add_argument("--configs", default="sqlite:1,sqlite:2,postgresql:1,postgresql:2",
                         help="the configurations to run, database:workers separated by commas")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="varied", help="what the class holds (see above)")
     parser.add_argument("--write", type=Path)
     parser.add_argument("--quick", action="store_true",
                         help="a class of 4 without the hanging ones, 2 workers only, no plain nbgrader sample: the "
@@ -104,7 +125,8 @@ def main(argv=None):
         built = work / "built"
         build_course(built, prove=False)
         klass = work / "class"
-        size = make_benchmark_class(built, klass, args.size, hostile_each=0 if args.quick else 2)
+        size = make_benchmark_class(built, klass, args.size, hostile_each=0 if args.quick else 2,
+                                    mix=args.mix)
         runs, scores = [], None
         names = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
         configs = [(names[d.strip().lower()], int(w)) for d, w in (c.split(":") for c in args.configs.split(","))]
@@ -152,10 +174,10 @@ def main(argv=None):
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}.",
-        f"Command: `python benchmarks/bench_class.py --size {args.size} --sample {args.sample} --configs {args.configs}`",
+        f"Command: `python benchmarks/bench_class.py --size {args.size} --sample {args.sample} --configs {args.configs}"
+        f"{'' if args.mix == 'varied' else ' --mix ' + args.mix}`",
         "",
-        f"A class of {size} submissions (reference, stubs and typical mistakes in turn; two each of a "
-        "hanging layer norm, a worker that kills itself, a vandal), every configuration from an empty "
+        f"A class of {size} submissions ({MIXES[args.mix]}), every configuration from an empty "
         "gradebook, with identical scores. Times are the whole `normgrade grade` command, start-up included.",
         "",
         f"A bare `python -c 'import numpy'` took {floor:.2f} s (median of {len(bare)}, between the runs). "

@@ -320,3 +320,55 @@ def test_the_gradebook_lock_is_held_only_while_rows_are_written(twins, tmp_path,
     autograded.write(autograded.converter(grading_config(course), course), "alice", db_url(course),
                      lock=lambda: ledger.gradebook_lock(course, db_url(course)))
     assert held == {"TrustedScores": {False}, "SaveAutoGradesOnce": {True}}
+
+
+def _corrupted(release_notebook):
+    """(what was done, the notebook) for each way a notebook's nbgrader metadata can be wrong."""
+    def graded(nb):
+        return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code")
+
+    def change(nb, how):
+        how(nb)
+        return nb
+
+    ways = {
+        "nothing": lambda nb: None,
+        "points that are text": lambda nb: graded(nb).metadata.nbgrader.update(points="ten"),
+        "no points": lambda nb: graded(nb).metadata.nbgrader.pop("points"),
+        "no grade_id": lambda nb: graded(nb).metadata.nbgrader.pop("grade_id"),
+        "an empty grade_id": lambda nb: graded(nb).metadata.nbgrader.update(grade_id=""),
+        "a grade flag that is text": lambda nb: graded(nb).metadata.nbgrader.update(grade="yes"),
+        "an old schema": lambda nb: graded(nb).metadata.nbgrader.update(schema_version=1),
+        "a newer schema": lambda nb: graded(nb).metadata.nbgrader.update(schema_version=4),
+        "an unknown key": lambda nb: graded(nb).metadata.nbgrader.update(colour="red"),
+        "a duplicated grade_id": lambda nb: nb.cells.append(nbformat.from_dict(json.loads(json.dumps(graded(nb))))),
+        "a task cell that is code": lambda nb: graded(nb).metadata.nbgrader.update(task=True),
+    }
+    for name, how in ways.items():
+        yield name, change(nbformat.read(release_notebook, as_version=4), how)
+
+
+def test_checking_cell_metadata_once_raises_what_nbgraders_check_raises(built_course):
+    """
+    CheckCellMetadataOnce (the schema's validator built once per process) must
+    accept and refuse exactly what nbgrader's CheckCellMetadata does, with the
+    same error, on every way the metadata can be wrong.
+    """
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    from normgrade.grade.preprocessors import CheckCellMetadataOnce
+
+    def outcome(cls, nb):
+        try:
+            cls().preprocess(nb, {})
+        except Exception as err:  # noqa: BLE001 - the error is what is compared
+            return type(err).__name__, str(err)
+        return "accepted", json.dumps(nb, sort_keys=True)  # the validator may upgrade or strip keys
+
+    refused = 0
+    for release_notebook in sorted(paths(built_course)["release"].glob("*.ipynb")):
+        for (name, nb), (_, twin) in zip(_corrupted(release_notebook), _corrupted(release_notebook)):
+            ours, theirs = outcome(CheckCellMetadataOnce, nb), outcome(CheckCellMetadata, twin)
+            assert ours == theirs, name
+            refused += ours[0] != "accepted"
+    assert refused >= 2 * 8, "the corruptions are refused (else this compares nothing)"

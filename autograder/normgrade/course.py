@@ -22,13 +22,12 @@ NBGRADER_CONFIG = f'''\
 import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades,
-                                    IgnorePattern, LimitOutput)
+from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern, LimitOutput
 from normgrade.results.feedback import ShortTracebacks, UngradedAnswers
 from normgrade.grade.late import LatePenalties, LatePolicy
-from normgrade.grade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, OverwriteCellsPrefetched,
-                                     OverwriteKernelspecInSession, SafeMarkdown, SandboxedExecute, SanitizeGradedCells,
-                                     SaveAutoGradesOnce, TrustedScores)
+from normgrade.grade.preprocessors import (BoundMarkdown, CachedSanitizeHTML, CheckCellMetadataOnce,
+                                           OverwriteCellsPrefetched, OverwriteKernelspecInSession, SafeMarkdown,
+                                           SandboxedExecute, SanitizeGradedCells, SaveAutoGradesOnce, TrustedScores)
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "{COURSE_ID}"
@@ -42,7 +41,7 @@ c.Autograde.exclude_overwriting = {{"{ASSIGNMENT_ID}": ["normlab/layers.py"]}}
 c.OverwriteCells.add_missing_cells = True
 c.Autograde.sanitize_preprocessors = [
     ClearOutput, SanitizeGradedCells, DeduplicateIds, OverwriteKernelspecInSession, OverwriteCellsPrefetched,
-    CheckCellMetadata,
+    CheckCellMetadataOnce,
 ]
 # The only code solution cells are inline-question answers.
 c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
@@ -54,7 +53,7 @@ c.ClearSolutions.code_stub = {{"python": "# YOUR ANSWER HERE"}}
 c.Autograde.autograde_preprocessors = [
     SandboxedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, BoundMarkdown, CachedSanitizeHTML,
     SafeMarkdown,
-    TrustedScores, SaveAutoGradesOnce, LatePenalties, CheckCellMetadata,
+    TrustedScores, SaveAutoGradesOnce, LatePenalties, CheckCellMetadataOnce,
 ]
 # `nbgrader collect` takes a hand-in only from the Unix user its folder's name claims, and copies regular
 # files only, never following a link (normgrade.platforms.exchange: nbgrader's own believes the name).
