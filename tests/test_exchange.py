@@ -187,7 +187,7 @@ def _term(top, users, course_copy):
     keys = answer_keys(source_notebooks(paths(course)["source"]))
 
     nbgrader_instructor(course, exchange, "release_assignment", ASSIGNMENT_ID)
-    (exchange / COURSE_ID / "inbound").chmod(0o3733)  # as the README's set-up says
+    (exchange / COURSE_ID / "inbound").chmod(0o3733)  # as docs/jupyterhub.md's set-up says
     for account in (ann, bo):
         nbgrader_as(account, exchange, "fetch_assignment", ASSIGNMENT_ID)
     ann_copy, bo_copy = (Path(a.pw_dir) / ASSIGNMENT_ID for a in (ann, bo))
@@ -219,7 +219,7 @@ def _term(top, users, course_copy):
     shutil.copytree(course, plain, symlinks=True)
     before = tree_digest(submitted)
 
-    # normgrade grade, as the README documents it for collected submissions
+    # normgrade grade, as docs/jupyterhub.md documents it for collected submissions
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "grade", str(submitted), "--course", str(course),
                            "--json"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
@@ -320,7 +320,7 @@ def _attacks(top, users, course_copy):
     keys = answer_keys(source_notebooks(paths(course)["source"]))
     nbgrader_instructor(course, exchange, "release_assignment", ASSIGNMENT_ID)
     inbound = exchange / COURSE_ID / "inbound"
-    inbound.chmod(0o3733)  # as the README's JupyterHub section sets it up
+    inbound.chmod(0o3733)  # as docs/jupyterhub.md sets it up
     for account in (victim, attacker):
         nbgrader_as(account, exchange, "fetch_assignment", ASSIGNMENT_ID)
     victim_copy, attacker_copy = (Path(a.pw_dir) / ASSIGNMENT_ID for a in (victim, attacker))

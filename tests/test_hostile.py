@@ -491,7 +491,7 @@ def test_structured_finite_differences_and_state_earn_only_the_stated_limit(tmp_
     The red team's finite-difference backward passes (tests/data/structured_fd_backward.py): state kept from
     the forward calls before it tells spatial batch and group norm's backward nothing (the directional
     derivative's points run in a worker of their own, after it), so both earn nothing; what structure-aware
-    finite differences still earn for batch and layer norm is what the README states: 7.5 of 16 points.
+    finite differences still earn for batch and layer norm is what docs/trust-model.md states: 7.5 of 16 points.
     """
     source = SOLUTION_LAYERS.read_text() + (REPO / "tests" / "data" / "structured_fd_backward.py").read_text()
     scores, _ = _grade(tmp_path, source, data, sandbox, Limits())

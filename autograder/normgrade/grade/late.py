@@ -22,8 +22,8 @@ Deadlines: nbgrader's due date, the course's extensions and late policy, and the
   feedback` and `export` run it), and after an extension.
 - The submission time is nbgrader's: the timestamp.txt that `nbgrader submit`
   writes on the student's side of the exchange and `nbgrader collect` keeps.
-  A student who runs their own code can write any time there; see the
-  README's "Deadlines" for what a course can do about it.
+  A student who runs their own code can write any time there; see
+  docs/jupyterhub.md, "Deadlines", for what a course can do about it.
 """
 import datetime
 import json
@@ -53,7 +53,7 @@ c = get_config()  # noqa: F821
 # ---- Late submissions ----
 # The due date is nbgrader's: `normgrade release --course DIR --due "2030-06-14 17:00 UTC"`,
 # formgrader's Manage Assignments page, or `nbgrader db assignment add normalization --duedate=...`.
-# The submission time is the timestamp.txt that `nbgrader submit` writes (see the README, Deadlines).
+# The submission time is the timestamp.txt that `nbgrader submit` writes (see docs/jupyterhub.md, Deadlines).
 # A change here takes effect on the next `normgrade grade` (which regrades the submissions it
 # changes), `normgrade feedback` or `normgrade export` (which recompute every penalty).
 

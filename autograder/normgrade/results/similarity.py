@@ -50,7 +50,7 @@ from normgrade.score.checks import FUNCTIONS
 from normgrade.course import ASSIGNMENT_ID, gradebook_url, is_course, paths
 from normgrade.paths import STUDENT_PACKAGE
 
-THRESHOLD = 0.5  # chosen on the evidence of tests/test_similarity.py (README: "Similarity")
+THRESHOLD = 0.5  # chosen on the evidence of tests/test_similarity.py (docs/integrity.md)
 NOISE = 25  # copydetect's k: matches shorter than 25 characters of normalized code are noise
 GUARANTEE = 25  # a match this long is always found (window = GUARANTEE - NOISE + 1)
 MAX_BYTES = 1 << 20  # as normgrade grade's limit on layers.py
