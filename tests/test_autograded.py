@@ -372,3 +372,46 @@ def test_checking_cell_metadata_once_raises_what_nbgraders_check_raises(built_co
             assert ours == theirs, name
             refused += ours[0] != "accepted"
     assert refused >= 2 * 8, "the corruptions are refused (else this compares nothing)"
+
+
+def test_a_submission_takes_few_statements_and_one_commit_in_the_gradebook(course_copy, tmp_path, sandbox):
+    """
+    Issue 32's measure (at most 30), held where it stands: grading one
+    submission makes 27 SQL statements the first time and 18 when graded
+    again, the ledger's included, and commits the gradebook once (the
+    ledger's claim and outcome are the other two commits). nbgrader's
+    converter made 237 in 51. A change that adds one fails here: measure it
+    (benchmarks/bench_grading.py) and say why, or take it out.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from normgrade.grade import ledger
+    from normgrade.grade.grading import Task, grade_submission
+
+    course = course_copy(tmp_path / "course")
+    keys = answer_keys(source_notebooks(paths(course)["source"]))
+    folder = make_submission(paths(course)["release"], tmp_path / "class" / "ann", reference_layers(), keys)
+    url = db_url(course)
+    ledger.prepare(course, url)
+    counts = []
+
+    def statement(*_):
+        counts[-1]["statements"] += 1
+
+    def commit(*_):
+        counts[-1]["commits"] += 1
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "commit", commit)
+    try:
+        for regrade in (False, True):
+            counts.append({"statements": 0, "commits": 0})
+            result = grade_submission(Task(str(course), url, "ann", str(folder), "ann", "counted", regrade=regrade))
+            assert result["status"] == "graded" and result["score"] == result["max_score"]
+    finally:
+        event.remove(Engine, "before_cursor_execute", statement)
+        event.remove(Engine, "commit", commit)
+    first, again = counts
+    assert first["statements"] <= 27 and again["statements"] <= 18, counts
+    assert first["commits"] == again["commits"] == 3, counts

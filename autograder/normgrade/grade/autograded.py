@@ -90,7 +90,9 @@ def write(autograde, student, url, then=None, lock=contextlib.nullcontext):
     the gradebook (writes_gradebook: SaveAutoGradesOnce) before `lock()` is
     entered (the course's gradebook lock, for SQLite): executing them, where
     asked, takes minutes that no other grading waits for. The rows are
-    written, and the rest run, inside it.
+    written, and the rest run, inside it, in the same session (the course's
+    cells, read before, are read once), which is committed, or rolled back,
+    before the lock is given back.
     """
     from nbgrader.api import MissingEntry
 
@@ -105,35 +107,41 @@ def write(autograde, student, url, then=None, lock=contextlib.nullcontext):
     building = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.partial"
     try:
         _copy_files(submitted, coursedir, building, autograde.exclude_overwriting.get(ASSIGNMENT_ID, []))
-        notebooks = {}
-        with gradebooks.submission_gradebook(url, student) as reading:  # the course's cells: reads only
+        with gradebooks.submission_gradebook(url, student) as gradebook:
+            notebooks = {}
             for path in sorted(submitted.glob("*.ipynb")):
                 try:
-                    reading.find_notebook(path.stem, ASSIGNMENT_ID)
+                    gradebook.find_notebook(path.stem, ASSIGNMENT_ID)
                 except MissingEntry:
                     continue
                 nb = nbformat.read(path, as_version=4)
                 # nbgrader's two passes: the first reads the submitted folder, the second the autograded one.
                 for steps, folder in ((sanitizing, submitted), (autograding[:first_writer], building)):
-                    resources = _resources(student, path.stem, url, reading, folder)
+                    resources = _resources(student, path.stem, url, gradebook, folder)
                     for step in steps:
                         nb, resources = step(nb, resources)
                 notebooks[path.stem] = nb
-        if not notebooks:
-            raise ValueError(f"no notebook of the assignment in {submitted}")
-        with lock():
-            with gradebooks.submission_gradebook(url, student) as gradebook:
-                _write_rows(gradebook, student, coursedir, submitted, notebooks)
-                for name, nb in notebooks.items():
-                    resources = _resources(student, name, url, gradebook, building)
-                    for step in autograding[first_writer:]:
-                        nb, resources = step(nb, resources)
-                    nbformat.validate(nb)
-                    text = nbformat.writes(nb, version=4)
-                    (building / f"{name}.ipynb").write_text(text if text.endswith("\n") else text + "\n",
-                                                           encoding="utf-8")
-                result = then(gradebook) if then else None
-            _move_in(building, dest)  # after the commit, before the lock is given back
+            if not notebooks:
+                raise ValueError(f"no notebook of the assignment in {submitted}")
+            # Until here the session has only read the course's cells, which no grading changes (SQLite holds
+            # no lock for a read that is done); the submission's rows are read and written under the lock.
+            with lock():
+                try:
+                    _write_rows(gradebook, student, coursedir, submitted, notebooks)
+                    for name, nb in notebooks.items():
+                        resources = _resources(student, name, url, gradebook, building)
+                        for step in autograding[first_writer:]:
+                            nb, resources = step(nb, resources)
+                        nbformat.validate(nb)
+                        text = nbformat.writes(nb, version=4)
+                        (building / f"{name}.ipynb").write_text(text if text.endswith("\n") else text + "\n",
+                                                               encoding="utf-8")
+                    result = then(gradebook) if then else None
+                except BaseException:
+                    gradebook.discard()  # before the lock is given back
+                    raise
+                gradebook.save()
+                _move_in(building, dest)  # after the commit, before the lock is given back
     finally:
         shutil.rmtree(building, ignore_errors=True)
     autograde.set_permissions(ASSIGNMENT_ID, student)

@@ -13,7 +13,10 @@ the database lacks one of its tables (which it creates), and the engine is
 ours, with
 pool_pre_ping (a connection the server dropped while idle, as a Dask
 worker's pool may hold between tasks, is replaced, never used). Engines are
-disposed of when the last shared_engines() of the process ends. A Gradebook
+disposed of when the last shared_engines() of the process ends. That the
+database has nbgrader's tables and the course's row is checked once per
+process, or not at all in a process forked after ledger.prepare said so
+(known_ready): grading removes neither. A Gradebook
 gets its own session, as nbgrader's does; closing it ends that session and
 keeps the engine. A Gradebook opened outside, or in a process forked from
 one inside, is nbgrader's own. Reference-counted and locked, so threads of
@@ -23,7 +26,10 @@ without it to be the same, row for row.
 
 One submission's gradebook steps share one session (SubmissionGradebook,
 submission_gradebook): nbgrader's lookups once a cell are answered from rows
-read in a few queries, and nothing is committed until the end. The course's
+read in a few queries (the assignment with its notebooks and cells in four),
+and nothing is committed until the end: 27 statements in 3 commits for a
+first grading, the ledger's included (237 in 51 before issue 32's
+redesign), 18 for a regrade (`round_trips` in benchmarks/bench_grading.py). The course's
 preprocessors take their gradebook from gradebook_of: the session that
 normgrade.grade.autograded holds for the submission, or (under plain `nbgrader
 autograde`) one of their own, committed when they are done.
@@ -36,7 +42,18 @@ from normgrade.course import ASSIGNMENT_ID, COURSE_ID
 
 _LOCK = threading.Lock()  # the state below
 _FIRST = threading.Lock()  # one first __init__ at a time: one engine per URL, never two
-_STATE = {"depth": 0, "pid": None, "engines": {}, "original": None, "courses": set()}
+_STATE = {"depth": 0, "pid": None, "engines": {}, "original": None}
+# What this process, or the one it was forked from, found in a database: nbgrader's tables (by URL) and a
+# course's row (by URL and course id). Grading removes neither, so each is checked once per class run
+# (ledger.prepare, before the fork, says so: known_ready) or once per Dask worker process, not per submission.
+_KNOWN = {"tables": set(), "courses": set()}
+
+
+def known_ready(db_url, course_ids):
+    """Say that the database at db_url has nbgrader's tables and a row for each of course_ids."""
+    with _LOCK:
+        _KNOWN["tables"].add(db_url)
+        _KNOWN["courses"].update((db_url, course_id) for course_id in course_ids)
 _INHERITED = []  # a forked child's copies of its parent's engines: kept, so that collecting them never
 # closes the parent's connections
 
@@ -55,18 +72,19 @@ def _shared_init(self, db_url, course_id="default_course", authenticator=None):
             engine = _STATE["engines"].get(db_url)
         if engine is None:
             engine = create_engine(db_url, echo=False, future=True, pool_pre_ping=True)
-            if not _has_gradebook_tables(engine):
+            if db_url not in _KNOWN["tables"] and not _has_gradebook_tables(engine):
                 original_init(self, db_url, course_id, authenticator)  # creates the tables and their version
                 self.db.remove()
                 self.engine.dispose()
             with _LOCK:
                 _STATE["engines"][db_url] = engine
+                _KNOWN["tables"].add(db_url)
     self.engine = engine
     self.db = scoped_session(sessionmaker(autoflush=True, bind=engine, future=True))
-    if (db_url, course_id) not in _STATE["courses"]:  # nbgrader's check_course queries and commits each time
+    if (db_url, course_id) not in _KNOWN["courses"]:  # nbgrader's check_course queries and commits each time
         self.check_course(course_id=course_id)
         with _LOCK:
-            _STATE["courses"].add((db_url, course_id))
+            _KNOWN["courses"].add((db_url, course_id))
     self.course_id = course_id
     self.authenticator = authenticator
     self._normgrade_shared = True
@@ -96,7 +114,7 @@ def shared_engines():
     with _LOCK:
         if _STATE["pid"] != os.getpid():  # a forked child starts afresh; the parent's engines are its own
             _INHERITED.extend(_STATE["engines"].values())
-            _STATE.update(depth=0, pid=os.getpid(), engines={}, courses=set())
+            _STATE.update(depth=0, pid=os.getpid(), engines={})
         if _STATE["original"] is None:  # nbgrader's own, kept once: a fork may copy a patched class
             _STATE["original"] = (Gradebook.__init__, Gradebook.close)
         if _STATE["depth"] == 0:
@@ -111,7 +129,7 @@ def shared_engines():
             if _STATE["depth"] == 0:
                 Gradebook.__init__, Gradebook.close = _STATE["original"]
                 engines = list(_STATE["engines"].values())
-                _STATE["engines"], _STATE["courses"] = {}, set()
+                _STATE["engines"] = {}
         for engine in engines:
             engine.dispose()
 
@@ -139,35 +157,46 @@ class SubmissionGradebook:
     """
     nbgrader's Gradebook for one student's submission of the assignment, in
     one session, committed once (see submission_gradebook and CommitAtEnd).
-    The lookups nbgrader's preprocessors make once a cell or a step (a
-    notebook, a source cell, a graded cell, a grade, a comment) are answered
-    from rows read in a few queries; any other lookup, or a name those rows do not hold exactly once,
-    goes to nbgrader's own method (MissingEntry and all). The submission and
-    its notebooks are read afresh at each lookup, with what the session has
-    written so far: their scores and lateness are computed by the database.
+    The lookups nbgrader's preprocessors make once a cell or a step (the
+    assignment, a notebook, a source cell, a graded cell, the student, a
+    grade, a comment) are answered from rows read in a few queries; any other
+    lookup, or a name those rows do not hold exactly once, goes to nbgrader's
+    own method (MissingEntry and all). nbgrader's update_or_create_student,
+    update_or_create_submission and add_submission run on this object, so
+    their own lookups are these. The submission and its notebooks are read
+    afresh at each lookup, with what the session has written so far: their
+    scores and lateness are computed by the database.
     """
 
-    def __init__(self, gradebook, student):
+    def __init__(self, gradebook, student, session):
         self._gradebook = gradebook
         self._student = student
+        self._session = session  # the real one; gradebook.db is its CommitAtEnd
+        self._assignment = None
         self._cells = None
         self._rows = None
-        self._notebooks = None
+        self._students = {}  # held here: the session's identity map would let them go
+
+    def _course(self):
+        """The assignment, its notebooks and every cell of theirs, read at the first lookup in four queries."""
+        from nbgrader.api import Assignment, BaseCell, GradeCell, Notebook, SolutionCell, SourceCell, TaskCell
+        from sqlalchemy.orm import selectinload, with_polymorphic
+
+        if self._assignment is None:
+            graded = with_polymorphic(BaseCell, [GradeCell, SolutionCell, TaskCell])  # the three kinds at once
+            notebooks = selectinload(Assignment.notebooks)
+            self._assignment = self._gradebook.db.query(Assignment).filter(Assignment.name == ASSIGNMENT_ID).options(
+                notebooks.selectinload(Notebook.source_cells),
+                notebooks.selectinload(Notebook._base_cells.of_type(graded))).one()
+        return self._assignment
 
     def cells(self):
         """{(kind, notebook, name): cell} of the assignment; kind: SourceCell, GradeCell, SolutionCell or TaskCell."""
-        from nbgrader.api import Assignment, BaseCell, GradeCell, Notebook, SolutionCell, SourceCell, TaskCell
-        from sqlalchemy.orm import with_polymorphic
-
         if self._cells is None:
             found = {}
-            graded = with_polymorphic(BaseCell, [GradeCell, SolutionCell, TaskCell])  # the three kinds in one query
-            for model in (SourceCell, graded):
-                rows = self._gradebook.db.query(model, Notebook.name).join(
-                    Notebook, Notebook.id == model.notebook_id).join(
-                    Assignment, Assignment.id == Notebook.assignment_id).filter(Assignment.name == ASSIGNMENT_ID)
-                for cell, notebook in rows:
-                    found.setdefault((type(cell).__name__, notebook, cell.name), []).append(cell)
+            for notebook in self._course().notebooks:
+                for cell in [*notebook.source_cells, *notebook._base_cells]:
+                    found.setdefault((type(cell).__name__, notebook.name, cell.name), []).append(cell)
             self._cells = {key: cells[0] for key, cells in found.items() if len(cells) == 1}
         return self._cells
 
@@ -193,6 +222,11 @@ class SubmissionGradebook:
             self._rows = {key: rows[0] for key, rows in found.items() if len(rows) == 1}
         return self._rows
 
+    def grades(self):
+        """[(notebook name, grade)] of the student's submission, as the session holds them now."""
+        return [(notebook, row) for (model, _, notebook, _), row in self._submission_rows().items()
+                if model == "Grade"]
+
     def _cell(self, kinds, name, notebook, assignment):
         cells = self.cells() if assignment == ASSIGNMENT_ID else {}
         return next((cells[(kind, notebook, name)] for kind in kinds if (kind, notebook, name) in cells), None)
@@ -202,22 +236,40 @@ class SubmissionGradebook:
         return next((rows[(model, kind, notebook, name)] for kind in kinds if (model, kind, notebook, name) in rows),
                     None)
 
-    def find_notebook(self, name, assignment):
-        if self._notebooks is None:  # with their source cells (OverwriteCells adds back the missing ones)
-            from nbgrader.api import Assignment, Notebook
-            from sqlalchemy.orm import selectinload
+    def find_assignment(self, name):
+        return self._course() if name == ASSIGNMENT_ID else self._gradebook.find_assignment(name)
 
-            rows = self._gradebook.db.query(Notebook).join(Assignment, Assignment.id == Notebook.assignment_id).filter(
-                Assignment.name == ASSIGNMENT_ID).options(selectinload(Notebook.source_cells)).all()
-            self._notebooks = {row.name: row for row in rows}
-        found = self._notebooks.get(name) if assignment == ASSIGNMENT_ID else None
+    def find_notebook(self, name, assignment):
+        found = {nb.name: nb for nb in self._course().notebooks}.get(name) if assignment == ASSIGNMENT_ID else None
         return found if found is not None else self._gradebook.find_notebook(name, assignment)
 
     def find_student(self, student_id):
-        from nbgrader.api import Student
+        from nbgrader.api import MissingEntry, Student
 
-        found = self._gradebook.db.get(Student, student_id)  # the session's row, if it holds it
-        return found if found is not None else self._gradebook.find_student(student_id)
+        if student_id not in self._students:
+            found = self._gradebook.db.get(Student, student_id)  # from the session if it holds the row, else read
+            if found is None:
+                raise MissingEntry(f"No such student: {student_id}")  # nbgrader's words
+            self._students[student_id] = found
+        return self._students[student_id]
+
+    # nbgrader's own methods, run on this object: their lookups (find_assignment, find_student,
+    # find_submission) are the ones above, answered from the rows this session read.
+    def update_or_create_student(self, student_id, **kwargs):
+        from nbgrader.api import Gradebook
+
+        self._students[student_id] = Gradebook.update_or_create_student(self, student_id, **kwargs)
+        return self._students[student_id]
+
+    def update_or_create_submission(self, assignment, student, **kwargs):
+        from nbgrader.api import Gradebook
+
+        return Gradebook.update_or_create_submission(self, assignment, student, **kwargs)
+
+    def add_submission(self, assignment, student, **kwargs):
+        from nbgrader.api import Gradebook
+
+        return Gradebook.add_submission(self, assignment, student, **kwargs)
 
     def find_source_cell(self, name, notebook, assignment):
         found = self._cell(["SourceCell"], name, notebook, assignment)
@@ -262,6 +314,14 @@ class SubmissionGradebook:
         except NoResultFound:
             raise MissingEntry(f"No such submission notebook: {notebook}/{assignment} for {student}") from None
 
+    def save(self):
+        """Commit what the session wrote so far (submission_gradebook's own commit then has nothing to do)."""
+        self._session.commit()
+
+    def discard(self):
+        """Roll back what the session wrote so far."""
+        self._session.rollback()
+
     def __getattr__(self, name):
         return getattr(self._gradebook, name)
 
@@ -279,7 +339,7 @@ def submission_gradebook(url, student):
         session = plain.db
         plain.db = CommitAtEnd(session)
         try:
-            yield SubmissionGradebook(plain, student)
+            yield SubmissionGradebook(plain, student, session)
         except BaseException:
             session.rollback()
             raise

@@ -47,6 +47,7 @@ from sqlalchemy import Column, DateTime, Float, Integer, MetaData, String, Table
 from sqlalchemy.pool import NullPool
 
 from normgrade.course import ASSIGNMENT_ID, COURSE_ID, STAFF_FOLDER, paths, scripts_on_path
+from normgrade.grade import gradebooks
 
 MAX_ATTEMPTS = 2  # a submission whose grading process died twice in one run is reported, not retried again
 
@@ -140,6 +141,7 @@ def prepare(course, url):
     # (UniqueViolation on course_pkey). Create it here, once, before any worker starts.
     Gradebook(url).close()
     GRADING.metadata.create_all(engine(url))
+    gradebooks.known_ready(url, (COURSE_ID, "default_course"))  # the forked graders need not check again
 
 
 def copy_assignment(source, target):
