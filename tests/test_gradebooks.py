@@ -187,3 +187,20 @@ def test_overwrite_cells_prefetched_restores_what_nbgraders_own_restores(course_
     restored = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in ours.cells}
     assert restored[graded[2].metadata.nbgrader["grade_id"]].source.endswith(graded[2].source)  # added back, noted
     assert "tampered" not in nbformat.writes(ours)
+
+
+def test_a_submission_gradebook_without_the_assignment_says_so_as_nbgrader_does(tmp_path):
+    """A gradebook whose assignment row is missing: nbgrader's MissingEntry (grading reports it), not SQLAlchemy's."""
+    from nbgrader.api import MissingEntry
+
+    from normgrade.course import ASSIGNMENT_ID
+    from normgrade.grade.gradebooks import submission_gradebook
+
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    Gradebook(url).close()  # nbgrader's tables, no assignment
+    with pytest.raises(MissingEntry, match="No such assignment"):
+        with submission_gradebook(url, "ann") as gradebook:
+            gradebook.find_notebook("BatchNormalization", ASSIGNMENT_ID)
+    with pytest.raises(MissingEntry, match="No such student"):
+        with submission_gradebook(url, "ann") as gradebook:
+            gradebook.find_student("ann")

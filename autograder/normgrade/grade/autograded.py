@@ -137,10 +137,10 @@ def write(autograde, student, url, then=None, lock=contextlib.nullcontext):
                         (building / f"{name}.ipynb").write_text(text if text.endswith("\n") else text + "\n",
                                                                encoding="utf-8")
                     result = then(gradebook) if then else None
+                    gradebook.save()
                 except BaseException:
                     gradebook.discard()  # before the lock is given back
                     raise
-                gradebook.save()
                 _move_in(building, dest)  # after the commit, before the lock is given back
     finally:
         shutil.rmtree(building, ignore_errors=True)

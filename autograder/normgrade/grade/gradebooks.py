@@ -179,15 +179,18 @@ class SubmissionGradebook:
 
     def _course(self):
         """The assignment, its notebooks and every cell of theirs, read at the first lookup in four queries."""
-        from nbgrader.api import Assignment, BaseCell, GradeCell, Notebook, SolutionCell, SourceCell, TaskCell
+        from nbgrader.api import Assignment, BaseCell, GradeCell, MissingEntry, Notebook, SolutionCell, TaskCell
         from sqlalchemy.orm import selectinload, with_polymorphic
 
         if self._assignment is None:
             graded = with_polymorphic(BaseCell, [GradeCell, SolutionCell, TaskCell])  # the three kinds at once
             notebooks = selectinload(Assignment.notebooks)
-            self._assignment = self._gradebook.db.query(Assignment).filter(Assignment.name == ASSIGNMENT_ID).options(
+            found = self._gradebook.db.query(Assignment).filter(Assignment.name == ASSIGNMENT_ID).options(
                 notebooks.selectinload(Notebook.source_cells),
-                notebooks.selectinload(Notebook._base_cells.of_type(graded))).one()
+                notebooks.selectinload(Notebook._base_cells.of_type(graded))).one_or_none()
+            if found is None:
+                raise MissingEntry(f"No such assignment: {ASSIGNMENT_ID}")  # nbgrader's words
+            self._assignment = found
         return self._assignment
 
     def cells(self):
