@@ -26,6 +26,18 @@ from normgrade.build.samples import TYPICAL_MISTAKES, make_class
 # one pytest-xdist worker runs them all: module-scoped graded class, one browser
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pages")]
 
+# The documentation site's screenshots are the ones these tests take: NORMLAB_SCREENSHOTS=docs (a folder)
+# writes them there too, under the names the pages use (docs/developing.md says how to refresh them).
+SITE_SCREENSHOTS = os.environ.get("NORMLAB_SCREENSHOTS")
+
+
+def screenshot(browser, tmp_path, name, site_name=None):
+    """The browser's view as tmp_path/<name>.png, and as the site's <site_name> where NORMLAB_SCREENSHOTS asks."""
+    browser.save_screenshot(str(tmp_path / f"{name}.png"))
+    if site_name and SITE_SCREENSHOTS:
+        shutil.copy(tmp_path / f"{name}.png", Path(SITE_SCREENSHOTS) / site_name)
+
+
 HOSTILE_ERROR = "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>"
 
 
@@ -111,7 +123,8 @@ def test_report_page_in_a_real_browser(graded, browser, tmp_path):
     assert len(column(0)) == 7
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
-    browser.save_screenshot(str(tmp_path / "report.png"))
+    browser.execute_script("window.scrollTo(0, 0)")  # the summary and the histogram first
+    screenshot(browser, tmp_path, "report", "report.png")
 
 
 def test_feedback_page_in_a_real_browser(graded, browser, tmp_path):
@@ -132,7 +145,9 @@ def test_feedback_page_in_a_real_browser(graded, browser, tmp_path):
         note = browser.find_element("id", "normlab-math-note")
         assert rendered > 0 or note.is_displayed(), "formulas rendered, or the page says why not"
         assert not (rendered > 0 and note.is_displayed()), "the note shows only when MathJax is missing"
-        browser.save_screenshot(str(tmp_path / f"{page.stem}.png"))
+        if page.stem == "BatchNormalization":  # the site shows the first graded cell's report
+            browser.execute_script("document.querySelector('.nbgrader_cell').scrollIntoView()")
+        screenshot(browser, tmp_path, page.stem, "feedback.png" if page.stem == "BatchNormalization" else None)
     lost = [t for t in student["tests"] if t["score"] < t["max_score"] and "test_inline" not in t["name"]]
     assert lost, "the typical mistakes lose points"
     for test in lost:
@@ -218,7 +233,7 @@ return [...w.content.widgets].map(c => {
         assert cell["images"] and all(width > 0 for width in cell["images"]), cell["source"][:200]
     answers = [c for c in cells if c["type"] == "markdown" and "Your answer" in c["source"]]
     assert answers and all(c["pre"] == 0 for c in answers), "answer cells render as prose, not code blocks"
-    browser.save_screenshot(str(tmp_path / f"{notebook}.png"))
+    screenshot(browser, tmp_path, notebook, "jupyterlab.png" if notebook == "SpatialNormalization" else None)
 
 
 def test_formgrader_manual_grade_reaches_the_gradebook_and_export(graded, browser, tmp_path):
@@ -263,7 +278,7 @@ def test_formgrader_manual_grade_reaches_the_gradebook_and_export(graded, browse
                 break
             assert time.monotonic() < deadline, f"formgrader did not save: {saved}"
             time.sleep(0.3)
-        browser.save_screenshot(str(tmp_path / "formgrader.png"))
+        screenshot(browser, tmp_path, "formgrader", "formgrader.png")
     out = tmp_path / "grades.csv"
     done = subprocess.run([sys.executable, "-m", "normgrade.cli", "export", "--course", str(course), "--csv", str(out)],
                           capture_output=True, text=True, timeout=300)
