@@ -298,21 +298,40 @@ def test_postgres_gradebook_holds_the_sequential_scores(course, klass, sequentia
     assert rows == 9 and scores == {student: score for student, (score, _) in sequential.items()}
 
 
+# The reference, asleep for 2 s as each worker imports it (no graded call waits for it): a grading that a
+# test can catch in the middle, however loaded the machine (a race against a half-second grading was lost once).
+ASLEEP_AT_IMPORT = reference_layers() + """
+
+import time as _time
+
+_time.sleep(2)
+"""
+
+
 def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(course, klass, sequential, tmp_path,
                                                                                monkeypatch):
+    import shutil
+
     from distributed import LocalCluster
+
+    from normgrade.build.samples import make_submission
 
     copy = _fresh_course(course, tmp_path)
     url = db_url(copy)
+    root = tmp_path / "class"
+    shutil.copytree(klass, root)
+    make_submission(paths(copy)["release"], root / "s999_slow", ASLEEP_AT_IMPORT,
+                    answer_keys(source_notebooks(paths(copy)["source"])))
+    expected = dict(sequential, s999_slow=sequential["s000_reference"])
     temporary = tmp_path / "tmp"  # the Dask workers' temporary folder, where their sandboxes' private folders go
     temporary.mkdir()
     monkeypatch.setenv("TMPDIR", str(temporary))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        document = grade([klass], copy, dask=cluster.scheduler_address)
-        assert _scores(document) == sequential
+        document = grade([root], copy, dask=cluster.scheduler_address)
+        assert _scores(document) == expected
         assert {s["status"] for s in document["submissions"]} == {"graded"}
 
-        # A worker lost in the middle of a task: Dask runs the task again elsewhere.
+        # A worker lost in the middle of a task (the slow one's, asleep in its sandbox): Dask runs it again.
         import threading
 
         killed, sandboxed_here = [], []
@@ -326,7 +345,8 @@ def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(c
                     time.sleep(0.02)
                     continue
                 for row in ledger.rows(url):
-                    if row["status"] == "running" and row["pid"] and row["pid"] != os.getpid():
+                    if row["student"] == "s999_slow" and row["status"] == "running" and row["pid"] \
+                            and row["pid"] != os.getpid():
                         os.kill(row["pid"], signal.SIGKILL)
                         killed.append(row["student"])
                         return
@@ -334,16 +354,16 @@ def test_dask_local_cluster_grades_like_the_local_pool_even_when_a_worker_dies(c
 
         killer = threading.Thread(target=kill_a_grading_worker)
         killer.start()
-        again = grade([klass], copy, dask=cluster.scheduler_address, regrade=True)
+        again = grade([root], copy, dask=cluster.scheduler_address, regrade=True)
         killer.join()
     assert killed, "no worker was caught grading"
     assert sandboxed_here, "the Dask workers' sandboxes are found by this test's folder"
-    assert _scores(again) == sequential
+    assert _scores(again) == expected
     victim = {s["student"]: s for s in again["submissions"]}[killed[0]]
     assert victim["status"] == "graded" and victim["attempts"] == 2
     scores, rows = _gradebook(url)
-    assert rows == 9 and scores == {student: score for student, (score, _) in sequential.items()}
-    _wait_gone(str(klass), temporary)
+    assert rows == 10 and scores == {student: score for student, (score, _) in expected.items()}
+    _wait_gone(str(root), temporary)
 
 
 def test_a_regrade_from_a_broken_notebook_leaves_no_stale_grade(course, klass, tmp_path):
