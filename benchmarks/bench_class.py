@@ -69,8 +69,9 @@ def make_benchmark_class(course, root, size, hostile_each=2, mix="varied"):
     if mix == "correct-and-stubs":
         from normgrade.paths import STUB_LAYERS
 
+        kinds = [("reference", reference_layers())] * 3 + [("stubs", STUB_LAYERS.read_text())]
         for index in range(size):
-            kind, source = ("stubs", STUB_LAYERS.read_text()) if index % 4 == 3 else ("reference", reference_layers())
+            kind, source = kinds[index % 4]
             make_submission(release, root / f"s{index:03d}_{kind}", source, keys)
         return size
     count = 0

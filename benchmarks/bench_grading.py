@@ -44,6 +44,9 @@ from normgrade.run.sandbox import Sandbox
 from normgrade.score.scorer import score_code
 from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from round_trips import round_trips  # noqa: E402 - the tests' counter, shared
+
 HANGS = reference_layers() + "\ndef layernorm_forward(x, gamma, beta, ln_param):\n    while True:\n        pass\n"
 
 
@@ -61,29 +64,6 @@ def _class(release, root, keys, size):
         name, source, answers = kinds[index % len(kinds)]
         folders.append(make_submission(release, root / f"s{index:02d}_{name}", source, answers))
     return folders
-
-
-def round_trips(function, *args):
-    """(SQL statements, commits) every SQLAlchemy engine of this process issued while function(*args) ran."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    counts = {"statements": 0, "commits": 0}
-
-    def statement(*_):
-        counts["statements"] += 1
-
-    def commit(*_):
-        counts["commits"] += 1
-
-    event.listen(Engine, "before_cursor_execute", statement)
-    event.listen(Engine, "commit", commit)
-    try:
-        function(*args)
-    finally:
-        event.remove(Engine, "before_cursor_execute", statement)
-        event.remove(Engine, "commit", commit)
-    return counts["statements"], counts["commits"]
 
 
 def main(argv=None):

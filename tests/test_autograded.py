@@ -233,6 +233,56 @@ def test_a_failure_part_way_leaves_the_gradebook_and_the_folder_as_they_were(twi
     assert sorted(p.name for p in folder.parent.iterdir()) == [ASSIGNMENT_ID], "no partial folder left"
 
 
+def test_a_failure_under_the_lock_is_rolled_back_before_the_lock_is_given_back(twins, tmp_path, monkeypatch):
+    """
+    autograded.write's promise: what the submission's session wrote under
+    the gradebook lock is committed or rolled back before the lock is given
+    back, so the next grader to take it never meets SQLite's write lock
+    still held (it would wait, or fail with 'database is locked'). The lock
+    here checks, as it is given back, that another connection can write at once.
+    """
+    import contextlib
+    import sqlite3
+
+    from nbgrader.api import Gradebook
+
+    from normgrade.grade import gradebooks
+
+    ours, _, _, _ = twins
+    course = tmp_path / "course"
+    shutil.copytree(ours, course, symlinks=True)
+    writable_at_release = []
+
+    @contextlib.contextmanager
+    def lock():
+        try:
+            yield
+        finally:
+            other = sqlite3.connect(paths(course)["gradebook"], timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # takes SQLite's write lock, or fails at once
+                other.execute("ROLLBACK")
+                writable_at_release.append(True)
+            except sqlite3.OperationalError as err:
+                writable_at_release.append(str(err))
+            finally:
+                other.close()
+
+    def writes_then_fails(self, nb, resources):  # a row really written (flushed), then the failure
+        gradebook = resources["nbgrader"][gradebooks.HELD]
+        gradebook.find_student("alice").first_name = "Written"
+        gradebook.db.flush()
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(late.LatePenalties, "preprocess", writes_then_fails)
+    converter = autograded.converter(grading_config(course), course)
+    with pytest.raises(RuntimeError, match="the disk is full"):
+        autograded.write(converter, "alice", db_url(course), lock=lock)
+    assert writable_at_release == [True]
+    with Gradebook(db_url(course), COURSE_ID) as gb:
+        assert gb.find_student("alice").first_name != "Written"
+
+
 def test_a_course_with_a_preprocessor_of_its_own_is_graded_by_nbgraders_converter(built_course, tmp_path, sandbox):
     course = tmp_path / "course"
     shutil.copytree(built_course, course, symlinks=True)
@@ -383,8 +433,7 @@ def test_a_submission_takes_few_statements_and_one_commit_in_the_gradebook(cours
     converter made 237 in 51. A change that adds one fails here: measure it
     (benchmarks/bench_grading.py) and say why, or take it out.
     """
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
+    from round_trips import round_trips
 
     from normgrade.grade import ledger
     from normgrade.grade.grading import Task, grade_submission
@@ -394,24 +443,12 @@ def test_a_submission_takes_few_statements_and_one_commit_in_the_gradebook(cours
     folder = make_submission(paths(course)["release"], tmp_path / "class" / "ann", reference_layers(), keys)
     url = db_url(course)
     ledger.prepare(course, url)
-    counts = []
-
-    def statement(*_):
-        counts[-1]["statements"] += 1
-
-    def commit(*_):
-        counts[-1]["commits"] += 1
-
-    event.listen(Engine, "before_cursor_execute", statement)
-    event.listen(Engine, "commit", commit)
-    try:
-        for regrade in (False, True):
-            counts.append({"statements": 0, "commits": 0})
-            result = grade_submission(Task(str(course), url, "ann", str(folder), "ann", "counted", regrade=regrade))
-            assert result["status"] == "graded" and result["score"] == result["max_score"]
-    finally:
-        event.remove(Engine, "before_cursor_execute", statement)
-        event.remove(Engine, "commit", commit)
+    counts, results = [], []
+    for regrade in (False, True):
+        task = Task(str(course), url, "ann", str(folder), "ann", "counted", regrade=regrade)
+        statements, commits = round_trips(lambda: results.append(grade_submission(task)))
+        counts.append({"statements": statements, "commits": commits})
+    assert len(results) == 2 and all(r["status"] == "graded" and r["score"] == r["max_score"] for r in results)
     first, again = counts
     assert first["statements"] <= 27 and again["statements"] <= 18, counts
     assert first["commits"] == again["commits"] == 3, counts

@@ -31,6 +31,8 @@ from normgrade.build.samples import TYPICAL_MISTAKES, mutant_layers
 README = REPO / "README.md"
 DOCS = REPO / "docs"
 PAGES = [README] + sorted(DOCS.glob("*.md"))
+FENCED = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)  # a fenced block; group 1: its lines
+SPAN = re.compile(r"`([^`\n]+)`")  # an inline code span
 FILE_SUFFIXES = {"py", "npz", "ipynb", "txt", "html", "json", "csv", "md", "db", "zip", "lock"}
 
 
@@ -91,10 +93,8 @@ def test_the_demo_table_on_the_home_page_is_what_make_demo_prints(tmp_path, sand
 def _code(page):
     """(fenced lines, inline spans) of a page: its code, where commands, files and names are written."""
     text = page.read_text(encoding="utf-8")
-    fenced = [line for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, re.M | re.S) for line in block.splitlines()]
-    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S)
-    spans = re.findall(r"`([^`\n]+)`", prose)
-    return fenced, spans
+    fenced = [line for block in FENCED.findall(text) for line in block.splitlines()]
+    return fenced, SPAN.findall(FENCED.sub("", text))
 
 
 def _command_lines(page):
@@ -195,7 +195,7 @@ def test_every_file_a_page_names_exists():
         text = page.read_text(encoding="utf-8")
         named |= set(re.findall(r"`((?:tests|autograder|assignment|solutions|benchmarks|docs|notebooks)/[\w./-]+\.\w+)`",
                                 text))
-        prose = re.sub(r"`[^`\n]+`", "", re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S))
+        prose = SPAN.sub("", FENCED.sub("", text))
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", prose):
             if not re.match(r"[a-z]+:", target):
                 linked.add((page.parent / target).resolve())

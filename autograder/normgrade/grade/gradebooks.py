@@ -47,6 +47,8 @@ _STATE = {"depth": 0, "pid": None, "engines": {}, "original": None}
 # course's row (by URL and course id). Grading removes neither, so each is checked once per class run
 # (ledger.prepare, before the fork, says so: known_ready) or once per Dask worker process, not per submission.
 _KNOWN = {"tables": set(), "courses": set()}
+_INHERITED = []  # a forked child's copies of its parent's engines: kept, so that collecting them never
+# closes the parent's connections
 
 
 def known_ready(db_url, course_ids):
@@ -54,8 +56,6 @@ def known_ready(db_url, course_ids):
     with _LOCK:
         _KNOWN["tables"].add(db_url)
         _KNOWN["courses"].update((db_url, course_id) for course_id in course_ids)
-_INHERITED = []  # a forked child's copies of its parent's engines: kept, so that collecting them never
-# closes the parent's connections
 
 
 def _shared_init(self, db_url, course_id="default_course", authenticator=None):

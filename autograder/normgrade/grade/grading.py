@@ -214,13 +214,12 @@ def _recorded(gb, student, name=None):
     if name and not row.first_name and not row.last_name:
         gb.update_or_create_student(student, first_name=name[0], last_name=name[1])
     submission = gb.find_submission(ASSIGNMENT_ID, student)
-    cells = gb.cells()  # the assignment's cells, read once in the session: each grade's cell, type and points
+    gb.cells()  # the assignment's cells, read once in the session: each grade's cell, type and points are found there
     for notebook, grade in gb.grades():
-        cell = cells.get(("GradeCell", notebook, grade.name)) or cells.get(("TaskCell", notebook, grade.name))
-        if cell is None or cell.cell_type != "code":  # a manually graded (markdown) answer
+        if grade.cell.cell_type != "code":  # a manually graded (markdown) answer
             continue
         tests.append({"notebook": notebook, "name": f"{notebook}/{grade.name}", "cell": grade.name,
-                      "score": float(grade.auto_score), "max_score": float(cell.max_score)})
+                      "score": float(grade.auto_score), "max_score": float(grade.cell.max_score)})
     known = submission.timestamp is not None
     lateness = {"submitted_at": submission.timestamp.isoformat() + "Z" if known else None,
                 "late_seconds": round(submission.total_seconds_late, 1) if known else None,
