@@ -245,7 +245,7 @@ def test_the_student_package_holds_no_model_that_computes_a_layer():
     from normgrade.score import mistakes
 
     assert sorted(p.name for p in STUDENT_PACKAGE.iterdir() if p.suffix in (".py", ".npz")) == sorted(
-        ["__init__.py", "backend.py", "check.py", "data.py", "fc_net.py", "gradient_check.py", "layer_utils.py",
+        ["__init__.py", "backend.py", "check.py", "data.py", "fc_net.py", "gradient_check.py", "i18n.py", "layer_utils.py",
          "layers.py", "mistakes.npz", "optim.py", "setup_jupyter.py", "solver.py", "vis.py"])
     assert mistakes.is_current(), "run `make stubs` and commit the result"
     table = self_check_module.mistakes_table()

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .gradient_check import eval_numerical_gradient_array, rel_error
+from .i18n import N_, _, ngettext
 
 FUNCTIONS = (
     "batchnorm_forward", "batchnorm_backward", "batchnorm_backward_alt", "layernorm_forward", "layernorm_backward",
@@ -98,7 +99,7 @@ PROBES = {
     "spatial_batchnorm_backward": ("spatial_batchnorm", None, gradient_inputs(1, (2, 3, 2, 3), (3,))),
     "spatial_groupnorm_backward": ("groupnorm", 3, gradient_inputs(3, (2, 6, 2, 2), (1, 6, 1, 1))),
 }
-for _, _, _inputs in PROBES.values():
+for *_unused, _inputs in PROBES.values():
     for _array in _inputs:
         _array.setflags(write=False)  # the published inputs themselves are never handed to a student's function
 
@@ -151,9 +152,17 @@ def named_parts(value, probe, which, rtol=1e-6, atol=1e-8):
 
 
 def sentence(parts, probe):
-    """The autograder's words for `parts` on the probe's function: its clauses, joined."""
+    """
+    The autograder's words for `parts` on the probe's function: its clauses
+    (an English template and its fields each, translated here), joined.
+    """
     clauses = json.loads(str(mistakes_table().get(f"{probe}/clauses", "{}")))
-    return "; ".join(clauses.get(f"{part}|{choice}", f"{part}: {choice}") for part, choice in parts)
+    said = []
+    for part, choice in parts:
+        template, fields = clauses.get(f"{part}|{choice}", ["{part}: {choice}", {"part": part, "choice": choice}])
+        words = {name: _(value) if name in ("layout", "right") and value else value for name, value in fields.items()}
+        said.append((template if "part" in fields else _(template)).format(**words))
+    return _("; ").join(said)
 
 
 # Over what a forward probe's output, less beta and divided by gamma, has mean 0 and standard deviation 1:
@@ -267,7 +276,7 @@ def _errors_text(errors):
 @public_check("batchnorm_forward")
 def batchnorm_published_example(layers):
     """a small published example (gamma and beta not trivial)"""
-    out, _ = layers.batchnorm_forward(*probe_inputs("batchnorm_forward"), {"mode": "train"})
+    out, _cache = layers.batchnorm_forward(*probe_inputs("batchnorm_forward"), {"mode": "train"})
     expected = np.array([[-0.50709139, 0.80905491, 1.22360657],
                          [1.52127418, -4.01509152, 0.32918028],
                          [0.16903046, 0.80905491, 1.67081972],
@@ -281,7 +290,7 @@ def batchnorm_moments(layers):
     rng = np.random.default_rng(0)
     x = 5 * rng.standard_normal((200, 3)) + 12
     gamma, beta = np.array([1.0, 2.0, 3.0]), np.array([11.0, 12.0, 13.0])
-    out, _ = layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    out, _cache = layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})
     assert out.shape == x.shape and out.dtype == x.dtype, "out keeps the shape and dtype of x"
     assert np.allclose(out.mean(axis=0), beta, atol=1e-6), f"per-feature means are {out.mean(axis=0)}, not beta"
     assert np.allclose(out.std(axis=0), gamma, atol=1e-4), f"per-feature stds are {out.std(axis=0)}, not gamma"
@@ -294,7 +303,7 @@ def batchnorm_test_mode(layers):
     rng = np.random.default_rng(1)
     W1, W2 = rng.standard_normal((50, 60)), rng.standard_normal((60, 3))
     bn_param = {"mode": "train"}
-    for _ in range(50):
+    for _step in range(50):
         a = np.maximum(0, rng.standard_normal((200, 50)) @ W1) @ W2
         layers.batchnorm_forward(a, np.ones(3), np.zeros(3), bn_param)
     assert "running_mean" in bn_param and "running_var" in bn_param, (
@@ -302,7 +311,7 @@ def batchnorm_test_mode(layers):
     running_mean = bn_param["running_mean"].copy()
     bn_param["mode"] = "test"
     a = np.maximum(0, rng.standard_normal((200, 50)) @ W1) @ W2
-    out, _ = layers.batchnorm_forward(a, np.ones(3), np.zeros(3), bn_param)
+    out, _cache = layers.batchnorm_forward(a, np.ones(3), np.zeros(3), bn_param)
     assert np.allclose(out.mean(axis=0), 0, atol=0.2), "test mode should normalize with the running mean"
     assert np.allclose(out.std(axis=0), 1, atol=0.2), "test mode should normalize with the running variance"
     assert np.array_equal(bn_param["running_mean"], running_mean), "test mode must not change the running statistics"
@@ -343,7 +352,7 @@ def batchnorm_alt_matches(layers):
 @public_check("layernorm_forward")
 def layernorm_published_example(layers):
     """the same small published example, normalized per row"""
-    out, _ = layers.layernorm_forward(*probe_inputs("layernorm_forward"), {})
+    out, _cache = layers.layernorm_forward(*probe_inputs("layernorm_forward"), {})
     expected = np.array([[-1.22473569, -1.00000000, 1.61236784],
                          [1.38872866, -1.92581911, 0.53709045],
                          [-0.70710501, -2.41421003, 1.70710501],
@@ -356,7 +365,7 @@ def layernorm_rows_standardized(layers):
     """each row of the output has mean 0 and standard deviation 1"""
     rng = np.random.default_rng(5)
     x = 3 * rng.standard_normal((4, 50)) + rng.standard_normal((4, 1)) * 10
-    out, _ = layers.layernorm_forward(x, np.ones(50), np.zeros(50), {})
+    out, _cache = layers.layernorm_forward(x, np.ones(50), np.zeros(50), {})
     assert np.allclose(out.mean(axis=1), 0, atol=1e-6) and np.allclose(out.std(axis=1), 1, atol=1e-3), (
         "each row should be standardized on its own")
     return "rows standardized"
@@ -374,7 +383,7 @@ def layernorm_gradients(layers):
 @public_check("spatial_batchnorm_forward")
 def spatial_batchnorm_published_example(layers):
     """a small published example"""
-    out, _ = layers.spatial_batchnorm_forward(*probe_inputs("spatial_batchnorm_forward"), {"mode": "train"})
+    out, _cache = layers.spatial_batchnorm_forward(*probe_inputs("spatial_batchnorm_forward"), {"mode": "train"})
     assert out.shape == SPATIAL_X.shape, f"out has shape {out.shape}; it must have the shape of x {SPATIAL_X.shape}"
     expected_sample0 = np.array([[-1.04548152, -1.00211644, -0.92282656],
                                  [-1.18860914, -0.99000226, -0.76472704],
@@ -389,7 +398,7 @@ def spatial_batchnorm_moments(layers):
     rng = np.random.default_rng(0)
     x = 4 * rng.standard_normal((6, 3, 5, 5)) + 10
     gamma, beta = np.array([3., 4., 5.]), np.array([6., 7., 8.])
-    out, _ = layers.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
+    out, _cache = layers.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
     assert np.allclose(out.mean(axis=(0, 2, 3)), beta, atol=1e-6) and np.allclose(
         out.std(axis=(0, 2, 3)), gamma, atol=1e-4), "each channel should have mean beta and std gamma over (N, H, W)"
     return "means beta, stds gamma"
@@ -406,7 +415,7 @@ def spatial_batchnorm_gradients(layers):
 def spatial_groupnorm_published_example(layers):
     """a small published example (G = 2 groups of 3 channels)"""
     x, gamma, beta = probe_inputs("spatial_groupnorm_forward")
-    out, _ = layers.spatial_groupnorm_forward(x, gamma, beta, 2, {})
+    out, _cache = layers.spatial_groupnorm_forward(x, gamma, beta, 2, {})
     expected_sample1 = np.array([[-1.50690177, -1.15151175, -0.78664190],  # PyTorch's F.group_norm
                                  [0.17493520, 0.94118788, 1.72505941],
                                  [0.38154058, 0.58603341, 0.79465810],
@@ -427,10 +436,10 @@ def spatial_groupnorm_identities(layers):
     N, C, H, W = 3, 6, 4, 5
     x = 3 * rng.standard_normal((N, C, H, W)) + 2
     ones, zeros = np.ones((1, C, 1, 1)), np.zeros((1, C, 1, 1))
-    one_group, _ = layers.spatial_groupnorm_forward(x, ones, zeros, 1, {})
+    one_group, _cache = layers.spatial_groupnorm_forward(x, ones, zeros, 1, {})
     error = rel_error(one_group, _standardized(x, (1, 2, 3)))
     assert error < 1e-6, f"with G = 1, group norm must equal layer norm over (C, H, W) (relative error {error:.1e})"
-    per_channel, _ = layers.spatial_groupnorm_forward(x, ones, zeros, C, {})
+    per_channel, _cache = layers.spatial_groupnorm_forward(x, ones, zeros, C, {})
     error = rel_error(per_channel, _standardized(x, (2, 3)))
     assert error < 1e-6, f"with G = C, group norm must equal instance norm (relative error {error:.1e})"
     return "G = 1 and G = C as expected"
@@ -625,13 +634,13 @@ def check(function, layers=None):
     outcome = results(function, layers)
     for description, status, detail in outcome:
         print(f"{'passed' if status == PASSES else 'FAILED'}: {description}: {detail}")
-    problems = [detail for _, status, detail in outcome if status != PASSES]
+    problems = [detail for _description, status, detail in outcome if status != PASSES]
     path = getattr(layers, "__file__", None)
     graded = import_failures(path).get(function)
     if graded:
         print(f"FAILED: when graded: {graded}")
         problems.append(graded)
-    imports, _ = imports_message(path)
+    imports, _used = imports_message(path)
     if imports and not graded:
         print(f"warning: imports: {imports}")
     if problems:
@@ -644,7 +653,7 @@ def summary(layers=None):
     graded = import_failures(getattr(layers, "__file__", None))
     for function in FUNCTIONS:
         outcome = results(function, layers)
-        statuses = [status for _, status, _ in outcome]
+        statuses = [status for _description, status, _detail in outcome]
         status = NOT_STARTED if NOT_STARTED in statuses else FAILS if FAILS in statuses else PASSES
         message = next((m if s == NOT_STARTED else f"{d}: {m}" for d, s, m in outcome if s != PASSES), "")
         if status == PASSES and function in graded:  # said on its own row, not only below the table
@@ -664,7 +673,7 @@ def self_check(layers=None, width=110):
         print(f"{function:<{name_width}}  {status:<{len(PASSES)}}  {lines[0]}".rstrip())
         for line in lines[1:]:
             print(indent + line)
-    done = sum(status == PASSES for _, status, _ in rows)
+    done = sum(status == PASSES for _function, status, _message in rows)
     imports, fails = imports_message(getattr(layers, "__file__", None))
     if imports:
         print()

@@ -49,6 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from normgrade.language import _
+
 DEFAULT_EPS = 1e-5  # the layers' documented defaults
 DEFAULT_MOMENTUM = 0.9
 
@@ -588,15 +590,32 @@ def words(text, function):
     return sentence(parts, function, layer)
 
 
-def sentence(parts, function="", layer=None):
-    """The diagnosis in words, one clause per part."""
+PLAIN = "{part}: {choice}"  # a part without words of its own
+
+
+def clause(part, choice, function="", layer=None):
+    """
+    One part of a diagnosis as (template, fields): the template is an English
+    message of the catalogs, and so are the fields `layout` and `right` (the
+    layouts' words); `function` is a name. normlab.check rebuilds the clause
+    from mistakes.npz in the student's language the way `sentence` does here.
+    """
+    template = PHRASES.get(f"{part} {choice}", PHRASES.get(part))
+    if template is None:  # a part without words of its own: said as it is (no catalog message)
+        return PLAIN, {"part": part, "choice": choice}
+    layout = LAYOUTS[choice][2] if choice in LAYOUTS else choice
     right = LAYOUTS[LAYER_LAYOUTS[layer][0]][2] if layer else ""
+    return template, {"layout": layout, "function": function, "right": right}
+
+
+def sentence(parts, function="", layer=None):
+    """The diagnosis in words, one clause per part, in the current language (normgrade.language.speaking)."""
     clauses = []
     for part, choice in parts:
-        template = PHRASES.get(f"{part} {choice}", PHRASES.get(part, f"{part}: {choice}"))
-        layout = LAYOUTS[choice][2] if choice in LAYOUTS else choice
-        clauses.append(template.format(layout=layout, function=function, right=right))
-    return "; ".join(clauses)
+        template, fields = clause(part, choice, function, layer)
+        words = {name: _(value) if name in ("layout", "right") and value else value for name, value in fields.items()}
+        clauses.append((template if template == PLAIN else _(template)).format(**words))
+    return _("; ").join(clauses)
 
 
 AXIS_NAMES = {2: ("example (row)", "feature (column)"), 4: ("example", "channel", "row", "column")}

@@ -13,7 +13,11 @@ mistake returns there, with the words for each part:
                                             right forward output on that x, so
                                             the check names a gradient only
                                             for a right forward pass
-    <probe>/clauses                         {"part|choice": the diagnosis's words}
+    <probe>/clauses                         {"part|choice": [template, fields]}:
+                                            the diagnosis's words as English
+                                            messages of the catalogs
+                                            (diagnosis.clause), which
+                                            normlab.check translates
 
 Values are float32 (a right answer must match within 1e-6 relative, float32
 keeps 6e-8), parts and clauses JSON text. A mistake these inputs cannot
@@ -71,7 +75,7 @@ def table():
             data[f"{probe}/{which}/values"], data[f"{probe}/{which}/parts"] = _rows(hypotheses)
             for h in hypotheses:
                 for part in h.parts:
-                    clauses[f"{part[0]}|{part[1]}"] = diagnosis.sentence((part,), probe, layer)
+                    clauses[f"{part[0]}|{part[1]}"] = diagnosis.clause(*part, probe, layer)
         data[f"{probe}/clauses"] = np.array(json.dumps(clauses, sort_keys=True))
     return data
 

@@ -1,0 +1,282 @@
+"""
+The languages a course can be given in: one English source, GNU gettext catalogs for the others.
+
+Every text a student reads has its English source in this repository and its
+translations in assignment/normlab/locale/<language>/LC_MESSAGES/normlab.po,
+one catalog per language (managed with Babel: `make catalogs` extracts the
+messages with babel.cfg and updates the catalogs; `make` compiles them). The
+units of a catalog are:
+
+- the messages the student package and the scorer print, marked with _() /
+  ngettext() / N_() in their Python source (Babel's own extractor);
+- each paragraph of the notebooks' Markdown cells and each block of full-line
+  comments in their code cells, outside solution regions (extract_notebook);
+- each paragraph of every docstring of the stubs' normlab/layers.py
+  (extract_docstrings).
+
+`normgrade release --language zh_CN` builds the release from the English
+source through the catalog (translate_notebook, translate_docstrings) and
+ships every catalog compiled into the student package, with the course's
+language as its default (normlab.i18n reads it). Code, names and numbers are
+never in a message: a message's format fields ({name}) and code spans are the
+same in every language (tests/test_language.py).
+"""
+import ast
+import contextlib
+import contextvars
+import functools
+import gettext
+import io
+import json
+import re
+from pathlib import Path
+
+from normgrade.paths import STUDENT_PACKAGE
+
+SOURCE_LANGUAGE = "en"
+LANGUAGES = ("en", "zh_CN", "vi")  # the source, then the languages with a complete catalog
+DOMAIN = "normlab"
+LOCALE = STUDENT_PACKAGE / "locale"
+COURSE_LANGUAGE_FILE = "COURSE_LANGUAGE"  # in a release's normlab/locale/: the course's language
+# The value of <html lang="..."> for each language (BCP 47).
+HTML_LANG = {"en": "en", "zh_CN": "zh-CN", "vi": "vi"}
+
+
+def check_language(text):
+    """`text` if it is a language a course can be given in; else ValueError saying which are."""
+    if text not in LANGUAGES:
+        raise ValueError(f"unknown language {text!r}: a course can be given in {', '.join(LANGUAGES)} "
+                         f"(a new one needs its catalog, {LOCALE.name}/<language>/LC_MESSAGES/{DOMAIN}.po)")
+    return text
+
+
+def catalog_path(language):
+    return LOCALE / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def read_catalog(language):
+    """The Babel catalog of `language`, read from its .po file."""
+    from babel.messages.pofile import read_po
+
+    with open(catalog_path(language), "rb") as po:
+        return read_po(po, locale=language, domain=DOMAIN)
+
+
+def compile_catalogs(locale_dir, languages=LANGUAGES[1:]):
+    """Write every language's compiled catalog (.mo) under `locale_dir`, from its .po (never an older .mo)."""
+    from babel.messages.mofile import write_mo
+
+    for language in languages:
+        target = Path(locale_dir) / language / "LC_MESSAGES" / f"{DOMAIN}.mo"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as mo:
+            write_mo(mo, read_catalog(language))
+
+
+@functools.lru_cache(maxsize=None)
+def translations(language):
+    """A gettext translations object for `language`, compiled from its .po in memory (English: the source)."""
+    check_language(language)
+    if language == SOURCE_LANGUAGE:
+        return gettext.NullTranslations()
+    from babel.messages.mofile import write_mo
+
+    compiled = io.BytesIO()
+    write_mo(compiled, read_catalog(language))
+    compiled.seek(0)
+    return gettext.GNUTranslations(compiled)
+
+
+# ---- units of text: Markdown paragraphs, comment blocks, docstring paragraphs ----------------------
+
+_SOLUTION = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*$")
+_CODE_OR_MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$|`[^`\n]*`", re.S)
+
+
+def worth_translating(text):
+    """Whether a unit has words outside its code spans and formulas (a formula alone is not translated)."""
+    return re.search(r"[A-Za-z]{2,}", _CODE_OR_MATH.sub("", text)) is not None
+
+
+def _segments(lines):
+    """[(is_solution, lines)] of a cell's lines: solution regions (markers included) are kept as they are."""
+    segments, inside = [], False
+    for line in lines:
+        marker = _SOLUTION.match(line)
+        if marker and marker[1] == "BEGIN":
+            inside = True
+        if not segments or segments[-1][0] != inside:
+            segments.append((inside, []))
+        segments[-1][1].append(line)
+        if marker and marker[1] == "END":
+            inside = False
+    return segments
+
+
+def _paragraphs(lines):
+    """[(is_text, lines)]: the paragraphs of Markdown lines and the blank lines between them."""
+    parts = []
+    for line in lines:
+        text = bool(line.strip())
+        if not parts or parts[-1][0] != text:
+            parts.append((text, []))
+        parts[-1][1].append(line)
+    return parts
+
+
+_COMMENT = re.compile(r"^(?P<indent>[ \t]*)# ?(?P<text>.*)$")
+
+
+def _comment_blocks(lines):
+    """[(indent or None, lines)]: runs of full-line comments (indent given) and the code between them."""
+    parts = []
+    for line in lines:
+        match = _COMMENT.match(line)
+        comment = match is not None and not line.lstrip().startswith(("#!", "##")) and match["text"].strip() != ""
+        key = match["indent"] if comment else None
+        if not parts or parts[-1][0] != key:
+            parts.append((key, []))
+        parts[-1][1].append(line)
+    return parts
+
+
+def cell_units(cell_type, source):
+    """
+    Walk a notebook cell's source as [(unit or None, text)]: `text` is a piece
+    of the source, `unit` the message it is the English of (None: kept as it is).
+    Joining the texts gives the source back.
+    """
+    pieces = []
+    for solution, lines in _segments(source.splitlines(keepends=True)):
+        if solution:
+            pieces.append((None, "".join(lines)))
+            continue
+        if cell_type == "markdown":
+            for text, paragraph in _paragraphs(lines):
+                joined = "".join(paragraph)
+                unit = joined.rstrip("\n")
+                pieces.append((unit if text and worth_translating(unit) else None, joined))
+        else:
+            for indent, block in _comment_blocks(lines):
+                joined = "".join(block)
+                unit = "\n".join(_COMMENT.match(line.rstrip("\n"))["text"] for line in block) if indent is not None \
+                    else None
+                pieces.append((unit if unit and worth_translating(unit) else None, joined))
+    return pieces
+
+
+def _translated_piece(cell_type, unit, text, gettext_):
+    """One piece of a cell in the language of gettext_: its line breaks and indentation kept."""
+    translated = gettext_(unit)
+    ending = text[len(text.rstrip("\n")):]
+    if cell_type == "markdown":
+        return translated + ending
+    indent = _COMMENT.match(text.splitlines()[0])["indent"]
+    return "\n".join(f"{indent}# {line}".rstrip() for line in translated.split("\n")) + ending
+
+
+def translate_source(cell_type, source, gettext_):
+    """A cell's source with every unit translated (a unit the catalog lacks stays English)."""
+    return "".join(text if unit is None else _translated_piece(cell_type, unit, text, gettext_)
+                   for unit, text in cell_units(cell_type, source))
+
+
+def translate_notebook(nb, language):
+    """Translate the Markdown and the comments of an nbformat notebook in place; set its language."""
+    gettext_ = translations(language).gettext
+    for cell in nb.cells:
+        if cell.cell_type in ("markdown", "code"):
+            cell.source = translate_source(cell.cell_type, cell.source, gettext_)
+    nb.metadata["language_info"] = {**nb.metadata.get("language_info", {}), "name": "python"}
+    nb.metadata["normlab"] = {**nb.metadata.get("normlab", {}), "language": language}
+    return nb
+
+
+def _docstring_nodes(tree):
+    return [node for node in [tree, *ast.walk(tree)]
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node)]
+
+
+def docstring_units(docstring):
+    """The paragraphs of a (cleaned) docstring, each a unit."""
+    return [paragraph for paragraph in re.split(r"\n[ \t]*\n", docstring.strip()) if worth_translating(paragraph)]
+
+
+def translate_docstrings(source, language):
+    """A Python module's source with every docstring's paragraphs translated (the code untouched)."""
+    gettext_ = translations(language).gettext
+    lines = source.splitlines(keepends=True)
+    tree = ast.parse(source)
+    for node in sorted(_docstring_nodes(tree), key=lambda n: -n.body[0].lineno if n.body else 0):
+        expression = node.body[0]
+        docstring = ast.get_docstring(node)
+        paragraphs = re.split(r"\n[ \t]*\n", docstring.strip())
+        translated = "\n\n".join(gettext_(p) if worth_translating(p) else p for p in paragraphs)
+        first = lines[expression.lineno - 1]
+        indent = first[:len(first) - len(first.lstrip())]
+        if "\n" in translated or lines[expression.lineno - 1].strip() == '"""':
+            body = "".join(f"{indent}{line}".rstrip() + "\n" for line in translated.split("\n"))
+            new = f'{indent}"""\n{body}{indent}"""\n'
+        else:
+            new = f'{indent}"""{translated}"""\n'
+        lines[expression.lineno - 1:expression.end_lineno] = [new]
+    return "".join(lines)
+
+
+# ---- Babel extractors (babel.cfg names them) --------------------------------------------------------
+
+def extract_notebook(fileobj, keywords, comment_tags, options):
+    """Babel extractor of a notebook: (line, None, unit, [where]) for each unit of each cell (cell_units)."""
+    nb = json.loads(fileobj.read().decode("utf-8"))
+    for index, cell in enumerate(nb["cells"]):
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if cell["cell_type"] not in ("markdown", "code"):
+            continue
+        for unit, _ in cell_units(cell["cell_type"], source):
+            if unit is not None:
+                kind = "Markdown" if cell["cell_type"] == "markdown" else "comment in code"
+                yield index + 1, None, unit, [f"cell {index + 1} ({kind})"]
+
+
+def extract_docstrings(fileobj, keywords, comment_tags, options):
+    """Babel extractor of a module's docstrings: (line, None, paragraph, [whose]) for each paragraph."""
+    tree = ast.parse(fileobj.read().decode("utf-8"))
+    for node in _docstring_nodes(tree):
+        name = getattr(node, "name", "the module")
+        for paragraph in docstring_units(ast.get_docstring(node)):
+            yield (node.body[0].lineno, None, paragraph, [f"docstring of {name}"])
+
+
+# ---- the staff side's messages: spoken in the course's language ------------------------------------
+
+_SPEAKING = contextvars.ContextVar("normgrade_language", default=SOURCE_LANGUAGE)
+
+
+@contextlib.contextmanager
+def speaking(language):
+    """Within the block, _() and ngettext() give the messages in `language` (a course's language)."""
+    token = _SPEAKING.set(check_language(language or SOURCE_LANGUAGE))
+    try:
+        yield
+    finally:
+        _SPEAKING.reset(token)
+
+
+def current():
+    """The language the messages are given in now (speaking's, else English)."""
+    return _SPEAKING.get()
+
+
+def _(message):
+    """`message` in the current language (speaking)."""
+    return translations(_SPEAKING.get()).gettext(message)
+
+
+def ngettext(singular, plural, n):
+    """The form of a message for n things, in the current language."""
+    return translations(_SPEAKING.get()).ngettext(singular, plural, n)
+
+
+def N_(message):
+    """Mark `message` for the catalogs; it is translated where it is shown, with _(message)."""
+    return message
