@@ -280,3 +280,14 @@ def ngettext(singular, plural, n):
 def N_(message):
     """Mark `message` for the catalogs; it is translated where it is shown, with _(message)."""
     return message
+
+
+def course_language(course):
+    """The language a built course is given in (its package's COURSE_LANGUAGE; English where it has none)."""
+    from normgrade.course import paths
+
+    path = paths(course)["source"] / "normlab" / "locale" / COURSE_LANGUAGE_FILE
+    try:
+        return check_language(path.read_text(encoding="utf-8").strip())
+    except FileNotFoundError:
+        return SOURCE_LANGUAGE
