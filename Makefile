@@ -8,7 +8,12 @@ STAMP  := $(VENV)/.installed
 JOBS   ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
-.PHONY: test test-fast oracle stubs bench bench-grading demo clean
+# The students' languages: GNU gettext catalogs (Babel), compiled at install (normgrade.language).
+LOCALE   := assignment/normlab/locale
+CATALOGS := $(wildcard $(LOCALE)/*/LC_MESSAGES/normlab.po)
+COMPILED := $(CATALOGS:.po=.mo)
+
+.PHONY: test test-fast oracle stubs bench bench-grading demo clean catalogs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +21,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+$(LOCALE)/%/LC_MESSAGES/normlab.mo: $(LOCALE)/%/LC_MESSAGES/normlab.po $(STAMP)
+	$(BIN)/pybabel compile --statistics -l $* -i $< -o $@
+
+## catalogs: after an English text changed: extract every message (babel.cfg), update each language's catalog
+catalogs: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg --project normlab --no-wrap --sort-by-file -o $(VENV)/normlab.pot .
+	$(BIN)/pybabel update -i $(VENV)/normlab.pot -d $(LOCALE) -D normlab --no-wrap
+
 ## test: run the whole test suite on every core (oracle tests skip unless `make oracle` ran)
-test: $(STAMP)
+test: $(STAMP) $(COMPILED)
 	$(PYTEST)
 
 ## test-fast: the inner loop: every test not marked slow (no nbgrader run, notebook, PostgreSQL, browser,
 ## Unix users or Gradescope container)
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(COMPILED)
 	$(PYTEST) -m "not slow"
 
 ## oracle: install PyTorch (CPU) as the independent oracle for the reference
@@ -45,5 +58,5 @@ clean:
 	rm -rf $(VENV) demo
 
 ## demo: build the course, autograde three sample submissions, write feedback and CSV (in ./demo)
-demo: $(STAMP)
-	$(BIN)/normgrade demo --dir demo
+demo: $(STAMP) $(COMPILED)
+	$(BIN)/normgrade demo --dir demo $(if $(LANGUAGE),--language $(LANGUAGE))

@@ -29,8 +29,10 @@ import functools
 import importlib
 import importlib.util
 import json
+import re
 import sys
 import textwrap
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +48,14 @@ FUNCTIONS = (
 PUBLIC_CHECKS = {name: [] for name in FUNCTIONS}  # function -> its checks, in order
 
 
-def public_check(function):
-    """Register a check of `function`: it takes the layers module, returns a short detail, raises AssertionError."""
+def public_check(function, description):
+    """
+    Register a check of `function`: it takes the layers module, returns a
+    short detail, raises AssertionError; `description` (an English message of
+    the catalogs, marked N_) says what it checks.
+    """
     def register(check_function):
+        check_function.description = description
         PUBLIC_CHECKS[function].append(check_function)
         return check_function
     return register
@@ -59,7 +66,8 @@ def _errors(names, got, expected):
     errors = {}
     for name, a, b in zip(names, got, expected):
         shape = getattr(a, "shape", None)
-        assert shape == b.shape, f"{name} has shape {shape}, expected {b.shape}"
+        assert shape == b.shape, _("{name} has shape {shape}, expected {expected}").format(
+            name=name, shape=shape, expected=b.shape)
         errors[name] = rel_error(a, b)
     return errors
 
@@ -168,11 +176,11 @@ def sentence(parts, probe):
 # Over what a forward probe's output, less beta and divided by gamma, has mean 0 and standard deviation 1:
 # (the groups its channels fall into, or None; the axes; in words).
 STANDARDIZED = {
-    "batchnorm_forward": (None, (0,), "in each column (feature), over the batch"),
-    "layernorm_forward": (None, (1,), "in each row (sample), over its features"),
-    "spatial_batchnorm_forward": (None, (0, 2, 3), "in each channel, over the batch and both spatial axes"),
-    "spatial_groupnorm_forward": (2, (2, 3, 4), "in each group of channels of each sample, over its channels and "
-                                                "positions"),
+    "batchnorm_forward": (None, (0,), N_("in each column (feature), over the batch")),
+    "layernorm_forward": (None, (1,), N_("in each row (sample), over its features")),
+    "spatial_batchnorm_forward": (None, (0, 2, 3), N_("in each channel, over the batch and both spatial axes")),
+    "spatial_groupnorm_forward": (2, (2, 3, 4), N_("in each group of channels of each sample, over its channels "
+                                                   "and positions")),
 }
 
 
@@ -184,12 +192,12 @@ def _published(out, expected, probe, sample=...):
     """
     error = rel_error(out[sample], expected)
     if error >= 1e-6:
-        message = f"differs from the published output (relative error {error:.1e}): "
+        message = _("differs from the published output (relative error {error:.1e}): {why}")
         parts = named_parts(out, probe, "out")
         if parts:
-            raise Named(message + sentence(parts, probe), parts)
-        raise AssertionError(message + what_differs(out, probe, sample, expected))
-    return f"relative error {error:.1e}"
+            raise Named(message.format(error=error, why=sentence(parts, probe)), parts)
+        raise AssertionError(message.format(error=error, why=what_differs(out, probe, sample, expected)))
+    return _("relative error {error:.1e}").format(error=error)
 
 
 def what_differs(out, probe, sample, expected):
@@ -201,8 +209,10 @@ def what_differs(out, probe, sample, expected):
     """
     x, gamma, beta = PROBES[probe][2][:3]
     if np.shape(out) != x.shape:
-        return f"out has shape {np.shape(out)}; it must have the shape of x, {x.shape}"
+        return _("out has shape {shape}; it must have the shape of x, {x_shape}").format(
+            shape=np.shape(out), x_shape=x.shape)
     groups, axes, words = STANDARDIZED[probe]
+    words = _(words)
     shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
 
     def grouped(a):
@@ -215,18 +225,19 @@ def what_differs(out, probe, sample, expected):
         wanted = np.sqrt(variance / (variance + EPS))
     facts = []
     if not np.allclose(means, 0, atol=1e-4):
-        facts.append(f"(out - beta) / gamma must have mean 0 {words}; yours has means as far as "
-                     f"{np.nanmax(np.abs(means)):.3g} from 0")
+        facts.append(_("(out - beta) / gamma must have mean 0 {where}; yours has means as far as {far:.3g} from 0"
+                       ).format(where=words, far=np.nanmax(np.abs(means))))
     if not np.allclose(stds, wanted, rtol=1e-4):
-        facts.append(f"(out - beta) / gamma must have standard deviation {np.min(wanted):.6g} to {np.max(wanted):.6g} "
-                     f"{words} (1 but for eps); yours has {np.nanmin(stds):.6g} to {np.nanmax(stds):.6g}")
+        facts.append(_("(out - beta) / gamma must have standard deviation {low:.6g} to {high:.6g} {where} (1 but for "
+                       "eps); yours has {lowest:.6g} to {highest:.6g}").format(
+            low=np.min(wanted), high=np.max(wanted), where=words, lowest=np.nanmin(stds), highest=np.nanmax(stds)))
     if facts:
-        return "; ".join(facts)
+        return _("; ").join(facts)
     given = np.asarray(out)[sample]
     where = np.unravel_index(np.nanargmax(np.abs(given - expected)), expected.shape)
-    return (f"(out - beta) / gamma has mean 0 and standard deviation 1 {words}, as it must, but not the published "
-            f"values: at {tuple(int(i) for i in where)} of the example it is {given[where]:.6g}, "
-            f"not {expected[where]:.6g}")
+    return _("(out - beta) / gamma has mean 0 and standard deviation 1 {where}, as it must, but not the published "
+             "values: at {index} of the example it is {got:.6g}, not {expected:.6g}").format(
+        where=words, index=tuple(int(i) for i in where), got=given[where], expected=expected[where])
 
 
 def _gradients(probe, forward, backward, tolerance=1e-7):
@@ -245,17 +256,19 @@ def _gradients(probe, forward, backward, tolerance=1e-7):
     wrong = [name for name, error in errors.items() if not error < tolerance]
     if not wrong:
         return _errors_text(errors)
-    message = (f"{', '.join(wrong)} disagree{'s' if len(wrong) == 1 else ''} with the numerical gradient "
-               f"({_errors_text(errors)}): ")
+    message = ngettext("{names} disagrees with the numerical gradient ({errors}): {why}",
+                       "{names} disagree with the numerical gradient ({errors}): {why}", len(wrong))
+    names, errors_text = ", ".join(wrong), _errors_text(errors)
     parts = _gradient_mistakes(probe, out, dict(zip(errors, analytic)), wrong)
     if parts:
-        raise Named(message + sentence(parts, probe), parts)
+        raise Named(message.format(names=names, errors=errors_text, why=sentence(parts, probe)), parts)
     right = mistakes_table().get(f"{probe}/right_out")
     if right is not None and (np.shape(out) != right.shape or not np.allclose(out, right, rtol=1e-6, atol=1e-8)):
         forward = probe.replace("_backward_alt", "_forward").replace("_backward", "_forward")
-        raise AssertionError(message + f"{forward} is wrong on these inputs, and this check differentiates it: fix "
-                                       f"{forward} first")
-    raise AssertionError(message + "check that node of the graph")
+        why = _("{forward} is wrong on these inputs, and this check differentiates it: fix {forward} first").format(
+            forward=forward)
+        raise AssertionError(message.format(names=names, errors=errors_text, why=why))
+    raise AssertionError(message.format(names=names, errors=errors_text, why=_("check that node of the graph")))
 
 
 def _gradient_mistakes(probe, out, gradients, wrong):
@@ -273,9 +286,8 @@ def _errors_text(errors):
 
 # ---- batch normalization ------------------------------------------------------------------------
 
-@public_check("batchnorm_forward")
+@public_check("batchnorm_forward", N_("a small published example (gamma and beta not trivial)"))
 def batchnorm_published_example(layers):
-    """a small published example (gamma and beta not trivial)"""
     out, _cache = layers.batchnorm_forward(*probe_inputs("batchnorm_forward"), {"mode": "train"})
     expected = np.array([[-0.50709139, 0.80905491, 1.22360657],
                          [1.52127418, -4.01509152, 0.32918028],
@@ -284,22 +296,24 @@ def batchnorm_published_example(layers):
     return _published(out, expected, "batchnorm_forward")
 
 
-@public_check("batchnorm_forward")
+@public_check("batchnorm_forward",
+              N_("after batch norm the features have the means beta and the standard deviations gamma"))
 def batchnorm_moments(layers):
-    """after batch norm the features have the means beta and the standard deviations gamma"""
     rng = np.random.default_rng(0)
     x = 5 * rng.standard_normal((200, 3)) + 12
     gamma, beta = np.array([1.0, 2.0, 3.0]), np.array([11.0, 12.0, 13.0])
     out, _cache = layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})
-    assert out.shape == x.shape and out.dtype == x.dtype, "out keeps the shape and dtype of x"
-    assert np.allclose(out.mean(axis=0), beta, atol=1e-6), f"per-feature means are {out.mean(axis=0)}, not beta"
-    assert np.allclose(out.std(axis=0), gamma, atol=1e-4), f"per-feature stds are {out.std(axis=0)}, not gamma"
-    return "means beta, stds gamma"
+    assert out.shape == x.shape and out.dtype == x.dtype, _("out keeps the shape and dtype of x")
+    assert np.allclose(out.mean(axis=0), beta, atol=1e-6), _("per-feature means are {means}, not beta").format(
+        means=out.mean(axis=0))
+    assert np.allclose(out.std(axis=0), gamma, atol=1e-4), _("per-feature stds are {stds}, not gamma").format(
+        stds=out.std(axis=0))
+    return _("means beta, stds gamma")
 
 
-@public_check("batchnorm_forward")
+@public_check("batchnorm_forward",
+              N_("test mode after many training steps uses the running statistics and leaves them alone"))
 def batchnorm_test_mode(layers):
-    """test mode after many training steps uses the running statistics and leaves them alone"""
     rng = np.random.default_rng(1)
     W1, W2 = rng.standard_normal((50, 60)), rng.standard_normal((60, 3))
     bn_param = {"mode": "train"}
@@ -307,51 +321,51 @@ def batchnorm_test_mode(layers):
         a = np.maximum(0, rng.standard_normal((200, 50)) @ W1) @ W2
         layers.batchnorm_forward(a, np.ones(3), np.zeros(3), bn_param)
     assert "running_mean" in bn_param and "running_var" in bn_param, (
-        "write the running statistics back into bn_param (bn_param['running_mean'], bn_param['running_var'])")
+        _("write the running statistics back into bn_param (bn_param['running_mean'], bn_param['running_var'])"))
     running_mean = bn_param["running_mean"].copy()
     bn_param["mode"] = "test"
     a = np.maximum(0, rng.standard_normal((200, 50)) @ W1) @ W2
     out, _cache = layers.batchnorm_forward(a, np.ones(3), np.zeros(3), bn_param)
-    assert np.allclose(out.mean(axis=0), 0, atol=0.2), "test mode should normalize with the running mean"
-    assert np.allclose(out.std(axis=0), 1, atol=0.2), "test mode should normalize with the running variance"
-    assert np.array_equal(bn_param["running_mean"], running_mean), "test mode must not change the running statistics"
-    return "means near 0, stds near 1"
+    assert np.allclose(out.mean(axis=0), 0, atol=0.2), _("test mode should normalize with the running mean")
+    assert np.allclose(out.std(axis=0), 1, atol=0.2), _("test mode should normalize with the running variance")
+    assert np.array_equal(bn_param["running_mean"], running_mean), _(
+        "test mode must not change the running statistics")
+    return _("means near 0, stds near 1")
 
 
-@public_check("batchnorm_backward")
+@public_check("batchnorm_backward", N_("analytic gradients against central differences"))
 def batchnorm_gradients(layers):
-    """analytic gradients against central differences"""
     forward = lambda x, g, b: layers.batchnorm_forward(x, g, b, {"mode": "train"})  # noqa: E731
     return _gradients("batchnorm_backward", forward, layers.batchnorm_backward)
 
 
-@public_check("batchnorm_backward_alt")
+@public_check("batchnorm_backward_alt", N_("the same gradients as batchnorm_backward"))
 def batchnorm_alt_matches(layers):
-    """the same gradients as batchnorm_backward"""
     x, gamma, beta, dout = probe_inputs("batchnorm_backward_alt")
     out, cache = layers.batchnorm_forward(x, gamma, beta, {"mode": "train"})
     names, shapes = ("dx", "dgamma", "dbeta"), (x.shape, gamma.shape, beta.shape)
     got, expected = layers.batchnorm_backward_alt(dout, cache), layers.batchnorm_backward(dout, cache)
     for name, shape, a, b in zip(names, shapes, got, expected):
-        assert getattr(a, "shape", None) == getattr(b, "shape", None) == shape, (
-            f"{name} must have shape {shape}: batchnorm_backward_alt gives {getattr(a, 'shape', None)}, "
-            f"batchnorm_backward {getattr(b, 'shape', None)}")
+        assert getattr(a, "shape", None) == getattr(b, "shape", None) == shape, _(
+            "{name} must have shape {shape}: batchnorm_backward_alt gives {alt}, batchnorm_backward {plain}").format(
+            name=name, shape=shape, alt=getattr(a, "shape", None), plain=getattr(b, "shape", None))
     errors = _errors(names, got, expected)
     wrong = [name for name, error in errors.items() if not error < 1e-7]
     if not wrong:
         return _errors_text(errors)
-    message = f"batchnorm_backward_alt must return the same gradients as batchnorm_backward ({_errors_text(errors)})"
+    message = _("batchnorm_backward_alt must return the same gradients as batchnorm_backward ({errors})").format(
+        errors=_errors_text(errors))
     parts = _gradient_mistakes("batchnorm_backward_alt", out, dict(zip(names, got)), wrong)
     if parts:
-        raise Named(f"{message}: {sentence(parts, 'batchnorm_backward_alt')}", parts)
+        raise Named(_("{message}: {why}").format(message=message, why=sentence(parts, "batchnorm_backward_alt")),
+                    parts)
     raise AssertionError(message)
 
 
 # ---- layer normalization ------------------------------------------------------------------------
 
-@public_check("layernorm_forward")
+@public_check("layernorm_forward", N_("the same small published example, normalized per row"))
 def layernorm_published_example(layers):
-    """the same small published example, normalized per row"""
     out, _cache = layers.layernorm_forward(*probe_inputs("layernorm_forward"), {})
     expected = np.array([[-1.22473569, -1.00000000, 1.61236784],
                          [1.38872866, -1.92581911, 0.53709045],
@@ -360,31 +374,29 @@ def layernorm_published_example(layers):
     return _published(out, expected, "layernorm_forward")
 
 
-@public_check("layernorm_forward")
+@public_check("layernorm_forward", N_("each row of the output has mean 0 and standard deviation 1"))
 def layernorm_rows_standardized(layers):
-    """each row of the output has mean 0 and standard deviation 1"""
     rng = np.random.default_rng(5)
     x = 3 * rng.standard_normal((4, 50)) + rng.standard_normal((4, 1)) * 10
     out, _cache = layers.layernorm_forward(x, np.ones(50), np.zeros(50), {})
     assert np.allclose(out.mean(axis=1), 0, atol=1e-6) and np.allclose(out.std(axis=1), 1, atol=1e-3), (
-        "each row should be standardized on its own")
-    return "rows standardized"
+        _("each row should be standardized on its own"))
+    return _("rows standardized")
 
 
-@public_check("layernorm_backward")
+@public_check("layernorm_backward", N_("analytic gradients against central differences"))
 def layernorm_gradients(layers):
-    """analytic gradients against central differences"""
     return _gradients("layernorm_backward", lambda x, g, b: layers.layernorm_forward(x, g, b, {}),
                       layers.layernorm_backward)
 
 
 # ---- spatial batch and group normalization ------------------------------------------------------
 
-@public_check("spatial_batchnorm_forward")
+@public_check("spatial_batchnorm_forward", N_("a small published example"))
 def spatial_batchnorm_published_example(layers):
-    """a small published example"""
     out, _cache = layers.spatial_batchnorm_forward(*probe_inputs("spatial_batchnorm_forward"), {"mode": "train"})
-    assert out.shape == SPATIAL_X.shape, f"out has shape {out.shape}; it must have the shape of x {SPATIAL_X.shape}"
+    assert out.shape == SPATIAL_X.shape, _("out has shape {shape}; it must have the shape of x, {x_shape}").format(
+        shape=out.shape, x_shape=SPATIAL_X.shape)
     expected_sample0 = np.array([[-1.04548152, -1.00211644, -0.92282656],
                                  [-1.18860914, -0.99000226, -0.76472704],
                                  [-0.55574671, -0.49680432, -0.43348613],
@@ -392,28 +404,26 @@ def spatial_batchnorm_published_example(layers):
     return _published(out, expected_sample0, "spatial_batchnorm_forward", (0, ..., 0))
 
 
-@public_check("spatial_batchnorm_forward")
+@public_check("spatial_batchnorm_forward", N_("per-channel means beta and standard deviations gamma"))
 def spatial_batchnorm_moments(layers):
-    """per-channel means beta and standard deviations gamma"""
     rng = np.random.default_rng(0)
     x = 4 * rng.standard_normal((6, 3, 5, 5)) + 10
     gamma, beta = np.array([3., 4., 5.]), np.array([6., 7., 8.])
     out, _cache = layers.spatial_batchnorm_forward(x, gamma, beta, {"mode": "train"})
     assert np.allclose(out.mean(axis=(0, 2, 3)), beta, atol=1e-6) and np.allclose(
-        out.std(axis=(0, 2, 3)), gamma, atol=1e-4), "each channel should have mean beta and std gamma over (N, H, W)"
-    return "means beta, stds gamma"
+        out.std(axis=(0, 2, 3)), gamma, atol=1e-4), _(
+        "each channel should have mean beta and std gamma over (N, H, W)")
+    return _("means beta, stds gamma")
 
 
-@public_check("spatial_batchnorm_backward")
+@public_check("spatial_batchnorm_backward", N_("analytic gradients against central differences"))
 def spatial_batchnorm_gradients(layers):
-    """analytic gradients against central differences"""
     forward = lambda x, g, b: layers.spatial_batchnorm_forward(x, g, b, {"mode": "train"})  # noqa: E731
     return _gradients("spatial_batchnorm_backward", forward, layers.spatial_batchnorm_backward, tolerance=1e-6)
 
 
-@public_check("spatial_groupnorm_forward")
+@public_check("spatial_groupnorm_forward", N_("a small published example (G = 2 groups of 3 channels)"))
 def spatial_groupnorm_published_example(layers):
-    """a small published example (G = 2 groups of 3 channels)"""
     x, gamma, beta = probe_inputs("spatial_groupnorm_forward")
     out, _cache = layers.spatial_groupnorm_forward(x, gamma, beta, 2, {})
     expected_sample1 = np.array([[-1.50690177, -1.15151175, -0.78664190],  # PyTorch's F.group_norm
@@ -429,25 +439,25 @@ def _standardized(x, axes, eps=1e-5):
     return (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
 
 
-@public_check("spatial_groupnorm_forward")
+@public_check("spatial_groupnorm_forward", N_("G = 1 is layer norm over (C, H, W); G = C is instance norm"))
 def spatial_groupnorm_identities(layers):
-    """G = 1 is layer norm over (C, H, W); G = C is instance norm"""
     rng = np.random.default_rng(2)
     N, C, H, W = 3, 6, 4, 5
     x = 3 * rng.standard_normal((N, C, H, W)) + 2
     ones, zeros = np.ones((1, C, 1, 1)), np.zeros((1, C, 1, 1))
     one_group, _cache = layers.spatial_groupnorm_forward(x, ones, zeros, 1, {})
     error = rel_error(one_group, _standardized(x, (1, 2, 3)))
-    assert error < 1e-6, f"with G = 1, group norm must equal layer norm over (C, H, W) (relative error {error:.1e})"
+    assert error < 1e-6, _("with G = 1, group norm must equal layer norm over (C, H, W) (relative error {error:.1e})"
+                           ).format(error=error)
     per_channel, _cache = layers.spatial_groupnorm_forward(x, ones, zeros, C, {})
     error = rel_error(per_channel, _standardized(x, (2, 3)))
-    assert error < 1e-6, f"with G = C, group norm must equal instance norm (relative error {error:.1e})"
-    return "G = 1 and G = C as expected"
+    assert error < 1e-6, _("with G = C, group norm must equal instance norm (relative error {error:.1e})").format(
+        error=error)
+    return _("G = 1 and G = C as expected")
 
 
-@public_check("spatial_groupnorm_backward")
+@public_check("spatial_groupnorm_backward", N_("analytic gradients against central differences (G = 3)"))
 def spatial_groupnorm_gradients(layers):
-    """analytic gradients against central differences (G = 3)"""
     return _gradients("spatial_groupnorm_backward", lambda x, g, b: layers.spatial_groupnorm_forward(x, g, b, 3, {}),
                       layers.spatial_groupnorm_backward, tolerance=1e-6)
 
@@ -521,8 +531,10 @@ def import_failures(path=None):
     if tree is None:
         return {}
     nodes = _forbidden_nodes(tree)
-    forbidden = {bound: f"{top} (line {node.lineno})" for node, top, bound in nodes if bound not in (None, "*")}
-    dynamic = {id(node): f"{top} (line {node.lineno})" for node, top, bound in nodes if bound is None}
+    where = _("{module} (line {line})")
+    forbidden = {bound: where.format(module=top, line=node.lineno) for node, top, bound in nodes
+                 if bound not in (None, "*")}
+    dynamic = {id(node): where.format(module=top, line=node.lineno) for node, top, bound in nodes if bound is None}
 
     def used(statements):
         """The first forbidden module the statements use, or None."""
@@ -537,8 +549,8 @@ def import_failures(path=None):
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     top = used(node for node in tree.body if not isinstance(node, (ast.FunctionDef, ast.Import, ast.ImportFrom)))
     if top:
-        why = (f"normlab/layers.py uses {top} at its top: when graded it cannot be imported, so every function "
-               "earns 0")
+        why = _("normlab/layers.py uses {module} at its top: when graded it cannot be imported, so every function "
+                "earns 0").format(module=top)
         return {function: why for function in FUNCTIONS}
     module_of = {name: module for name, node in functions.items() if (module := used(node.body))}
     through = {}  # function -> the failing function of this file it calls
@@ -549,31 +561,37 @@ def import_failures(path=None):
             callee = next((n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in module_of), None)
             if name not in module_of and callee:
                 module_of[name], through[name], changed = module_of[callee], callee, True
-    return {function: (f"calls {through[function]}, which uses {module}: fails when graded" if function in through
-                       else f"uses {module}, which the autograder does not have: its calls fail when graded")
+    calls = _("calls {function}, which uses {module}: fails when graded")
+    uses = _("uses {module}, which the autograder does not have: its calls fail when graded")
+    return {function: (calls.format(function=through[function], module=module) if function in through
+                       else uses.format(module=module))
             for function, module in module_of.items() if function in FUNCTIONS}
 
 
 def imports_message(path=None):
     """(a sentence on layers.py's imports of what the autograder does not have, or "", whether one is used)."""
     found = forbidden_imports(path)
-    used = [f"{module} (line {line})" for line, module, use in found if use]
-    unused = [f"{module} (line {line})" for line, module, use in found if not use]
+    where = _("{module} (line {line})")
+    used = [where.format(module=module, line=line) for line, module, use in found if use]
+    unused = [where.format(module=module, line=line) for line, module, use in found if not use]
     said = []
     if used:
-        said.append(f"normlab/layers.py uses {', '.join(used)}: the autograder offers only the standard library and "
-                    f"{', '.join(GRADED_IMPORTS)}, so each call that uses it fails when graded (used at the top of "
-                    "the file, every function then earns 0); use NumPy instead")
+        said.append(_("normlab/layers.py uses {modules}: the autograder offers only the standard library and "
+                      "{offered}, so each call that uses it fails when graded (used at the top of the file, every "
+                      "function then earns 0); use NumPy instead").format(
+            modules=", ".join(used), offered=", ".join(GRADED_IMPORTS)))
     if unused:
-        said.append(f"normlab/layers.py imports {', '.join(unused)} without using it: the autograder does not have "
-                    "it, and an unused import costs nothing when graded; delete it all the same")
-    return ". ".join(said), bool(used)
+        said.append(_("normlab/layers.py imports {modules} without using it: the autograder does not have it, and an "
+                      "unused import costs nothing when graded; delete it all the same").format(
+            modules=", ".join(unused)))
+    return _(". ").join(said), bool(used)
 
 
 # ---- running the checks -------------------------------------------------------------------------
 
-NOT_STARTED, FAILS, PASSES = "not started", "fails here", "passes the public checks"
-FAILS_GRADED = "fails when graded"  # passes here, but an import the autograder does not offer breaks it
+# The statuses (English: they are also what summary() returns; the table shows them translated).
+NOT_STARTED, FAILS, PASSES = N_("not started"), N_("fails here"), N_("passes the public checks")
+FAILS_GRADED = N_("fails when graded")  # passes here, but an import the autograder does not offer breaks it
 
 
 def _run(check_function, layers):
@@ -585,13 +603,13 @@ def _run(check_function, layers):
     except AssertionError as err:
         return FAILS, f"{err}"
     except Exception as err:  # noqa: BLE001 - whatever the code under test raises is reported
-        return FAILS, f"raised {type(err).__name__}: {err}"
+        return FAILS, _("raised {error_type}: {error}").format(error_type=type(err).__name__, error=err)
 
 
 def results(function, layers=None):
-    """[(check description, status, detail or message)] of one function's public checks."""
+    """[(check description, status, detail or message)] of one function's public checks (in the chosen language)."""
     layers = layers or importlib.import_module("normlab.layers")
-    return [(c.__doc__, *_run(c, layers)) for c in PUBLIC_CHECKS[function]]
+    return [(_(c.description), *_run(c, layers)) for c in PUBLIC_CHECKS[function]]
 
 
 class ChecksFailed(AssertionError):
@@ -605,8 +623,8 @@ class ChecksFailed(AssertionError):
     WIDTH = 80
 
     def __init__(self, function, problem):
-        self.lines = [f"{function} does not pass its public checks. Fix this first:"]
-        self.lines += textwrap.wrap(" ".join(problem.split()), self.WIDTH, initial_indent="  ", subsequent_indent="  ")
+        self.lines = [_("{function} does not pass its public checks. Fix this first:").format(function=function)]
+        self.lines += _wrap(" ".join(problem.split()), self.WIDTH, indent="  ")
         super().__init__("\n".join(self.lines))
 
     def _render_traceback_(self):
@@ -617,8 +635,8 @@ class AnswerFormat(ChecksFailed):
     """An inline answer not in its format: what the format is, in short lines, and no traceback."""
 
     def __init__(self, name, wanted):
-        self.lines = [f"{name} is not an answer in its format. It must be:"]
-        self.lines += textwrap.wrap(wanted, self.WIDTH, initial_indent="  ", subsequent_indent="  ")
+        self.lines = [_("{name} is not an answer in its format. It must be:").format(name=name)]
+        self.lines += _wrap(wanted, self.WIDTH, indent="  ")
         AssertionError.__init__(self, "\n".join(self.lines))
 
 
@@ -626,23 +644,24 @@ def check_format(name, ok, wanted):
     """An inline answer's format check (its key is graded outside the notebook): raise AnswerFormat unless ok."""
     if not ok:
         raise AnswerFormat(name, wanted)
-    print(f"{name}: in its format")
+    print(_("{name}: in its format").format(name=name))
 
 
 def check(function, layers=None):
     """Run one function's public checks and print a line each; raise ChecksFailed if one does not pass."""
     outcome = results(function, layers)
     for description, status, detail in outcome:
-        print(f"{'passed' if status == PASSES else 'FAILED'}: {description}: {detail}")
+        line = _("passed: {description}: {detail}") if status == PASSES else _("FAILED: {description}: {detail}")
+        print(line.format(description=description, detail=detail))
     problems = [detail for _description, status, detail in outcome if status != PASSES]
     path = getattr(layers, "__file__", None)
     graded = import_failures(path).get(function)
     if graded:
-        print(f"FAILED: when graded: {graded}")
+        print(_("FAILED: when graded: {why}").format(why=graded))
         problems.append(graded)
     imports, _used = imports_message(path)
     if imports and not graded:
-        print(f"warning: imports: {imports}")
+        print(_("warning: imports: {imports}").format(imports=imports))
     if problems:
         raise ChecksFailed(function, problems[0])
 
@@ -655,33 +674,65 @@ def summary(layers=None):
         outcome = results(function, layers)
         statuses = [status for _description, status, _detail in outcome]
         status = NOT_STARTED if NOT_STARTED in statuses else FAILS if FAILS in statuses else PASSES
-        message = next((m if s == NOT_STARTED else f"{d}: {m}" for d, s, m in outcome if s != PASSES), "")
+        message = next((m if s == NOT_STARTED else _("{description}: {message}").format(description=d, message=m)
+                        for d, s, m in outcome if s != PASSES), "")
         if status == PASSES and function in graded:  # said on its own row, not only below the table
             status, message = FAILS_GRADED, graded[function]
         rows.append((function, status, message))
     return rows
 
 
+def _width(text):
+    """The columns `text` takes in a terminal (a Chinese character takes two)."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text, width):
+    return text + " " * max(width - _width(text), 0)
+
+
+def _wrap(text, width, indent=""):
+    """
+    Lines of at most `width` columns: textwrap's, but for a text with wide
+    (Chinese) characters, which breaks at spaces and between any two
+    characters of a word that does not fit.
+    """
+    if _width(text) == len(text):
+        return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent)
+    lines, line = [], ""
+    for word in re.findall(r"\S+\s*", text):
+        pieces = [word] if _width(word) <= width - len(indent) else list(word)  # a long word (or Chinese) by character
+        for piece in pieces:
+            if line and _width(indent + line + piece.rstrip()) > width:
+                lines.append(indent + line.rstrip())
+                line = ""
+            line += piece.lstrip() if not line else piece
+    if line.strip():
+        lines.append(indent + line.rstrip())
+    return lines
+
+
 def self_check(layers=None, width=110):
     """Print the table of every function's status; return True if all pass the public checks."""
     rows = summary(layers)
     name_width = max(len(f) for f in FUNCTIONS)
-    indent = " " * (name_width + 2 + len(PASSES) + 2)
-    print(f"{'function':<{name_width}}  {'status':<{len(PASSES)}}  first thing to fix")
+    status_width = max(_width(_(status)) for status in (NOT_STARTED, FAILS, PASSES, FAILS_GRADED))
+    indent = " " * (name_width + 2 + status_width + 2)
+    print(f"{_pad(_('function'), name_width)}  {_pad(_('status'), status_width)}  {_('first thing to fix')}".rstrip())
     for function, status, message in rows:
-        lines = textwrap.wrap(" ".join(message.split()), width=max(width - len(indent), 30)) or [""]
-        print(f"{function:<{name_width}}  {status:<{len(PASSES)}}  {lines[0]}".rstrip())
+        lines = _wrap(" ".join(message.split()), max(width - len(indent), 30)) or [""]
+        print(f"{function:<{name_width}}  {_pad(_(status), status_width)}  {lines[0]}".rstrip())
         for line in lines[1:]:
             print(indent + line)
     done = sum(status == PASSES for _function, status, _message in rows)
     imports, fails = imports_message(getattr(layers, "__file__", None))
     if imports:
         print()
-        print(textwrap.fill(imports, width=width))
+        print("\n".join(_wrap(imports, width)))
     print()
-    print(textwrap.fill(f"{done} of {len(rows)} functions pass the public checks. These checks use small published "
-                        "examples and properties of the maths, never the autograder's hidden inputs: passing them "
-                        "does not guarantee the hidden checks pass.", width=width))
+    print("\n".join(_wrap(_("{done} of {total} functions pass the public checks. These checks use small published "
+                            "examples and properties of the maths, never the autograder's hidden inputs: passing them "
+                            "does not guarantee the hidden checks pass.").format(done=done, total=len(rows)), width)))
     return done == len(rows) and not fails
 
 

@@ -62,15 +62,29 @@ def read_catalog(language):
         return read_po(po, locale=language, domain=DOMAIN)
 
 
-def compile_catalogs(locale_dir, languages=LANGUAGES[1:]):
-    """Write every language's compiled catalog (.mo) under `locale_dir`, from its .po (never an older .mo)."""
+# The messages normlab's own code prints: its modules' and the diagnosis's words, which mistakes.npz carries
+# (a notebook's and a docstring's text is translated into the release itself).
+STUDENT_SIDE = ("assignment/normlab/", "autograder/normgrade/score/diagnosis.py")
+
+
+def compile_catalogs(locale_dir, languages=LANGUAGES[1:], student_side=False):
+    """
+    Write every language's compiled catalog (.mo) under `locale_dir`, from its
+    .po (never an older .mo); with student_side, only the messages normlab's
+    code prints (STUDENT_SIDE), as a release ships them.
+    """
     from babel.messages.mofile import write_mo
 
     for language in languages:
+        catalog = read_catalog(language)
+        if student_side:
+            for message in list(catalog):
+                if message.id and not any(path.startswith(STUDENT_SIDE) for path, _line in message.locations):
+                    del catalog[message.id]
         target = Path(locale_dir) / language / "LC_MESSAGES" / f"{DOMAIN}.mo"
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "wb") as mo:
-            write_mo(mo, read_catalog(language))
+            write_mo(mo, catalog)
 
 
 @functools.lru_cache(maxsize=None)
@@ -165,9 +179,27 @@ def cell_units(cell_type, source):
     return pieces
 
 
+# A cell's "(N points)", which normgrade.score.notebooks.derive_points writes: a field of its message, so that
+# a change of points leaves the translation as it is.
+_POINTS = re.compile(r"\((\d+(?:\.\d+)?) points?\)")
+
+
+def _message(unit):
+    """(the message of a unit, the number of points it gives, or None)."""
+    found = _POINTS.findall(unit)
+    if len(found) != 1:
+        return unit, None
+    return _POINTS.sub("({points} points)", unit), found[0]
+
+
 def _translated_piece(cell_type, unit, text, gettext_):
     """One piece of a cell in the language of gettext_: its line breaks and indentation kept."""
-    translated = gettext_(unit)
+    message, points = _message(unit)
+    translated = gettext_(message)
+    if translated == message:  # not in the catalog: the English as it was
+        translated = unit
+    elif points is not None:
+        translated = translated.replace("{points}", points)
     ending = text[len(text.rstrip("\n")):]
     if cell_type == "markdown":
         return translated + ending
@@ -193,7 +225,7 @@ def translate_notebook(nb, language):
 
 
 def _docstring_nodes(tree):
-    return [node for node in [tree, *ast.walk(tree)]
+    return [node for node in ast.walk(tree)
             if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node)]
 
 
@@ -202,8 +234,14 @@ def docstring_units(docstring):
     return [paragraph for paragraph in re.split(r"\n[ \t]*\n", docstring.strip()) if worth_translating(paragraph)]
 
 
+def _module_comments(source):
+    """[(unit or None, text)] of a module's source, as cell_units walks a code cell (the stubs' TODOs left out)."""
+    return [(None if unit and unit.startswith("TODO: implement ") else unit, text)
+            for unit, text in cell_units("code", source)]
+
+
 def translate_docstrings(source, language):
-    """A Python module's source with every docstring's paragraphs translated (the code untouched)."""
+    """A Python module's source with its docstrings' paragraphs and its comments translated (the code untouched)."""
     gettext_ = translations(language).gettext
     lines = source.splitlines(keepends=True)
     tree = ast.parse(source)
@@ -220,7 +258,8 @@ def translate_docstrings(source, language):
         else:
             new = f'{indent}"""{translated}"""\n'
         lines[expression.lineno - 1:expression.end_lineno] = [new]
-    return "".join(lines)
+    return "".join(text if unit is None else _translated_piece("code", unit, text, gettext_)
+                   for unit, text in _module_comments("".join(lines)))
 
 
 # ---- Babel extractors (babel.cfg names them) --------------------------------------------------------
@@ -235,16 +274,22 @@ def extract_notebook(fileobj, keywords, comment_tags, options):
         for unit, _ in cell_units(cell["cell_type"], source):
             if unit is not None:
                 kind = "Markdown" if cell["cell_type"] == "markdown" else "comment in code"
-                yield index + 1, None, unit, [f"cell {index + 1} ({kind})"]
+                yield index + 1, None, _message(unit)[0], [f"cell {index + 1} ({kind})"]
 
 
 def extract_docstrings(fileobj, keywords, comment_tags, options):
-    """Babel extractor of a module's docstrings: (line, None, paragraph, [whose]) for each paragraph."""
-    tree = ast.parse(fileobj.read().decode("utf-8"))
+    """Babel extractor of a module's docstrings and comments: (line, None, unit, [whose]) for each unit."""
+    source = fileobj.read().decode("utf-8")
+    tree = ast.parse(source)
     for node in _docstring_nodes(tree):
         name = getattr(node, "name", "the module")
         for paragraph in docstring_units(ast.get_docstring(node)):
             yield (node.body[0].lineno, None, paragraph, [f"docstring of {name}"])
+    line = 1
+    for unit, text in _module_comments(source):
+        if unit is not None:
+            yield line, None, unit, ["comment in the code"]
+        line += text.count("\n")
 
 
 # ---- the staff side's messages: spoken in the course's language ------------------------------------
@@ -282,6 +327,20 @@ def N_(message):
     return message
 
 
+# nbgrader's placeholder where a solution region was, in a release (course.NBGRADER_CONFIG sets the English).
+ANSWER_HERE = N_("YOUR ANSWER HERE")
+
+
+def nbgrader_config(language):
+    """The lines of a course's nbgrader_config.py that give nbgrader's placeholders in `language` ("" in English)."""
+    if language == SOURCE_LANGUAGE:
+        return ""
+    said = translations(language).gettext(ANSWER_HERE)
+    return (f"\n# The course is given in {language} (normgrade release --language): nbgrader's placeholders too.\n"
+            f"c.ClearSolutions.code_stub = {{'python': {'# ' + said!r}}}\n"
+            f"c.ClearSolutions.text_stub = {said!r}\n")
+
+
 def course_language(course):
     """The language a built course is given in (its package's COURSE_LANGUAGE; English where it has none)."""
     from normgrade.course import paths
@@ -291,3 +350,96 @@ def course_language(course):
         return check_language(path.read_text(encoding="utf-8").strip())
     except FileNotFoundError:
         return SOURCE_LANGUAGE
+
+
+# ---- the catalogs' checks (tests/test_language.py; `make catalogs` updates them) -----------------------
+
+def source_messages():
+    """{message id: [where]} of every message the English source has now, extracted as babel.cfg says."""
+    from babel.messages.extract import extract_from_dir
+    from babel.messages.frontend import parse_mapping_cfg
+
+    from normgrade.paths import REPO
+
+    with open(REPO / "babel.cfg", encoding="utf-8") as config:
+        method_map, options_map = parse_mapping_cfg(config)
+    found = {}
+    for filename, lineno, message, _comments, _context in extract_from_dir(REPO, method_map, options_map):
+        found.setdefault(message, []).append(f"{filename}:{lineno}")
+    return found
+
+
+_FIELD = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(?:[:!][^{}]*)?\}")
+_CODE = re.compile(r"`[^`\n]+`")
+_MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$", re.S)
+_URL = re.compile(r"https?://[^\s)>\]]+")
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
+
+
+def markup(text):
+    """What a translation keeps as it is: format fields, code spans, formulas, URLs, HTML tags, Markdown marks."""
+    lines = text.split("\n")
+    return {
+        "format fields": sorted(_FIELD.findall(text)),
+        "code spans": sorted(_CODE.findall(text)),
+        "formulas": sorted(_MATH.findall(text)),
+        "URLs": sorted(_URL.findall(text)),
+        "HTML tags": sorted(_TAG.findall(text)),
+        "heading": re.match(r"#*", text).group(0),
+        "bold marks": text.count("**"),
+        "list items": sum(bool(re.match(r"\s*(?:[-*] |\d+\. )", line)) for line in lines),
+    }
+
+
+def message_problems(message_id, translated):
+    """What is wrong with one translation: [] when it keeps the message's markup."""
+    if not translated or not "".join(translated if isinstance(translated, (list, tuple)) else [translated]):
+        return ["not translated"]
+    forms = translated if isinstance(translated, (list, tuple)) else [translated]
+    source = message_id[-1] if isinstance(message_id, (list, tuple)) else message_id  # the plural's fields
+    wanted, problems = markup(source), []
+    for form in forms:
+        got = markup(form)
+        problems += [f"{what}: {got[what]!r} where the English has {wanted[what]!r}"
+                     for what in wanted if got[what] != wanted[what]]
+    return problems
+
+
+def glossary():
+    """[{en, zh_CN, vi, enforced, note}] of locale/glossary.csv: each technical term in every language."""
+    import csv
+
+    with open(LOCALE / "glossary.csv", encoding="utf-8", newline="") as rows:
+        return list(csv.DictReader(rows))
+
+
+def glossary_problems(message_id, translated, language):
+    """The enforced glossary terms the English uses (outside code) and the translation does not."""
+    source = message_id[0] if isinstance(message_id, (list, tuple)) else message_id
+    forms = translated if isinstance(translated, (list, tuple)) else [translated]
+    prose = _CODE_OR_MATH.sub("", " ".join(source.split())).lower()
+    return [f"'{term['en']}' is not '{term[language]}'" for term in glossary()
+            if term["enforced"] == "yes" and re.search(rf"\b{re.escape(term['en'])}\b", prose)
+            and not all(term[language].lower() in " ".join(form.split()).lower() for form in forms)]
+
+
+def catalog_problems(language, messages=None):
+    """
+    {message: [problem]} of a language's catalog against the English source
+    (`messages`, default source_messages()): every message must be there,
+    translated, not fuzzy, keeping its markup and the glossary's terms.
+    """
+    catalog = read_catalog(language)
+    messages = source_messages() if messages is None else messages
+    found = {}
+    for message_id in messages:
+        key = message_id[0] if isinstance(message_id, (list, tuple)) else message_id
+        entry = catalog.get(key)
+        if entry is None or not entry.string or entry.fuzzy:
+            found[key] = ["fuzzy (a guess from an older English)" if entry is not None and entry.fuzzy
+                          else "not translated"]
+            continue
+        problems = message_problems(message_id, entry.string) + glossary_problems(message_id, entry.string, language)
+        if problems:
+            found[key] = problems
+    return found

@@ -22,19 +22,21 @@ from normgrade.results.feedback import generate_feedback
 from normgrade.score.notebooks import answer_keys, source_notebooks
 from normgrade.build.release import build_course
 from normgrade.results.report import write_report
+from normgrade.language import LANGUAGES, SOURCE_LANGUAGE
 from normgrade.build.samples import TYPICAL_MISTAKES, make_submission, mutant_layers, reference_layers
 
 WRONG_ANSWERS = {"inline_batch_size": "c", "inline_preprocessing": {"batchnorm": 3, "layernorm": 1}}
 
 
-def run_demo(folder):
-    """Run the demo in `folder` (emptied first); return the grading document."""
+def run_demo(folder, language=None):
+    """Run the demo in `folder` (emptied first), its course in `language` (default English); return the grading
+    document."""
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
     course = folder / "course"
     print(f"1/4 building the course in {course} (nbgrader generate_assignment, leak check)", flush=True)
-    build_course(course, prove=False, seed=FIXED_SEED)  # a fixed seed: the demo prints the same every time
+    build_course(course, prove=False, seed=FIXED_SEED, language=language)  # a fixed seed: the same every time
     release = paths(course)["release"]
     keys = answer_keys(source_notebooks(paths(course)["source"]))
 
@@ -68,9 +70,11 @@ def add_parser(subparsers):
     parser = subparsers.add_parser("demo", help="build, grade and give feedback on sample submissions",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=Path("demo"), help="working folder (emptied first; default ./demo)")
+    parser.add_argument("--language", choices=LANGUAGES, default=SOURCE_LANGUAGE,
+                        help="the course's language (default en)")
     parser.set_defaults(run=run)
 
 
 def run(args):
-    run_demo(args.dir)
+    run_demo(args.dir, args.language)
     return 0

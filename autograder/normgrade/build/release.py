@@ -24,6 +24,7 @@ anything, the notebooks' points are checked against their one source
 import argparse
 import datetime
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 import dateutil.tz
 import nbformat
 
+from normgrade import language as languages
 from normgrade.score import expected
 from normgrade.grade import late, ledger
 from normgrade.build import stubs
@@ -43,7 +45,7 @@ from normgrade.score.notebooks import (answer_keys, cell_name, changes, derive_p
                                        rendering_problems, source_notebooks, unreadable)
 from normgrade.paths import ENVIRONMENT, NOTEBOOKS, SOLUTION_LAYERS, STUB_LAYERS, STUDENT_PACKAGE
 from normgrade.build.samples import make_submission, reference_layers
-from normgrade.build.submission import assemble_stubs
+from normgrade.build.submission import assemble_stubs, stub_layers
 
 SECRET_MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "normgrade")
 
@@ -52,7 +54,7 @@ class LeakError(RuntimeError):
     """Something secret reached the student release."""
 
 
-def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None, seed=None):
+def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None, seed=None, language=None):
     """
     Build (or rebuild) the course at `course`, all or nothing; return the
     proof's two results, or None. Everything is built, leak-checked and
@@ -62,12 +64,16 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None, seed=None):
     gradebook (its grades are kept). A failure at any step leaves the course
     as it was. `due` (a time nbgrader reads, e.g. "2030-06-14 17:00 UTC") sets
     the assignment's due date; a rebuild without it keeps the gradebook's.
-    course_config.py is written only where there is none.
+    `language` (normgrade.language.LANGUAGES) is the one the release is given
+    in: its notebooks, stubs and messages; a rebuild without it keeps the
+    course's, a new course is in English. course_config.py is written only
+    where there is none.
     """
     course = Path(course)
     if course.exists() and any(course.iterdir()) and not is_course(course):
         raise ValueError(f"{course} exists and is not a normgrade course; choose an empty or new folder")
     due = check_due(due) if due is not None else None
+    language = languages.check_language(language) if language is not None else None
     notebook_paths = source_notebooks(Path(notebooks))
     if not notebook_paths:
         raise FileNotFoundError(f"no notebooks in {notebooks}")
@@ -78,13 +84,15 @@ def build_course(course, notebooks=NOTEBOOKS, prove=True, due=None, seed=None):
     rebuild = is_course(course)
     if rebuild and due is None:
         due = late.due_date(db_url(course))
+    if language is None:
+        language = languages.course_language(course) if rebuild else languages.SOURCE_LANGUAGE
     if seed is None:  # a rebuild keeps its hidden inputs (grades stay comparable); a new course draws its own
         seed = course_seed(course) if rebuild else None
         seed = expected.new_seed() if seed is None else seed
     course.mkdir(parents=True, exist_ok=True)
     with ledger.run_lock(course), tempfile.TemporaryDirectory(dir=course.parent, prefix=f".{course.name}-release-") as scratch:
         built = Path(scratch) / "course"
-        _build(built, course, notebook_paths, due, seed)
+        _build(built, course, notebook_paths, due, seed, language)
         proof = prove_release(built) if prove else None
         _swap_in(built, course, rebuild)
     return proof
@@ -100,25 +108,30 @@ def course_seed(course):
     return expected.file_seed(path) if path.is_file() else None
 
 
-def _build(built, course, notebook_paths, due, seed):
-    """The whole course in `built` (a new folder), with the course's own settings and a gradebook of its own."""
+def _build(built, course, notebook_paths, due, seed, language):
+    """
+    The whole course in `built` (a new folder), in `language`, with the
+    course's own settings and a gradebook of its own.
+    """
     layout = paths(built)
     layout["source"].mkdir(parents=True)
-    layout["config"].write_text(NBGRADER_CONFIG)
+    layout["config"].write_text(NBGRADER_CONFIG + languages.nbgrader_config(language))
     own = paths(course)["own_config"]
     layout["own_config"].write_text(own.read_text() if own.exists() else late.OWN_CONFIG_TEMPLATE)
     for path in notebook_paths:  # with their points derived from their one place (notebooks.derive_points)
         nb = nbformat.read(path, as_version=4)
         derive_points(nb)
+        if language != languages.SOURCE_LANGUAGE:
+            languages.translate_notebook(nb, language)
         nbformat.write(nb, layout["source"] / path.name)
-    assemble_stubs(layout["source"])
+    assemble_stubs(layout["source"], language)
     expected.write(layout["expected"], expected.generate(answer_keys(notebook_paths), seed=seed))
     # The scratch gradebook, whatever db_url the course's settings give (a PostgreSQL one is the real one).
     run_nbgrader(built, "generate_assignment", ASSIGNMENT_ID, "--force",
                  f"--CourseDirectory.db_url={_own_gradebook(built)}")
     if due is not None:
         late.set_due_date(_own_gradebook(built), due)
-    problems = find_leaks(layout["release"], notebook_paths)
+    problems = find_leaks(layout["release"], notebook_paths, language)
     if problems:
         raise LeakError("the release is not safe to hand out:\n" + "\n".join(f"- {p}" for p in problems))
 
@@ -204,21 +217,22 @@ def _solution_lines():
     return found
 
 
-def find_leaks(release, notebook_paths):
-    """Everything in the release folder that a student must not see, as a list of problems."""
+def find_leaks(release, notebook_paths, language=languages.SOURCE_LANGUAGE):
+    """Everything in the release folder (in `language`) that a student must not see, as a list of problems."""
     release = Path(release)
     problems = []
     expected_files = {p.name for p in notebook_paths} | {
         f"normlab/{p.name}" for p in STUDENT_PACKAGE.iterdir() if p.suffix in (".py", ".npz")
-    }
+    } | {f"normlab/locale/{languages.COURSE_LANGUAGE_FILE}"} | {
+        f"normlab/locale/{other}/LC_MESSAGES/{languages.DOMAIN}.mo" for other in languages.LANGUAGES[1:]}
     present = {str(p.relative_to(release)) for p in release.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     for extra in sorted(present - expected_files):
         problems.append(f"unexpected file {extra} (only the notebooks and the student package belong here)")
     for missing in sorted(expected_files - present):
         problems.append(f"missing file {missing}")
     layers = release / "normlab" / "layers.py"
-    if layers.is_file() and layers.read_text() != STUB_LAYERS.read_text():
-        problems.append("normlab/layers.py is not the stub file of assignment/normlab")
+    if layers.is_file() and layers.read_text(encoding="utf-8") != stub_layers(language):
+        problems.append(f"normlab/layers.py is not the stub file of assignment/normlab (in {language})")
     mistakes = release / "normlab" / "mistakes.npz"  # the only binary students get: byte for byte the package's
     if mistakes.is_file() and mistakes.read_bytes() != (STUDENT_PACKAGE / "mistakes.npz").read_bytes():
         problems.append("normlab/mistakes.npz is not the one of assignment/normlab (`normgrade stubs` writes it)")
@@ -309,6 +323,17 @@ def _errors(path, nb):
 NOT_IMPLEMENTED = "not implemented yet"  # what every stub raises (normgrade.build.stubs), and the self-check repeats
 
 
+def _stub_error(text):
+    """Whether an error's text is a stub's NotImplementedError, in any language (its lines may be wrapped)."""
+    said = " ".join(text.split())
+    for language in languages.LANGUAGES:
+        template = " ".join(languages.translations(language).gettext(stubs.NOT_IMPLEMENTED).split())
+        before, _field, after = template.partition("{name}")
+        if re.search(re.escape(before) + r"\w+" + re.escape(after), said):
+            return True
+    return False
+
+
 def run_problems(reference, stubs):
     """
     Run the notebooks of the two submission folders cell by cell in the
@@ -343,7 +368,7 @@ def run_problems(reference, stubs):
         errors = _errors(path, nb)
         if folder == reference:
             problems += [f"with the reference, {where} raised {o.ename}: {o.evalue[:200]}" for where, o in errors]
-        elif errors and NOT_IMPLEMENTED not in " ".join(errors[0][1].evalue.split()):  # the message may be wrapped
+        elif errors and not _stub_error(errors[0][1].evalue):
             where, output = errors[0]
             problems.append(f"with the stubs, {where} raised {output.ename}: {output.evalue[:200]} before any "
                             f"\"{NOT_IMPLEMENTED}\" (every student meets it)")
@@ -363,6 +388,9 @@ def add_parser(subparsers):
                         help="the assignment's due date, as \"YYYY-MM-DD HH:MM ZONE\" (\"2030-06-14 17:00 Europe/Paris\"); nbgrader's own, "
                              "in the gradebook (a rebuild without --due keeps it). The late policy and extensions "
                              "are in the course's course_config.py")
+    parser.add_argument("--language", choices=languages.LANGUAGES,
+                        help="the language of the release: its notebooks, the stubs' docstrings, the self-check's "
+                             "messages and the feedback (default: a new course's is en, a rebuild keeps the course's)")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=expected.seed_argument,
                        help="the seed of the hidden inputs, to build a course again identically (default: a new "
@@ -394,12 +422,13 @@ def run(args):
                     shutil.copy(path, previous / part)
         seed = expected.new_seed() if args.new_seed else args.seed
         kept = seed is None and course_seed(args.course) is not None
-        proof = build_course(args.course, notebooks=args.notebooks, prove=not args.no_proof, due=args.due, seed=seed)
+        proof = build_course(args.course, notebooks=args.notebooks, prove=not args.no_proof, due=args.due, seed=seed,
+                             language=args.language)
         changed = changes(*(source_notebooks(folder) for folder in (
             previous / "source", paths(args.course)["source"], previous / "release", paths(args.course)["release"]))
         ) if rebuild else None
     release = paths(args.course)["release"]
-    print(f"release ready in {release} (leak check passed)")
+    print(f"release ready in {release} (leak check passed), in {languages.course_language(args.course)}")
     origin = "kept from the previous build" if kept else "from --seed" if args.seed is not None else "drawn afresh"
     print(f"hidden inputs: {origin}; their seed is in {paths(args.course)['expected']} (staff only)")
     if changed is not None:

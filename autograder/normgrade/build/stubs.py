@@ -15,11 +15,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from normgrade.language import N_, SOURCE_LANGUAGE, translations
 from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 _MARKER = re.compile(r"^(?P<indent>[ \t]*)### (?P<kind>BEGIN|END) SOLUTION[ \t]*$")
+# What a stub says in place of its solution (translated in a release in another language).
+TODO = N_("TODO: implement {name}, as described in its docstring.")
+NOT_IMPLEMENTED = N_("{name} is not implemented yet: write it in normlab/layers.py")
 
 
 class StubError(ValueError):
@@ -73,15 +77,17 @@ def student_functions(source):
     return [r.function for r in solution_regions(source)]
 
 
-def make_stub(source):
-    """Return the stub file for a reference source (see module docstring)."""
+def make_stub(source, language=SOURCE_LANGUAGE):
+    """Return the stub file for a reference source (see module docstring), its TODOs in `language`."""
+    gettext = translations(language).gettext
     lines = source.splitlines(keepends=True)
     for region in reversed(solution_regions(source)):
         name, indent = region.function, region.indent
+        message = gettext(NOT_IMPLEMENTED).format(name=name)
+        literal = f'"{message}"' if '"' not in message and "\\" not in message else repr(message)
         todo = [
-            f"{indent}# TODO: implement {name}, as described in its docstring.\n",
-            f"{indent}raise NotImplementedError(\"{name} is not implemented yet: "
-            f"write it in normlab/layers.py\")\n",
+            f"{indent}# {gettext(TODO).format(name=name)}\n",
+            f"{indent}raise NotImplementedError({literal})\n",
         ]
         lines[region.begin - 1 : region.end] = todo
     return "".join(lines)

@@ -5,16 +5,35 @@ import shutil
 import sys
 from pathlib import Path
 
+from normgrade import language as languages
 from normgrade.paths import SOLUTION_LAYERS, STUDENT_PACKAGE
 
 PACKAGE = "normlab"
 
 
-def assemble_stubs(dest):
-    """Write the bare student package (stubs) into folder `dest`. Returns dest / "normlab"."""
+def assemble_stubs(dest, language=languages.SOURCE_LANGUAGE):
+    """
+    Write the bare student package (stubs) into folder `dest`, as a release in
+    `language` has it: every language's compiled catalog, `language` as the
+    course's (normlab/locale/COURSE_LANGUAGE), and the stubs' docstrings and
+    TODOs in it. Returns dest / "normlab".
+    """
     package = Path(dest) / PACKAGE
-    shutil.copytree(STUDENT_PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(STUDENT_PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__", "locale"))
+    languages.compile_catalogs(package / "locale", student_side=True)
+    (package / "locale" / languages.COURSE_LANGUAGE_FILE).write_text(language + "\n", encoding="utf-8")
+    if language != languages.SOURCE_LANGUAGE:
+        (package / "layers.py").write_text(stub_layers(language), encoding="utf-8")
     return package
+
+
+def stub_layers(language=languages.SOURCE_LANGUAGE):
+    """The stubs' normlab/layers.py in `language` (English: assignment/normlab/layers.py as it is)."""
+    if language == languages.SOURCE_LANGUAGE:
+        return (STUDENT_PACKAGE / "layers.py").read_text(encoding="utf-8")
+    from normgrade.build.stubs import make_stub
+
+    return languages.translate_docstrings(make_stub(SOLUTION_LAYERS.read_text(encoding="utf-8"), language), language)
 
 
 def assemble_reference(dest):
