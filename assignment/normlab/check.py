@@ -718,7 +718,8 @@ def self_check(layers=None, width=110):
     name_width = max(len(f) for f in FUNCTIONS)
     status_width = max(_width(_(status)) for status in (NOT_STARTED, FAILS, PASSES, FAILS_GRADED))
     indent = " " * (name_width + 2 + status_width + 2)
-    print(f"{_pad(_('function'), name_width)}  {_pad(_('status'), status_width)}  {_('first thing to fix')}".rstrip())
+    headings = _("function"), _("status"), _("first thing to fix")
+    print(f"{_pad(headings[0], name_width)}  {_pad(headings[1], status_width)}  {headings[2]}".rstrip())
     for function, status, message in rows:
         lines = _wrap(" ".join(message.split()), max(width - len(indent), 30)) or [""]
         print(f"{function:<{name_width}}  {_pad(_(status), status_width)}  {lines[0]}".rstrip())

@@ -338,7 +338,8 @@ def nbgrader_config(language):
     said = translations(language).gettext(ANSWER_HERE)
     return (f"\n# The course is given in {language} (normgrade release --language): nbgrader's placeholders too.\n"
             f"c.ClearSolutions.code_stub = {{'python': {'# ' + said!r}}}\n"
-            f"c.ClearSolutions.text_stub = {said!r}\n")
+            f"c.ClearSolutions.text_stub = {said!r}\n"
+            f"c.UngradedAnswers.language = {language!r}\n")
 
 
 def course_language(course):

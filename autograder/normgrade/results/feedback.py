@@ -13,14 +13,18 @@ they are (manual grades included: normgrade.grade.late.refresh_penalties). Each 
 note that shows when MathJax (from a CDN) could not be loaded.
 """
 import argparse
+import html as html_text
+import re
 import sys
 from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool
+from traitlets import Bool, Enum
 
+from normgrade import language as languages
 from normgrade.grade import late
+from normgrade.language import N_, _, speaking
 from normgrade.course import ASSIGNMENT_ID, COURSE_ID, gradebook_url, load_config, paths, run_nbgrader
 
 # The student's own submission time and secret, which nbgrader's release_feedback reads beside the pages
@@ -31,20 +35,80 @@ HIDDEN_MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN SOLUTION")
 # nbconvert's pages load MathJax from a CDN. Offline it does not load and the formulas stay LaTeX source:
 # the page then says so instead of looking broken.
 MATH_NOTE = """<div id="normlab-math-note" style="display:none; padding:0.6em 1em; margin:0.5em; background:#fff3cd;
-border:1px solid #e0c060; font-family:sans-serif">The formulas on this page are shown as LaTeX source: MathJax,
-which renders them, could not be loaded (it comes from cdnjs.cloudflare.com; this computer may be offline).</div>
-<script>window.addEventListener("load", function () {
-  if (!(window.MathJax && window.MathJax.Hub)) { document.getElementById("normlab-math-note").style.display = "block"; }
-});</script>
+border:1px solid #e0c060; font-family:sans-serif">{note}</div>
+<script>window.addEventListener("load", function () {{
+  if (!(window.MathJax && window.MathJax.Hub)) {{ document.getElementById("normlab-math-note").style.display = "block"; }}
+}});</script>
 """
+MATH_NOTE_TEXT = N_("The formulas on this page are shown as LaTeX source: MathJax, which renders them, could not be "
+                    "loaded (it comes from cdnjs.cloudflare.com; this computer may be offline).")
 
 
 def add_math_note(page):
-    """Insert MATH_NOTE at the top of the body of an HTML page written by nbconvert (once)."""
+    """Insert MATH_NOTE (in the current language) at the top of the body of an HTML page written by nbconvert (once)."""
     text = page.read_text(encoding="utf-8")
     if "normlab-math-note" not in text and "<body" in text:
         start = text.index(">", text.index("<body")) + 1
-        page.write_text(text[:start] + "\n" + MATH_NOTE + text[start:], encoding="utf-8")
+        note = MATH_NOTE.format(note=html_text.escape(_(MATH_NOTE_TEXT)))
+        page.write_text(text[:start] + "\n" + note + text[start:], encoding="utf-8")
+
+
+# The words of nbgrader's feedback template (nbgrader/server_extensions/formgrader/templates/feedback/), each with
+# the markup around it there, so that nothing a student wrote (escaped, or inside a cell) is matched.
+_SCORE = r"(-?[0-9.]+) / ([0-9.]+)"
+TEMPLATE_WORDS = (
+    (re.compile(r'(<span class="nbgrader-label">)Student\'s answer(</span>)'), N_("Student's answer")),
+    (re.compile(r'(<span class="nbgrader-label">)Student\'s task(</span>)'), N_("Student's task")),
+    (re.compile(r'(<span class="nbgrader-label">)Grade cell:( <code>)'), N_("Grade cell:")),
+    (re.compile(r'(<span class="nbgrader-label">)Task:( <code>)'), N_("Task:")),
+    (re.compile(r'(<span class="pull-right"><a href="#top">)\(Top\)(</a>)'), N_("(Top)")),
+    (re.compile(r'(<b>)Comments:(</b>)'), N_("Comments:")),
+)
+_CELL_SCORE = re.compile(r'(<span class="pull-right">\s*)Score: ' + _SCORE + r'( <a href="#top">)\(Top\)(</a>)')
+SCORE, TOP = N_("Score: {score} / {max_score}"), N_("(Top)")
+# In the page's heading and its table of contents (the first <div id="toc">, before any cell).
+TOC_WORDS = (
+    (re.compile(r'(">)Test cell(</a>)'), N_("Test cell")),
+    (re.compile(r'(">)Coding free-response(</a>)'), N_("Coding free-response")),
+    (re.compile(r'(">)Written response(</a>)'), N_("Written response")),
+    (re.compile(r'(">)Task(</a>)'), N_("Task")),
+    (re.compile(r'(">)Comment(</a>)'), N_("Comment")),
+)
+_TOC_SCORE = re.compile(r"\(Score: " + _SCORE + r"\)")
+_PENALTY = re.compile(r'(<li class="late-penalty">)Late submission penalty \(Score: -([0-9.]+)\)')
+
+
+def localize_page(page, language):
+    """
+    Give an HTML feedback page written by nbgrader in `language`: its <html
+    lang>, and the words of nbgrader's template (TEMPLATE_WORDS, the heading
+    and the table of contents) from the catalog. The notebook's own text is
+    already in the course's language (its release and the scorer's messages).
+    """
+    text = page.read_text(encoding="utf-8")
+    text = re.sub(r"<html(?![^>]*\blang=)>", f'<html lang="{languages.HTML_LANG[language]}">', text, count=1)
+    if language != languages.SOURCE_LANGUAGE:
+        with speaking(language):
+            def score(match):  # the score and the points, as nbgrader's template writes them
+                return html_text.escape(_(SCORE).format(score=match[2], max_score=match[3]))
+
+            for pattern, message in TEMPLATE_WORDS:
+                text = pattern.sub(lambda m, w=html_text.escape(_(message)): f"{m[1]}{w}{m[2]}", text)
+            top = html_text.escape(_(TOP))
+            text = _CELL_SCORE.sub(lambda m: f"{m[1]}{score(m)}{m[4]}{top}{m[5]}", text)
+            start = text.find('<div id="toc">')
+            end = text.find("</div>", start)
+            if start >= 0 and end >= 0:
+                heading = text.rfind("<h4>", 0, start)
+                toc = text[heading if heading >= 0 else start:end]
+                for pattern, message in TOC_WORDS:
+                    toc = pattern.sub(lambda m, w=html_text.escape(_(message)): f"{m[1]}{w}{m[2]}", toc)
+                toc = _PENALTY.sub(lambda m: m[1] + html_text.escape(_("Late submission penalty (Score: -{penalty})")
+                                                                     .format(penalty=m[2])), toc)
+                toc = _TOC_SCORE.sub(lambda m: "(" + html_text.escape(_(SCORE).format(score=m[1], max_score=m[2]))
+                                     + ")", toc)
+                text = text[:heading if heading >= 0 else start] + toc + text[end:]
+    page.write_text(text, encoding="utf-8")
 
 
 class ShortTracebacks(Preprocessor):
@@ -65,8 +129,8 @@ class ShortTracebacks(Preprocessor):
         return cell, resources
 
 
-NOT_GRADED_YET = ("**Not graded yet.** This written answer has not been graded: the score shown for it (0) is a "
-                  "placeholder until your instructor grades it.")
+NOT_GRADED_YET = N_("**Not graded yet.** This written answer has not been graded: the score shown for it (0) is a "
+                    "placeholder until your instructor grades it.")
 
 
 class UngradedAnswers(Preprocessor):
@@ -77,8 +141,15 @@ class UngradedAnswers(Preprocessor):
     """
 
     enabled = Bool(True)
+    language = Enum(languages.LANGUAGES, default_value=languages.SOURCE_LANGUAGE,
+                    help="the course's language (normgrade release --language writes it into the course's config)"
+                    ).tag(config=True)
 
     def preprocess(self, nb, resources):
+        with speaking(self.language):
+            return self._preprocess(nb, resources)
+
+    def _preprocess(self, nb, resources):
         from nbgrader.api import Gradebook, MissingEntry
 
         info = resources["nbgrader"]
@@ -95,11 +166,11 @@ class UngradedAnswers(Preprocessor):
                 if grade.needs_manual_grade and grade.manual_score is None:
                     waiting.append(index)
         for index in reversed(waiting):
-            nb.cells.insert(index + 1, nbformat.v4.new_markdown_cell(NOT_GRADED_YET))
+            nb.cells.insert(index + 1, nbformat.v4.new_markdown_cell(_(NOT_GRADED_YET)))
         if waiting:
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(
-                f"**Written answers not graded yet on this page: {len(waiting)}.** The scores below count them as 0 "
-                "until your instructor grades them."))
+                _("**Written answers not graded yet on this page: {count}.** The scores below count them as 0 until "
+                  "your instructor grades them.").format(count=len(waiting))))
         return nb, resources
 
 
@@ -158,6 +229,7 @@ def generate_feedback(course, student=None, stale=None):
     if student and student in stale:
         return {}
     run_nbgrader(course, *args)
+    language = languages.course_language(course)
     pages = {}
     root = paths(course)["feedback"]
     for folder in sorted(root.glob(f"*/{ASSIGNMENT_ID}")):
@@ -175,7 +247,9 @@ def generate_feedback(course, student=None, stale=None):
                        for pattern in ("*.ipynb", "normlab/layers.py")  # their code is shown on the page too
                        for p in (paths(course)[where] / name / ASSIGNMENT_ID).glob(pattern) if p.is_file())
         for page in html:
-            add_math_note(page)
+            with speaking(language):
+                add_math_note(page)
+            localize_page(page, language)
             text = page.read_text(errors="replace")
             leaked = [m for m in HIDDEN_MARKERS if m in text and m not in own]
             if leaked:

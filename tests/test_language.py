@@ -1,0 +1,245 @@
+"""
+The students' languages (normgrade.language, normlab.i18n): one English source, a complete catalog each.
+
+Every message of the source (babel.cfg says where they are) is translated in
+every catalog, keeping its format fields, code, formulas and markup and the
+glossary's terms; the release in a language is the English release with its
+text, and only its text, translated; the self-check speaks the student's
+language and names the same mistakes in it.
+"""
+import ast
+import os
+import re
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from normgrade import language as languages
+from normgrade.build.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
+from normgrade.build.stubs import NOT_IMPLEMENTED, TODO
+from normgrade.build.submission import assemble_stubs, stub_layers
+from normgrade.paths import NOTEBOOKS, STUB_LAYERS
+from normgrade.score.notebooks import source_notebooks
+from normlab import i18n
+
+TRANSLATED = languages.LANGUAGES[1:]
+CJK = re.compile(r"[\u4e00-\u9fff]")
+VIETNAMESE = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]", re.I)
+IN_LANGUAGE = {"zh_CN": CJK, "vi": VIETNAMESE}
+
+
+# ---- the catalogs ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def source():
+    return languages.source_messages()
+
+
+def test_the_source_has_the_messages_students_read(source):
+    ids = {m[0] if isinstance(m, tuple) else m for m in source}
+    for message in (NOT_IMPLEMENTED, TODO, languages.ANSWER_HERE, "not started", "passes the public checks",
+                    "## Batch normalization: forward pass", "Forward pass for batch normalization.",
+                    "the variance is the unbiased one (dividing by N - 1); normalization divides by N"):
+        assert message in ids, message
+    assert len(ids) > 250
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_every_message_is_translated_keeping_its_fields_markup_and_terms(language, source):
+    problems = languages.catalog_problems(language, source)
+    assert not problems, f"the {language} catalog (run `make catalogs`, then translate):\n" + "\n".join(
+        f"- {message!r}: {'; '.join(why)}" for message, why in problems.items())
+
+
+def test_a_message_added_in_english_alone_fails_naming_it(source):
+    added = {**source, "A new check of {function} nobody translated": ["x.py:1"]}
+    assert languages.catalog_problems("zh_CN", added) == {
+        "A new check of {function} nobody translated": ["not translated"]}
+
+
+@pytest.mark.parametrize("english, translated, problem", [
+    ("{name} has shape {shape}", "{name} 的形状", "format fields"),
+    ("{name} has shape {shape}", "{name} 的形状是 {form}", "format fields"),
+    ("relative error {error:.1e}", "相对误差 {error}", "format fields"),
+    ("Implement `batchnorm_forward`.", "实现 `batchnorm_vorwärts`。", "code spans"),
+    ("the mean $\\mu_j$ of feature j", "特征 j 的均值 $\\mu$", "formulas"),
+    ("## Layer normalization", "### 层归一化", "heading"),
+    ("**Your answer:**", "你的答案：", "bold marks"),
+    ("- **a.** one\n- **b.** two", "- **a.** 一；**b.** 二", "list items"),
+    ("See <https://arxiv.org/abs/1502.03167>.", "见 https://arxiv.org/abs/1502.03168。", "URLs"),
+])
+def test_a_translation_that_loses_a_field_code_or_markup_fails(english, translated, problem):
+    assert any(found.startswith(problem) for found in languages.message_problems(english, translated))
+
+
+def test_a_faithful_translation_passes():
+    assert languages.message_problems("{name} has shape {shape}, expected `(N, D)`",
+                                      "{name} 的形状是 {shape}，应为 `(N, D)`") == []
+
+
+def test_the_glossary_is_enforced():
+    assert languages.glossary_problems("Implement batch normalization.", "实现批归一化。", "zh_CN") == [
+        "'batch normalization' is not '批量归一化'"]
+    assert languages.glossary_problems("Implement batch normalization.", "实现批量归一化。", "zh_CN") == []
+    assert languages.glossary_problems("call `batch normalization`", "调用 `batch normalization`", "vi") == []
+    terms = languages.glossary()
+    assert {"batch normalization", "layer normalization", "group normalization", "variance", "gradient",
+            "forward pass", "backward pass", "running mean"} <= {t["en"] for t in terms}
+    assert all(t["zh_CN"] and t["vi"] and t["enforced"] in ("yes", "no") for t in terms)
+
+
+# ---- the release's text --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", source_notebooks(NOTEBOOKS), ids=lambda p: p.name)
+def test_a_cell_is_its_units_and_english_leaves_it_as_it_is(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type in ("markdown", "code"):
+            assert "".join(text for _unit, text in languages.cell_units(cell.cell_type, cell.source)) == cell.source
+            assert languages.translate_source(cell.cell_type, cell.source, lambda m: m) == cell.source
+
+
+def _code_lines(source):
+    """The lines of a cell that are code (its full-line comments left out)."""
+    return [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+@pytest.mark.parametrize("path", source_notebooks(NOTEBOOKS), ids=lambda p: p.name)
+def test_a_translated_notebook_changes_text_only(language, path):
+    english = nbformat.read(path, as_version=4)
+    translated = languages.translate_notebook(nbformat.read(path, as_version=4), language)
+    assert len(translated.cells) == len(english.cells)
+    untranslated = []
+    for before, after in zip(english.cells, translated.cells):
+        assert before.metadata == after.metadata and before.cell_type == after.cell_type
+        assert _code_lines(before.source) == _code_lines(after.source) or before.cell_type == "markdown"
+        for unit, _text in languages.cell_units(before.cell_type, before.source):
+            if unit is not None and unit in after.source:
+                untranslated.append(unit)
+        for region in re.findall(r"### BEGIN SOLUTION.*?### END SOLUTION", before.source, re.S):
+            assert region in after.source  # the staff's rubrics and solutions stay as they are
+    assert not untranslated, f"English left in {path.name}: {untranslated}"
+    assert translated.metadata["normlab"]["language"] == language
+
+
+def _without_docstrings(source):
+    """The module's syntax tree without its docstrings and with the stubs' messages blanked, as text."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
+                isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
+            node.exc.args = []
+    return ast.dump(tree)
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_the_translated_stubs_are_the_same_code_with_their_text_translated(language):
+    english, translated = STUB_LAYERS.read_text(), stub_layers(language)
+    assert _without_docstrings(translated) == _without_docstrings(english)
+    english_paragraphs = {p for node in ast.walk(ast.parse(english)) if isinstance(
+        node, (ast.Module, ast.FunctionDef)) and ast.get_docstring(node) for p in
+        languages.docstring_units(ast.get_docstring(node))}
+    catalog = languages.read_catalog(language)
+    for node in ast.walk(ast.parse(translated)):
+        if isinstance(node, (ast.Module, ast.FunctionDef)) and ast.get_docstring(node):
+            doc = ast.get_docstring(node)
+            kept = [p for p in languages.docstring_units(doc) if p in english_paragraphs]
+            assert all(catalog[p].string == p for p in kept), (node.name, kept)  # a formula the translator kept
+            assert IN_LANGUAGE[language].search(doc), getattr(node, "name", "module")
+    gettext = languages.translations(language).gettext
+    assert gettext(NOT_IMPLEMENTED).format(name="batchnorm_forward") in translated
+    assert "# " + gettext(TODO).format(name="layernorm_backward") in translated
+    assert "Store the updated" not in translated
+
+
+def test_the_release_package_speaks_the_course_language_and_ships_only_normlab_s_messages(tmp_path):
+    package = assemble_stubs(tmp_path, "vi")
+    assert (package / "locale" / "COURSE_LANGUAGE").read_text().strip() == "vi"
+    assert sorted(p.relative_to(package).as_posix() for p in (package / "locale").rglob("*") if p.is_file()) == [
+        "locale/COURSE_LANGUAGE", "locale/vi/LC_MESSAGES/normlab.mo", "locale/zh_CN/LC_MESSAGES/normlab.mo"]
+    import gettext
+
+    with open(package / "locale" / "zh_CN" / "LC_MESSAGES" / "normlab.mo", "rb") as mo:
+        shipped = gettext.GNUTranslations(mo)
+    assert shipped.gettext("not started") != "not started"  # the self-check's
+    assert CJK.search(shipped.gettext("the variance is the unbiased one (dividing by N - 1); normalization divides "
+                                      "by N"))  # the diagnosis's words, which mistakes.npz names
+    assert shipped.gettext("## Batch normalization: forward pass") == "## Batch normalization: forward pass"  # baked in
+
+
+# ---- the student's language ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("environ, chosen", [
+    ({"NORMLAB_LANGUAGE": "vi", "LANG": "zh_CN.UTF-8"}, ["vi"]),
+    ({"LANG": "zh_CN.UTF-8"}, ["zh_CN.UTF-8"]),
+    ({"LANGUAGE": "vi:en", "LANG": "zh_CN.UTF-8"}, ["vi", "en"]),
+    ({"LC_ALL": "C.UTF-8", "LANG": "vi_VN.UTF-8"}, ["en"]),  # C: nobody chose; the course's (English here)
+    ({"LANG": "POSIX"}, ["en"]),
+    ({}, ["en"]),
+])
+def test_the_student_s_locale_chooses_the_language(environ, chosen):
+    assert i18n.languages(environ) == chosen
+
+
+def _run_self_check(root, **environ):
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("LANG", "LANGUAGE", "LC_ALL", "LC_MESSAGES", "NORMLAB_LANGUAGE")}
+    return subprocess.run([sys.executable, "-m", "normlab.check"], cwd=root, capture_output=True, text=True,
+                          env={**env, **environ, "PYTHONPATH": str(root)}, timeout=300).stdout
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_the_self_check_follows_the_course_then_the_student(language, tmp_path):
+    assemble_stubs(tmp_path, language)
+    course = _run_self_check(tmp_path, LANG="C.UTF-8")
+    assert IN_LANGUAGE[language].search(course) and "not started" not in course
+    other = "vi" if language == "zh_CN" else "zh_CN"
+    assert IN_LANGUAGE[other].search(_run_self_check(tmp_path, LANG="C.UTF-8", NORMLAB_LANGUAGE=other))
+    english = _run_self_check(tmp_path, LANG="en_US.UTF-8")  # the stubs' own errors stay in the course's language
+    assert "not started" in english and "functions pass the public checks" in english
+
+
+def _named(layers):
+    """{(function, check): (parts named, message)} of the public checks that name a mistake."""
+    from normlab import check
+
+    found = {}
+    for function, checks in check.PUBLIC_CHECKS.items():
+        for public in checks:
+            try:
+                public(layers)
+            except check.Named as named:
+                found[function, public.__name__] = (named.parts, str(named))
+            except Exception:  # noqa: BLE001 - a check that fails without naming is not compared here
+                pass
+    return found
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_the_self_check_names_the_same_mistakes_in_every_language(language, monkeypatch, tmp_path):
+    from normgrade.build.submission import imported_package
+
+    root = tmp_path / "student"
+    assemble_stubs(root)
+    (root / "normlab" / "layers.py").write_text(mutant_layers(*TYPICAL_MISTAKES))
+    with imported_package(root) as normlab:
+        import importlib
+
+        layers = importlib.import_module("normlab.layers")
+        monkeypatch.setenv("NORMLAB_LANGUAGE", "en")
+        english = _named(layers)
+        monkeypatch.setenv("NORMLAB_LANGUAGE", language)
+        translated = _named(layers)
+        assert normlab.__file__.startswith(str(root))
+    assert len(english) >= 3
+    assert {key: parts for key, (parts, _m) in translated.items()} == {
+        key: parts for key, (parts, _m) in english.items()}
+    for key, (_parts, message) in translated.items():
+        assert IN_LANGUAGE[language].search(message), (key, message)
+        assert message != english[key][1]
