@@ -25,6 +25,7 @@ from normgrade.score.notebooks import source_notebooks
 from normlab import i18n
 
 TRANSLATED = languages.LANGUAGES[1:]
+pytestmark = pytest.mark.xdist_group("language")  # the module's courses, built once, on one worker
 CJK = re.compile(r"[\u4e00-\u9fff]")
 VIETNAMESE = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]", re.I)
 IN_LANGUAGE = {"zh_CN": CJK, "vi": VIETNAMESE}
@@ -243,3 +244,129 @@ def test_the_self_check_names_the_same_mistakes_in_every_language(language, monk
     for key, (_parts, message) in translated.items():
         assert IN_LANGUAGE[language].search(message), (key, message)
         assert message != english[key][1]
+
+
+# ---- a course in each language, graded and given back --------------------------------------------------
+
+HOSTILE_ANSWER = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"> 答案 câu"
+
+
+@pytest.fixture(scope="module")
+def graded_in(tmp_path_factory, sandbox, course_copy):
+    """
+    {language: (course, {student: result})}: the reference, the stubs and the
+    typical mistakes (with a hostile written answer), graded in a course of
+    each language; a translated course is built with its proof (the reference
+    gets full marks, the stubs no code points, every released cell runs).
+    """
+    from normgrade.build.demo import WRONG_ANSWERS
+    from normgrade.build.release import build_course
+    from normgrade.build.samples import make_submission
+    from normgrade.course import paths
+    from normgrade.grade.class_run import grade
+    from normgrade.score.notebooks import answer_keys
+
+    found = {}
+    for language in languages.LANGUAGES:
+        root = tmp_path_factory.mktemp(language)
+        course = root / "course"
+        if language == languages.SOURCE_LANGUAGE:
+            course_copy(course)
+        else:
+            build_course(course, language=language)  # raises unless its proof holds
+        release, keys = paths(course)["release"], answer_keys(source_notebooks(paths(course)["source"]))
+        submissions = root / "submissions"
+        make_submission(release, submissions / "reference", reference_layers(), keys)
+        make_submission(release, submissions / "stubs")
+        make_submission(release, submissions / "typical_mistakes", mutant_layers(*TYPICAL_MISTAKES),
+                        {**keys, **WRONG_ANSWERS})
+        notebook = submissions / "typical_mistakes" / "BatchNormalization.ipynb"
+        nb = nbformat.read(notebook, as_version=4)
+        answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "inline_weight_scale")
+        answer.source = HOSTILE_ANSWER
+        nbformat.write(nb, notebook)
+        document = grade([submissions], course)
+        found[language] = (course, {r["student"]: r for r in document["submissions"]})
+    return found
+
+
+def _tests(result):
+    return {t["name"]: t for t in result["tests"]}
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_a_course_in_each_language_grades_and_diagnoses_as_in_english(graded_in, language):
+    english, translated = graded_in["en"][1], graded_in[language][1]
+    assert set(english) == set(translated) == {"reference", "stubs", "typical_mistakes"}
+    assert translated["reference"]["score"] == translated["reference"]["max_score"] > 0
+    for student in english:
+        before, after = _tests(english[student]), _tests(translated[student])
+        assert {n: (t["score"], t["max_score"]) for n, t in after.items()} == {
+            n: (t["score"], t["max_score"]) for n, t in before.items()}, student
+        assert translated[student].get("mistakes", []) == english[student].get("mistakes", []), student
+    said = [t["message"] for t in translated["typical_mistakes"]["tests"] if t["message"]]
+    assert said and all(IN_LANGUAGE[language].search(message) for message in said), said
+    assert translated["typical_mistakes"]["mistakes"], "the diagnosis named the typical mistakes"
+
+
+def _font_coverage():
+    """Every character some installed font has (fontconfig's charsets, as Chromium finds its fonts)."""
+    listed = subprocess.run(["fc-list", "--format", "%{charset}\\n"], capture_output=True, text=True, check=True)
+    covered = set()
+    for ranges in listed.stdout.split():
+        start, _dash, end = ranges.partition("-")
+        covered.update(range(int(start, 16), int(end or start, 16) + 1))
+    return covered
+
+
+def _page_in_browser(browser, path):
+    """(the lang attribute, the text) of a page as Chromium shows it."""
+    browser.get(path.as_uri())
+    return (browser.execute_script("return document.documentElement.lang"),
+            browser.execute_script("return document.body.innerText"))
+
+
+def _missing_glyphs(text, covered):
+    return sorted({c for c in text if not c.isspace() and ord(c) >= 0x20 and ord(c) not in covered})
+
+
+@pytest.mark.parametrize("language", languages.LANGUAGES)
+def test_feedback_pages_speak_the_course_language_in_a_real_browser(graded_in, browser, language, tmp_path):
+    from normgrade.results.feedback import generate_feedback
+
+    course, _results = graded_in[language]
+    pages = generate_feedback(course, "typical_mistakes")["typical_mistakes"]
+    covered = _font_coverage()
+    for page in pages:
+        lang, text = _page_in_browser(browser, page)
+        assert lang == languages.HTML_LANG[language]
+        assert not _missing_glyphs(text, covered), (page.name, _missing_glyphs(text, covered)[:20])
+        words = ("Score:", "Grade cell:", "Test cell", "(Top)")
+        if language == languages.SOURCE_LANGUAGE:
+            assert all(word in text for word in words)
+        else:
+            assert not any(word in text for word in words), page.name
+            assert IN_LANGUAGE[language].search(text)
+        if page.stem == "BatchNormalization":  # the hostile answer is shown as text, never run
+            assert browser.title != "pwned" and "<script>" in text
+            source = page.read_text()
+            assert "&lt;script&gt;" in source and not re.search(r"<img[^>]*onerror", source)
+        browser.save_screenshot(str(tmp_path / f"{page.stem}-{language}.png"))
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_released_notebooks_render_in_their_language_in_a_real_browser(graded_in, browser, language, tmp_path):
+    from nbconvert import HTMLExporter
+
+    from normgrade.course import paths
+
+    course, _results = graded_in[language]
+    covered = _font_coverage()
+    exporter = HTMLExporter(template_name="lab", language_code=languages.HTML_LANG[language].split("-")[0])
+    for notebook in source_notebooks(paths(course)["release"]):
+        page = tmp_path / f"{notebook.stem}.html"
+        page.write_text(exporter.from_filename(str(notebook))[0], encoding="utf-8")
+        lang, text = _page_in_browser(browser, page)
+        assert lang == languages.HTML_LANG[language].split("-")[0]
+        assert IN_LANGUAGE[language].search(text)
+        assert not _missing_glyphs(text, covered), (notebook.name, _missing_glyphs(text, covered)[:20])
