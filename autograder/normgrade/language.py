@@ -265,16 +265,29 @@ def translate_docstrings(source, language):
 # ---- Babel extractors (babel.cfg names them) --------------------------------------------------------
 
 def extract_notebook(fileobj, keywords, comment_tags, options):
-    """Babel extractor of a notebook: (line, None, unit, [where]) for each unit of each cell (cell_units)."""
+    """
+    Babel extractor of a notebook: (line, None, unit, [where]) for each unit
+    of each cell (cell_units), and Babel's own Python extraction of each code
+    cell (its _("...") calls: the plots' words, which normlab.i18n translates
+    as the cell runs).
+    """
+    from babel.messages.extract import extract_python
+
     nb = json.loads(fileobj.read().decode("utf-8"))
     for index, cell in enumerate(nb["cells"]):
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if cell["cell_type"] not in ("markdown", "code"):
             continue
-        for unit, _ in cell_units(cell["cell_type"], source):
+        for unit, _text in cell_units(cell["cell_type"], source):
             if unit is not None:
                 kind = "Markdown" if cell["cell_type"] == "markdown" else "comment in code"
                 yield index + 1, None, _message(unit)[0], [f"cell {index + 1} ({kind})"]
+        if cell["cell_type"] == "code":
+            python = "".join("\n" if line.lstrip().startswith(("%", "!")) else line
+                             for line in source.splitlines(keepends=True))  # IPython's magics are no Python
+            for _line, function, message, _comments in extract_python(io.BytesIO(python.encode("utf-8")), keywords,
+                                                                       comment_tags, options):
+                yield index + 1, function, message, [f"cell {index + 1} (code)"]
 
 
 def extract_docstrings(fileobj, keywords, comment_tags, options):

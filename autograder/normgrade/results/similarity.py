@@ -282,7 +282,9 @@ def similarity(course, against=(), url=None, threshold=THRESHOLD):
         raise ValueError(f"the threshold must be above 0 and at most 1, not {threshold:g}")
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
-    boilerplate = stub_boilerplate()
+    course_stub = paths(course)["source"] / "normlab" / "layers.py"  # in the course's language: its comments too
+    boilerplate = np.union1d(stub_boilerplate(), stub_boilerplate(course_stub.read_text(encoding="utf-8"))
+                             if course_stub.is_file() else stub_boilerplate())
     references = [d for folder in against for d in folder_documents(folder, boilerplate)]
     submissions = course_documents(course, boilerplate, url)
     return {"threshold": threshold, "documents": submissions + references,
