@@ -16,7 +16,7 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 
-from normgrade import language
+from normgrade import language as languages
 from normgrade.language import speaking
 from normgrade.run.sandbox import Limits
 from normgrade.score import checks, diagnosis, scorer
@@ -39,7 +39,7 @@ ZH = {  # a few messages as a translator might give them
 
 def _translations(messages, locale="zh_CN"):
     """A gettext translations object of `messages` {English: translated}, compiled in memory."""
-    catalog = Catalog(locale=locale, domain=language.DOMAIN)
+    catalog = Catalog(locale=locale, domain=languages.DOMAIN)
     for english, translated in messages.items():
         catalog.add(english, translated)
     compiled = io.BytesIO()
@@ -51,11 +51,11 @@ def _translations(messages, locale="zh_CN"):
 @pytest.fixture
 def catalog(monkeypatch):
     """catalog(messages): zh_CN speaks `messages` (and only those) until the test ends."""
-    real = language.translations
+    real = languages.translations
 
     def use(messages):
         fake = _translations(messages)
-        monkeypatch.setattr(language, "translations", lambda code: fake if code == "zh_CN" else real(code))
+        monkeypatch.setattr(languages, "translations", lambda code: fake if code == "zh_CN" else real(code))
 
     return use
 
@@ -170,9 +170,9 @@ def test_gradescope_and_the_graded_cells_speak_the_course_language(tmp_path, zh)
 
     course = tmp_path / "course"
     (course / "source" / "normalization" / "normlab" / "locale").mkdir(parents=True)
-    assert language.course_language(course_of(course / "normgrade" / "expected.npz")) == "en"
+    assert languages.course_language(course_of(course / "normgrade" / "expected.npz")) == "en"
     (course / "source" / "normalization" / "normlab" / "locale" / "COURSE_LANGUAGE").write_text("zh_CN\n")
-    assert language.course_language(course_of(course / "normgrade" / "expected.npz")) == "zh_CN"
+    assert languages.course_language(course_of(course / "normgrade" / "expected.npz")) == "zh_CN"
     with speaking("zh_CN"):
         document = results_document([{"name": "a/test_x", "score": 1.0, "max_score": 2.0, "output": "x"}], [],
                                     "bubblewrap sandbox", "visible", 1.0)
