@@ -25,6 +25,7 @@ from normgrade.platforms import intake
 from normgrade.grade import late, ledger, parallel
 from normgrade.course import DEFAULT_COURSE, STAFF_FOLDER, db_url, is_course, load_config, paths
 from normgrade.grade.grading import Task, forget_submission, grade_submission
+from normgrade.language import LANGUAGES, translations
 from normgrade.grade.preprocessors import prepare_markup
 from normgrade.run.sandbox import Sandbox, kill_orphans
 from normgrade.score.scorer import load_current_expected
@@ -35,8 +36,9 @@ def warm_up(course, diagnosis=False):
     """
     Do here, once, the first-use work that every forked grading process would
     otherwise repeat (about 0.3 s each, measured): nbgrader's ORM mappers,
-    nbformat's compiled schema, the markdown renderer of prepare_markup, and
-    the expected values scored_code reads; with `diagnosis`, the hypotheses
+    nbformat's compiled schema, the markdown renderer of prepare_markup, the
+    compiled catalogs (normgrade.language.translations), and the expected
+    values scored_code reads; with `diagnosis`, the hypotheses
     the diagnosis of a wrong value tries (checks.prepare_diagnosis: 0.5 s
     here, 0.2 s less in each submission with a mistake, so only for a class
     larger than its workers). The children inherit it. Nothing
@@ -54,6 +56,8 @@ def warm_up(course, diagnosis=False):
         for blank in sorted(layout["release"].glob("*.ipynb"))[:1]:
             prepare_markup(nbformat.read(blank, as_version=4))
         data = load_current_expected(layout["expected"])
+        for language in LANGUAGES:  # the catalogs the messages, and the stubs' words the scorer knows, come from
+            translations(language)
         if diagnosis:
             checks.prepare_diagnosis(data)
     except Exception:  # noqa: BLE001 - see above

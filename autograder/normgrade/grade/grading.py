@@ -27,6 +27,7 @@ from pathlib import Path
 
 from normgrade.grade import autograded, gradebooks, ledger
 from normgrade.course import ASSIGNMENT_ID, COURSE_ID, db_url, load_config, paths
+from normgrade.language import course_language, speaking
 from normgrade.score.notebooks import source_notebooks
 from normgrade.grade.preprocessors import SandboxedExecute, take_reports
 from normgrade.run.sandbox import Sandbox
@@ -99,8 +100,10 @@ def _grade_once(task, start):
         return dict(claim.result, path=task.given, status="unchanged", seconds=round(time.perf_counter() - start, 2))
     result = {"path": task.given, "student": task.student, "attempts": claim.attempts, "notes": notes}
     if claim.action == "grade":
-        # The sandboxed scoring runs before the gradebook lock; TrustedScores then finds it done.
-        scores = scored_code(staged, layout["expected"], Sandbox(unsandboxed=task.unsandboxed), submitted=staged)
+        # The sandboxed scoring runs before the gradebook lock; TrustedScores then finds it done. Its messages
+        # are in the course's language, as TrustedScores asks for them (scored_code keeps them by language).
+        with speaking(course_language(course)):
+            scores = scored_code(staged, layout["expected"], Sandbox(unsandboxed=task.unsandboxed), submitted=staged)
         result["mistakes"] = [{"function": function, "check": r.check.label, "mistake": r.mistake}
                               for function, results in scores.items() for r in results if r.mistake]
         result.update(_autograde(course, task))  # it takes the gradebook lock where it writes

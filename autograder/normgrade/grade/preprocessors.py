@@ -21,7 +21,8 @@ The course's nbgrader_config.py (normgrade.course) sets
 - TrustedScores then writes every graded code cell's outputs: the report of
   the trusted scorer (normgrade.score.scorer) on stdout and the points as the
   cell's result, which SaveAutoGrades records as partial credit. Whatever the
-  kernel printed, raised or hid in a graded cell is replaced.
+  kernel printed, raised or hid in a graded cell is replaced. What it writes
+  is in the course's language (normgrade.language.course_language).
 """
 import ast
 import functools
@@ -42,12 +43,19 @@ from nbgrader.preprocessors import (CheckCellMetadata, NbGraderPreprocessor, Ove
                                     SaveAutoGrades)
 from traitlets import Bool, Integer, Unicode
 
+from normgrade.language import N_, _, course_language, speaking
 from normgrade.score import checks
 from normgrade.grade.gradebooks import gradebook_of
 from normgrade.run.sandbox import NOTEBOOK_LIMITS, Sandbox, WorkerDied
 from normgrade.score.scorer import graded_code_cells, score_notebook, student_layers
 
-UNSANDBOXED_NOTE = "NOTE: graded without a sandbox (--unsandboxed): the instructor chose to run student code unconfined."
+UNSANDBOXED_NOTE = N_("NOTE: graded without a sandbox (--unsandboxed): the instructor chose to run student code "
+                      "unconfined.")
+
+
+def course_of(expected_path):
+    """The course whose expected values are at `expected_path` (<course>/normgrade/expected.npz)."""
+    return Path(expected_path).parent.parent
 
 
 def submitted_folder(expected_path, info, directory="submitted"):
@@ -56,8 +64,7 @@ def submitted_folder(expected_path, info, directory="submitted"):
     at `expected_path`: the folder nbgrader autograded from (the course's
     submitted/, or normgrade's staging folder: CourseDirectory.submitted_directory).
     """
-    course = Path(expected_path).parent.parent
-    return course / directory / info["student"] / info["assignment"]
+    return course_of(expected_path) / directory / info["student"] / info["assignment"]
 
 
 def _outputs(message, points, max_points):
@@ -66,9 +73,11 @@ def _outputs(message, points, max_points):
     reads the points from the result's text/plain (its partial credit); the
     feedback and formgrader show its text/html, which says what they are. It
     is HTML (one <strong>, which the sanitizing of those pages keeps): markdown
-    rendered there becomes a <p> that the sanitizer shows as text.
+    rendered there becomes a <p> that the sanitizer shows as text. Its words
+    are in the current language.
     """
-    said = f"<strong>Points: {float(points):g} of {float(max_points):g}</strong>"
+    words = _("Points: {points:g} of {max_points:g}").format(points=float(points), max_points=float(max_points))
+    said = f"<strong>{html.escape(words)}</strong>"
     return [nbformat.v4.new_output("stream", name="stdout", text=message.rstrip() + "\n"),
             nbformat.v4.new_output("execute_result", data={"text/plain": repr(float(points)), "text/html": said},
                                    execution_count=None)]
@@ -233,30 +242,37 @@ def take_reports(student):
 
 
 class TrustedScores(NbGraderPreprocessor):
-    """Write every auto-graded code cell's outputs from the trusted scorer (see the module docstring)."""
+    """
+    Write every auto-graded code cell's outputs from the trusted scorer (see
+    the module docstring), in the course's language: `language`, else the one
+    the course was released in (the course found from expected_path).
+    """
 
     expected_path = Unicode("", help="the staff expected-values file (never inside source/ or a submission)").tag(
         config=True)
     unsandboxed = Bool(False, help="run student code without bubblewrap (every report says so)").tag(config=True)
     submitted_directory = Unicode("submitted", help="the folder, in the course, nbgrader autogrades from").tag(
         config=True)
+    language = Unicode("", help="the language of the messages (default: the course's, as released)").tag(config=True)
 
     def preprocess(self, nb, resources):
         sandbox = Sandbox(unsandboxed=self.unsandboxed)  # refuses, saying how to enable it, where bwrap cannot run
         info = resources["nbgrader"]
-        scored = score_notebook(nb, resources["metadata"]["path"], self.expected_path, sandbox,
-                                submitted_folder(self.expected_path, info, self.submitted_directory), info["notebook"])
-        reports = _REPORTS[(info["student"], info["notebook"])] = {}
-        earned = {}
-        for gid, cell in graded_code_cells(nb).items():
-            points, message = scored[gid]
-            if self.unsandboxed:
-                message = f"{UNSANDBOXED_NOTE}\n{message}"
-            cell.outputs = _outputs(message, points, cell.metadata["nbgrader"]["points"])
-            reports[gid] = message.strip()
-            function = gid[len("test_"):]
-            if function in checks.FUNCTIONS:
-                earned[function] = (points, float(cell.metadata["nbgrader"]["points"]))
+        with speaking(self.language or course_language(course_of(self.expected_path))):
+            scored = score_notebook(nb, resources["metadata"]["path"], self.expected_path, sandbox,
+                                    submitted_folder(self.expected_path, info, self.submitted_directory),
+                                    info["notebook"])
+            reports = _REPORTS[(info["student"], info["notebook"])] = {}
+            earned = {}
+            for gid, cell in graded_code_cells(nb).items():
+                points, message = scored[gid]
+                if self.unsandboxed:
+                    message = f"{_(UNSANDBOXED_NOTE)}\n{message}"
+                cell.outputs = _outputs(message, points, cell.metadata["nbgrader"]["points"])
+                reports[gid] = message.strip()
+                function = gid[len("test_"):]
+                if function in checks.FUNCTIONS:
+                    earned[function] = (points, float(cell.metadata["nbgrader"]["points"]))
         if earned:  # the graded work is layers.py: formgrader shows it below the notebook, with its points
             layers, why_not = student_layers(resources["metadata"]["path"],
                                              submitted_folder(self.expected_path, info, self.submitted_directory))
@@ -334,7 +350,7 @@ class SandboxedExecute(NbGraderPreprocessor):
         folder = Path(resources["metadata"]["path"])
         submitted = submitted_folder(self.expected_path, resources["nbgrader"], self.submitted_directory) \
             if self.expected_path else None
-        layers, _ = student_layers(folder, submitted)
+        layers, _why_not = student_layers(folder, submitted)
         sandbox = Sandbox(unsandboxed=self.unsandboxed)
         try:
             executed = execute_notebook(nb, layers, sandbox, self.timeout, self.cell_timeout)

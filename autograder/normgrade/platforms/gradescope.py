@@ -32,6 +32,11 @@ values, answer keys). For each submission, run_autograder calls
    `max_score`, `output`, `visibility`). The tests' messages follow the
    course's choice (--visibility): shown, shown after the due date, or
    hidden (what Gradescope then shows of the total is Gradescope's rule).
+
+Every text a student reads there is in the course's language: the course's
+source folder is not in the zip, so `normgrade gradescope` writes the
+language into settings.json ("language", normgrade.language.course_language)
+and ships its catalog (with Babel, pinned, to read it); the run speaks it.
 """
 import argparse
 import json
@@ -47,6 +52,7 @@ from pathlib import Path
 import nbformat
 
 from normgrade.course import paths
+from normgrade.language import SOURCE_LANGUAGE, _, catalog_path, course_language, speaking
 from normgrade.paths import REPO
 
 VISIBILITY = {"visible": "visible", "after-due-date": "after_due_date", "hidden": "hidden"}
@@ -83,11 +89,16 @@ exec "${NORMGRADE_PYTHON:-/autograder/source/venv/bin/python}" -B -m normgrade.p
 # ---- building the autograder zip ------------------------------------------------------------
 
 
-def requirements():
-    """requirements.txt: each package grading imports, pinned to the version this grader runs."""
+def requirements(language=SOURCE_LANGUAGE):
+    """
+    requirements.txt: each package grading imports, pinned to the version this
+    grader runs; Babel too for a course in another language than English (its
+    catalog is read from the .po).
+    """
     import importlib.metadata
 
-    return "".join(f"{name}=={importlib.metadata.version(name)}\n" for name in PINNED)
+    names = PINNED + (("babel",) if language != SOURCE_LANGUAGE else ())
+    return "".join(f"{name}=={importlib.metadata.version(name)}\n" for name in names)
 
 
 def build_autograder(course, out, visibility="visible"):
@@ -100,17 +111,22 @@ def build_autograder(course, out, visibility="visible"):
     if not is_course(course) or not paths(course)["expected"].is_file():
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
     layout = paths(course)
+    language = course_language(course)  # the course's source folder is not shipped: settings.json says it
     python = sys.version_info[:2]
     setup = SETUP_SH.replace("{python}", repr(python)).replace("{python_text}", f"{python[0]}.{python[1]}")
+    settings = {"visibility": VISIBILITY[visibility], "language": language}
     entries = {"setup.sh": (setup.encode(), 0o755), "run_autograder": (RUN_AUTOGRADER.encode(), 0o755),
-               "requirements.txt": (requirements().encode(), 0o644),
+               "requirements.txt": (requirements(language).encode(), 0o644),
                "expected.npz": (layout["expected"].read_bytes(), 0o600),
-               "settings.json": (json.dumps({"visibility": VISIBILITY[visibility]}).encode(), 0o644)}
+               "settings.json": (json.dumps(settings).encode(), 0o644)}
     for path in sorted(layout["release"].glob("*.ipynb")):
         entries[f"release/{path.name}"] = (path.read_bytes(), 0o644)
     for folder in ("autograder/normgrade", "assignment/normlab"):
         for path in sorted((REPO / folder).rglob("*.py")):
             entries[f"normgrade-src/{path.relative_to(REPO)}"] = (path.read_bytes(), 0o644)
+    if language != SOURCE_LANGUAGE:  # the scorer's messages in the course's language (normgrade.language)
+        entries[f"normgrade-src/{catalog_path(language).relative_to(REPO)}"] = (catalog_path(language).read_bytes(),
+                                                                                0o644)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
@@ -196,8 +212,9 @@ def grade_upload(root, sandbox):
     targets = [p.name for p in release] + ["layers.py"]
     read_from = {}
     found, problems = intake.files_in_folder(root / "submission", targets, intake.graded_limits(targets), where=read_from)
-    notes = [f"not graded: {p}" for p in problems]
-    notes += [f"{source} was graded as {target}" for target, source in sorted(read_from.items())
+    notes = [_("not graded: {problem}").format(problem=p) for p in problems]
+    notes += [_("{source} was graded as {target}").format(source=source, target=target)
+              for target, source in sorted(read_from.items())
               if target in found and Path(source).name != target and not source.lower().endswith(".zip")]
     if problems:
         found = {}  # which file is the student's is never guessed: they see why, and can submit again
@@ -208,17 +225,20 @@ def grade_upload(root, sandbox):
             (staged / "normlab" / "layers.py").write_bytes(found["layers.py"])
         elif not problems:
             others = sorted(str(p.relative_to(root / "submission")) for p in (root / "submission").rglob("*.py"))[:5]
-            notes.append("no layers.py in the submission: every function earns nothing" +
-                         (f" (Python files found: {', '.join(others)})" if others else ""))
+            notes.append(_("no layers.py in the submission: every function earns nothing (Python files found: "
+                           "{files})").format(files=", ".join(others)) if others else
+                         _("no layers.py in the submission: every function earns nothing"))
         tests = []
         for path in release:
             student_nb = None
             if path.name in found:
                 student_nb, why = parse_notebook(found[path.name], path.name)
                 if student_nb is None:
-                    notes.append(f"{path.name}: {why}; its inline answers earn nothing")
+                    notes.append(_("{notebook}: {why}; its inline answers earn nothing").format(notebook=path.name,
+                                                                                               why=why))
             elif not problems:
-                notes.append(f"no {path.name} in the submission: its inline answers earn nothing")
+                notes.append(_("no {notebook} in the submission: its inline answers earn nothing").format(
+                    notebook=path.name))
             nb = _release_with_answers(nbformat.read(path, as_version=4), student_nb)
             scored = score_notebook(nb, staged, source / "expected.npz", sandbox)
             for gid, cell in graded_code_cells(nb).items():
@@ -240,15 +260,18 @@ def results_document(tests, notes, sandbox_description, visibility, seconds, wri
     notes; the sandbox comes last. Every text is shown as plain text
     (output_format and name_format "text"; Gradescope's default,
     simple_format, passes some HTML through): notes name files from the
-    upload and messages quote what student code raised.
+    upload and messages quote what student code raised. Its words are in the
+    current language (run_in_gradescope speaks the course's).
     """
     numbered = [dict(test, number=f"{n}", visibility=visibility, output_format="text", name_format="text")
                 for n, test in enumerate(tests, start=1)]
     score, out_of = round(sum(t["score"] for t in tests), 6), sum(t["max_score"] for t in tests)
-    summary = f"{score:g} of {out_of:g} auto-graded points"
     if written_points:
-        summary += f"; your written answers ({written_points:g} points) are graded by your instructor"
-    output = "\n".join([summary] + notes + [f"graded in: {sandbox_description}"])
+        summary = _("{score:g} of {out_of:g} auto-graded points; your written answers ({written:g} points) are "
+                    "graded by your instructor").format(score=score, out_of=out_of, written=written_points)
+    else:
+        summary = _("{score:g} of {out_of:g} auto-graded points").format(score=score, out_of=out_of)
+    output = "\n".join([summary] + notes + [_("graded in: {sandbox}").format(sandbox=sandbox_description)])
     return {"score": score, "execution_time": int(round(seconds)),
             "output": output, "output_format": "text", "visibility": visibility, "stdout_visibility": "hidden",
             "extra_data": {"sandbox": sandbox_description, "notes": notes, "written_points": written_points},
@@ -284,10 +307,11 @@ def run_in_gradescope(root, bubblewrap_only=False):
         print(f"normgrade: cannot grade safely here: {why_not}. No score was written.", file=sys.stderr)
         return 1
     settings = json.loads((root / "source" / "settings.json").read_text())
-    tests, notes = grade_upload(root, sandbox)
-    written = written_points(sorted((root / "source" / "release").glob("*.ipynb")))
-    write_results(root, results_document(tests, notes, sandbox.description, settings["visibility"],
-                                         time.monotonic() - start, written))
+    with speaking(settings.get("language", SOURCE_LANGUAGE)):  # a zip built before languages: English
+        tests, notes = grade_upload(root, sandbox)
+        written = written_points(sorted((root / "source" / "release").glob("*.ipynb")))
+        write_results(root, results_document(tests, notes, sandbox.description, settings["visibility"],
+                                             time.monotonic() - start, written))
     return 0
 
 

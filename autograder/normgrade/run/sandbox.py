@@ -52,6 +52,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from normgrade.language import _
 from normgrade.run import worker
 from normgrade.paths import STUDENT_PACKAGE
 
@@ -216,7 +217,7 @@ class Sandbox:
         if self.unsandboxed:
             return "UNSANDBOXED: student code ran as a plain process with your rights (chosen with --unsandboxed)"
         if self.user:
-            name, uid, _ = self.user
+            name, uid, _gid = self.user
             return (f"unprivileged user: student code ran as {name} (uid {uid}) with the rlimits and seccomp filter, "
                     "writing only to a folder made anew for each worker, without bubblewrap (user namespaces are "
                     "blocked here)")
@@ -293,7 +294,7 @@ class Sandbox:
         try:
             preexec = _no_core_files
             if self.user:
-                _, uid, gid = self.user
+                _name, uid, gid = self.user
                 for earlier in folder.glob(f"{SCRATCH_PREFIX}*"):  # the only place an earlier worker could write
                     shutil.rmtree(earlier)
                 scratch = Path(tempfile.mkdtemp(dir=folder, prefix=SCRATCH_PREFIX))  # a new one each worker
@@ -335,7 +336,7 @@ class Sandbox:
             run = self.start("calls", folder, limits)
             try:
                 run.send(worker.encode_frame({"kind": "request", "names": [], "calls": [], "limits": limits.rlimits()}))
-                header, _ = run.next_frame(60)
+                header, _arrays = run.next_frame(60)
             except WorkerDied as err:
                 return f"the sandbox did not start ({err}): {run.process.stderr.read(4000).decode(errors='replace').strip()}"
             finally:
@@ -501,9 +502,10 @@ class Run:
             try:
                 frame = worker.decode_frame(self.buffer, self.limits.result_bytes - self.received)
             except worker.FrameTooLarge:
-                raise WorkerDied(f"sent more than {self.limits.result_bytes >> 20} MiB of results") from None
+                raise WorkerDied(_("sent more than {limit} MiB of results").format(
+                    limit=self.limits.result_bytes >> 20)) from None
             except worker.FrameError as err:
-                raise WorkerDied(f"sent a malformed result ({err})") from None
+                raise WorkerDied(_("sent a malformed result ({error})").format(error=err)) from None
             if frame is not None:
                 header, arrays, used = frame
                 del self.buffer[:used]
@@ -513,9 +515,9 @@ class Run:
                 raise WorkerDied(self._death(self.exited), exited=True)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise WorkerDied(f"stopped after {seconds:.1f}".rstrip("0").rstrip(".") + " s (time limit)", timed_out=True)
+                raise WorkerDied(_stopped(seconds), timed_out=True)
             watched = [self.fd] + ([self.status_fd] if self.status_fd is not None else [])
-            ready, _, _ = select.select(watched, [], [], left)
+            ready, _writable, _errors = select.select(watched, [], [], left)
             if self.status_fd in ready:
                 self._read_status()
                 continue
@@ -532,7 +534,7 @@ class Run:
             raise WorkerDied(self._death())
         self.buffer += chunk
         if len(self.buffer) + self.received > self.limits.result_bytes:
-            raise WorkerDied(f"sent more than {self.limits.result_bytes >> 20} MiB of results")
+            raise WorkerDied(_("sent more than {limit} MiB of results").format(limit=self.limits.result_bytes >> 20))
         return True
 
     def _read_status(self):
@@ -544,7 +546,7 @@ class Run:
         frame = worker.decode_frame(self.status_buffer, 1 << 16)
         if frame is None:
             return
-        header, _, used = frame
+        header, _arrays, used = frame
         del self.status_buffer[:used]
         while self._read_results(block=False):  # the worker has exited: all it wrote is in the pipe already
             pass
@@ -578,8 +580,8 @@ class Run:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise WorkerDied(f"stopped after {seconds:.1f}".rstrip("0").rstrip(".") + " s (time limit)")
-            ready, _, _ = select.select([self.fd], [], [], left)
+                raise WorkerDied(_stopped(seconds))
+            ready, _writable, _errors = select.select([self.fd], [], [], left)
             if not ready:
                 continue
             chunk = os.read(self.fd, 1 << 20)
@@ -587,30 +589,31 @@ class Run:
                 return bytes(self.buffer)
             self.buffer += chunk
             if len(self.buffer) > self.limits.result_bytes:
-                raise WorkerDied(f"sent more than {self.limits.result_bytes >> 20} MiB")
+                raise WorkerDied(_("sent more than {limit} MiB").format(limit=self.limits.result_bytes >> 20))
 
     def _death(self, code=None):
-        """What ended the worker (of a session: its exit status `code`), in words."""
+        """What ended the worker (of a session: its exit status `code`), in words (the current language's)."""
         if code is None:
             try:
                 code = self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                return "closed its result pipe and kept running"
+                return _("closed its result pipe and kept running")
         if code < 0 or code > 128:  # killed by a signal (bwrap reports 128 + signal)
             number = -code if code < 0 else code - 128
             name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
             if number in (signal.SIGXCPU, signal.SIGKILL):  # the kernel's answer to the CPU rlimit
-                return f"was killed (signal {number}), most likely for using {self.limits.cpu_seconds} s of CPU time"
+                return _("was killed (signal {number}), most likely for using {seconds} s of CPU time").format(
+                    number=number, seconds=self.limits.cpu_seconds)
             if number == signal.SIGXFSZ:
-                return f"wrote a file larger than {self.limits.file_bytes >> 20} MiB (limit)"
-            return f"crashed with signal {number} ({name})"
-        return f"exited with status {code} before it finished"
+                return _("wrote a file larger than {limit} MiB (limit)").format(limit=self.limits.file_bytes >> 20)
+            return _("crashed with signal {number} ({name})").format(number=number, name=name)
+        return _("exited with status {code} before it finished").format(code=code)
 
     def _worker_pid(self):
         """The worker's host PID: bwrap's child (the PID namespace's init), or the process itself unsandboxed."""
         if not self.sandboxed:
             return self.process.pid
-        ready, _, _ = select.select([self.info_fd], [], [], 2)
+        ready, _writable, _errors = select.select([self.info_fd], [], [], 2)
         try:
             return int(json.loads(os.read(self.info_fd, 4096))["child-pid"]) if ready else None
         except (ValueError, KeyError, TypeError):
@@ -656,8 +659,13 @@ class Run:
             self.process.stderr.close()
 
 
+def _stopped(seconds):
+    """What a worker stopped on its time limit says: "stopped after 2.5 s (time limit)"."""
+    return _("stopped after {seconds} s (time limit)").format(seconds=f"{seconds:.1f}".rstrip("0").rstrip("."))
+
+
 class WorkerDied(RuntimeError):
-    """The worker stopped answering; the message says how (time, signal, exit, size)."""
+    """The worker stopped answering; the message says how (time, signal, exit, size), in the current language."""
 
     def __init__(self, message, timed_out=False, exited=False):
         super().__init__(message)

@@ -44,18 +44,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from normgrade.language import N_, _
 from normgrade.score import diagnosis
 
 
 @dataclass(frozen=True)
 class Check:
     function: str
-    label: str
+    label: str  # in English, as the class report and the ledger name the check; `said` gives it in words
     points: float
     quantities: tuple = ()  # value check: all of these must match the reference
     gradient: str = ""  # gradient check of this backward function (see GRADIENTS)
     gated: bool = False  # right for any forward pass (dbeta): earns only when the forward pass normalizes
     finishes: tuple = ()  # large quantities another check compares: here they need only have come back in time
+    # The label as a message of the catalogs with its fields ((name, value), ...), where it is made of one
+    # (_edges): a str value is a message too, a number is formatted as it is.
+    template: str = ""
+    fields: tuple = ()
+
+    def said(self):
+        """The label in the current language (normgrade.language.speaking)."""
+        if not self.template:
+            return _(self.label)
+        return _(self.template).format(**{name: _(value) if isinstance(value, str) else value
+                                          for name, value in self.fields})
 
 
 # (rtol, atol) of values, by the expected value's dtype. Float32 with a mean of 1e4: the two-pass statistics
@@ -75,15 +87,20 @@ def _value(function, label, points, *quantities, gated=False, finishes=()):
 
 
 def _gradient(function, points=1.0):
-    return Check(function, "gradients agree with numerical gradients of your forward pass", points, gradient=function)
+    return Check(function, N_("gradients agree with numerical gradients of your forward pass"), points,
+                 gradient=function)
 
 
-def _edges(function, label, points=0.5):
+EDGE_LABEL = N_("dx, dgamma and dbeta with eps = {eps:g} from {where}, and for float32 input (dtype and values)")
+
+
+def _edges(function, where, points=0.5):
     """The check of a backward pass at its edges (EDGES): another eps, coinciding sizes, float32 input."""
     prefix = EDGE_PREFIX[function]
-    return _value(function, f"dx, dgamma and dbeta with eps = {EDGE_EPS:g} from {label}, and for float32 input "
-                            "(dtype and values)", points,
-                  *(f"{prefix}_{case}_{g}" for case in EDGE_CASES for g in ("dx", "dgamma", "dbeta")))
+    fields = (("eps", EDGE_EPS), ("where", where))
+    return Check(function, EDGE_LABEL.format(**dict(fields)), points,
+                 quantities=tuple(f"{prefix}_{case}_{g}" for case in EDGE_CASES for g in ("dx", "dgamma", "dbeta")),
+                 template=EDGE_LABEL, fields=fields)
 
 
 # A backward pass is checked where its forward pass is (EDGES): with eps from the param dict, which a backward
@@ -96,67 +113,67 @@ EDGE_PREFIX = {"batchnorm_backward": "bn_bw", "batchnorm_backward_alt": "bn_alt_
 
 
 CHECKS = (
-    _value("batchnorm_forward", "train-mode output", 1.5, "bn_train_out"),
-    _value("batchnorm_forward", "train-mode output for a single example (N = 1), a single feature (D = 1) and a "
-                                "square batch (N = D), with eps from bn_param", 0.5,
+    _value("batchnorm_forward", N_("train-mode output"), 1.5, "bn_train_out"),
+    _value("batchnorm_forward", N_("train-mode output for a single example (N = 1), a single feature (D = 1) and a "
+                                   "square batch (N = D), with eps from bn_param"), 0.5,
            "bn_n1_out", "bn_d1_out", "bn_square_out"),
-    _value("batchnorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, values",
-           0.5, "bn_f32_out"),
-    _value("batchnorm_forward", "running mean and variance in bn_param after one train step", 0.5,
+    _value("batchnorm_forward", N_("output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, "
+                                   "values"), 0.5, "bn_f32_out"),
+    _value("batchnorm_forward", N_("running mean and variance in bn_param after one train step"), 0.5,
            "bn_train_running_mean", "bn_train_running_var"),
-    _value("batchnorm_forward", "running mean and variance after 3 train steps with momentum 0.75", 1,
+    _value("batchnorm_forward", N_("running mean and variance after 3 train steps with momentum 0.75"), 1,
            "bn_steps_running_mean", "bn_steps_running_var"),
-    _value("batchnorm_forward", "test-mode output with eps from bn_param, the running statistics left unchanged", 2,
+    _value("batchnorm_forward", N_("test-mode output with eps from bn_param, the running statistics left unchanged"), 2,
            "bn_test_out", "bn_test_running_mean", "bn_test_running_var"),
-    # A backward pass's value checks include its large input (LARGE), computed last.
+    # A backward pass's value checks include its large input (LARGE), computed last. ("dx" alone is a name: no message.)
     _value("batchnorm_backward", "dx", 1.5, "batchnorm_backward_dx", "batchnorm_backward_large_dx"),
-    _value("batchnorm_backward", "dgamma (shape (D,))", 0.5, "batchnorm_backward_dgamma",
+    _value("batchnorm_backward", N_("dgamma (shape (D,))"), 0.5, "batchnorm_backward_dgamma",
            "batchnorm_backward_large_dgamma"),
-    _value("batchnorm_backward", "dbeta (shape (D,))", 0.5, "batchnorm_backward_dbeta",
+    _value("batchnorm_backward", N_("dbeta (shape (D,))"), 0.5, "batchnorm_backward_dbeta",
            "batchnorm_backward_large_dbeta", gated=True),
-    _edges("batchnorm_backward", "bn_param, for a square batch (N = D)"),
+    _edges("batchnorm_backward", N_("bn_param, for a square batch (N = D)")),
     _gradient("batchnorm_backward"),
     _value("batchnorm_backward_alt", "dx", 1, "batchnorm_backward_alt_dx", "batchnorm_backward_alt_large_dx"),
-    _value("batchnorm_backward_alt", "dgamma and dbeta (shape (D,))", 0.5,
+    _value("batchnorm_backward_alt", N_("dgamma and dbeta (shape (D,))"), 0.5,
            "batchnorm_backward_alt_dgamma", "batchnorm_backward_alt_dbeta",
            "batchnorm_backward_alt_large_dgamma", "batchnorm_backward_alt_large_dbeta"),
-    _edges("batchnorm_backward_alt", "bn_param, for a square batch (N = D)"),
+    _edges("batchnorm_backward_alt", N_("bn_param, for a square batch (N = D)")),
     _gradient("batchnorm_backward_alt"),
-    _value("layernorm_forward", "output", 2, "ln_out"),
-    _value("layernorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, values",
-           0.5, "ln_f32_out"),
-    _value("layernorm_forward", "output for a single example and for a square batch (N = D), with eps from "
-                                "ln_param", 0.5, "ln_single_out", "ln_square_out"),
+    _value("layernorm_forward", N_("output"), 2, "ln_out"),
+    _value("layernorm_forward", N_("output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, "
+                                   "values"), 0.5, "ln_f32_out"),
+    _value("layernorm_forward", N_("output for a single example and for a square batch (N = D), with eps from "
+                                   "ln_param"), 0.5, "ln_single_out", "ln_square_out"),
     _value("layernorm_backward", "dx", 1, "ln_dx", "ln_large_dx"),
-    _value("layernorm_backward", "dgamma and dbeta (shape (D,))", 0.5, "ln_dgamma", "ln_dbeta",
+    _value("layernorm_backward", N_("dgamma and dbeta (shape (D,))"), 0.5, "ln_dgamma", "ln_dbeta",
            "ln_large_dgamma", "ln_large_dbeta"),
-    _edges("layernorm_backward", "ln_param, for a square batch (N = D)"),
+    _edges("layernorm_backward", N_("ln_param, for a square batch (N = D)")),
     _gradient("layernorm_backward"),
-    _value("spatial_batchnorm_forward", "train-mode output, also with N == C and H == W and eps from bn_param", 1.5,
+    _value("spatial_batchnorm_forward", N_("train-mode output, also with N == C and H == W and eps from bn_param"), 1.5,
            "sbn_train_out", "sbn_square_out"),
-    _value("spatial_batchnorm_forward", "running mean and variance of shape (C,) in bn_param", 0.5,
+    _value("spatial_batchnorm_forward", N_("running mean and variance of shape (C,) in bn_param"), 0.5,
            "sbn_running_mean", "sbn_running_var"),
-    _value("spatial_batchnorm_forward", "test-mode output with eps from bn_param", 0.5, "sbn_test_out"),
-    _value("spatial_batchnorm_forward", "output for float32 input with a large mean (x = 1e4 + noise): dtype, shape, "
-                                        "values", 0.5, "sbn_f32_out"),
+    _value("spatial_batchnorm_forward", N_("test-mode output with eps from bn_param"), 0.5, "sbn_test_out"),
+    _value("spatial_batchnorm_forward", N_("output for float32 input with a large mean (x = 1e4 + noise): dtype, "
+                                           "shape, values"), 0.5, "sbn_f32_out"),
     _value("spatial_batchnorm_backward", "dx", 1, "sbn_dx", "sbn_large_dx"),
-    _value("spatial_batchnorm_backward", "dgamma and dbeta (shape (C,))", 0.5, "sbn_dgamma", "sbn_dbeta",
+    _value("spatial_batchnorm_backward", N_("dgamma and dbeta (shape (C,))"), 0.5, "sbn_dgamma", "sbn_dbeta",
            "sbn_large_dgamma", "sbn_large_dbeta"),
-    _edges("spatial_batchnorm_backward", "bn_param, with N == C and H == W"),
+    _edges("spatial_batchnorm_backward", N_("bn_param, with N == C and H == W")),
     _gradient("spatial_batchnorm_backward"),
-    _value("spatial_groupnorm_forward", "output with G=2 groups, also with C == G * G and H == W", 1.5, "gn_G2_out",
+    _value("spatial_groupnorm_forward", N_("output with G=2 groups, also with C == G * G and H == W"), 1.5, "gn_G2_out",
            "gn_square_out"),
-    _value("spatial_groupnorm_forward", "output with G=1 (layer norm over C, H, W) and eps from gn_param", 0.5,
+    _value("spatial_groupnorm_forward", N_("output with G=1 (layer norm over C, H, W) and eps from gn_param"), 0.5,
            "gn_G1_out"),
-    _value("spatial_groupnorm_forward", "output with G=C (instance norm)", 0.5, "gn_G6_out"),
-    _value("spatial_groupnorm_forward", "output for float32 input with a large mean (x = 1e4 + noise), G=2: dtype, "
-                                        "shape, values", 0.5, "gn_f32_out"),
-    _value("spatial_groupnorm_backward", "dx with G=2 groups", 0.5, "gn_G2_dx", "gn_large_dx"),
-    _value("spatial_groupnorm_backward", "dx with G=1 and with G=C", 0.5, "gn_G1_dx", "gn_G6_dx",
+    _value("spatial_groupnorm_forward", N_("output with G=C (instance norm)"), 0.5, "gn_G6_out"),
+    _value("spatial_groupnorm_forward", N_("output for float32 input with a large mean (x = 1e4 + noise), G=2: dtype, "
+                                           "shape, values"), 0.5, "gn_f32_out"),
+    _value("spatial_groupnorm_backward", N_("dx with G=2 groups"), 0.5, "gn_G2_dx", "gn_large_dx"),
+    _value("spatial_groupnorm_backward", N_("dx with G=1 and with G=C"), 0.5, "gn_G1_dx", "gn_G6_dx",
            finishes=("gn_large_dx",)),  # G = 2 there: its value is the first check's
-    _value("spatial_groupnorm_backward", "dgamma and dbeta (shape (1, C, 1, 1))", 0.5, "gn_G2_dgamma", "gn_G2_dbeta",
-           "gn_large_dgamma", "gn_large_dbeta"),
-    _edges("spatial_groupnorm_backward", "gn_param, with C == G * G and H == W"),
+    _value("spatial_groupnorm_backward", N_("dgamma and dbeta (shape (1, C, 1, 1))"), 0.5, "gn_G2_dgamma",
+           "gn_G2_dbeta", "gn_large_dgamma", "gn_large_dbeta"),
+    _edges("spatial_groupnorm_backward", N_("gn_param, with C == G * G and H == W")),
     _gradient("spatial_groupnorm_backward"),
 )
 FUNCTIONS = tuple(dict.fromkeys(c.function for c in CHECKS))
@@ -246,7 +263,7 @@ def _edge_calls(backward):
     call also returns the forward pass's output there, `<prefix>_<case>_out`,
     so that a wrong value is put down to the forward pass where it is wrong.
     """
-    forward, extra, param, _ = GRADIENTS[backward]
+    forward, extra, param, _prefix = GRADIENTS[backward]
     prefix = EDGE_PREFIX[backward]
     calls = []
     for case, (x, gamma, beta, dout) in zip(EDGE_CASES, EDGES[backward]):
@@ -301,7 +318,7 @@ def _large_calls(backward):
     secret of the course's expected values (gradient_inputs): the backward
     pass can neither read the direction nor leave state for the forward pass.
     """
-    forward, extra, param, _ = GRADIENTS[backward]
+    forward, extra, param, _prefix = GRADIENTS[backward]
     (x, gamma, beta, dout), quantity = LARGE[backward]
     base = {"forward": forward, "extra": extra, "param": param}
     return (
@@ -359,7 +376,7 @@ def gradient_inputs(inputs, direction_seed):
             for k, value in zip(("x", "gamma", "beta"), (base[0] * factor, base[1], base[2])):
                 points[k].append(value)
         stacks.update({f"{prefix}_stack_{k}": np.stack(v) for k, v in points.items()})
-    for name in sorted({n for names, _ in LARGE.values() for n in names[:3]}):
+    for name in sorted({n for names, _quantity in LARGE.values() for n in names[:3]}):
         direction = np.random.default_rng([direction_seed, *name.encode()]).standard_normal(inputs[name].shape)
         stacks[f"{name}_stack"] = np.stack([inputs[name] + LARGE_STEP * direction,
                                             inputs[name] - LARGE_STEP * direction])
@@ -371,10 +388,11 @@ def gradient_inputs(inputs, direction_seed):
 
 @dataclass(frozen=True)
 class Failure:
-    """A quantity the student's code did not produce; the message says what happened."""
+    """A quantity the student's code did not produce; the message says what happened (in the current language)."""
 
     message: str
     seconds: float = 0.0  # the time limit its call ran out of (0: it did not run out of time)
+    raised: str = ""  # the call raised: the exception's type name as the worker gave it ("?" unknown; "" not raised)
 
 
 @dataclass(frozen=True)
@@ -389,19 +407,19 @@ def compare(value, expected):
     if isinstance(value, Failure):
         return value.message
     if value is None:
-        return "is missing (None)"
+        return _("is missing (None)")
     if isinstance(value, Other) or not isinstance(value, np.ndarray):
         name = value.type_name if isinstance(value, Other) else type(value).__name__
-        return f"is a {name}, expected an array of shape {expected.shape}"
+        return _("is a {type}, expected an array of shape {shape}").format(type=name, shape=expected.shape)
     if tuple(value.shape) != expected.shape:
-        return f"has shape {tuple(value.shape)}, expected {expected.shape}"
+        return _("has shape {shape}, expected {expected}").format(shape=tuple(value.shape), expected=expected.shape)
     if value.dtype != expected.dtype:
-        return f"has dtype {value.dtype}, expected {expected.dtype}"
+        return _("has dtype {dtype}, expected {expected}").format(dtype=value.dtype, expected=expected.dtype)
     if not np.all(np.isfinite(value)):
-        return "contains NaN or inf"
+        return _("contains NaN or inf")
     rtol, atol = tolerance(expected)
     if not np.allclose(value, expected, rtol=rtol, atol=atol):
-        return "differs from the expected values"
+        return _("differs from the expected values")
     return None
 
 
@@ -427,15 +445,15 @@ NOT_OWN_MISTAKES = (NOT_IMPLEMENTED, FORWARD_WRONG, CONSISTENT)
 
 def explain(function, quantity, value, values, data, check, gradient_reason=None):
     """
-    (text to add to the reason, mistake key) for a quantity that failed its
-    check: a diagnosis confirmed by a probe (normgrade.score.diagnosis), else what
-    differs. A train step's running statistics are not diagnosed in a function
+    (text to add to the reason, mistake key, diagnosed) for a quantity that
+    failed its check: a diagnosis confirmed by a probe (normgrade.score.diagnosis;
+    diagnosed is then True), else what differs. A train step's running statistics are not diagnosed in a function
     that has no train-mode output yet (a stub that only writes them back); a
     backward pass whose forward pass is wrong is told so first, and whether it
     matches that forward pass (gradient_reason: its gradient check's outcome).
     """
     expected = data.expected(quantity)
-    note, keys, consistent = "", [], False
+    note, keys, consistent, repeated = "", [], False, None
     forward = FORWARD_OF.get(quantity)
     # What the backward's own output explains (no array, the wrong shape or dtype, an exception) is its own
     # reason: the student is not sent to the forward pass for it.
@@ -443,19 +461,23 @@ def explain(function, quantity, value, values, data, check, gradient_reason=None
     if forward and not own_fact and isinstance(values.get(forward), np.ndarray) and \
             compare(values[forward], data.expected(forward)):
         consistent = gradient_reason is None
-        note = (f". Your {GRADIENTS[function][0]} is wrong on these inputs (see its own checks), and {function} "
-                "works from its cache: fix the forward pass first")
+        names = {"forward": GRADIENTS[function][0], "function": function}
+        note = _(". Your {forward} is wrong on these inputs (see its own checks), and {function} works from its "
+                 "cache: fix the forward pass first").format(**names)
         keys = [FORWARD_WRONG]
         if consistent:  # the backward is right for its forward: whatever dx lacks is the forward's, not diagnosed
-            note += "; your backward pass does match your forward pass (the gradient check passes)"
+            note = _(". Your {forward} is wrong on these inputs (see its own checks), and {function} works from its "
+                     "cache: fix the forward pass first; your backward pass does match your forward pass (the "
+                     "gradient check passes)").format(**names)
             keys.append(CONSISTENT)
         repeated = _repeated(quantity, value, values[forward], data)
         if repeated:  # ... but where dx repeats the forward's axes, fixing the forward pass alone will not do
-            note += f". Diagnosis: dx repeats that mistake: {repeated[0]}"
+            note += _(". Diagnosis: dx repeats that mistake: {diagnosis}").format(diagnosis=repeated[0])
             keys.append(repeated[1])
             consistent = True  # said: no other diagnosis of dx
-    text, key = _explain_value(function, quantity, value, values, data, check, expected, diagnose=not consistent)
-    return text + note, "; ".join(keys + ([key] if key else []))
+    text, key, diagnosed = _explain_value(function, quantity, value, values, data, check, expected,
+                                          diagnose=not consistent)
+    return text + note, "; ".join(keys + ([key] if key else [])), diagnosed or bool(repeated)
 
 
 def _repeated(quantity, value, forward_value, data):
@@ -483,49 +505,59 @@ def _squeezed(shape):
 
 
 def _explain_value(function, quantity, value, values, data, check, expected, diagnose=True):
+    """(text to add to the reason, mistake key, whether the text states a diagnosis) of one wrong value."""
     if isinstance(value, Failure):
-        if value.message.startswith("raised NotImplementedError"):
-            return "", NOT_IMPLEMENTED
-        return "", "raises" if value.message.startswith("raised") else ""
+        if value.raised.startswith("NotImplementedError"):  # the exception's type, whatever its message's language
+            return "", NOT_IMPLEMENTED, False
+        return "", "raises" if value.raised else "", False
     main = diagnosis.MAIN_OUTPUT.get(function)
     if quantity.startswith(diagnosis.RUNNING) and main and not isinstance(values.get(main), np.ndarray):
-        return (f". {function} returns no train-mode output yet ({main} {compare(values.get(main), expected)}), "
-                "so its running statistics mean nothing: implement the forward pass first", NOT_IMPLEMENTED)
+        return (_(". {function} returns no train-mode output yet ({main} {problem}), so its running statistics mean "
+                  "nothing: implement the forward pass first").format(
+                    function=function, main=main, problem=compare(values.get(main), expected)), NOT_IMPLEMENTED, False)
     if value is None and quantity.startswith(diagnosis.RUNNING):
         parts = (("write back", "missing"),)  # bn_param has no running statistics after a train step
-        return f". Diagnosis: {diagnosis.sentence(parts)}", diagnosis.key(parts)
+        return _(". Diagnosis: {diagnosis}").format(diagnosis=diagnosis.sentence(parts)), diagnosis.key(parts), True
     if value is None:
-        return ". Not implemented yet?", NOT_IMPLEMENTED
+        return _(". Not implemented yet?"), NOT_IMPLEMENTED, False
     if not isinstance(value, np.ndarray):
-        return "", ""
+        return "", "", False
     if value.shape != expected.shape:
         if _squeezed(value.shape) == _squeezed(expected.shape) and np.allclose(
                 value.reshape(expected.shape), expected, *tolerance(expected)):
-            how = ("added", "extra axes of size 1 (keepdims, a reshape or an index with None adds them)") \
-                if value.ndim > expected.ndim else \
-                ("dropped", "fewer axes of size 1 (a sum without keepdims=True drops them)") \
-                if value.ndim < expected.ndim else ("moved", "its axes of size 1 elsewhere")
-            return (f": its values are right, in an array with {how[1]}; it must have shape {expected.shape}",
-                    f"shape: axes of size 1 {how[0]}")
-        return "", f"shape: {tuple(value.shape)} for {expected.shape}"
+            if value.ndim > expected.ndim:
+                how, text = "added", _(": its values are right, in an array with extra axes of size 1 (keepdims, a "
+                                       "reshape or an index with None adds them); it must have shape {shape}")
+            elif value.ndim < expected.ndim:
+                how, text = "dropped", _(": its values are right, in an array with fewer axes of size 1 (a sum "
+                                         "without keepdims=True drops them); it must have shape {shape}")
+            else:
+                how, text = "moved", _(": its values are right, in an array with its axes of size 1 elsewhere; it "
+                                       "must have shape {shape}")
+            return text.format(shape=expected.shape), f"shape: axes of size 1 {how}", False
+        return "", f"shape: {tuple(value.shape)} for {expected.shape}", False
     if value.dtype != expected.dtype:
-        hint = (": outputs and gradients keep their input's dtype (an array made without dtype=x.dtype, such as "
-                "np.zeros((N, D)) or np.ones((N, D)), is float64, and so is whatever it is added to or multiplied by)"
-                if value.dtype == np.float64 and expected.dtype == np.float32 else "")
-        return hint, f"dtype: {value.dtype} for {expected.dtype}"
+        hint = (_(": outputs and gradients keep their input's dtype (an array made without dtype=x.dtype, such as "
+                  "np.zeros((N, D)) or np.ones((N, D)), is float64, and so is whatever it is added to or multiplied "
+                  "by)") if value.dtype == np.float64 and expected.dtype == np.float32 else "")
+        return hint, f"dtype: {value.dtype} for {expected.dtype}", False
     rtol, atol = tolerance(expected)
     difference = diagnosis.describe_difference(value, expected, rtol, atol)
     if not diagnose:
-        return f": {difference}", ""
+        return _(": {difference}").format(difference=difference), "", False
     float64 = diagnosis.FLOAT64_OF.get(quantity)
     if float64 and float64 in values and compare(values[float64], data.expected(float64)) is None:
         parts = (("precision", "float32"),)  # the maths is right (float64 passes): what is lost is precision
-        return f": {difference}. Diagnosis: {diagnosis.sentence(parts)}", diagnosis.key(parts)
+        return (_(": {difference}. Diagnosis: {diagnosis}").format(difference=difference,
+                                                                    diagnosis=diagnosis.sentence(parts)),
+                diagnosis.key(parts), True)
     probed = diagnosis.probe(quantity, data.inputs, CALL_OF.get(quantity, {}))
     parts = diagnosis.confirmed(value, probed[0], rtol, atol) if probed else None
     if parts:
-        return f": {difference}. Diagnosis: {diagnosis.sentence(parts, function, probed[1])}", diagnosis.key(parts)
-    return f": {difference}", ""
+        return (_(": {difference}. Diagnosis: {diagnosis}").format(
+                    difference=difference, diagnosis=diagnosis.sentence(parts, function, probed[1])),
+                diagnosis.key(parts), True)
+    return _(": {difference}").format(difference=difference), "", False
 
 
 # What a normalization's x_hat = (out - beta) / gamma is: along some axes (candidate_axes), every slice has
@@ -574,9 +606,9 @@ def candidate_axes(shape):
                 merged[-1][0] *= size
             else:
                 merged.append([size, axis in axes])
-        if any(reduced for _, reduced in merged):
+        if any(reduced for _size, reduced in merged):
             found.setdefault(tuple(map(tuple, merged)), None)
-    return tuple((tuple(size for size, _ in key), tuple(i for i, (_, reduced) in enumerate(key) if reduced))
+    return tuple((tuple(size for size, _reduced in key), tuple(i for i, (_size, reduced) in enumerate(key) if reduced))
                  for key in found)
 
 
@@ -624,32 +656,42 @@ def _x_hat(outputs, gamma, beta):
         return (outputs - beta.reshape(shape)) / gamma.reshape(shape)
 
 
-def _not_standardized(forward, where):
-    return (f"not credited: your {forward} is not a normalization of the x it is given: its output less beta, "
-            f"divided by gamma, is not that x standardized along any axes (in every slice, that x less its mean, "
-            f"scaled to variance x's variance / (x's variance + eps), or a little less with the unbiased "
-            f"variance) {where}, so a backward pass consistent with it proves little")
+def _not_standardized(forward, shape=None):
+    """Why a gradient check earns nothing where the forward pass does not normalize (on the large input: `shape`)."""
+    if shape is None:
+        return _("not credited: your {forward} is not a normalization of the x it is given: its output less beta, "
+                 "divided by gamma, is not that x standardized along any axes (in every slice, that x less its mean, "
+                 "scaled to variance x's variance / (x's variance + eps), or a little less with the unbiased "
+                 "variance) at the points of the numerical gradient, so a backward pass consistent with it proves "
+                 "little").format(forward=forward)
+    return _("not credited: your {forward} is not a normalization of the x it is given: its output less beta, "
+             "divided by gamma, is not that x standardized along any axes (in every slice, that x less its mean, "
+             "scaled to variance x's variance / (x's variance + eps), or a little less with the unbiased "
+             "variance) on a {shape} input, so a backward pass consistent with it proves little").format(
+        forward=forward, shape=shape)
 
 
 def _large_failure(backward, value, inputs):
     """What a failed call on the large input says: a time-out is the sign of numerical or entry-by-entry gradients."""
     shape = inputs[LARGE[backward][0][0]].shape
     if value.seconds:
-        return (f"{backward} did not finish in {value.seconds:g} s on a {shape} input: a vectorized analytic "
-                "backward pass takes milliseconds; loops over entries or numerical differences are not credited")
-    return f"{backward} on a {shape} input: {value.message}"
+        return _("{backward} did not finish in {seconds:g} s on a {shape} input: a vectorized analytic backward pass "
+                 "takes milliseconds; loops over entries or numerical differences are not credited").format(
+            backward=backward, seconds=value.seconds, shape=shape)
+    return _("{function} on a {shape} input: {why}").format(function=backward, shape=shape, why=value.message)
 
 
 def _numerical(backward, values, inputs):
     """(why not, None) or (None, the numerical dx, dgamma, dbeta of the student's forward pass, from its outputs)."""
-    forward, _, _, prefix = GRADIENTS[backward]
+    forward, _extra, _param, prefix = GRADIENTS[backward]
     outputs = values.get(f"grad_{backward}_outputs")
     if isinstance(outputs, Failure):
-        return f"{forward} on the perturbed inputs: {outputs.message}", None
+        return _("{forward} on the perturbed inputs: {why}").format(forward=forward, why=outputs.message), None
     dout = inputs[f"{prefix}_dout"]
     if not isinstance(outputs, np.ndarray) or outputs.shape[1:] != dout.shape:
         shape = getattr(outputs, "shape", (None,))[1:]
-        return f"{forward} returned output of shape {tuple(shape)}, expected {dout.shape}", None
+        return _("{forward} returned output of shape {shape}, expected {expected}").format(
+            forward=forward, shape=tuple(shape), expected=dout.shape), None
     outputs, (at_base, at_scaled) = outputs[:-2], outputs[-2:]
     differences = np.sum((outputs[0::2] - outputs[1::2]) * dout, axis=tuple(range(1, outputs.ndim))) / (2 * STEP)
     sizes = [inputs[f"{prefix}_{k}"].size for k in ("x", "gamma", "beta")]
@@ -657,13 +699,15 @@ def _numerical(backward, values, inputs):
                for part, k in zip(np.split(differences, np.cumsum(sizes)[:-1]), ("x", "gamma", "beta"))]
     for name, n in zip(("dx", "dgamma", "dbeta"), numeric):
         if not np.all(np.isfinite(n)):
-            return f"the numerical gradient {name} of your {forward} is not finite", None
+            return _("the numerical gradient {name} of your {forward} is not finite").format(name=name,
+                                                                                              forward=forward), None
         if np.linalg.norm(n) <= 1e-9:
-            return (f"your {forward} does not respond to {name[1:]} (its numerical gradient is zero), "
-                    "so there is nothing to check the backward pass against"), None
+            return _("your {forward} does not respond to {argument} (its numerical gradient is zero), so there is "
+                     "nothing to check the backward pass against").format(forward=forward, argument=name[1:]), None
     if not np.linalg.norm(at_scaled - at_base) <= 1e-3 * np.linalg.norm(at_base):
-        return (f"not credited: your {forward} is not a normalization (its output changes when x is "
-                f"multiplied by {SCALE:g}), so a backward pass consistent with it proves little"), None
+        return _("not credited: your {forward} is not a normalization (its output changes when x is multiplied by "
+                 "{scale:g}), so a backward pass consistent with it proves little").format(forward=forward,
+                                                                                            scale=SCALE), None
     return None, numeric
 
 
@@ -679,12 +723,12 @@ def gradient_problems(backward, values, inputs):
     by entry, then a directional derivative on the large input (LARGE), where
     the backward pass must finish in time.
     """
-    forward, _, _, prefix = GRADIENTS[backward]
+    forward, _extra, _param, prefix = GRADIENTS[backward]
     problem, numeric = _numerical(backward, values, inputs)
     if not problem:
         stacks = [inputs[f"{prefix}_stack_{k}"] for k in ("x", "gamma", "beta")]
         if not standardizes(_x_hat(values[f"grad_{backward}_outputs"], *stacks[1:]), stacks[0]):
-            problem = _not_standardized(forward, "at the points of the numerical gradient")
+            problem = _not_standardized(forward)  # at the points of the numerical gradient
     return problem, problem or _consistency_problem(backward, values, inputs, numeric)
 
 
@@ -703,18 +747,20 @@ def _consistency_problem(backward, values, inputs, numeric):
         # with a floor below which both are zero to the accuracy of central differences.
         error = np.linalg.norm(a - n) / max(np.linalg.norm(n), np.linalg.norm(a), GRADIENT_FLOOR * np.sqrt(n.size))
         if not error < 1e-5:
-            return (f"{name} from {backward} disagrees with the numerical gradient of your {forward} "
-                    f"(normwise relative error {error:.2g})")
+            return _("{name} from {backward} disagrees with the numerical gradient of your {forward} (normwise "
+                     "relative error {error:.2g})").format(name=name, backward=backward, forward=forward, error=error)
     return _large_gradient_problem(backward, values, inputs)
 
 
 def _array_problem(name, a, shape):
+    if a is None:
+        return _("{name} is missing (None)").format(name=name)
     if not isinstance(a, np.ndarray):
-        return f"{name} is {'missing (None)' if a is None else 'not an array'}"
+        return _("{name} is not an array").format(name=name)
     if a.shape != shape:
-        return f"{name} has shape {a.shape}, expected {shape}"
+        return _("{name} has shape {shape}, expected {expected}").format(name=name, shape=a.shape, expected=shape)
     if not np.all(np.isfinite(a)):
-        return f"{name} contains NaN or inf"
+        return _("{name} contains NaN or inf").format(name=name)
     return None
 
 
@@ -728,23 +774,24 @@ def _large_gradient_problem(backward, values, inputs):
     """
     forward = GRADIENTS[backward][0]
     names, quantity = LARGE[backward]
-    analytic = [values.get(f"{quantity}_{g}", Failure("was not returned")) for g in ("dx", "dgamma", "dbeta")]
+    analytic = [values.get(f"{quantity}_{g}", Failure(_("was not returned"))) for g in ("dx", "dgamma", "dbeta")]
     failed = next((a for a in analytic if isinstance(a, Failure)), None)
     if failed:
         return _large_failure(backward, failed, inputs)
     shape = inputs[names[0]].shape
-    outputs = values.get(f"{quantity}_outputs", Failure("was not returned"))
+    outputs = values.get(f"{quantity}_outputs", Failure(_("was not returned")))
     if isinstance(outputs, Failure):
-        return f"{forward} on a {shape} input: {outputs.message}"
+        return _("{function} on a {shape} input: {why}").format(function=forward, shape=shape, why=outputs.message)
     if not isinstance(outputs, np.ndarray) or outputs.shape != (2, *shape):
-        return f"{forward} returned output of shape {tuple(getattr(outputs, 'shape', (None,))[1:])}, expected {shape}"
+        return _("{forward} returned output of shape {shape}, expected {expected}").format(
+            forward=forward, shape=tuple(getattr(outputs, "shape", (None,))[1:]), expected=shape)
     stacks = [inputs[f"{name}_stack"] for name in names[:3]]
     if not standardizes(_x_hat(outputs, stacks[1], stacks[2]), stacks[0]):
-        return _not_standardized(forward, f"on a {shape} input")
+        return _not_standardized(forward, shape)
     for name, a, stack in zip(("dx", "dgamma", "dbeta"), analytic, stacks):
         problem = _array_problem(name, a, stack.shape[1:])
         if problem:
-            return f"on a {shape} input, {problem}"
+            return _("on a {shape} input, {problem}").format(shape=shape, problem=problem)
     steps = [stack[0] - stack[1] for stack in stacks]
     numeric = float(np.sum((outputs[0] - outputs[1]) * inputs[names[3]]))
     exact = float(sum(np.sum(a * step) for a, step in zip(analytic, steps)))
@@ -752,8 +799,9 @@ def _large_gradient_problem(backward, values, inputs):
     scale = np.sqrt(sum(np.sum(a ** 2) for a in analytic) * sum(np.sum(step ** 2) for step in steps) / size)
     error = abs(numeric - exact) / max(scale, abs(numeric), GRADIENT_FLOOR * LARGE_STEP)
     if not error < 1e-5:
-        return (f"on a {shape} input, the gradients from {backward} disagree with the numerical directional "
-                f"derivative of your {forward} (relative error {error:.2g})")
+        return _("on a {shape} input, the gradients from {backward} disagree with the numerical directional "
+                 "derivative of your {forward} (relative error {error:.2g})").format(
+            shape=shape, backward=backward, forward=forward, error=error)
     return None
 
 
@@ -777,15 +825,15 @@ def score(function, values, data):
                              else (None, None))
     found = {id(c): _value_reason(c, function, values, data, gradient_reason)
              for c in checks_for(function) if not c.gradient}
-    if function in GRADIENTS and not any(reason for reason, _ in found.values()):
+    if function in GRADIENTS and not any(reason for reason, _mistake in found.values()):
         gate = gradient_reason = None  # exact gradients on every input: nothing is left to take on trust
     results = []
     for check in checks_for(function):
         reason, mistake = (gradient_reason, "") if check.gradient else found[id(check)]
         if check.gated and not reason and gate:
-            reason = (f"not credited: {', '.join(check.quantities[:1])} is dout summed over the batch whatever "
-                      f"the forward pass computes, so it counts only with a forward pass that normalizes; "
-                      f"the gradient check says: {gate}")
+            reason = _("not credited: {quantity} is dout summed over the batch whatever the forward pass computes, "
+                       "so it counts only with a forward pass that normalizes; the gradient check says: {why}").format(
+                quantity=", ".join(check.quantities[:1]), why=gate)
         results.append(Result(check, 0.0 if reason else check.points, reason or "", mistake))
     return results
 
@@ -800,23 +848,25 @@ def _value_reason(check, function, values, data, gradient_reason):
     """
     reasons, keys = [], []
     for quantity in check.quantities:
-        value = values.get(quantity, Failure("was not returned"))
+        value = values.get(quantity, Failure(_("was not returned")))
         if quantity in LARGE_QUANTITIES and isinstance(value, Failure):
             return (reasons[0], "; ".join(keys)) if reasons else (_large_failure(function, value, data.all_inputs), "")
         problem = compare(value, data.expected(quantity))
         if problem:
-            text, mistake = explain(function, quantity, value, values, data, check, gradient_reason)
+            text, mistake, diagnosed = explain(function, quantity, value, values, data, check, gradient_reason)
             new = [k for k in mistake.split("; ") if k and k not in keys]
-            own = ". Diagnosis: " in text or mistake.startswith("dtype: ")  # a diagnosis, or a dtype it lost
+            own = diagnosed or mistake.startswith("dtype: ")  # a diagnosis, or a dtype it lost (mistake: a key)
             if not reasons or (own and new and not set(new) & set(NOT_OWN_MISTAKES)):
-                reasons.append(f"{quantity} {problem}{text}")
+                # `text` carries its own punctuation (". Diagnosis: ...", ": 3 of 6 entries differ"), as a message
+                reasons.append(_("{quantity} {problem}").format(quantity=quantity, problem=problem) + text)
                 keys += new
     if reasons:
-        return "; and ".join(reasons), "; ".join(keys)
+        return _("; and ").join(reasons), "; ".join(keys)
     for quantity in check.finishes:
-        value = values.get(quantity, Failure("was not returned"))
+        value = values.get(quantity, Failure(_("was not returned")))
         if not isinstance(value, np.ndarray):
-            failure = value if isinstance(value, Failure) else Failure(f"{quantity} is not an array")
+            failure = value if isinstance(value, Failure) else Failure(
+                _("{quantity} is not an array").format(quantity=quantity))
             return _large_failure(function, failure, data.all_inputs), ""
     return None, ""
 
@@ -825,11 +875,12 @@ def report(function, results):
     """A readable report of one function's results, one line per lost point."""
     earned = sum(r.earned for r in results)
     total = sum(r.check.points for r in results)
-    lines = [f"{function}: {earned:g} / {total:g} points"]
+    lines = [_("{function}: {earned:g} / {total:g} points").format(function=function, earned=earned, total=total)]
     for r in results:
         if r.message:
-            text = f"- lost {r.check.points:g} on '{r.check.label}': {r.message}"
+            text = _("- lost {points:g} on '{check}': {why}").format(points=r.check.points, check=r.check.said(),
+                                                                   why=r.message)
             lines.append(textwrap.fill(text, width=100, initial_indent="  ", subsequent_indent="    "))
     if earned == total:
-        lines.append("  all checks passed")
+        lines.append("  " + _("all checks passed"))
     return "\n".join(lines)

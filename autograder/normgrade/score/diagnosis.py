@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from normgrade.language import _
+from normgrade.language import N_, _, ngettext
 
 DEFAULT_EPS = 1e-5  # the layers' documented defaults
 DEFAULT_MOMENTUM = 0.9
@@ -79,35 +79,36 @@ def _channel_rows(x, G):
 
 
 _2D = {
-    "per feature": (_same, (0,), "per feature, over the batch"),
-    "per example": (_same, (1,), "per example, over its features"),
-    "whole batch": (_same, (0, 1), "over the whole batch at once"),
+    "per feature": (_same, (0,), N_("per feature, over the batch")),
+    "per example": (_same, (1,), N_("per example, over its features")),
+    "whole batch": (_same, (0, 1), N_("over the whole batch at once")),
 }
 _4D = {
-    "per channel": (_same, (0, 2, 3), "per channel, over N, H and W"),
-    "per position over N": (_same, (0,), "per (channel, position), over the batch only"),
-    "per pixel over C": (_same, (1,), "per (example, position), over the channels"),
-    "instance": (_same, (2, 3), "per example and channel, over H and W (instance norm)"),
-    "layer": (_same, (1, 2, 3), "per example, over C, H and W (layer norm)"),
-    "whole array": (_same, (0, 1, 2, 3), "over the whole array at once"),
-    "no transpose": (_rows, (0,), "per column of a (N*H*W, C) reshape of x whose channels were not moved to "
-                                  "the last axis first (each column mixes channels and positions)"),
-    "groups": (_groups, (2, 3, 4), "per example and group of C // G contiguous channels"),
-    "interleaved groups": (_interleaved, (1, 3, 4), "per example and interleaved group (channel c in group c % G)"),
-    "pixel groups": (_groups, (2,), "per pixel over the group's C // G channels only (not over H and W)"),
-    "interleaved pixel groups": (_interleaved, (1,), "per pixel over an interleaved group's channels only (channel c "
-                                                     "in group c % G, not over H and W)"),
-    "groups over N": (_groups, (0, 2, 3, 4), "per group over the whole batch"),
-    "G channels per group": (_interleaved, (2, 3, 4), "per example over groups of G contiguous channels (G read as "
-                                                      "the size of a group: there are G groups of C // G channels)"),
+    "per channel": (_same, (0, 2, 3), N_("per channel, over N, H and W")),
+    "per position over N": (_same, (0,), N_("per (channel, position), over the batch only")),
+    "per pixel over C": (_same, (1,), N_("per (example, position), over the channels")),
+    "instance": (_same, (2, 3), N_("per example and channel, over H and W (instance norm)")),
+    "layer": (_same, (1, 2, 3), N_("per example, over C, H and W (layer norm)")),
+    "whole array": (_same, (0, 1, 2, 3), N_("over the whole array at once")),
+    "no transpose": (_rows, (0,), N_("per column of a (N*H*W, C) reshape of x whose channels were not moved to "
+                                     "the last axis first (each column mixes channels and positions)")),
+    "groups": (_groups, (2, 3, 4), N_("per example and group of C // G contiguous channels")),
+    "interleaved groups": (_interleaved, (1, 3, 4), N_("per example and interleaved group (channel c in group c % G)")),
+    "pixel groups": (_groups, (2,), N_("per pixel over the group's C // G channels only (not over H and W)")),
+    "interleaved pixel groups": (_interleaved, (1,), N_("per pixel over an interleaved group's channels only "
+                                                        "(channel c in group c % G, not over H and W)")),
+    "groups over N": (_groups, (0, 2, 3, 4), N_("per group over the whole batch")),
+    "G channels per group": (_interleaved, (2, 3, 4), N_("per example over groups of G contiguous channels (G read "
+                                                         "as the size of a group: there are G groups of C // G "
+                                                         "channels)")),
 }
 # Spatial batch norm's own confusions: a channel's statistics split by column, or taken over the rows of a
 # (C, N*H*W) reshape that never moved the channels first (with N == C, those rows are the examples: layer norm's
 # statistics, which no output can tell from them there, so neither is named).
 _SBN = {
-    "per channel and column": (_same, (0, 2), "per (channel, column), over N and H only"),
-    "channel rows": (_channel_rows, (1,), "per row of a (C, N*H*W) reshape of x whose channels were not moved to the "
-                                          "first axis (each row mixes examples and channels)"),
+    "per channel and column": (_same, (0, 2), N_("per (channel, column), over N and H only")),
+    "channel rows": (_channel_rows, (1,), N_("per row of a (C, N*H*W) reshape of x whose channels were not moved to "
+                                             "the first axis (each row mixes examples and channels)")),
 }
 LAYOUTS = {**_2D, **_4D, **_SBN}
 
@@ -127,7 +128,7 @@ AFFINES = ("both", "gamma only", "beta only", "neither", "minus beta")
 
 def _statistics(x, layout, G, unbiased=False):
     """(view of x, mean, var) over the layout's axes, keepdims."""
-    view, axes, _ = LAYOUTS[layout]
+    view, axes, _words = LAYOUTS[layout]
     v = view(np.asarray(x, dtype=np.float64), G)
     count = int(np.prod([v.shape[a] for a in axes]))
     mean = v.mean(axis=axes, keepdims=True)
@@ -328,11 +329,11 @@ def train_with_running_hypotheses(x, gamma, beta, momentum, eps, layouts=("per f
     statistics, updated from zero by this batch (momentum * 0 + (1 - momentum)
     * the batch's), as test mode would: every test-mode variant of them.
     """
-    _, mean, var = _statistics(x, layouts[0], None)
+    _view, mean, var = _statistics(x, layouts[0], None)
     running_mean, running_var = (1 - momentum) * mean.reshape(-1), (1 - momentum) * var.reshape(-1)
     return [Hypothesis(tuple(sorted((("train statistics", "running"),) + h.parts)), h.value)
             for h in test_mode_hypotheses(x, gamma, beta, running_mean, running_var, eps, layouts, eps_given)
-            if not any(part == "test statistics" for part, _ in h.parts) and ("output", "x") not in h.parts]
+            if not any(part == "test statistics" for part, _choice in h.parts) and ("output", "x") not in h.parts]
 
 
 def running_hypotheses(xs, running_mean, running_var, momentum, eps, which, layouts=("per feature",)):
@@ -377,7 +378,7 @@ def backward_hypotheses(layer, x, gamma, dout, eps, G=None, eps_given=False):
     (eps_given), dx right but with the default eps in its place (a backward
     pass whose cache carries no eps, and that takes its own).
     """
-    right, _ = LAYER_LAYOUTS[layer]
+    right, _layouts = LAYER_LAYOUTS[layer]
     shape = np.shape(x)
     found = [Hypothesis(_parts(dx="dout"), np.asarray(dout, dtype=np.float64))]
     # With one channel a group, groups are instances: the confusion left to name is layer norm's axes.
@@ -403,7 +404,7 @@ def backward_hypotheses(layer, x, gamma, dout, eps, G=None, eps_given=False):
         x_outer = x_plain if centring == "everywhere" else x_hat  # the variance term's factor
         inv = np.broadcast_to(inv_std, v.shape).reshape(shape)
         dx_hat = dout * gamma if use_gamma == "inside" else np.asarray(dout, dtype=np.float64)
-        view, axes, _ = LAYOUTS[layout]
+        view, axes, _words = LAYOUTS[layout]
         dxh, xo, xin, inv = (view(a, G) for a in (dx_hat, x_outer, x_inner, inv))
         if terms == "sums":
             reduce = lambda a: a.sum(axis=axes, keepdims=True)  # noqa: E731
@@ -487,79 +488,83 @@ def confirmed(value, hypotheses, rtol, atol):
 
 
 PHRASES = {
-    "shape": "the array has the wrong shape: {layout}",
-    "output x": "{function} returns x unchanged: not implemented yet?",
-    "dx dout": "dx is dout unchanged: not implemented yet?",
-    "statistics": "the mean and variance are taken {layout}; {function} takes them {right}",
-    "variance unbiased": "the variance is the unbiased one (dividing by N - 1); normalization divides by N",
-    "eps outside": "eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps",
-    "eps missing": "eps is missing (or far too small to matter): divide by sqrt(var + eps), not sqrt(var)",
-    "eps minus": "eps is subtracted: it is sqrt(var + eps), not sqrt(var - eps)",
-    "eps value default": "eps is always the default 1e-5; use the value the param dict gives",
-    "dx eps default": "dx uses an eps of its own (the default 1e-5), not the one the forward pass was given in its "
-                      "param dict: keep the forward pass's eps in the cache and use that",
-    "affine gamma only": "beta is not added: out = gamma * x_hat + beta",
-    "affine beta only": "gamma is not applied: out = gamma * x_hat + beta",
-    "affine neither": "neither gamma nor beta is applied: out = gamma * x_hat + beta",
-    "test statistics test batch": "test mode normalizes with the statistics of the test batch; it must use the "
-                                  "running mean and variance",
-    "test mode updates": "test mode changes the running statistics; only train mode updates them",
-    "test statistics updated": "test mode first updates the running statistics with the test batch, then "
-                               "normalizes with them; only train mode updates them, test mode uses them as they are",
-    "train statistics running": "train mode normalizes with the running statistics; it must use the batch's own "
-                                "mean and variance (the running ones are for test mode)",
-    "momentum reversed": "the momentum is reversed: running = momentum * running + (1 - momentum) * batch statistic",
-    "running variance unbiased": "the running variance is updated with the unbiased variance; use the biased "
-                                 "one, as in the normalization",
-    "running variance var + eps": "the running variance is updated with var + eps; eps belongs in the "
-                                  "normalization only",
-    "running variance std": "the running variance is updated with the standard deviation (np.std, sqrt(var)); it "
-                            "averages the variance var",
-    "running variance sqrt(var + eps)": "the running variance is updated with sqrt(var + eps), the standard "
-                                        "deviation the normalization divides by; it averages the variance var",
-    "square root missing": "test mode divides by the running variance itself: divide by sqrt(running_var + eps)",
-    "write back missing": "the running statistics are not written back: bn_param['running_mean'] and "
-                          "bn_param['running_var'] must hold the updated values after a train step",
-    "running statistics unchanged": "the running statistics are unchanged after a train step: they are not "
-                                    "updated, or not written back into bn_param",
-    "mean": "the mean is taken {layout}, the variance {right}: both are taken {right}",
-    "dx axis": "the means in dx are taken {layout}; they must be taken {right}, like the statistics",
-    "dx terms no mean term": "dx lacks the term that comes through the mean (- mean(dx_hat))",
-    "dx terms no variance term": "dx lacks the term that comes through the variance "
-                                 "(- x_hat * mean(dx_hat * x_hat))",
-    "dx terms variance term sign": "the variance term of dx has the wrong sign: "
-                                   "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
-    "dx terms sums": "dx uses sums where means belong (a factor of N): "
-                     "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
-    "gamma missing": "dx does not multiply dout by gamma: dx_hat = dout * gamma",
-    "dx terms variance term without x_hat": "the variance term of dx is x_hat * mean(dx_hat), without x_hat inside the "
-                                            "mean: dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
-    "dx terms variance term unscaled": "the variance term of dx takes mean(dx_hat * (x - mean)) where "
-                                       "mean(dx_hat * x_hat) belongs (x - mean not divided by the standard deviation): "
-                                       "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
-    "gamma outside": "dx multiplies by gamma outside the means, but gamma varies along the axes they are taken "
-                     "over: dx_hat = dout * gamma goes inside them, "
-                     "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))",
-    "dx terms count": "the means in dx divide their sums by the wrong count (the size of another axis, such as N "
-                      "where D belongs): divide by the number of entries each statistic is taken over",
-    "centring uncentred": "the variance term of dx uses x where it needs x - mean",
-    "centring uncentred everywhere": "dx uses x where it needs x - mean, in the variance term and in its factor: "
-                                     "x_hat = (x - mean) / std",
-    "affine minus beta": "beta is subtracted: out = gamma * x_hat + beta",
-    "affine tiled": "gamma and beta are expanded with the channels in the wrong order: entry k of an example's "
-                    "C * H * W values gets gamma[k % C] (as np.tile(gamma, H * W) would give); each channel's H * W "
-                    "entries take that channel's gamma",
-    "affine per row": "gamma and beta are applied per example (along the rows), which only a square batch (N = D) "
-                      "allows: they belong to the features, out = gamma * x_hat + beta with gamma of shape (D,)",
-    "output not transposed back": "the normalized array is reshaped back to x's shape without undoing its "
-                                  "transpose, which scrambles the entries: transpose it back, then reshape",
-    "momentum ignored": "the running statistics are overwritten by the batch's (momentum is ignored): "
-                        "running = momentum * running + (1 - momentum) * batch statistic",
-    "precision float32": "right for float64 input, wrong for float32 input with a large mean: the statistics lose "
-                         "their precision in float32 (E[x^2] - E[x]^2 cancels); compute them in float64 "
-                         "(x.astype(np.float64)) and cast the output back to x's dtype",
-    "dgamma swapped": "dgamma is the sum of dout, dbeta's value: dgamma = sum(dout * x_hat)",
-    "dbeta swapped": "dbeta is the sum of dout * x_hat, dgamma's value: dbeta = sum(dout)",
+    "shape": N_("the array has the wrong shape: {layout}"),
+    "output x": N_("{function} returns x unchanged: not implemented yet?"),
+    "dx dout": N_("dx is dout unchanged: not implemented yet?"),
+    "statistics": N_("the mean and variance are taken {layout}; {function} takes them {right}"),
+    "variance unbiased": N_("the variance is the unbiased one (dividing by N - 1); normalization divides by N"),
+    "eps outside": N_("eps is added outside the square root: divide by sqrt(var + eps), not sqrt(var) + eps"),
+    "eps missing": N_("eps is missing (or far too small to matter): divide by sqrt(var + eps), not sqrt(var)"),
+    "eps minus": N_("eps is subtracted: it is sqrt(var + eps), not sqrt(var - eps)"),
+    "eps value default": N_("eps is always the default 1e-5; use the value the param dict gives"),
+    "dx eps default": N_("dx uses an eps of its own (the default 1e-5), not the one the forward pass was given in its "
+                         "param dict: keep the forward pass's eps in the cache and use that"),
+    "affine gamma only": N_("beta is not added: out = gamma * x_hat + beta"),
+    "affine beta only": N_("gamma is not applied: out = gamma * x_hat + beta"),
+    "affine neither": N_("neither gamma nor beta is applied: out = gamma * x_hat + beta"),
+    "test statistics test batch": N_("test mode normalizes with the statistics of the test batch; it must use the "
+                                     "running mean and variance"),
+    "test mode updates": N_("test mode changes the running statistics; only train mode updates them"),
+    "test statistics updated": N_("test mode first updates the running statistics with the test batch, then "
+                                  "normalizes with them; only train mode updates them, test mode uses them as they "
+                                  "are"),
+    "train statistics running": N_("train mode normalizes with the running statistics; it must use the batch's own "
+                                   "mean and variance (the running ones are for test mode)"),
+    "momentum reversed": N_("the momentum is reversed: running = momentum * running + (1 - momentum) * batch "
+                            "statistic"),
+    "running variance unbiased": N_("the running variance is updated with the unbiased variance; use the biased "
+                                    "one, as in the normalization"),
+    "running variance var + eps": N_("the running variance is updated with var + eps; eps belongs in the "
+                                     "normalization only"),
+    "running variance std": N_("the running variance is updated with the standard deviation (np.std, sqrt(var)); it "
+                               "averages the variance var"),
+    "running variance sqrt(var + eps)": N_("the running variance is updated with sqrt(var + eps), the standard "
+                                           "deviation the normalization divides by; it averages the variance var"),
+    "square root missing": N_("test mode divides by the running variance itself: divide by sqrt(running_var + eps)"),
+    "write back missing": N_("the running statistics are not written back: bn_param['running_mean'] and "
+                             "bn_param['running_var'] must hold the updated values after a train step"),
+    "running statistics unchanged": N_("the running statistics are unchanged after a train step: they are not "
+                                       "updated, or not written back into bn_param"),
+    "mean": N_("the mean is taken {layout}, the variance {right}: both are taken {right}"),
+    "dx axis": N_("the means in dx are taken {layout}; they must be taken {right}, like the statistics"),
+    "dx terms no mean term": N_("dx lacks the term that comes through the mean (- mean(dx_hat))"),
+    "dx terms no variance term": N_("dx lacks the term that comes through the variance "
+                                    "(- x_hat * mean(dx_hat * x_hat))"),
+    "dx terms variance term sign": N_("the variance term of dx has the wrong sign: "
+                                      "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))"),
+    "dx terms sums": N_("dx uses sums where means belong (a factor of N): "
+                        "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))"),
+    "gamma missing": N_("dx does not multiply dout by gamma: dx_hat = dout * gamma"),
+    "dx terms variance term without x_hat": N_("the variance term of dx is x_hat * mean(dx_hat), without x_hat "
+                                               "inside the mean: dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * "
+                                               "mean(dx_hat * x_hat))"),
+    "dx terms variance term unscaled": N_("the variance term of dx takes mean(dx_hat * (x - mean)) where "
+                                          "mean(dx_hat * x_hat) belongs (x - mean not divided by the standard "
+                                          "deviation): dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * "
+                                          "mean(dx_hat * x_hat))"),
+    "gamma outside": N_("dx multiplies by gamma outside the means, but gamma varies along the axes they are taken "
+                        "over: dx_hat = dout * gamma goes inside them, "
+                        "dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))"),
+    "dx terms count": N_("the means in dx divide their sums by the wrong count (the size of another axis, such as N "
+                         "where D belongs): divide by the number of entries each statistic is taken over"),
+    "centring uncentred": N_("the variance term of dx uses x where it needs x - mean"),
+    "centring uncentred everywhere": N_("dx uses x where it needs x - mean, in the variance term and in its factor: "
+                                        "x_hat = (x - mean) / std"),
+    "affine minus beta": N_("beta is subtracted: out = gamma * x_hat + beta"),
+    "affine tiled": N_("gamma and beta are expanded with the channels in the wrong order: entry k of an example's "
+                       "C * H * W values gets gamma[k % C] (as np.tile(gamma, H * W) would give); each channel's H * W "
+                       "entries take that channel's gamma"),
+    "affine per row": N_("gamma and beta are applied per example (along the rows), which only a square batch (N = D) "
+                         "allows: they belong to the features, out = gamma * x_hat + beta with gamma of shape (D,)"),
+    "output not transposed back": N_("the normalized array is reshaped back to x's shape without undoing its "
+                                     "transpose, which scrambles the entries: transpose it back, then reshape"),
+    "momentum ignored": N_("the running statistics are overwritten by the batch's (momentum is ignored): "
+                           "running = momentum * running + (1 - momentum) * batch statistic"),
+    "precision float32": N_("right for float64 input, wrong for float32 input with a large mean: the statistics lose "
+                            "their precision in float32 (E[x^2] - E[x]^2 cancels); compute them in float64 "
+                            "(x.astype(np.float64)) and cast the output back to x's dtype"),
+    "dgamma swapped": N_("dgamma is the sum of dout, dbeta's value: dgamma = sum(dout * x_hat)"),
+    "dbeta swapped": N_("dbeta is the sum of dout * x_hat, dgamma's value: dbeta = sum(dout)"),
 }
 
 
@@ -618,40 +623,47 @@ def sentence(parts, function="", layer=None):
     return _("; ").join(clauses)
 
 
-AXIS_NAMES = {2: ("example (row)", "feature (column)"), 4: ("example", "channel", "row", "column")}
+AXIS_NAMES = {2: (N_("example (row)"), N_("feature (column)")),
+              4: (N_("example"), N_("channel"), N_("row"), N_("column"))}
 
 
 def describe_difference(value, expected, rtol, atol):
-    """What differs between two arrays of one shape, in a few words, without a diagnosis."""
+    """What differs between two arrays of one shape, in a few words, without a diagnosis (in the current language)."""
     value, expected = np.asarray(value, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     with np.errstate(all="ignore"):
         bad = ~np.isclose(value, expected, rtol=rtol, atol=atol)
-        words = [f"{int(bad.sum())} of {bad.size} entries differ"]
+        count = int(bad.sum())
+        words = [ngettext("{count} of {size} entries differ", "{count} of {size} entries differ", count).format(
+            count=count, size=bad.size)]
         names = AXIS_NAMES.get(value.ndim)
         if names and bad.any():
             for axis, name in enumerate(names):
                 others = tuple(a for a in range(value.ndim) if a != axis)
                 where = np.flatnonzero(bad.any(axis=others))
                 if len(where) < value.shape[axis] and len(where) <= 3:
-                    words.append(f"only in {name} {', '.join(map(str, where))} of {value.shape[axis]}")
+                    words.append(_("only in {axis} {indices} of {count}").format(
+                        axis=_(name), indices=", ".join(map(str, where)), count=value.shape[axis]))
         if np.all(np.isfinite(value)) and not value.any():
-            words.append("yours is all zeros")
+            words.append(_("yours is all zeros"))
         elif np.all(np.isfinite(value)) and np.any(expected):
             factor = float(np.sum(value * expected) / np.sum(expected * expected))
             offset = float(np.mean(value - expected))
             if abs(factor - 1) > 1e-6 and np.allclose(value, factor * expected, rtol=rtol, atol=atol):
-                words.append(f"yours is the expected value times {factor:.4g}")
+                words.append(_("yours is the expected value times {factor:.4g}").format(factor=factor))
             elif np.allclose(value, expected + offset, rtol=rtol, atol=atol):
-                words.append(f"yours is the expected value plus {offset:.4g}")
+                words.append(_("yours is the expected value plus {offset:.4g}").format(offset=offset))
         finite = np.isfinite(value)
         if not finite.all():
             index = tuple(int(i) for i in np.argwhere(~finite)[0])
-            words.append(f"{int((~finite).sum())} entries are NaN or inf, e.g. at {list(index)}")
+            count = int((~finite).sum())
+            words.append(ngettext("{count} entries are NaN or inf, e.g. at {index}",
+                                  "{count} entries are NaN or inf, e.g. at {index}", count).format(
+                count=count, index=list(index)))
         elif bad.any():
             index = np.unravel_index(np.argmax(np.abs(value - expected)), value.shape)
-            words.append(f"the largest difference is at {[int(i) for i in index]}: expected {expected[index]:.6g}, "
-                         f"got {value[index]:.6g}")
-    return "; ".join(words)
+            words.append(_("the largest difference is at {index}: expected {expected:.6g}, got {got:.6g}").format(
+                index=[int(i) for i in index], expected=expected[index], got=value[index]))
+    return _("; ").join(words)
 
 
 # ---- which probe explains which graded quantity ----------------------------------------------
@@ -722,7 +734,7 @@ def backward_inputs(quantity, i, call):
             "ln": ("layernorm", "ln", None), "sbn": ("spatial_batchnorm", "sbn", None),
             "gn_G2": ("groupnorm", "gn", 2), "gn_G1": ("groupnorm", "gn", 1), "gn_G6": ("groupnorm", "gn", 6),
         }
-        prefix, _, which = quantity.rpartition("_")
+        prefix, _sep, which = quantity.rpartition("_")
         if prefix not in main or which not in ("dx", "dgamma", "dbeta"):
             return None
         layer, name, G = main[prefix]
@@ -739,7 +751,7 @@ def repeated_dx(b, layout):
     its statistics taken `layout` (a LAYOUTS name) instead of the layer's own:
     a backward pass that repeats its forward pass's mistake of axes.
     """
-    view, axes, _ = LAYOUTS[layout]
+    view, axes, _words = LAYOUTS[layout]
     v, mean, var = _statistics(b.x, layout, b.G)
     inv_std = 1.0 / np.sqrt(var + b.eps)
     x_hat = (v - mean) * inv_std

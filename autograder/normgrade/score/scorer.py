@@ -18,6 +18,10 @@ import (or hangs while importing) fails every call, once.
 
 score_answers reads the inline answers from the notebook's answer cells as
 Python literals (ast.literal_eval), without running anything.
+
+Every message is composed in the current language (normgrade.language.speaking:
+the course's, where the caller entered it); what decides a point or a mistake's
+key never reads a message's text.
 """
 import ast
 import functools
@@ -32,11 +36,13 @@ from pathlib import Path
 
 import nbformat
 
+from normgrade import files, language
+from normgrade.language import _
 from normgrade.score import checks
-from normgrade import files
 from normgrade.run import worker
 from normgrade.score.checks import Failure, Other
 from normgrade.score.expected import ExpectedValues
+from normgrade.build.stubs import NOT_IMPLEMENTED
 from normgrade.paths import STUDENT_PACKAGE
 from normgrade.run.sandbox import Limits, WorkerDied
 
@@ -45,8 +51,65 @@ SUBMISSION_SECONDS = 120.0  # every worker of one submission together
 
 def _describe_error(text, limits):
     if text.startswith("MemoryError"):
-        return f"ran out of memory (the limit is {limits.memory_bytes / (1 << 30):g} GiB): {text}"
-    return f"raised {text}"
+        return _("ran out of memory (the limit is {limit:g} GiB): {error}").format(
+            limit=limits.memory_bytes / (1 << 30), error=text)
+    return _("raised {error}").format(error=text)
+
+
+def _raised(text):
+    """
+    The type name of the exception a worker's error text (worker.error_text:
+    "Type: message") names, "?" where it names none; "" for a MemoryError,
+    which is said as running out of memory, not as raising.
+    """
+    text = str(text).strip()
+    if text.startswith("MemoryError"):
+        return ""
+    kind = re.match(r"[A-Za-z_]\w*", text)
+    return kind.group(0) if kind else "?"
+
+
+def stub_templates():
+    """
+    [(text before {name}, text after it)] of what every stub raises
+    (normgrade.build.stubs.NOT_IMPLEMENTED) in each language whose catalog
+    can be read: `normgrade release --language` translates it, so a stub's
+    NotImplementedError is recognized in every language's words.
+    """
+    found = []
+    for code in language.LANGUAGES:
+        try:
+            template = language.translations(code).gettext(NOT_IMPLEMENTED)
+        except (OSError, ImportError, ValueError):  # a catalog this installation lacks: that language is not shipped
+            continue
+        if template.count("{name}") == 1 and tuple(template.split("{name}")) not in found:
+            found.append(tuple(template.split("{name}")))
+    return found
+
+
+def _cut(text):
+    """A message cut as worker.error_text cuts it."""
+    return text if len(text) <= worker.MAX_ERROR_CHARS else text[:worker.MAX_ERROR_CHARS] + " ..."
+
+
+def is_stub_error(line):
+    """
+    Whether `line` (an error text as the worker gives it, first line, cut) is
+    the NotImplementedError a stub raises, in any language of the catalogs:
+    "NotImplementedError: " and the stub's message for a name of 1 to 40 word
+    characters, cut where the worker cuts it.
+    """
+    head = "NotImplementedError: "
+    if not line.startswith(head):
+        return False
+    for before, after in stub_templates():
+        if not line.startswith(head + before):
+            continue
+        name = re.match(r"\w{1,40}", line[len(head + before):])
+        if name and any(_cut(f"{head}{before}{name.group(0)[:size]}{after}") == line
+                        for size in range(1, len(name.group(0)) + 1)):
+            return True
+    return False
 
 
 MAX_STUDENT_TEXT = 1000  # characters of what one submission's code wrote (exception messages) in its feedback
@@ -63,8 +126,6 @@ class StudentText:
     but it shares the student's process: this is the cut that holds.
     """
 
-    STUB = re.compile(r"NotImplementedError: \w{1,40} is not implemented yet: write it in normlab/layers\.py")
-
     def __init__(self, budget=MAX_STUDENT_TEXT):
         self.budget = self.left = budget
         self.seen = set()
@@ -73,12 +134,15 @@ class StudentText:
         line = (str(text).strip().splitlines() or [""])[0]
         if len(line) > worker.MAX_ERROR_CHARS:
             line = line[:worker.MAX_ERROR_CHARS] + " ..."
-        if line in self.seen or self.STUB.fullmatch(line):
+        if line in self.seen or is_stub_error(line):
             return line
         if len(line) > self.left:
             kind = re.match(r"[A-Za-z_]\w{0,39}", line)
-            return (f"{kind.group(0) if kind else 'an exception'} (its message is not shown: a submission's "
-                    f"feedback shows at most {self.budget} characters of what its code wrote)")
+            if kind:
+                return _("{type} (its message is not shown: a submission's feedback shows at most {budget} "
+                         "characters of what its code wrote)").format(type=kind.group(0), budget=self.budget)
+            return _("an exception (its message is not shown: a submission's feedback shows at most {budget} "
+                     "characters of what its code wrote)").format(budget=self.budget)
         self.left -= len(line)
         self.seen.add(line)
         return line
@@ -108,7 +172,7 @@ def _decode_values(header, arrays, produces, said):
         elif kind == "other":
             values[name] = Other(said.type_name(item.get("name", "object")))
         else:
-            values[name] = Failure("was not returned")
+            values[name] = Failure(_("was not returned"))
     return values
 
 
@@ -137,9 +201,9 @@ def collect(layers_path, calls, inputs, sandbox, limits=Limits(), package_dir=ST
     values = {}
     said = StudentText()
 
-    def fail(call_list, message, seconds=0.0):
+    def fail(call_list, message, seconds=0.0, raised=""):
         for call in call_list:
-            values.update({name: Failure(message, seconds) for name in call["produces"]})
+            values.update({name: Failure(message, seconds, raised) for name in call["produces"]})
 
     deadline = time.monotonic() + budget
     hung = {}  # function -> how its call stopped on the time limit: none of its later calls runs, in any worker
@@ -201,27 +265,27 @@ def _run_calls(pending, inputs, session, limits, deadline, budget, fail, values,
     while pending:
         for call in [c for c in pending if _function(c) in hung]:
             pending.remove(call)
-            fail([call], f"was not run: an earlier call of {_function(call)} {hung[_function(call)]}")
+            fail([call], _("was not run: an earlier call of {function} {how}").format(
+                function=_function(call), how=hung[_function(call)]))
         if not pending:
             return
         left = deadline - time.monotonic()
         if left <= 0:
-            fail(pending, f"was not run: the submission used up its {budget:g} s")
+            fail(pending, _("was not run: the submission used up its {budget:g} s").format(budget=budget))
             return
         run = session.worker(_request(pending, inputs, limits))
         worker_exited = False  # the worker's end was read: the session goes on
         try:
             try:
-                header, _ = run.next_frame(min(limits.call_seconds, left))
+                header, _arrays = run.next_frame(min(limits.call_seconds, left))
             except WorkerDied as err:
                 worker_exited = err.exited
-                fail(pending, f"normlab could not be imported: it {err}")
+                fail(pending, _("normlab could not be imported: it {how}").format(how=err))
                 return
             if header.get("kind") != "ready":
-                error = said(header.get("error", "no answer"))
-                where = "the sandbox could not be set up" if header.get("kind") == "setup_error" else \
-                    "normlab could not be imported"
-                fail(pending, f"{where}: {error}")
+                error = said(header.get("error", _("no answer")))
+                fail(pending, (_("the sandbox could not be set up: {error}") if header.get("kind") == "setup_error"
+                               else _("normlab could not be imported: {error}")).format(error=error))
                 session.finish()
                 worker_exited = True
                 return
@@ -238,10 +302,10 @@ def _run_calls(pending, inputs, session, limits, deadline, budget, fail, values,
                     break
                 pending.pop(0)
                 if header.get("kind") != "result" or header.get("id") != call["id"]:
-                    fail([call], "the worker sent an unexpected message")
+                    fail([call], _("the worker sent an unexpected message"))
                     break
                 if header.get("error"):
-                    fail([call], _describe_error(said(header["error"]), limits))
+                    fail([call], _describe_error(said(header["error"]), limits), raised=_raised(header["error"]))
                 else:
                     values.update(_decode_values(header, arrays, call["produces"], said))
             else:
@@ -260,11 +324,15 @@ def _request(calls, inputs, limits):
                                [inputs[n] for n in names])
 
 
-def score_code(layers_path, functions, data, sandbox, limits=Limits(), package_dir=STUDENT_PACKAGE,
-               missing="normlab/layers.py is missing from the submission"):
-    """{function: [checks.Result]} for the student's layers.py (None: every call fails with `missing`)."""
+def score_code(layers_path, functions, data, sandbox, limits=Limits(), package_dir=STUDENT_PACKAGE, missing=None):
+    """
+    {function: [checks.Result]} for the student's layers.py (None: every call
+    fails with `missing`, by default that the file is missing), its messages
+    in the current language.
+    """
     calls = [call for function in functions for call in checks.calls_for(function)]
     if layers_path is None:
+        missing = missing or layers_problem(files.Problem.MISSING)
         values = {}
         for call in calls:
             values.update({name: Failure(missing) for name in call["produces"]})
@@ -286,13 +354,15 @@ MAX_ANSWER_CHARS = 10_000
 def read_answer(source, variable):
     """The literal the cell assigns to `variable` last; raises NotLiteral (or KeyError if it is not assigned)."""
     if len(source) > MAX_ANSWER_CHARS:
-        raise NotLiteral(f"the answer cell is longer than {MAX_ANSWER_CHARS} characters: not read")
+        raise NotLiteral(_("the answer cell is longer than {limit} characters: not read").format(
+            limit=MAX_ANSWER_CHARS))
     try:
         tree = ast.parse(source)
     except SyntaxError as err:
-        raise NotLiteral(f"the answer cell is not valid Python ({err.msg}, line {err.lineno})") from None
+        raise NotLiteral(_("the answer cell is not valid Python ({error}, line {line})").format(
+            error=err.msg, line=err.lineno)) from None
     except (MemoryError, RecursionError, ValueError):
-        raise NotLiteral("the answer cell is too deeply nested or too large to read") from None
+        raise NotLiteral(_("the answer cell is too deeply nested or too large to read")) from None
     found = KeyError(variable)
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
@@ -301,8 +371,8 @@ def read_answer(source, variable):
             try:
                 found = ast.literal_eval(node.value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-                found = NotLiteral(f"write the answer as a literal ({variable} = a string, number or dict of them), "
-                                   "not an expression: answers are read, never run")
+                found = NotLiteral(_("write the answer as a literal ({variable} = a string, number or dict of "
+                                     "them), not an expression: answers are read, never run").format(variable=variable))
     if isinstance(found, Exception):
         raise found
     return found
@@ -315,10 +385,10 @@ def grade_answer(answer, key, points):
         right = [k for k in key if answer.get(k) == key[k]]
         earned = points * len(right) / len(key)
         wrong = sorted(set(key) - set(right))
-        return earned, ("" if not wrong else f"not right: {', '.join(wrong)}")
+        return earned, ("" if not wrong else _("not right: {entries}").format(entries=", ".join(wrong)))
     if answer == key and type(answer) is type(key):
         return float(points), ""
-    return 0.0, f"{answer!r} is not the answer"
+    return 0.0, _("{answer} is not the answer").format(answer=repr(answer))
 
 
 def answer_cells(nb):
@@ -337,12 +407,12 @@ def score_answers(nb, questions, keys):
     scored = {}
     for variable, points in questions.items():
         if variable not in sources:
-            scored[variable] = (0.0, f"the answer cell of {variable} is missing")
+            scored[variable] = (0.0, _("the answer cell of {variable} is missing").format(variable=variable))
             continue
         try:
             answer = read_answer(sources[variable], variable)
         except KeyError:
-            scored[variable] = (0.0, f"the answer cell does not assign {variable}")
+            scored[variable] = (0.0, _("the answer cell does not assign {variable}").format(variable=variable))
             continue
         except NotLiteral as err:
             scored[variable] = (0.0, str(err))
@@ -383,15 +453,16 @@ def parse_notebook(data, name):
         text = data.decode("utf-8")
         cells = json.loads(text).get("cells", [])
         if isinstance(cells, list) and len(cells) > MAX_CELLS:
-            return None, f"{name} has {len(cells)} cells, more than the {MAX_CELLS} a submitted notebook may have"
+            return None, _("{name} has {count} cells, more than the {limit} a submitted notebook may have").format(
+                name=name, count=len(cells), limit=MAX_CELLS)
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)  # nbgrader refuses an invalid one (a cell id with a space) and fails the submission
         nbformat.writes(nb).encode("utf-8")  # and one that cannot be written back (a lone surrogate)
         return nb, ""
     except nbformat.ValidationError as err:
-        return None, f"{name} is not a valid notebook ({err.message[:200]})"
+        return None, _("{name} is not a valid notebook ({error})").format(name=name, error=err.message[:200])
     except Exception as err:  # invalid JSON or UTF-8, not a notebook, too deep, not encodable
-        return None, f"{name} could not be read as a notebook ({type(err).__name__})"
+        return None, _("{name} could not be read as a notebook ({error})").format(name=name, error=type(err).__name__)
 
 
 # ---- a notebook's graded cells (nbgrader's TrustedScores, the Gradescope runner) -------------
@@ -414,10 +485,13 @@ LAYERS = "normlab/layers.py"
 
 
 def layers_problem(problem):
-    """What a submission's note says for a files.Problem of its normlab/layers.py ("" for None)."""
-    return {None: "", files.Problem.MISSING: f"{LAYERS} is missing from the submission",
-            files.Problem.NOT_REGULAR: f"{LAYERS} is not a regular file inside the submission (a link?): not graded",
-            files.Problem.TOO_LARGE: f"{LAYERS} is larger than {MAX_LAYERS_BYTES >> 20} MiB: not graded"}[problem]
+    """The note of a files.Problem of a submission's normlab/layers.py ("" for None), in the current language."""
+    if problem is None:
+        return ""
+    return {files.Problem.MISSING: _("{path} is missing from the submission"),
+            files.Problem.NOT_REGULAR: _("{path} is not a regular file inside the submission (a link?): not graded"),
+            files.Problem.TOO_LARGE: _("{path} is larger than {limit} MiB: not graded")}[problem].format(
+        path=LAYERS, limit=MAX_LAYERS_BYTES >> 20)
 
 
 def graded_code_cells(nb):
@@ -447,11 +521,12 @@ def scored_code(folder, expected_path, sandbox, submitted=None):
     notebooks of a submission (nbgrader preprocesses them one by one), and
     `normgrade grade` scores a submission before it takes the gradebook:
     results are kept by the file's content (not its path), so a changed file
-    is scored again and a copy elsewhere is not.
+    is scored again and a copy elsewhere is not; and by the language their
+    messages are in (normgrade.language.speaking).
     """
     layers, why = student_layers(folder, submitted)
     digest = hashlib.sha256(layers).hexdigest() if layers is not None else None
-    key = (digest, why, str(expected_path), _stamp(expected_path), sandbox.description)
+    key = (digest, why, str(expected_path), _stamp(expected_path), sandbox.description, language.current())
     if key not in _SCORED:
         _SCORED[key] = score_code(layers, checks.FUNCTIONS, load_expected(str(expected_path), key[3]), sandbox,
                                   missing=why)
@@ -485,7 +560,7 @@ def score_notebook(nb, folder, expected_path, sandbox, submitted=None, notebook=
     functions = [gid[len("test_"):] for gid in cells if gid[len("test_"):] in checks.FUNCTIONS]
     code = scored_code(folder, expected_path, sandbox, submitted) if functions else {}
     if submitted and notebook and not plain_file(Path(submitted) / f"{notebook}.ipynb", submitted):
-        answers = {q: (0.0, "the submitted notebook is not a regular file (a link?): its answers are not read")
+        answers = {q: (0.0, _("the submitted notebook is not a regular file (a link?): its answers are not read"))
                    for q in questions}
     else:
         answers = score_answers(nb, questions, data.answer_keys)
@@ -497,7 +572,9 @@ def score_notebook(nb, folder, expected_path, sandbox, submitted=None, notebook=
             scored[gid] = (sum(r.earned for r in results), checks.report(name, results))
         elif name in answers:
             points, why_not = answers[name]
-            scored[gid] = (points, f"{name}: {points:g} / {questions[name]:g} points" + (f"; {why_not}" if why_not else ""))
+            said = _("{name}: {points:g} / {total:g} points; {why}") if why_not else \
+                _("{name}: {points:g} / {total:g} points")
+            scored[gid] = (points, said.format(name=name, points=points, total=questions[name], why=why_not))
         else:
-            scored[gid] = (0.0, f"{gid}: no normgrade check has this name; the cell earns nothing")
+            scored[gid] = (0.0, _("{cell}: no normgrade check has this name; the cell earns nothing").format(cell=gid))
     return scored
