@@ -181,6 +181,21 @@ def test_the_release_package_speaks_the_course_language_and_ships_only_normlab_s
     assert shipped.gettext("## Batch normalization: forward pass") == "## Batch normalization: forward pass"  # baked in
 
 
+@pytest.mark.parametrize("language", languages.LANGUAGES)
+def test_the_release_proof_knows_a_stub_s_error_in_every_language_however_wrapped(language):
+    from normgrade.build.release import _stub_error
+    from normlab.check import ChecksFailed
+
+    said = languages.translations(language).gettext(NOT_IMPLEMENTED).format(name="spatial_groupnorm_backward")
+    for width in (80, 24, 9):
+        ChecksFailed.WIDTH = width
+        try:
+            assert _stub_error(str(ChecksFailed("spatial_groupnorm_backward", said))), width
+            assert not _stub_error(str(ChecksFailed("spatial_groupnorm_backward", "raised ValueError: boom")))
+        finally:
+            ChecksFailed.WIDTH = 80
+
+
 # ---- the student's language ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("environ, chosen", [

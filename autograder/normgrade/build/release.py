@@ -327,8 +327,11 @@ def _stub_error(text):
     """Whether an error's text is a stub's NotImplementedError, in any language (its lines may be wrapped)."""
     from normgrade.score.scorer import stub_templates
 
-    said = " ".join(text.split())
-    return any(re.search(re.escape(" ".join(before.split())) + r"\w+" + re.escape(" ".join(after.split())), said)
+    def spaced(words):  # without white space: a message may be wrapped anywhere (Chinese between two characters)
+        return re.sub(r"\s+", "", words)
+
+    said = spaced(text)
+    return any(re.search(re.escape(spaced(before)) + r"\w+" + re.escape(spaced(after)), said)
                for before, after in stub_templates())
 
 
