@@ -27,7 +27,7 @@ $(LOCALE)/%/LC_MESSAGES/normlab.mo: $(LOCALE)/%/LC_MESSAGES/normlab.po $(STAMP)
 ## catalogs: after an English text changed: extract every message (babel.cfg), update each language's catalog
 catalogs: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg --project normlab --no-wrap --sort-by-file -o $(VENV)/normlab.pot .
-	$(BIN)/pybabel update -i $(VENV)/normlab.pot -d $(LOCALE) -D normlab --no-wrap
+	$(BIN)/pybabel update -i $(VENV)/normlab.pot -d $(LOCALE) -D normlab --no-wrap --ignore-obsolete
 
 ## test: run the whole test suite on every core (oracle tests skip unless `make oracle` ran)
 test: $(STAMP) $(COMPILED)

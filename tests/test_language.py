@@ -228,6 +228,31 @@ def test_the_self_check_follows_the_course_then_the_student(language, tmp_path):
     assert "not started" in english and "functions pass the public checks" in english
 
 
+def test_a_plot_s_chinese_words_have_a_font(tmp_path):
+    """The notebooks' plots (their words through _()) find a font with every character, where one is installed."""
+    import warnings
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = i18n.plot_fonts(plt.rcParams["font.family"])
+    if families == list(plt.rcParams["font.family"]):
+        if os.environ.get("CI"):
+            pytest.fail("CI must have a Chinese font (.ci/run installs fonts-noto-cjk)")
+        pytest.skip("no Chinese font here (apt-get install fonts-noto-cjk)")
+    title = languages.translations("zh_CN").gettext("best validation accuracy vs batch size")
+    assert CJK.search(title)
+    for chosen, missing in ((plt.rcParams["font.family"], True), (families, False)):
+        with plt.rc_context({"font.family": chosen}), warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            figure, axes = plt.subplots()
+            axes.set(title=title, xlabel=languages.translations("zh_CN").gettext("batch size"))
+            figure.savefig(tmp_path / "plot.png")
+            plt.close(figure)
+        assert any("missing from font" in str(w.message) for w in said) == missing, [str(w.message) for w in said]
+
+
 def _named(layers):
     """{(function, check): (parts named, message)} of the public checks that name a mistake."""
     from normlab import check

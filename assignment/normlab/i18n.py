@@ -69,3 +69,18 @@ def ngettext(singular, plural, n):
 def N_(message):
     """Mark `message` for the catalogs; it is translated where it is shown, with _(message)."""
     return message
+
+
+# Fonts with the Chinese characters a plot's words may need, tried in this order after matplotlib's own
+# (which lack them): matplotlib falls back from one family to the next, glyph by glyph.
+PLOT_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei", "PingFang SC", "Heiti SC",
+              "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "SimHei")
+
+
+def plot_fonts(families):
+    """`families` (matplotlib's rcParams["font.family"]) followed by the fonts of PLOT_FONTS installed here."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    families = [families] if isinstance(families, str) else list(families)
+    return [*families, *(font for font in PLOT_FONTS if font in installed and font not in families)]
