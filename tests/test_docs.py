@@ -33,7 +33,7 @@ DOCS = REPO / "docs"
 PAGES = [README] + sorted(DOCS.glob("*.md"))
 FENCED = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)  # a fenced block; group 1: its lines
 SPAN = re.compile(r"`([^`\n]+)`")  # an inline code span
-FILE_SUFFIXES = {"py", "npz", "ipynb", "txt", "html", "json", "csv", "md", "db", "zip", "lock"}
+FILE_SUFFIXES = {"py", "npz", "ipynb", "txt", "html", "json", "csv", "md", "db", "zip", "lock", "po", "pot", "mo"}
 
 
 def page_block(page, first, after=True):

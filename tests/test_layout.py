@@ -112,8 +112,9 @@ def test_the_folders_import_one_another_in_one_direction():
 
 def test_the_sandbox_side_imports_nothing_of_the_rest_and_the_worker_nothing_at_all():
     modules = graph()
-    for module in ("run.sandbox", "run.worker", "run"):
-        assert modules[module] <= {"run.worker", "run", "paths"}, (module, modules[module])
+    for module in ("run.sandbox", "run.worker", "run"):  # the base: paths, and the messages' language
+        assert modules[module] <= {"run.worker", "run", "paths", "language"}, (module, modules[module])
+    assert modules["language"] <= {"paths", "course"}, "the messages' module reaches nothing secret"
     assert modules["run.worker"] == set(), "the worker is copied alone into the sandbox: it imports no normgrade module"
 
 

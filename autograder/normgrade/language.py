@@ -342,6 +342,9 @@ def N_(message):
 
 # nbgrader's placeholder where a solution region was, in a release (course.NBGRADER_CONFIG sets the English).
 ANSWER_HERE = N_("YOUR ANSWER HERE")
+# What every stub raises (normgrade.build.stubs writes it; the scorer and the release proof know it in every
+# language by its words, normgrade.score.scorer.stub_templates).
+NOT_IMPLEMENTED = N_("{name} is not implemented yet: write it in normlab/layers.py")
 
 
 def nbgrader_config(language):

@@ -15,15 +15,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from normgrade.language import N_, SOURCE_LANGUAGE, translations
+from normgrade.language import N_, NOT_IMPLEMENTED, SOURCE_LANGUAGE, translations
 from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 _MARKER = re.compile(r"^(?P<indent>[ \t]*)### (?P<kind>BEGIN|END) SOLUTION[ \t]*$")
 # What a stub says in place of its solution (translated in a release in another language).
-TODO = N_("TODO: implement {name}, as described in its docstring.")
-NOT_IMPLEMENTED = N_("{name} is not implemented yet: write it in normlab/layers.py")
+TODO = N_("TODO: implement {name}, as described in its docstring.")  # and it raises language.NOT_IMPLEMENTED
 
 
 class StubError(ValueError):

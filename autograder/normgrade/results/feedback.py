@@ -55,25 +55,24 @@ def add_math_note(page):
 
 # The words of nbgrader's feedback template (nbgrader/server_extensions/formgrader/templates/feedback/), each with
 # the markup around it there, so that nothing a student wrote (escaped, or inside a cell) is matched.
-_SCORE = r"(-?[0-9.]+) / ([0-9.]+)"
-TEMPLATE_WORDS = (
-    (re.compile(r'(<span class="nbgrader-label">)Student\'s answer(</span>)'), N_("Student's answer")),
-    (re.compile(r'(<span class="nbgrader-label">)Student\'s task(</span>)'), N_("Student's task")),
-    (re.compile(r'(<span class="nbgrader-label">)Grade cell:( <code>)'), N_("Grade cell:")),
-    (re.compile(r'(<span class="nbgrader-label">)Task:( <code>)'), N_("Task:")),
-    (re.compile(r'(<span class="pull-right"><a href="#top">)\(Top\)(</a>)'), N_("(Top)")),
-    (re.compile(r'(<b>)Comments:(</b>)'), N_("Comments:")),
+def _in_markup(*words):
+    """[(a pattern of the word with its markup before and after, the word)] of (before, word, after) triples."""
+    return tuple((re.compile(f"({re.escape(before)}){re.escape(word)}({re.escape(after)})"), word)
+                 for before, word, after in words)
+
+
+LABEL = '<span class="nbgrader-label">'
+TEMPLATE_WORDS = _in_markup(
+    (LABEL, N_("Student's answer"), "</span>"), (LABEL, N_("Student's task"), "</span>"),
+    (LABEL, N_("Grade cell:"), " <code>"), (LABEL, N_("Task:"), " <code>"),
+    ('<span class="pull-right"><a href="#top">', N_("(Top)"), "</a>"), ("<b>", N_("Comments:"), "</b>"),
 )
+_SCORE = r"(-?[0-9.]+) / ([0-9.]+)"
 _CELL_SCORE = re.compile(r'(<span class="pull-right">\s*)Score: ' + _SCORE + r'( <a href="#top">)\(Top\)(</a>)')
 SCORE, TOP = N_("Score: {score} / {max_score}"), N_("(Top)")
 # In the page's heading and its table of contents (the first <div id="toc">, before any cell).
-TOC_WORDS = (
-    (re.compile(r'(">)Test cell(</a>)'), N_("Test cell")),
-    (re.compile(r'(">)Coding free-response(</a>)'), N_("Coding free-response")),
-    (re.compile(r'(">)Written response(</a>)'), N_("Written response")),
-    (re.compile(r'(">)Task(</a>)'), N_("Task")),
-    (re.compile(r'(">)Comment(</a>)'), N_("Comment")),
-)
+TOC_WORDS = _in_markup(*(('">', word, "</a>") for word in (
+    N_("Test cell"), N_("Coding free-response"), N_("Written response"), N_("Task"), N_("Comment"))))
 _TOC_SCORE = re.compile(r"\(Score: " + _SCORE + r"\)")
 _PENALTY = re.compile(r'(<li class="late-penalty">)Late submission penalty \(Score: -([0-9.]+)\)')
 

@@ -42,7 +42,6 @@ from normgrade.score import checks
 from normgrade.run import worker
 from normgrade.score.checks import Failure, Other
 from normgrade.score.expected import ExpectedValues
-from normgrade.build.stubs import NOT_IMPLEMENTED
 from normgrade.paths import STUDENT_PACKAGE
 from normgrade.run.sandbox import Limits, WorkerDied
 
@@ -72,14 +71,14 @@ def _raised(text):
 def stub_templates():
     """
     [(text before {name}, text after it)] of what every stub raises
-    (normgrade.build.stubs.NOT_IMPLEMENTED) in each language whose catalog
+    (normgrade.language.NOT_IMPLEMENTED) in each language whose catalog
     can be read: `normgrade release --language` translates it, so a stub's
     NotImplementedError is recognized in every language's words.
     """
     found = []
     for code in language.LANGUAGES:
         try:
-            template = language.translations(code).gettext(NOT_IMPLEMENTED)
+            template = language.translations(code).gettext(language.NOT_IMPLEMENTED)
         except (OSError, ImportError, ValueError):  # a catalog this installation lacks: that language is not shipped
             continue
         if template.count("{name}") == 1 and tuple(template.split("{name}")) not in found:
