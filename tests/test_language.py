@@ -588,3 +588,26 @@ def test_the_stub_message_is_the_one_the_stubs_raise():
 
     raised = re.findall(r'raise NotImplementedError\("([^"]*)"\)', STUB_LAYERS.read_text())
     assert raised and all(STUB.format(name=name) in raised for name in checks.FUNCTIONS)
+
+
+@pytest.mark.slow
+def test_the_demo_runs_in_every_language_with_the_same_grades(tmp_path, sandbox, capsys):
+    import json
+
+    from normgrade.build.demo import run_demo
+
+    grades = {}
+    for language in languages.LANGUAGES:
+        run_demo(tmp_path / language, language)
+        document = json.loads((tmp_path / language / "grades.json").read_text())
+        grades[language] = {s["student"]: (s["score"], [(t["name"], t["score"]) for t in s["tests"]],
+                                           s.get("mistakes", [])) for s in document["submissions"]}
+        feedback = tmp_path / language / "course" / "feedback" / "typical_mistakes" / "normalization"
+        page = (feedback / "BatchNormalization.html").read_text(encoding="utf-8")
+        assert f'<html lang="{languages.HTML_LANG[language]}">' in page
+        if language != languages.SOURCE_LANGUAGE:
+            assert IN_LANGUAGE[language].search(page)
+    capsys.readouterr()
+    assert {student: score for student, (score, _t, _m) in grades["en"].items()} == {
+        "reference": 36, "stubs": 0, "typical_mistakes": 10}
+    assert grades["zh_CN"] == grades["vi"] == grades["en"]
