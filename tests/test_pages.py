@@ -98,6 +98,7 @@ def test_report_page_in_a_real_browser(graded, browser, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "http://" not in out.read_text() and "https://" not in out.read_text(), "self-contained: no network"
+    browser.get_log("browser")  # what earlier pages of this browser session logged is not this page's
 
     browser.get(out.as_uri())
     assert browser.title == "normlab class report", "a student's text must not run as script"
