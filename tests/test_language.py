@@ -613,3 +613,13 @@ def test_the_demo_runs_in_every_language_with_the_same_grades(tmp_path, sandbox,
     assert {student: score for student, (score, _t, _m) in grades["en"].items()} == {
         "reference": 36, "stubs": 0, "typical_mistakes": 10}
     assert grades["zh_CN"] == grades["vi"] == grades["en"]
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_the_class_report_says_the_mistakes_in_the_course_language(graded_in, language):
+    from normgrade.results.report import class_report
+
+    english, translated = class_report(graded_in["en"][0]), class_report(graded_in[language][0])
+    assert [(m["function"], m["mistake"], m["count"]) for m in translated["mistakes"]] == [
+        (m["function"], m["mistake"], m["count"]) for m in english["mistakes"]]
+    assert translated["mistakes"] and all(IN_LANGUAGE[language].search(m["said"]) for m in translated["mistakes"])

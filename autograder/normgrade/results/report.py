@@ -24,6 +24,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from normgrade.language import course_language, speaking
 from normgrade.score import diagnosis
 from normgrade.grade import ledger
 from normgrade.course import DEFAULT_COURSE
@@ -62,6 +63,8 @@ def class_report(course, url=None):
                 mistakes[(function, mistake)] += 1  # once per student and function
     max_score = max((row["max_score"] or 0.0) for row in graded) if graded else 0.0
     own = f"sqlite:///{(Path(course) / 'gradebook.db').resolve()}"
+    with speaking(course_language(course)):  # what the students read of it: the mistakes in their words
+        said = {key: diagnosis.words(key[1], key[0]) for key in mistakes}
     return {
         "gradebook": f"{Path(course).resolve().name}/gradebook.db (SQLite)" if url == own else ledger.safe_url(url),
         "students": [{"student": row["student"], "status": row["status"], "score": row["score"],
@@ -71,7 +74,7 @@ def class_report(course, url=None):
         "scores": summarize([row["score"] for row in graded], max_score),
         "tests": [{"name": name, "share": earned / total if total else 0.0, "mean": earned / len(graded),
                    "points": total / len(graded)} for name, (earned, total) in sorted(tests.items())],
-        "mistakes": [{"function": function, "mistake": mistake, "said": diagnosis.words(mistake, function),
+        "mistakes": [{"function": function, "mistake": mistake, "said": said[function, mistake],
                       "count": count} for (function, mistake), count in mistakes.most_common()],
         "failures": [{"student": row["student"], "error": results[row["student"]].get("error", "")}
                      for row in rows if row["status"] == "failed"],

@@ -526,15 +526,18 @@ def _explain_value(function, quantity, value, values, data, check, expected, dia
         if _squeezed(value.shape) == _squeezed(expected.shape) and np.allclose(
                 value.reshape(expected.shape), expected, *tolerance(expected)):
             if value.ndim > expected.ndim:
-                how, text = "added", _(": its values are right, in an array with extra axes of size 1 (keepdims, a "
-                                       "reshape or an index with None adds them); it must have shape {shape}")
+                how = N_("axes of size 1 added")
+                text = _(": its values are right, in an array with extra axes of size 1 (keepdims, a reshape or an "
+                         "index with None adds them); it must have shape {shape}")
             elif value.ndim < expected.ndim:
-                how, text = "dropped", _(": its values are right, in an array with fewer axes of size 1 (a sum "
-                                         "without keepdims=True drops them); it must have shape {shape}")
+                how = N_("axes of size 1 dropped")
+                text = _(": its values are right, in an array with fewer axes of size 1 (a sum without "
+                         "keepdims=True drops them); it must have shape {shape}")
             else:
-                how, text = "moved", _(": its values are right, in an array with its axes of size 1 elsewhere; it "
-                                       "must have shape {shape}")
-            return text.format(shape=expected.shape), f"shape: axes of size 1 {how}", False
+                how = N_("axes of size 1 moved")
+                text = _(": its values are right, in an array with its axes of size 1 elsewhere; it must have shape "
+                         "{shape}")
+            return text.format(shape=expected.shape), f"shape: {how}", False  # the report says `how` translated
         return "", f"shape: {tuple(value.shape)} for {expected.shape}", False
     if value.dtype != expected.dtype:
         hint = (_(": outputs and gradients keep their input's dtype (an array made without dtype=x.dtype, such as "
