@@ -71,6 +71,10 @@ def test_a_message_added_in_english_alone_fails_naming_it(source):
     ("{name} has shape {shape}", "{name} 的形状", "format fields"),
     ("{name} has shape {shape}", "{name} 的形状是 {form}", "format fields"),
     ("relative error {error:.1e}", "相对误差 {error}", "format fields"),
+    ("{name} has shape {shape}", "{name} 的形状是 {shape} {}", "format fields"),
+    ("{name} has shape {shape}", "{name} 的形状是 {shape} {0}", "format fields"),
+    ("{name} has shape {shape}", "{name} 的形状是 {shape!r}", "format fields"),
+    ("{name} has shape {shape}", "{name} 的形状是 {shape", "format fields"),
     ("Implement `batchnorm_forward`.", "实现 `batchnorm_vorwärts`。", "code spans"),
     ("the mean $\\mu_j$ of feature j", "特征 j 的均值 $\\mu$", "formulas"),
     ("## Layer normalization", "### 层归一化", "heading"),
@@ -107,6 +111,20 @@ def test_a_cell_is_its_units_and_english_leaves_it_as_it_is(path):
         if cell.cell_type in ("markdown", "code"):
             assert "".join(text for _unit, text in languages.cell_units(cell.cell_type, cell.source)) == cell.source
             assert languages.translate_source(cell.cell_type, cell.source, lambda m: m) == cell.source
+
+
+@pytest.mark.parametrize("path", source_notebooks(NOTEBOOKS), ids=lambda p: p.name)
+def test_the_notebooks_never_call_a_bare_underscore_which_students_rebind(path):
+    """`out, _ = batchnorm_forward(...)` in a student's cell must not break a later plot's words: i18n._ is used."""
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "code":
+            code = "".join("\n" if line.lstrip().startswith("%") else line
+                           for line in cell.source.splitlines(keepends=True))
+            tree = ast.parse(code)
+            assert not [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                        and isinstance(node.func, ast.Name) and node.func.id == "_"], cell.source
+            assert not [node for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id == "i18n"
+                        and isinstance(node.ctx, ast.Store)], cell.source
 
 
 def _code_lines(source):
@@ -179,6 +197,12 @@ def test_the_release_package_speaks_the_course_language_and_ships_only_normlab_s
     assert CJK.search(shipped.gettext("the variance is the unbiased one (dividing by N - 1); normalization divides "
                                       "by N"))  # the diagnosis's words, which mistakes.npz names
     assert shipped.gettext("## Batch normalization: forward pass") == "## Batch normalization: forward pass"  # baked in
+    assert shipped.gettext("running mean and variance in bn_param after one train step") == (
+        "running mean and variance in bn_param after one train step")  # the grader's words stay with the grader
+    plots = [message for path in source_notebooks(NOTEBOOKS) for _line, function, message, _notes in
+             languages.extract_notebook(open(path, "rb"), {"_": None}, [], {}) if function == "_"]
+    assert len(plots) >= 10 and all(CJK.search(shipped.gettext(message)) for message in plots), (
+        [m for m in plots if not CJK.search(shipped.gettext(m))])  # the notebooks' code speaks as it runs
 
 
 @pytest.mark.parametrize("language", languages.LANGUAGES)

@@ -62,9 +62,17 @@ def read_catalog(language):
         return read_po(po, locale=language, domain=DOMAIN)
 
 
-# The messages normlab's own code prints: its modules' and the diagnosis's words, which mistakes.npz carries
-# (a notebook's and a docstring's text is translated into the release itself).
+# The messages normlab's own code prints: its modules' and the diagnosis's words, which mistakes.npz carries,
+# and the notebooks' code cells' (i18n._("...")); a notebook's other text and a docstring's are translated into
+# the release itself, and the grader's own messages stay with the grader.
 STUDENT_SIDE = ("assignment/normlab/", "autograder/normgrade/score/diagnosis.py")
+CODE_CELL = "(code)"  # the end of extract_notebook's note on a message of a notebook's code cell
+
+
+def printed_by_normlab(message):
+    """Whether a catalog's message is one normlab's code (or a notebook's code cell) prints."""
+    return any(path.startswith(STUDENT_SIDE) for path, _line in message.locations) or any(
+        note.endswith(CODE_CELL) for note in message.auto_comments)
 
 
 def compile_catalogs(locale_dir, languages=LANGUAGES[1:], student_side=False):
@@ -79,7 +87,7 @@ def compile_catalogs(locale_dir, languages=LANGUAGES[1:], student_side=False):
         catalog = read_catalog(language)
         if student_side:
             for message in list(catalog):
-                if message.id and not any(path.startswith(STUDENT_SIDE) for path, _line in message.locations):
+                if message.id and not printed_by_normlab(message):
                     del catalog[message.id]
         target = Path(locale_dir) / language / "LC_MESSAGES" / f"{DOMAIN}.mo"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +295,7 @@ def extract_notebook(fileobj, keywords, comment_tags, options):
                              for line in source.splitlines(keepends=True))  # IPython's magics are no Python
             for _line, function, message, _comments in extract_python(io.BytesIO(python.encode("utf-8")), keywords,
                                                                        comment_tags, options):
-                yield index + 1, function, message, [f"cell {index + 1} (code)"]
+                yield index + 1, function, message, [f"cell {index + 1} {CODE_CELL}"]
 
 
 def extract_docstrings(fileobj, keywords, comment_tags, options):
@@ -408,8 +416,19 @@ def markup(text):
     }
 
 
+def _fields(text):
+    """The replacement fields of a str.format template, each as written ('{name:.1e}'; '{}' for a bare one)."""
+    import string
+
+    try:
+        return sorted("{" + (name or "") + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+                      for _literal, name, spec, conversion in string.Formatter().parse(text) if name is not None)
+    except ValueError as err:  # a lone brace
+        return [f"unparsable: {err}"]
+
+
 def message_problems(message_id, translated):
-    """What is wrong with one translation: [] when it keeps the message's markup."""
+    """What is wrong with one translation: [] when it keeps the message's markup and can be formatted as it."""
     if not translated or not "".join(translated if isinstance(translated, (list, tuple)) else [translated]):
         return ["not translated"]
     forms = translated if isinstance(translated, (list, tuple)) else [translated]
@@ -419,6 +438,8 @@ def message_problems(message_id, translated):
         got = markup(form)
         problems += [f"{what}: {got[what]!r} where the English has {wanted[what]!r}"
                      for what in wanted if got[what] != wanted[what]]
+        if "{" in source and _fields(form) != _fields(source):
+            problems.append(f"format fields: {_fields(form)!r} where the English has {_fields(source)!r}")
     return problems
 
 
