@@ -647,3 +647,39 @@ def test_the_class_report_says_the_mistakes_in_the_course_language(graded_in, la
     assert [(m["function"], m["mistake"], m["count"]) for m in translated["mistakes"]] == [
         (m["function"], m["mistake"], m["count"]) for m in english["mistakes"]]
     assert translated["mistakes"] and all(IN_LANGUAGE[language].search(m["said"]) for m in translated["mistakes"])
+
+
+def test_the_worker_s_own_words_reach_the_student_in_the_course_language(tmp_path, data, sandbox):
+    """The sandboxed worker has no catalogs: the request brings its messages' words (scorer._request)."""
+    source = reference_layers() + ("\n\nimport scipy.special\n\n\ndef layernorm_forward(x, gamma, beta, ln_param):\n"
+                                   "    return scipy.special.expit(x), None\n")
+    path = tmp_path / "layers.py"
+    path.write_text(source, encoding="utf-8")
+    said = {}
+    for language in languages.LANGUAGES:
+        with speaking(language):
+            said[language] = " ".join(r.message for r in scorer.score_code(
+                path, ["layernorm_forward"], data, sandbox, Limits(call_seconds=5))["layernorm_forward"])
+    assert "scipy is not available when grading: use NumPy" in said["en"]
+    assert "评分时没有 scipy：请改用 NumPy" in said["zh_CN"]
+    assert "khi chấm điểm không có scipy: hãy dùng NumPy" in said["vi"]
+
+
+@pytest.mark.slow
+def test_a_notebook_executed_for_the_feedback_speaks_the_course_language(tmp_path, sandbox):
+    """`normgrade grade --execute` runs the notebook in the sandbox: its plots' and messages' words are the course's."""
+    from normgrade.grade.preprocessors import execute_notebook
+    from normgrade.paths import STUB_LAYERS
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        'from normlab import i18n\nprint(i18n._("batch size"), "|", i18n._("training loss"))')])
+    layers = tmp_path / "layers.py"
+    layers.write_text(STUB_LAYERS.read_text())
+    shown = {}
+    for language in languages.LANGUAGES:
+        executed = execute_notebook(nb, layers, sandbox, 120, 60, language)
+        shown[language] = "".join(output.get("text", "") for output in executed.cells[0].outputs)
+    for language in languages.LANGUAGES:
+        gettext = languages.translations(language).gettext
+        assert shown[language].strip() == f"{gettext('batch size')} | {gettext('training loss')}", shown
+    assert CJK.search(shown["zh_CN"]) and VIETNAMESE.search(shown["vi"])

@@ -43,7 +43,7 @@ from nbgrader.preprocessors import (CheckCellMetadata, NbGraderPreprocessor, Ove
                                     SaveAutoGrades)
 from traitlets import Bool, Integer, Unicode
 
-from normgrade.language import N_, _, course_language, speaking
+from normgrade.language import N_, SOURCE_LANGUAGE, _, course_language, speaking
 from normgrade.score import checks
 from normgrade.grade.gradebooks import gradebook_of
 from normgrade.run.sandbox import NOTEBOOK_LIMITS, Sandbox, WorkerDied
@@ -352,8 +352,9 @@ class SandboxedExecute(NbGraderPreprocessor):
             if self.expected_path else None
         layers, _why_not = student_layers(folder, submitted)
         sandbox = Sandbox(unsandboxed=self.unsandboxed)
+        language = course_language(course_of(self.expected_path)) if self.expected_path else SOURCE_LANGUAGE
         try:
-            executed = execute_notebook(nb, layers, sandbox, self.timeout, self.cell_timeout)
+            executed = execute_notebook(nb, layers, sandbox, self.timeout, self.cell_timeout, language)
         except (WorkerDied, ValueError) as err:
             self.log.warning("%s was not executed: %s", resources.get("unique_key", "notebook"), err)
             return nb, resources
@@ -361,13 +362,16 @@ class SandboxedExecute(NbGraderPreprocessor):
         return nb, resources
 
 
-def execute_notebook(nb, layers_path, sandbox, seconds, cell_seconds):
-    """The notebook executed in the sandbox beside the student's package (a new notebook node)."""
+def execute_notebook(nb, layers_path, sandbox, seconds, cell_seconds, language=SOURCE_LANGUAGE):
+    """
+    The notebook executed in the sandbox beside the student's package (a new
+    notebook node), its cells speaking `language` (normlab.i18n: the course's).
+    """
     limits = NOTEBOOK_LIMITS
     folder = sandbox.private_folder(layers_path)
     try:
         run = sandbox.start("notebook", folder, limits, args=[json.dumps(limits.rlimits()), str(cell_seconds)],
-                            extra_env={"NBGRADER_EXECUTION": "autograde"})
+                            extra_env={"NBGRADER_EXECUTION": "autograde", "NORMLAB_LANGUAGE": language})
         try:
             run.send(nbformat.writes(nb).encode())
             text = run.read_all(seconds)

@@ -27,7 +27,8 @@ MODE "calls": one sandbox per submission (serve_session). This process
 imports NumPy once and forks the workers one after the other; it never reads
 a request itself. Each worker reads one request frame from stdin:
 
-    {"kind": "request", "names": [input name per array], "calls": [call, ...]}
+    {"kind": "request", "names": [input name per array], "calls": [call, ...],
+     "messages": {the worker's own English message: its words in the course's language}}
     call = {"id": str, "recipe": name in RECIPES, ...recipe arguments}
 
 and writes frames to the result pipe (fd $NORMGRADE_RESULT_FD): {"kind": "ready"} once normlab.layers imported
@@ -233,6 +234,27 @@ def _bn_float32(L, i, call):
     return {"bn_f32_out": out}
 
 
+def N_(message):
+    """Mark `message` for the catalogs: this module imports nothing, so a request brings its translation (SAID)."""
+    return message
+
+
+# What a worker says in its own words (a message that reaches the student): English here; a request's
+# "messages" gives them in the course's language, which the scorer sends (scorer._request).
+FORWARD_FAILED = N_("{name} raised {error} (so the backward pass was not checked)")
+NOT_ONE_SHAPE = N_("{forward} returned {kind} {shape}, not an array of one shape")
+NOT_THREE_GRADIENTS = N_("{backward} returned {kind}, expected (dx, dgamma, dbeta)")
+UNAVAILABLE_CALL = N_("{module} is not available when grading: use NumPy (this call used {name}, imported on line "
+                      "{line}; an import alone costs nothing)")
+UNAVAILABLE_IMPORT = N_("{module} is not available when grading: {rule}")
+SAID = {}  # English message -> its words in the course's language, from the request
+
+
+def said(message, **fields):
+    """`message` (one of the worker's own) in the request's language, its fields filled."""
+    return SAID.get(message, message).format(**fields)
+
+
 class ForwardPassFailed(Exception):
     """A forward pass raised while a backward pass's cache was being built: the backward was never called."""
 
@@ -250,7 +272,7 @@ def _forward(forward, name, *args):
         raise
     except Exception as err:  # noqa: BLE001 - whatever the student's forward pass raises, said as its own
         # Its own error first: a message reaches the student cut at error_text's 160 characters.
-        raise ForwardPassFailed(f"{name} raised {error_text(err)} (so the backward pass was not checked)") from None
+        raise ForwardPassFailed(said(FORWARD_FAILED, name=name, error=error_text(err))) from None
     return out, cache
 
 
@@ -349,8 +371,8 @@ def _forward_many(L, i, call):
     for x, gamma, beta in zip(i[call["x"]], i[call["gamma"]], i[call["beta"]]):
         out, _ = forward(x.copy(), gamma.copy(), beta.copy(), *call["extra"], dict(call["param"]))
         if not isinstance(out, np.ndarray) or (outputs and out.shape != outputs[0].shape):
-            raise TypeError(f"{call['forward']} returned {type(out).__name__} "
-                            f"{getattr(out, 'shape', '')}, not an array of one shape")
+            raise TypeError(said(NOT_ONE_SHAPE, forward=call["forward"], kind=type(out).__name__,
+                                 shape=getattr(out, "shape", "")))
         outputs.append(out)
     return {call["quantity"]: np.stack(outputs)}
 
@@ -372,7 +394,7 @@ def _backward_at(L, i, call):
                        dict(call["param"]))
     grads = backward(arg("dout"), cache)
     if not isinstance(grads, tuple) or len(grads) != 3:
-        raise TypeError(f"{call['backward']} returned {type(grads).__name__}, expected (dx, dgamma, dbeta)")
+        raise TypeError(said(NOT_THREE_GRADIENTS, backward=call["backward"], kind=type(grads).__name__))
     return {**found, **{f"{call['quantity']}_{name}": g for name, g in zip(("dx", "dgamma", "dbeta"), grads)}}
 
 
@@ -545,7 +567,7 @@ def _silence_standard_fds():
 # Besides the standard library, what normlab/layers.py may import: what the students' environment offers
 # it (environment.yml). normlab.check.GRADED_IMPORTS says the same to students (a test checks they agree).
 ALLOWED_IMPORTS = ("numpy", "array_api_compat", "normlab")
-IMPORT_RULE = f"normlab/layers.py may import only the standard library, {', '.join(ALLOWED_IMPORTS)}"
+IMPORT_RULE = N_("normlab/layers.py may import only the standard library, {allowed}")
 
 
 IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
@@ -590,9 +612,8 @@ class Unavailable:
     def _refuse(self, *args, **kwargs):
         name = object.__getattribute__(self, "_Unavailable__name")
         # What to do first: an exception's message reaches the student cut at error_text's 160 characters.
-        raise ModuleNotFoundError(f"{name.partition('.')[0]} is not available when grading: use NumPy (this call "
-                                  f"used {name}, imported on line {object.__getattribute__(self, '_Unavailable__line')};"
-                                  " an import alone costs nothing)")
+        raise ModuleNotFoundError(said(UNAVAILABLE_CALL, module=name.partition(".")[0], name=name,
+                                       line=object.__getattribute__(self, "_Unavailable__line")))
 
     def __repr__(self):
         return f"<{object.__getattribute__(self, '_Unavailable__name')}: not available when grading>"
@@ -659,7 +680,8 @@ class OnlyAllowedImports:
             frame = frame.f_back
         if (frame is None or os.path.abspath(frame.f_code.co_filename) != cls.layers_file
                 or frame.f_lineno in cls.guarded_lines):
-            raise ModuleNotFoundError(f"{top} is not available when grading: {IMPORT_RULE}", name=name)
+            raise ModuleNotFoundError(said(UNAVAILABLE_IMPORT, module=top, rule=said(
+                IMPORT_RULE, allowed=", ".join(ALLOWED_IMPORTS))), name=name)
         from importlib.machinery import ModuleSpec
 
         return ModuleSpec(name, _UnavailableLoader(frame.f_lineno), is_package=True)
@@ -749,6 +771,8 @@ def serve_calls(package_dir, out):
             os._exit(NO_MORE_REQUESTS)
         raise
     inputs = dict(zip(header["names"], arrays))
+    SAID.update({english: words for english, words in header.get("messages", {}).items()
+                 if isinstance(english, str) and isinstance(words, str)})
     try:
         apply_limits(header.get("limits", {}))
         allow_only_what_workers_need()
