@@ -13,6 +13,8 @@ environment only (its sys.prefix). Restart JupyterLab afterwards.
 import subprocess
 import sys
 
+from normlab.i18n import _
+
 # nbgrader's JupyterLab plugins and server extensions that are for staff.
 STAFF_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:course-list")
 STAFF_SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list")
@@ -35,10 +37,10 @@ def main():
         done = subprocess.run(command, capture_output=True, text=True)
         said = (done.stdout + done.stderr).strip()
         if done.returncode != 0 or "Validation failed" in said:
-            print(f"{' '.join(command[2:])} failed:\n{said}", file=sys.stderr)
+            print(_("{command} failed:").format(command=" ".join(command[2:])) + f"\n{said}", file=sys.stderr)
             return 1
-    print("JupyterLab is set up for the assignment: the Assignments tab and Validate, no staff panels. "
-          "Restart JupyterLab if it is running.")
+    print(_("JupyterLab is set up for the assignment: the Assignments tab and Validate, no staff panels. Restart "
+            "JupyterLab if it is running."))
     return 0
 
 

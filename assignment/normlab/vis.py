@@ -2,12 +2,14 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .i18n import N_, _
+
 # name -> (title, function(n, c) telling whether cell (n, c) shares the statistic of the highlighted one)
 _SCHEMES = {
-    "batch": ("Batch norm\n(N, H, W) per channel", lambda n, c, G, C: c == 1),
-    "layer": ("Layer norm\n(C, H, W) per sample", lambda n, c, G, C: n == 1),
-    "instance": ("Instance norm\n(H, W) per sample and channel", lambda n, c, G, C: n == 1 and c == 1),
-    "group": ("Group norm\n(C//G, H, W) per sample and group", lambda n, c, G, C: n == 1 and c // (C // G) == 0),
+    "batch": (N_("Batch norm\n(N, H, W) per channel"), lambda n, c, G, C: c == 1),
+    "layer": (N_("Layer norm\n(C, H, W) per sample"), lambda n, c, G, C: n == 1),
+    "instance": (N_("Instance norm\n(H, W) per sample and channel"), lambda n, c, G, C: n == 1 and c == 1),
+    "group": (N_("Group norm\n(C//G, H, W) per sample and group"), lambda n, c, G, C: n == 1 and c // (C // G) == 0),
 }
 
 
@@ -31,8 +33,8 @@ def plot_normalization_axes(N=4, C=6, G=2, ax=None):
         panel.set_yticks(np.arange(-0.5, N), minor=True)
         panel.grid(which="minor", color="white", linewidth=2)
         panel.tick_params(which="minor", length=0)
-        panel.set_xlabel("channel C (each cell: H*W positions)")
-        panel.set_ylabel("sample N")
-        panel.set_title(title)
+        panel.set_xlabel(_("channel C (each cell: H*W positions)"))
+        panel.set_ylabel(_("sample N"))
+        panel.set_title(_(title))
     plt.tight_layout()
     return axes
