@@ -38,6 +38,33 @@ VIETNAMESE = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹ
 IN_LANGUAGE = {"zh_CN": CJK, "vi": VIETNAMESE}
 
 
+def _english_left(text, language):
+    """
+    The English of the catalog's messages still in `text`: each piece of a
+    message between its fields, of three words or more, that its translation
+    does not keep (a formula or a name a translation keeps is not English left).
+    """
+    import functools
+
+    @functools.lru_cache(maxsize=None)
+    def pieces(language):
+        found = set()
+        for message in languages.read_catalog(language):
+            if not message.id or not message.string:
+                continue
+            english = message.id[0] if isinstance(message.id, tuple) else message.id
+            translated = " ".join(" ".join(message.string if isinstance(message.string, tuple) else
+                                           [message.string]).split())
+            for piece in re.split(r"\{[^{}]*\}", english):
+                piece = " ".join(piece.split()).strip(" .,;:()")
+                if len(piece) >= 16 and len(re.findall(r"[A-Za-z]{2,}", piece)) >= 3 and piece not in translated:
+                    found.add(piece)
+        return frozenset(found)
+
+    said = " ".join(re.sub(r"[（(][^（）()]*[)）]", " ", text).split())  # an English term in brackets is the glossary's
+    return sorted(piece for piece in pieces(language) if piece in said)
+
+
 # ---- the catalogs ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -246,10 +273,12 @@ def test_the_self_check_follows_the_course_then_the_student(language, tmp_path):
     assemble_stubs(tmp_path, language)
     course = _run_self_check(tmp_path, LANG="C.UTF-8")
     assert IN_LANGUAGE[language].search(course) and "not started" not in course
+    assert not _english_left(course, language)
     other = "vi" if language == "zh_CN" else "zh_CN"
     assert IN_LANGUAGE[other].search(_run_self_check(tmp_path, LANG="C.UTF-8", NORMLAB_LANGUAGE=other))
     english = _run_self_check(tmp_path, LANG="en_US.UTF-8")  # the stubs' own errors stay in the course's language
     assert "not started" in english and "functions pass the public checks" in english
+    assert _english_left(english, language), "the check sees English where it is"
 
 
 def test_a_plot_s_chinese_words_have_a_font(tmp_path):
@@ -314,7 +343,7 @@ def test_the_self_check_names_the_same_mistakes_in_every_language(language, monk
         key: parts for key, (parts, _m) in english.items()}
     for key, (_parts, message) in translated.items():
         assert IN_LANGUAGE[language].search(message), (key, message)
-        assert message != english[key][1]
+        assert message != english[key][1] and not _english_left(message, language), (key, message)
 
 
 # ---- a course in each language, graded and given back --------------------------------------------------
@@ -347,9 +376,14 @@ def graded_in(tmp_path_factory, sandbox, course_copy):
             build_course(course, language=language)  # raises unless its proof holds
         release, keys = paths(course)["release"], answer_keys(source_notebooks(paths(course)["source"]))
         submissions = root / "submissions"
-        make_submission(release, submissions / "reference", reference_layers(), keys)
+
+        def own(source):  # a student's code under the docstrings of their release's stubs
+            return languages.translate_docstrings(source, language) if language != languages.SOURCE_LANGUAGE \
+                else source
+
+        make_submission(release, submissions / "reference", own(reference_layers()), keys)
         make_submission(release, submissions / "stubs")
-        make_submission(release, submissions / "typical_mistakes", mutant_layers(*TYPICAL_MISTAKES),
+        make_submission(release, submissions / "typical_mistakes", own(mutant_layers(*TYPICAL_MISTAKES)),
                         {**keys, **WRONG_ANSWERS})
         notebook = submissions / "typical_mistakes" / "BatchNormalization.ipynb"
         nb = nbformat.read(notebook, as_version=4)
@@ -377,6 +411,9 @@ def test_a_course_in_each_language_grades_and_diagnoses_as_in_english(graded_in,
         assert translated[student].get("mistakes", []) == english[student].get("mistakes", []), student
     said = [t["message"] for t in translated["typical_mistakes"]["tests"] if t["message"]]
     assert said and all(IN_LANGUAGE[language].search(message) for message in said), said
+    assert not _english_left(" ".join(said), language)
+    english_said = " ".join(t["message"] for t in english["typical_mistakes"]["tests"])
+    assert len(_english_left(english_said, language)) >= 10, "the check can see English where it is"
     assert translated["typical_mistakes"]["mistakes"], "the diagnosis named the typical mistakes"
 
 
@@ -420,6 +457,11 @@ def test_feedback_pages_speak_the_course_language_in_a_real_browser(graded_in, b
         else:
             assert not any(word in text for word in words), page.name
             assert IN_LANGUAGE[language].search(text)
+            prose = browser.execute_script(  # the page without its code (i18n._'s strings are code)
+                "const page = document.body.cloneNode(true);"
+                "page.querySelectorAll('.input_area, .highlight').forEach(code => code.remove());"
+                "return page.innerText")
+            assert len(prose) > 1000 and not _english_left(prose, language), page.name
         if page.stem == "BatchNormalization":  # the hostile answer is shown as text, never run
             assert browser.title != "pwned" and "<script>" in text
             source = page.read_text()
@@ -442,6 +484,9 @@ def test_released_notebooks_render_in_their_language_in_a_real_browser(graded_in
         lang, text = _page_in_browser(browser, page)
         assert lang == languages.HTML_LANG[language].split("-")[0]
         assert IN_LANGUAGE[language].search(text)
+        prose = browser.execute_script(  # the code cells' strings are code (i18n._ translates them as they run)
+            "return [...document.querySelectorAll('.jp-MarkdownCell')].map(cell => cell.innerText).join(' ')")
+        assert len(prose) > 1000 and not _english_left(prose, language), notebook.name
         assert not _missing_glyphs(text, covered), (notebook.name, _missing_glyphs(text, covered)[:20])
 
 
