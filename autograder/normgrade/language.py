@@ -222,13 +222,11 @@ def translate_source(cell_type, source, gettext_):
 
 
 def translate_notebook(nb, language):
-    """Translate the Markdown and the comments of an nbformat notebook in place; set its language."""
+    """Translate the Markdown and the comments of an nbformat notebook in place."""
     gettext_ = translations(language).gettext
     for cell in nb.cells:
         if cell.cell_type in ("markdown", "code"):
             cell.source = translate_source(cell.cell_type, cell.source, gettext_)
-    nb.metadata["language_info"] = {**nb.metadata.get("language_info", {}), "name": "python"}
-    nb.metadata["normlab"] = {**nb.metadata.get("normlab", {}), "language": language}
     return nb
 
 
@@ -362,8 +360,7 @@ def nbgrader_config(language):
     said = translations(language).gettext(ANSWER_HERE)
     return (f"\n# The course is given in {language} (normgrade release --language): nbgrader's placeholders too.\n"
             f"c.ClearSolutions.code_stub = {{'python': {'# ' + said!r}}}\n"
-            f"c.ClearSolutions.text_stub = {said!r}\n"
-            f"c.UngradedAnswers.language = {language!r}\n")
+            f"c.ClearSolutions.text_stub = {said!r}\n")
 
 
 def course_language(course):

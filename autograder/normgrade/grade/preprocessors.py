@@ -253,12 +253,11 @@ class TrustedScores(NbGraderPreprocessor):
     unsandboxed = Bool(False, help="run student code without bubblewrap (every report says so)").tag(config=True)
     submitted_directory = Unicode("submitted", help="the folder, in the course, nbgrader autogrades from").tag(
         config=True)
-    language = Unicode("", help="the language of the messages (default: the course's, as released)").tag(config=True)
 
     def preprocess(self, nb, resources):
         sandbox = Sandbox(unsandboxed=self.unsandboxed)  # refuses, saying how to enable it, where bwrap cannot run
         info = resources["nbgrader"]
-        with speaking(self.language or course_language(course_of(self.expected_path))):
+        with speaking(course_language(course_of(self.expected_path))):
             scored = score_notebook(nb, resources["metadata"]["path"], self.expected_path, sandbox,
                                     submitted_folder(self.expected_path, info, self.submitted_directory),
                                     info["notebook"])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool, Enum
+from traitlets import Bool
 
 from normgrade import language as languages
 from normgrade.grade import late
@@ -140,12 +140,10 @@ class UngradedAnswers(Preprocessor):
     """
 
     enabled = Bool(True)
-    language = Enum(languages.LANGUAGES, default_value=languages.SOURCE_LANGUAGE,
-                    help="the course's language (normgrade release --language writes it into the course's config)"
-                    ).tag(config=True)
-
     def preprocess(self, nb, resources):
-        with speaking(self.language):
+        from nbgrader.coursedir import CourseDirectory
+
+        with speaking(languages.course_language(CourseDirectory(config=self.config).root)):  # as it was released
             return self._preprocess(nb, resources)
 
     def _preprocess(self, nb, resources):
