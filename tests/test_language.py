@@ -9,6 +9,7 @@ language and names the same mistakes in it.
 """
 import ast
 import gettext
+import json
 import io
 import os
 import re
@@ -22,7 +23,8 @@ from babel.messages.mofile import write_mo
 
 from normgrade import language as languages
 from normgrade.build.samples import TYPICAL_MISTAKES, mutant_layers, reference_layers
-from normgrade.build.stubs import NOT_IMPLEMENTED, TODO
+from normgrade.build.stubs import TODO
+from normgrade.language import STUB_MESSAGE
 from normgrade.build.submission import assemble_stubs, stub_layers
 from normgrade.paths import NOTEBOOKS, STUB_LAYERS
 from normgrade.score.notebooks import source_notebooks
@@ -74,7 +76,7 @@ def source():
 
 def test_the_source_has_the_messages_students_read(source):
     ids = {m[0] if isinstance(m, tuple) else m for m in source}
-    for message in (NOT_IMPLEMENTED, TODO, languages.ANSWER_HERE, "not started", "passes the public checks",
+    for message in (STUB_MESSAGE, TODO, languages.ANSWER_HERE, "not started", "passes the public checks",
                     "## Batch normalization: forward pass", "Forward pass for batch normalization.",
                     "the variance is the unbiased one (dividing by N - 1); normalization divides by N"):
         assert message in ids, message
@@ -205,7 +207,7 @@ def test_the_translated_stubs_are_the_same_code_with_their_text_translated(langu
             assert all(catalog[p].string == p for p in kept), (node.name, kept)  # a formula the translator kept
             assert IN_LANGUAGE[language].search(doc), getattr(node, "name", "module")
     gettext = languages.translations(language).gettext
-    assert gettext(NOT_IMPLEMENTED).format(name="batchnorm_forward") in translated
+    assert gettext(STUB_MESSAGE).format(name="batchnorm_forward") in translated
     assert "# " + gettext(TODO).format(name="layernorm_backward") in translated
     assert "Store the updated" not in translated
 
@@ -232,18 +234,15 @@ def test_the_release_package_speaks_the_course_language_and_ships_only_normlab_s
 
 
 @pytest.mark.parametrize("language", languages.LANGUAGES)
-def test_the_release_proof_knows_a_stub_s_error_in_every_language_however_wrapped(language):
+def test_the_release_proof_knows_a_stub_s_error_in_every_language_however_wrapped(language, monkeypatch):
     from normgrade.build.release import _stub_error
     from normlab.check import ChecksFailed
 
-    said = languages.translations(language).gettext(NOT_IMPLEMENTED).format(name="spatial_groupnorm_backward")
+    said = languages.translations(language).gettext(STUB_MESSAGE).format(name="spatial_groupnorm_backward")
     for width in (80, 24, 9):
-        ChecksFailed.WIDTH = width
-        try:
-            assert _stub_error(str(ChecksFailed("spatial_groupnorm_backward", said))), width
-            assert not _stub_error(str(ChecksFailed("spatial_groupnorm_backward", "raised ValueError: boom")))
-        finally:
-            ChecksFailed.WIDTH = 80
+        monkeypatch.setattr(ChecksFailed, "WIDTH", width)
+        assert _stub_error(str(ChecksFailed("spatial_groupnorm_backward", said))), width
+        assert not _stub_error(str(ChecksFailed("spatial_groupnorm_backward", "raised ValueError: boom")))
 
 
 # ---- the student's language ----------------------------------------------------------------------------
@@ -491,7 +490,7 @@ def test_released_notebooks_render_in_their_language_in_a_real_browser(graded_in
 
 # ---- the grader's feedback in the course's language (tiny catalogs made for these tests) ----------------
 
-STUB = NOT_IMPLEMENTED
+STUB = STUB_MESSAGE
 ZH = {  # a few messages as a translator might give them
     "the variance is the unbiased one (dividing by N - 1); normalization divides by N":
         "方差用的是无偏估计（除以 N - 1）；归一化除以 N",
@@ -727,3 +726,26 @@ def test_a_notebook_executed_for_the_feedback_speaks_the_course_language(tmp_pat
         gettext = languages.translations(language).gettext
         assert shown[language].strip() == f"{gettext('batch size')} | {gettext('training loss')}", shown
     assert CJK.search(shown["zh_CN"]) and VIETNAMESE.search(shown["vi"])
+
+
+def test_the_self_check_and_the_grader_build_a_diagnosis_s_words_alike(monkeypatch):
+    """normlab.check rebuilds each clause of mistakes.npz as normgrade.score.diagnosis.sentence says it."""
+    from normlab import check
+
+    assert check.PLAIN == diagnosis.PLAIN
+    table = check.mistakes_table()
+    for probe in check.PROBES:
+        layer = check.PROBES[probe][0]
+        for key in json.loads(str(table[f"{probe}/clauses"])):
+            part = tuple(key.split("|"))
+            for language in languages.LANGUAGES:
+                monkeypatch.setenv("NORMLAB_LANGUAGE", language)
+                with speaking(language):
+                    assert check.sentence((part,), probe) == diagnosis.sentence((part,), probe, layer), part
+
+
+@pytest.mark.parametrize("source", ['def f():\n    r"""a \\\\ b"""\n', 'def f():\n    """ends in a "quote\\""""\n',
+                                    "def f():\n    '''single quotes'''\n"])
+def test_a_docstring_the_translation_cannot_write_is_refused_not_broken(source):
+    with pytest.raises(ValueError, match="cannot write"):
+        languages.translate_docstrings(source, "zh_CN")

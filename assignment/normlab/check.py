@@ -159,6 +159,9 @@ def named_parts(value, probe, which, rtol=1e-6, atol=1e-8):
     return tuple(sorted(set.intersection(*found))) if found else ()
 
 
+PLAIN = "{part}: {choice}"  # a part without words of its own (as the autograder says it): not a message
+
+
 def sentence(parts, probe):
     """
     The autograder's words for `parts` on the probe's function: its clauses
@@ -167,9 +170,9 @@ def sentence(parts, probe):
     clauses = json.loads(str(mistakes_table().get(f"{probe}/clauses", "{}")))
     said = []
     for part, choice in parts:
-        template, fields = clauses.get(f"{part}|{choice}", ["{part}: {choice}", {"part": part, "choice": choice}])
+        template, fields = clauses.get(f"{part}|{choice}", [PLAIN, {"part": part, "choice": choice}])
         words = {name: _(value) if name in ("layout", "right") and value else value for name, value in fields.items()}
-        said.append((template if "part" in fields else _(template)).format(**words))
+        said.append((template if template == PLAIN else _(template)).format(**words))
     return _("; ").join(said)
 
 

@@ -256,6 +256,11 @@ def translate_docstrings(source, language):
         docstring = ast.get_docstring(node)
         paragraphs = re.split(r"\n[ \t]*\n", docstring.strip())
         translated = "\n\n".join(gettext_(p) if worth_translating(p) else p for p in paragraphs)
+        if '"""' in translated or "\\" in translated or translated.endswith('"') or \
+                not lines[expression.lineno - 1].lstrip().startswith('"""'):
+            raise ValueError(f"line {expression.lineno}: a docstring this translation cannot write as a plain \"\"\" "
+                             "string (a prefix, a backslash or a quote at its end): keep those out of the stubs' "
+                             "docstrings and their translations")
         first = lines[expression.lineno - 1]
         indent = first[:len(first) - len(first.lstrip())]
         if "\n" in translated or lines[expression.lineno - 1].strip() == '"""':
@@ -350,7 +355,7 @@ def N_(message):
 ANSWER_HERE = N_("YOUR ANSWER HERE")
 # What every stub raises (normgrade.build.stubs writes it; the scorer and the release proof know it in every
 # language by its words, normgrade.score.scorer.stub_templates).
-NOT_IMPLEMENTED = N_("{name} is not implemented yet: write it in normlab/layers.py")
+STUB_MESSAGE = N_("{name} is not implemented yet: write it in normlab/layers.py")
 
 
 def nbgrader_config(language):

@@ -320,7 +320,7 @@ def _errors(path, nb):
             for output in cell.get("outputs", []) if output.get("output_type") == "error"]
 
 
-NOT_IMPLEMENTED = "not implemented yet"  # what every stub raises (normgrade.build.stubs), and the self-check repeats
+STUBS_SAY = "not implemented yet"  # in the English of what every stub raises (language.STUB_MESSAGE), for the staff
 
 
 def _stub_error(text):
@@ -372,7 +372,7 @@ def run_problems(reference, stubs):
         elif errors and not _stub_error(errors[0][1].evalue):
             where, output = errors[0]
             problems.append(f"with the stubs, {where} raised {output.ename}: {output.evalue[:200]} before any "
-                            f"\"{NOT_IMPLEMENTED}\" (every student meets it)")
+                            f"\"{STUBS_SAY}\" (every student meets it)")
     return problems
 
 
@@ -446,7 +446,7 @@ def run(args):
     if proof:
         ref, bare = proof
         print(f"proof: every cell of the released notebooks ran in the sandbox, with the reference without an error "
-              f"and with the stubs up to the first \"{NOT_IMPLEMENTED}\" ({ref['executed_seconds']:g} s); graded: "
+              f"and with the stubs up to the first \"{STUBS_SAY}\" ({ref['executed_seconds']:g} s); graded: "
               f"reference {ref['score']:g} / {ref['max_score']:g} in {ref['seconds']} s, "
               f"stubs {bare['score']:g} / {bare['max_score']:g} (no code points) in {bare['seconds']} s")
     due = late.due_date(db_url(args.course))

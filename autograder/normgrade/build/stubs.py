@@ -15,14 +15,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from normgrade.language import N_, NOT_IMPLEMENTED, SOURCE_LANGUAGE, translations
+from normgrade.language import N_, STUB_MESSAGE, SOURCE_LANGUAGE, translations
 from normgrade.paths import SOLUTION_LAYERS, STUB_LAYERS
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 _MARKER = re.compile(r"^(?P<indent>[ \t]*)### (?P<kind>BEGIN|END) SOLUTION[ \t]*$")
 # What a stub says in place of its solution (translated in a release in another language).
-TODO = N_("TODO: implement {name}, as described in its docstring.")  # and it raises language.NOT_IMPLEMENTED
+TODO = N_("TODO: implement {name}, as described in its docstring.")  # and it raises language.STUB_MESSAGE
 
 
 class StubError(ValueError):
@@ -82,7 +82,7 @@ def make_stub(source, language=SOURCE_LANGUAGE):
     lines = source.splitlines(keepends=True)
     for region in reversed(solution_regions(source)):
         name, indent = region.function, region.indent
-        message = gettext(NOT_IMPLEMENTED).format(name=name)
+        message = gettext(STUB_MESSAGE).format(name=name)
         literal = f'"{message}"' if '"' not in message and "\\" not in message else repr(message)
         todo = [
             f"{indent}# {gettext(TODO).format(name=name)}\n",

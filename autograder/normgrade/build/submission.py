@@ -28,12 +28,15 @@ def assemble_stubs(dest, language=languages.SOURCE_LANGUAGE):
 
 
 def stub_layers(language=languages.SOURCE_LANGUAGE):
-    """The stubs' normlab/layers.py in `language` (English: assignment/normlab/layers.py as it is)."""
-    if language == languages.SOURCE_LANGUAGE:
-        return (STUDENT_PACKAGE / "layers.py").read_text(encoding="utf-8")
+    """
+    The stubs' normlab/layers.py in `language`: the stub of the reference,
+    its docstrings and comments translated (in English, what `normgrade stubs`
+    writes into assignment/normlab/layers.py, which its --check holds equal).
+    """
     from normgrade.build.stubs import make_stub
 
-    return languages.translate_docstrings(make_stub(SOLUTION_LAYERS.read_text(encoding="utf-8"), language), language)
+    stub = make_stub(SOLUTION_LAYERS.read_text(encoding="utf-8"), language)
+    return stub if language == languages.SOURCE_LANGUAGE else languages.translate_docstrings(stub, language)
 
 
 def assemble_reference(dest):

@@ -71,14 +71,14 @@ def _raised(text):
 def stub_templates():
     """
     [(text before {name}, text after it)] of what every stub raises
-    (normgrade.language.NOT_IMPLEMENTED) in each language whose catalog
+    (normgrade.language.STUB_MESSAGE) in each language whose catalog
     can be read: `normgrade release --language` translates it, so a stub's
     NotImplementedError is recognized in every language's words.
     """
     found = []
     for code in language.LANGUAGES:
         try:
-            template = language.translations(code).gettext(language.NOT_IMPLEMENTED)
+            template = language.translations(code).gettext(language.STUB_MESSAGE)
         except (OSError, ImportError, ValueError):  # a catalog this installation lacks: that language is not shipped
             continue
         if template.count("{name}") == 1 and tuple(template.split("{name}")) not in found:
