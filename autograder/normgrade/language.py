@@ -279,8 +279,9 @@ def extract_notebook(fileobj, keywords, comment_tags, options):
     """
     Babel extractor of a notebook: (line, None, unit, [where]) for each unit
     of each cell (cell_units), and Babel's own Python extraction of each code
-    cell (its _("...") calls: the plots' words, which normlab.i18n translates
-    as the cell runs).
+    cell (its i18n._("...") calls: the plots' words, which normlab.i18n
+    translates as the cell runs). The "line" a catalog gives is the cell's
+    number, counted from 1.
     """
     from babel.messages.extract import extract_python
 
