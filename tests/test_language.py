@@ -690,6 +690,14 @@ def test_the_class_report_says_the_mistakes_in_the_course_language(graded_in, la
     assert [(m["function"], m["mistake"], m["count"]) for m in translated["mistakes"]] == [
         (m["function"], m["mistake"], m["count"]) for m in english["mistakes"]]
     assert translated["mistakes"] and all(IN_LANGUAGE[language].search(m["said"]) for m in translated["mistakes"])
+    import warnings
+
+    from normgrade.results.report import figures
+
+    with warnings.catch_warnings(record=True) as said:  # its chart of mistakes draws every character
+        warnings.simplefilter("always")
+        assert "mistakes" in figures(translated)
+    assert not [str(w.message) for w in said if "missing from font" in str(w.message)]
 
 
 def test_the_worker_s_own_words_reach_the_student_in_the_course_language(tmp_path, data, sandbox):

@@ -144,14 +144,21 @@ def figures(data):
         made["tests"] = _figure_data_url(figure)
         plt.close(figure)
     if data["mistakes"]:
+        from normgrade.score.reference import course_normlab
+
+        course_normlab()  # the mistakes are said in the course's language: the students' fonts for Chinese
+        from normlab.i18n import plot_fonts
+
         top = data["mistakes"][:12]
-        figure, axes = plt.subplots(figsize=(7, 0.32 * len(top) + 1))
-        axes.barh([_short(f"{m['function']}: {m['said']}") for m in top], [m["count"] for m in top], color="#dd8452")
-        axes.set(xlabel="students", title="Most frequent recognized mistakes")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole students
-        axes.invert_yaxis()
-        made["mistakes"] = _figure_data_url(figure)
-        plt.close(figure)
+        with plt.rc_context({"font.family": plot_fonts(plt.rcParams["font.family"])}):
+            figure, axes = plt.subplots(figsize=(7, 0.32 * len(top) + 1))
+            axes.barh([_short(f"{m['function']}: {m['said']}") for m in top], [m["count"] for m in top],
+                      color="#dd8452")
+            axes.set(xlabel="students", title="Most frequent recognized mistakes")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole students
+            axes.invert_yaxis()
+            made["mistakes"] = _figure_data_url(figure)
+            plt.close(figure)
     return made
 
 
