@@ -8,9 +8,10 @@ text, and only its text, translated; the self-check speaks the student's
 language and names the same mistakes in it.
 """
 import ast
+import functools
 import gettext
-import json
 import io
+import json
 import os
 import re
 import subprocess
@@ -40,31 +41,30 @@ VIETNAMESE = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹ
 IN_LANGUAGE = {"zh_CN": CJK, "vi": VIETNAMESE}
 
 
+@functools.lru_cache(maxsize=None)
+def _english_pieces(language):
+    """Each piece of a catalog's message between its fields, of three words or more, its translation does not keep."""
+    found = set()
+    for message in languages.read_catalog(language):
+        if not message.id or not message.string:
+            continue
+        english = message.id[0] if isinstance(message.id, tuple) else message.id
+        translated = " ".join(" ".join(message.string if isinstance(message.string, tuple) else
+                                       [message.string]).split())
+        for piece in re.split(r"\{[^{}]*\}", english):
+            piece = " ".join(piece.split()).strip(" .,;:()")
+            if len(piece) >= 16 and len(re.findall(r"[A-Za-z]{2,}", piece)) >= 3 and piece not in translated:
+                found.add(piece)
+    return frozenset(found)
+
+
 def _english_left(text, language):
     """
-    The English of the catalog's messages still in `text`: each piece of a
-    message between its fields, of three words or more, that its translation
-    does not keep (a formula or a name a translation keeps is not English left).
+    The English of the catalog's messages still in `text` (_english_pieces:
+    a formula or a name a translation keeps is not English left).
     """
-    import functools
-
-    @functools.lru_cache(maxsize=None)
-    def pieces(language):
-        found = set()
-        for message in languages.read_catalog(language):
-            if not message.id or not message.string:
-                continue
-            english = message.id[0] if isinstance(message.id, tuple) else message.id
-            translated = " ".join(" ".join(message.string if isinstance(message.string, tuple) else
-                                           [message.string]).split())
-            for piece in re.split(r"\{[^{}]*\}", english):
-                piece = " ".join(piece.split()).strip(" .,;:()")
-                if len(piece) >= 16 and len(re.findall(r"[A-Za-z]{2,}", piece)) >= 3 and piece not in translated:
-                    found.add(piece)
-        return frozenset(found)
-
     said = " ".join(re.sub(r"[（(][^（）()]*[)）]", " ", text).split())  # an English term in brackets is the glossary's
-    return sorted(piece for piece in pieces(language) if piece in said)
+    return sorted(piece for piece in _english_pieces(language) if piece in said)
 
 
 # ---- the catalogs ------------------------------------------------------------------------------------

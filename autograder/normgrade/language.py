@@ -397,7 +397,6 @@ def source_messages():
     return found
 
 
-_FIELD = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*(?:[:!][^{}]*)?\}")
 _CODE = re.compile(r"`[^`\n]+`")
 _MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$", re.S)
 _URL = re.compile(r"https?://[^\s)>\]]+")
@@ -408,7 +407,7 @@ def markup(text):
     """What a translation keeps as it is: format fields, code spans, formulas, URLs, HTML tags, Markdown marks."""
     lines = text.split("\n")
     return {
-        "format fields": sorted(_FIELD.findall(text)),
+        "format fields": _fields(text),
         "code spans": sorted(_CODE.findall(text)),
         "formulas": sorted(_MATH.findall(text)),
         "URLs": sorted(_URL.findall(text)),
@@ -441,8 +440,6 @@ def message_problems(message_id, translated):
         got = markup(form)
         problems += [f"{what}: {got[what]!r} where the English has {wanted[what]!r}"
                      for what in wanted if got[what] != wanted[what]]
-        if "{" in source and _fields(form) != _fields(source):
-            problems.append(f"format fields: {_fields(form)!r} where the English has {_fields(source)!r}")
     return problems
 
 
@@ -454,12 +451,13 @@ def glossary():
         return list(csv.DictReader(rows))
 
 
-def glossary_problems(message_id, translated, language):
-    """The enforced glossary terms the English uses (outside code) and the translation does not."""
+def glossary_problems(message_id, translated, language, terms=None):
+    """The enforced glossary terms (`terms`, default glossary()) the English uses (outside code) and the translation
+    does not."""
     source = message_id[0] if isinstance(message_id, (list, tuple)) else message_id
     forms = translated if isinstance(translated, (list, tuple)) else [translated]
     prose = _CODE_OR_MATH.sub("", " ".join(source.split())).lower()
-    return [f"'{term['en']}' is not '{term[language]}'" for term in glossary()
+    return [f"'{term['en']}' is not '{term[language]}'" for term in (glossary() if terms is None else terms)
             if term["enforced"] == "yes" and re.search(rf"\b{re.escape(term['en'])}\b", prose)
             and not all(term[language].lower() in " ".join(form.split()).lower() for form in forms)]
 
@@ -470,7 +468,7 @@ def catalog_problems(language, messages=None):
     (`messages`, default source_messages()): every message must be there,
     translated, not fuzzy, keeping its markup and the glossary's terms.
     """
-    catalog = read_catalog(language)
+    catalog, terms = read_catalog(language), glossary()
     messages = source_messages() if messages is None else messages
     found = {}
     for message_id in messages:
@@ -480,7 +478,8 @@ def catalog_problems(language, messages=None):
             found[key] = ["fuzzy (a guess from an older English)" if entry is not None and entry.fuzzy
                           else "not translated"]
             continue
-        problems = message_problems(message_id, entry.string) + glossary_problems(message_id, entry.string, language)
+        problems = message_problems(message_id, entry.string) + glossary_problems(message_id, entry.string, language,
+                                                                                  terms)
         if problems:
             found[key] = problems
     return found

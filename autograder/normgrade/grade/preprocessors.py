@@ -244,8 +244,8 @@ def take_reports(student):
 class TrustedScores(NbGraderPreprocessor):
     """
     Write every auto-graded code cell's outputs from the trusted scorer (see
-    the module docstring), in the course's language: `language`, else the one
-    the course was released in (the course found from expected_path).
+    the module docstring), in the language the course was released in (the
+    course found from expected_path).
     """
 
     expected_path = Unicode("", help="the staff expected-values file (never inside source/ or a submission)").tag(

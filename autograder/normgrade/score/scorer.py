@@ -130,18 +130,14 @@ class StudentText:
         self.seen = set()
 
     def __call__(self, text):
-        line = (str(text).strip().splitlines() or [""])[0]
-        if len(line) > worker.MAX_ERROR_CHARS:
-            line = line[:worker.MAX_ERROR_CHARS] + " ..."
+        line = _cut((str(text).strip().splitlines() or [""])[0])
         if line in self.seen or is_stub_error(line):
             return line
         if len(line) > self.left:
             kind = re.match(r"[A-Za-z_]\w{0,39}", line)
-            if kind:
-                return _("{type} (its message is not shown: a submission's feedback shows at most {budget} "
-                         "characters of what its code wrote)").format(type=kind.group(0), budget=self.budget)
-            return _("an exception (its message is not shown: a submission's feedback shows at most {budget} "
-                     "characters of what its code wrote)").format(budget=self.budget)
+            return _("{type} (its message is not shown: a submission's feedback shows at most {budget} characters "
+                     "of what its code wrote)").format(type=kind.group(0) if kind else _("an exception"),
+                                                      budget=self.budget)
         self.left -= len(line)
         self.seen.add(line)
         return line
