@@ -757,3 +757,12 @@ def test_the_self_check_and_the_grader_build_a_diagnosis_s_words_alike(monkeypat
 def test_a_docstring_the_translation_cannot_write_is_refused_not_broken(source):
     with pytest.raises(ValueError, match="cannot write"):
         languages.translate_docstrings(source, "zh_CN")
+
+
+@pytest.mark.parametrize("asked", ["xx", "de_DE.UTF-8", "../zh_CN", ""])
+def test_a_language_without_a_catalog_falls_back_to_english(asked, monkeypatch):
+    monkeypatch.setenv("NORMLAB_LANGUAGE", asked)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    assert i18n._("not started") == "not started"
+    monkeypatch.setenv("NORMLAB_LANGUAGE", "zh_CN")
+    assert CJK.search(i18n._("not started")), "the check sees a catalog where there is one"
