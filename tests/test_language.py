@@ -358,7 +358,7 @@ def graded_in(tmp_path_factory, sandbox, course_copy):
     gets full marks, the stubs no code points, every released cell runs).
     """
     from normgrade.build.demo import WRONG_ANSWERS
-    from normgrade.build.release import build_course
+    from normgrade.build.release import build_course, course_seed
     from normgrade.build.samples import make_submission
     from normgrade.course import paths
     from normgrade.grade.class_run import grade
@@ -370,8 +370,9 @@ def graded_in(tmp_path_factory, sandbox, course_copy):
         course = root / "course"
         if language == languages.SOURCE_LANGUAGE:
             course_copy(course)
-        else:
-            build_course(course, language=language)  # raises unless its proof holds
+            seed = course_seed(course)
+        else:  # the English course's hidden inputs: a diagnosis depends on them (its proof raises unless it holds)
+            build_course(course, language=language, seed=seed)
         release, keys = paths(course)["release"], answer_keys(source_notebooks(paths(course)["source"]))
         submissions = root / "submissions"
 
