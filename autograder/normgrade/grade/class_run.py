@@ -179,15 +179,14 @@ def _grade(paths_given, course, unsandboxed, execute, workers, url, dask, regrad
                 parallel.run_dask(tasks, grade_submission, dask, on_result)
             else:
                 warm_up(course, diagnosis=len(tasks) > workers)
-                scratch = course / STAFF_FOLDER / "scratch"  # what a killed run left there goes now
+                # What a run killed outright left there goes now (a run that ends or is stopped leaves nothing:
+                # parallel.run_local is its children's subreaper).
+                scratch = course / STAFF_FOLDER / "scratch"
                 kill_orphans(scratch)
                 shutil.rmtree(scratch, ignore_errors=True)
                 scratch.mkdir(parents=True)
-                try:
-                    parallel.run_local(tasks, grade_submission, workers, on_result, str(scratch),
-                                       task_seconds or (EXECUTE_TASK_SECONDS if execute else TASK_SECONDS))
-                finally:  # a child stopped while bwrap set up its sandbox leaves that bwrap waiting: not past the run
-                    kill_orphans(scratch)
+                parallel.run_local(tasks, grade_submission, workers, on_result, str(scratch),
+                                   task_seconds or (EXECUTE_TASK_SECONDS if execute else TASK_SECONDS))
         except parallel.Interrupted as stop:
             interrupted = sorted(task.given for task in stop.unfinished if task.student not in results)
         finally:

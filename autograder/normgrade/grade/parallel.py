@@ -15,7 +15,11 @@ stops it after the second death. Children die with this process
 (PR_SET_PDEATHSIG) and ignore Ctrl-C; on Ctrl-C here they get SIGTERM, remove
 their temporary folder and exit at once (SIGKILL after a grace period). A
 sandboxed worker ends as soon as the process that started it is gone
-(worker.exit_with_the_grader), so nothing outlives the run.
+(worker.exit_with_the_grader). What a dying child could not kill (a bwrap it
+was starting when the signal came, which bubblewrap 0.8 can leave waiting for
+ever) is handed to this process, the run's child subreaper
+(PR_SET_CHILD_SUBREAPER), which kills it as soon as that child has ended: so
+nothing outlives the run, whenever the run is stopped.
 
 Dask (run_dask): the tasks are submitted to an existing distributed
 scheduler; a task whose worker is lost is rerun by Dask on another.
@@ -36,6 +40,8 @@ from collections import deque
 from normgrade.run import sandbox
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 GRACE_SECONDS = 10
 MAX_STARTS = 3  # the task gives up by itself on its third start after two deaths
@@ -100,6 +106,10 @@ def run_local(tasks, function, workers, on_result, scratch_root=None, task_secon
     # (and so copy) every page of it in each child: 14 % of a class's time, measured on 24 submissions, 2 workers.
     gc.collect()
     gc.freeze()
+    ours = _children()  # what this process had started before the run is not a stray
+    was_subreaper = ctypes.c_int(0)
+    _prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was_subreaper))
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)  # what a child leaves behind comes here, not to init
     try:
         while pending or running:
             while pending and len(running) < workers:
@@ -121,6 +131,7 @@ def run_local(tasks, function, workers, on_result, scratch_root=None, task_secon
                                                         "with its sandboxes"), stopped=True))
                 del running[receive], deadlines[receive]
                 receive.close()
+                _end_strays(ours | {process.pid for process, _ in running.values()})
             for receive in ready:
                 process, task = running[receive]  # stays there until handled: Ctrl-C may come at any line
                 try:
@@ -137,8 +148,11 @@ def run_local(tasks, function, workers, on_result, scratch_root=None, task_secon
                                                        f"(last exit code {process.exitcode})"))
                 del running[receive], deadlines[receive]
                 receive.close()
+            if ready:
+                _end_strays(ours | {process.pid for process, _ in running.values()})
     except KeyboardInterrupt:
         _stop([process for process, _ in running.values()])
+        _end_strays(ours)
         unfinished = list(pending)
         for receive, (_, task) in running.items():  # a child may have finished while it was being stopped
             try:
@@ -152,6 +166,49 @@ def run_local(tasks, function, workers, on_result, scratch_root=None, task_secon
         raise Interrupted(unfinished) from None
     finally:
         gc.unfreeze()  # this process collects its own garbage again
+        _prctl(PR_SET_CHILD_SUBREAPER, was_subreaper.value)
+
+
+def _children():
+    """The PIDs of this process's children, as the kernel links them (/proc/<pid>/stat's parent)."""
+    me, found = os.getpid(), set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    parent = int(stat.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):  # gone while being read
+                continue
+            if parent == me:
+                found.add(int(entry.name))
+    return found
+
+
+def _end_strays(keep):
+    """
+    Kill and reap every child of this process but `keep`: what ended grading
+    children left behind, handed to this process as their subreaper. Killing
+    one hands its own children here in turn (a bwrap's sandbox process), so
+    until none is left; a process that does not die within the grace period
+    is left (the next run's kill_orphans looks again).
+    """
+    deadline = time.monotonic() + GRACE_SECONDS
+    strays = _children() - keep
+    while strays and time.monotonic() < deadline:
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in strays:
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    break
+                time.sleep(0.01)
+        strays = _children() - keep
 
 
 def _stop(processes):

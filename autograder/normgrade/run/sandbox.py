@@ -252,8 +252,9 @@ class Sandbox:
         # namespace with student code (one could be taken over through /proc/1/mem).
         # --die-with-parent: bwrap and the worker die with the thread that started them (the worker cannot
         # undo it: its seccomp filter denies prctl(PR_SET_PDEATHSIG)). One gap: killed while bwrap sets
-        # up, bwrap 0.8 leaves its sandbox process waiting forever (before any student code runs);
-        # kill_orphans() removes those, and a dying grader kills its live sandboxes itself (kill_all).
+        # up, bwrap 0.8 leaves its sandbox process waiting forever (before any student code runs). A dying
+        # grading process kills its live sandboxes itself (kill_all); what it misses goes to the run's
+        # subreaper (parallel.run_local), and what a grader killed outright leaves, to kill_orphans().
         args = [self.bwrap, "--unshare-all", "--unshare-user", "--as-pid-1", "--die-with-parent", "--new-session",
                 "--cap-drop", "ALL", "--hostname", "sandbox", "--clearenv"]
         if _bwrap_supports(self.bwrap, "--disable-userns"):  # bubblewrap 0.8+; the seccomp filter denies unshare too
