@@ -124,14 +124,14 @@ def run_local(tasks, function, workers, on_result, scratch_root=None, task_secon
                 deadlines[receive] = time.monotonic() + task_seconds if task_seconds else math.inf
             wait = min(deadlines.values()) - time.monotonic()
             ready = multiprocessing.connection.wait(list(running), timeout=None if wait == math.inf else max(wait, 0))
-            for receive in [r for r in running if r not in ready and deadlines[r] <= time.monotonic()]:
+            late = [r for r in running if r not in ready and deadlines[r] <= time.monotonic()]
+            for receive in late:
                 process, task = running[receive]
                 _stop([process])
                 on_result(task, dict(crash_result(task, f"grading took longer than {task_seconds:g} s: stopped, "
                                                         "with its sandboxes"), stopped=True))
                 del running[receive], deadlines[receive]
                 receive.close()
-                _end_strays(ours | {process.pid for process, _ in running.values()})
             for receive in ready:
                 process, task = running[receive]  # stays there until handled: Ctrl-C may come at any line
                 try:
@@ -148,7 +148,7 @@ def run_local(tasks, function, workers, on_result, scratch_root=None, task_secon
                                                        f"(last exit code {process.exitcode})"))
                 del running[receive], deadlines[receive]
                 receive.close()
-            if ready:
+            if late or ready:  # what the children that ended left
                 _end_strays(ours | {process.pid for process, _ in running.values()})
     except KeyboardInterrupt:
         _stop([process for process, _ in running.values()])
@@ -170,18 +170,9 @@ def run_local(tasks, function, workers, on_result, scratch_root=None, task_secon
 
 
 def _children():
-    """The PIDs of this process's children, as the kernel links them (/proc/<pid>/stat's parent)."""
-    me, found = os.getpid(), set()
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    parent = int(stat.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):  # gone while being read
-                continue
-            if parent == me:
-                found.add(int(entry.name))
-    return found
+    """The PIDs of this process's children, as the kernel links them."""
+    me = os.getpid()
+    return {pid for pid, parent in sandbox.parents().items() if parent == me}
 
 
 def _end_strays(keep):

@@ -453,17 +453,28 @@ def kill_orphans(folder):
     """
     needle = str(Path(folder).resolve()).encode()
     killed = []
-    for entry in Path("/proc").iterdir():
+    for pid, parent in parents().items():
         try:
-            if not entry.name.isdigit() or (entry / "comm").read_text().strip() != "bwrap":
-                continue
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent == 1 and needle in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
+            if (parent == 1 and Path(f"/proc/{pid}/comm").read_text().strip() == "bwrap"
+                    and needle in Path(f"/proc/{pid}/cmdline").read_bytes()):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        except OSError:  # gone while being read
             pass
     return killed
+
+
+def parents():
+    """{PID: its parent's PID} of every process, from /proc/<pid>/stat (one gone while being read is left out)."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    found[int(entry.name)] = int(stat.read().rsplit(b")", 1)[1].split()[1])  # after "(comm)"
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
 
 
 class Run:
