@@ -318,14 +318,10 @@ def _request(calls, inputs, limits):
     language (it has no catalogs).
     """
     names = sorted(inputs)
-    messages = {message: _(message) for message in WORKER_MESSAGES if _(message) != message}
+    messages = {message: _(message) for message in worker.MESSAGES if _(message) != message}
     return worker.encode_frame({"kind": "request", "names": names, "limits": limits.rlimits(), "messages": messages,
                                 "calls": [{k: v for k, v in c.items() if k != "produces"} for c in calls]},
                                [inputs[n] for n in names])
-
-
-WORKER_MESSAGES = (worker.FORWARD_FAILED, worker.NOT_ONE_SHAPE, worker.NOT_THREE_GRADIENTS, worker.UNAVAILABLE_CALL,
-                   worker.UNAVAILABLE_IMPORT, worker.IMPORT_RULE)
 
 
 def score_code(layers_path, functions, data, sandbox, limits=Limits(), package_dir=STUDENT_PACKAGE, missing=None):
