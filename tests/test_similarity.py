@@ -74,14 +74,33 @@ def test_a_file_and_itself_are_one_and_the_stub_is_nothing(evidence):
         "not compared: nothing of its own beyond the stub"
 
 
-def _in_stub(text, functions):
+def _in_stub(text, functions, stub=None):
     """A student's layers.py: the stub with `functions` of `text` written in (the others left as the stub's)."""
     import ast
 
-    stub = (STUDENT_PACKAGE / "layers.py").read_text()
+    stub = stub or (STUDENT_PACKAGE / "layers.py").read_text()
     tree = ast.parse(text)
     kept = [ast.get_source_segment(text, n) for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in functions]
     return stub + "\n\n" + "\n\n".join(kept) + "\n"
+
+
+@pytest.mark.parametrize("language", ["zh_CN", "vi"])
+def test_a_course_s_translated_stub_is_boilerplate_as_the_english_one_is(language):
+    """
+    In a course given in another language, the stubs a student left as released (their translated comments
+    and messages) are nobody's own lines: two students who left the same ones are not alike for that.
+    """
+    from normgrade.build.submission import stub_layers
+
+    english, translated = (STUDENT_PACKAGE / "layers.py").read_text(), stub_layers(language)
+    boilerplate = similarity.stub_boilerplate(english, translated)
+    assert similarity.document("left", "submission", translated, boilerplate).problem == \
+        "not compared: nothing of its own beyond the stub"
+    written = ["batchnorm_forward", "layernorm_forward"]
+    in_english = similarity.document("en", "submission", _in_stub(reference_layers(), written), boilerplate)
+    in_translated = similarity.document(language, "submission", _in_stub(reference_layers(), written, translated),
+                                        boilerplate)
+    assert in_translated.own_lines == in_english.own_lines and in_english.own_lines
 
 
 def test_students_who_wrote_a_few_short_functions_alike_are_not_flagged():

@@ -31,7 +31,6 @@ bring a copy below the threshold, as with MOSS.
 import argparse
 import ast
 import difflib
-import functools
 import html
 import io
 import itertools
@@ -131,31 +130,32 @@ def _fingerprint(name, code, boilerplate=None):
                                language="python")
 
 
-def stub_boilerplate(stub_text=None):
-    """The fingerprints of the whole stub (docstrings aside): its lines never count as shared."""
-    stub_text = stub_text if stub_text is not None else (STUDENT_PACKAGE / "layers.py").read_text()
-    code, _, _ = written_code(stub_text)
-    return np.array(sorted(_fingerprint("stub", code).hashes), dtype=np.int64)
+@dataclass(frozen=True)
+class Boilerplate:
+    """What the stubs have (docstrings aside): their fingerprints never count as shared, their lines as anyone's."""
+    hashes: np.ndarray
+    lines: frozenset
+
+
+def stub_boilerplate(*stub_texts):
+    """The Boilerplate of the stubs' layers.py texts (default: the English stub; a course adds its own language's)."""
+    codes = [written_code(text)[0] for text in stub_texts or [(STUDENT_PACKAGE / "layers.py").read_text()]]
+    hashes = set().union(*(_fingerprint("stub", code).hashes for code in codes))
+    return Boilerplate(np.array(sorted(hashes), dtype=np.int64),
+                       frozenset(line.strip() for code in codes for line in code.splitlines()))
 
 
 def document(name, kind, text, boilerplate):
-    """A Document of one layers.py text (a problem instead of code where it does not parse)."""
+    """A Document of one layers.py text, `boilerplate` (stub_boilerplate) aside; a problem where it does not parse."""
     try:
         code, spans, notes = written_code(text)
     except (SyntaxError, ValueError) as err:
         return Document(name, kind, problem=f"not compared: it is not valid Python ({err.__class__.__name__})")
-    fingerprint = _fingerprint(name, code, boilerplate)
+    fingerprint = _fingerprint(name, code, boilerplate.hashes)
     if not fingerprint.hashes:
         return Document(name, kind, problem="not compared: nothing of its own beyond the stub", notes=notes)
-    stub = _stub_lines()
-    own = tuple(line for line in (raw.strip() for raw in code.splitlines()) if line and line not in stub)
+    own = tuple(line for line in (raw.strip() for raw in code.splitlines()) if line and line not in boilerplate.lines)
     return Document(name, kind, code, spans, notes=notes, fingerprint=fingerprint, own_lines=own)
-
-
-@functools.cache
-def _stub_lines():
-    code, _, _ = written_code((STUDENT_PACKAGE / "layers.py").read_text())
-    return frozenset(line.strip() for line in code.splitlines())
 
 
 # A share is taken of at least this much code (copydetect's token coverage, in characters of normalized code;
@@ -283,8 +283,8 @@ def similarity(course, against=(), url=None, threshold=THRESHOLD):
     if not is_course(course):
         raise FileNotFoundError(f"{course} is not a course built by `normgrade release --course {course}`")
     course_stub = paths(course)["source"] / "normlab" / "layers.py"  # in the course's language: its comments too
-    boilerplate = np.union1d(stub_boilerplate(), stub_boilerplate(course_stub.read_text(encoding="utf-8"))
-                             if course_stub.is_file() else stub_boilerplate())
+    boilerplate = stub_boilerplate((STUDENT_PACKAGE / "layers.py").read_text(),
+                                   *([course_stub.read_text(encoding="utf-8")] if course_stub.is_file() else []))
     references = [d for folder in against for d in folder_documents(folder, boilerplate)]
     submissions = course_documents(course, boilerplate, url)
     return {"threshold": threshold, "documents": submissions + references,
