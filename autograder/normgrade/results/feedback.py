@@ -44,13 +44,13 @@ MATH_NOTE_TEXT = N_("The formulas on this page are shown as LaTeX source: MathJa
                     "loaded (it comes from cdnjs.cloudflare.com; this computer may be offline).")
 
 
-def add_math_note(page):
-    """Insert MATH_NOTE (in the current language) at the top of the body of an HTML page written by nbconvert (once)."""
-    text = page.read_text(encoding="utf-8")
+def add_math_note(text):
+    """An HTML page written by nbconvert with MATH_NOTE (in the current language) at the top of its body (once)."""
     if "normlab-math-note" not in text and "<body" in text:
         start = text.index(">", text.index("<body")) + 1
         note = MATH_NOTE.format(note=html_text.escape(_(MATH_NOTE_TEXT)))
-        page.write_text(text[:start] + "\n" + note + text[start:], encoding="utf-8")
+        text = text[:start] + "\n" + note + text[start:]
+    return text
 
 
 # The words of nbgrader's feedback template (nbgrader/server_extensions/formgrader/templates/feedback/), each with
@@ -62,14 +62,14 @@ def _in_markup(*words):
 
 
 LABEL = '<span class="nbgrader-label">'
+SCORE, TOP = N_("Score: {score} / {max_score}"), N_("(Top)")
 TEMPLATE_WORDS = _in_markup(
     (LABEL, N_("Student's answer"), "</span>"), (LABEL, N_("Student's task"), "</span>"),
     (LABEL, N_("Grade cell:"), " <code>"), (LABEL, N_("Task:"), " <code>"),
-    ('<span class="pull-right"><a href="#top">', N_("(Top)"), "</a>"), ("<b>", N_("Comments:"), "</b>"),
+    ('<span class="pull-right"><a href="#top">', TOP, "</a>"), ("<b>", N_("Comments:"), "</b>"),
 )
 _SCORE = r"(-?[0-9.]+) / ([0-9.]+)"
 _CELL_SCORE = re.compile(r'(<span class="pull-right">\s*)Score: ' + _SCORE + r'( <a href="#top">)\(Top\)(</a>)')
-SCORE, TOP = N_("Score: {score} / {max_score}"), N_("(Top)")
 # In the page's heading and its table of contents (the first <div id="toc">, before any cell).
 TOC_WORDS = _in_markup(*(('">', word, "</a>") for word in (
     N_("Test cell"), N_("Coding free-response"), N_("Written response"), N_("Task"), N_("Comment"))))
@@ -77,37 +77,43 @@ _TOC_SCORE = re.compile(r"\(Score: " + _SCORE + r"\)")
 _PENALTY = re.compile(r'(<li class="late-penalty">)Late submission penalty \(Score: -([0-9.]+)\)')
 
 
-def localize_page(page, language):
-    """
-    Give an HTML feedback page written by nbgrader in `language`: its <html
-    lang>, and the words of nbgrader's template (TEMPLATE_WORDS, the heading
-    and the table of contents) from the catalog. The notebook's own text is
-    already in the course's language (its release and the scorer's messages).
-    """
-    text = page.read_text(encoding="utf-8")
-    text = re.sub(r"<html(?![^>]*\blang=)>", f'<html lang="{languages.HTML_LANG[language]}">', text, count=1)
-    if language != languages.SOURCE_LANGUAGE:
-        with speaking(language):
-            def score(match):  # the score and the points, as nbgrader's template writes them
-                return html_text.escape(_(SCORE).format(score=match[2], max_score=match[3]))
+def _said(words, text):
+    """`text` with each of `words` (_in_markup's) in the current language, its markup kept."""
+    for pattern, message in words:
+        text = pattern.sub(lambda m, w=html_text.escape(_(message)): f"{m[1]}{w}{m[2]}", text)
+    return text
 
-            for pattern, message in TEMPLATE_WORDS:
-                text = pattern.sub(lambda m, w=html_text.escape(_(message)): f"{m[1]}{w}{m[2]}", text)
-            top = html_text.escape(_(TOP))
-            text = _CELL_SCORE.sub(lambda m: f"{m[1]}{score(m)}{m[4]}{top}{m[5]}", text)
-            start = text.find('<div id="toc">')
-            end = text.find("</div>", start)
-            if start >= 0 and end >= 0:
-                heading = text.rfind("<h4>", 0, start)
-                toc = text[heading if heading >= 0 else start:end]
-                for pattern, message in TOC_WORDS:
-                    toc = pattern.sub(lambda m, w=html_text.escape(_(message)): f"{m[1]}{w}{m[2]}", toc)
-                toc = _PENALTY.sub(lambda m: m[1] + html_text.escape(_("Late submission penalty (Score: -{penalty})")
-                                                                     .format(penalty=m[2])), toc)
-                toc = _TOC_SCORE.sub(lambda m: "(" + html_text.escape(_(SCORE).format(score=m[1], max_score=m[2]))
-                                     + ")", toc)
-                text = text[:heading if heading >= 0 else start] + toc + text[end:]
-    page.write_text(text, encoding="utf-8")
+
+def _score(score, max_score):
+    """A score as nbgrader's template writes it, in the current language."""
+    return html_text.escape(_(SCORE).format(score=score, max_score=max_score))
+
+
+def localize_page(text, language):
+    """
+    An HTML feedback page written by nbgrader, given in `language` (the
+    current one, speaking): its <html lang>, and the words of nbgrader's
+    template (TEMPLATE_WORDS, the heading and the table of contents) from the
+    catalog. The notebook's own text is already in the course's language (its
+    release and the scorer's messages).
+    """
+    text = re.sub(r"<html(?![^>]*\blang=)>", f'<html lang="{languages.HTML_LANG[language]}">', text, count=1)
+    if language == languages.SOURCE_LANGUAGE:
+        return text
+    text = _said(TEMPLATE_WORDS, text)
+    top = html_text.escape(_(TOP))
+    text = _CELL_SCORE.sub(lambda m: f"{m[1]}{_score(m[2], m[3])}{m[4]}{top}{m[5]}", text)
+    start = text.find('<div id="toc">')
+    end = text.find("</div>", start)
+    if start >= 0 and end >= 0:
+        heading = text.rfind("<h4>", 0, start)
+        start = heading if heading >= 0 else start
+        toc = _said(TOC_WORDS, text[start:end])
+        toc = _PENALTY.sub(lambda m: m[1] + html_text.escape(_("Late submission penalty (Score: -{penalty})")
+                                                             .format(penalty=m[2])), toc)
+        toc = _TOC_SCORE.sub(lambda m: f"({_score(m[1], m[2])})", toc)
+        text = text[:start] + toc + text[end:]
+    return text
 
 
 class ShortTracebacks(Preprocessor):
@@ -245,9 +251,8 @@ def generate_feedback(course, student=None, stale=None):
                        for p in (paths(course)[where] / name / ASSIGNMENT_ID).glob(pattern) if p.is_file())
         for page in html:
             with speaking(language):
-                add_math_note(page)
-            localize_page(page, language)
-            text = page.read_text(errors="replace")
+                text = localize_page(add_math_note(page.read_text(encoding="utf-8")), language)
+            page.write_text(text, encoding="utf-8")
             leaked = [m for m in HIDDEN_MARKERS if m in text and m not in own]
             if leaked:
                 raise RuntimeError(f"{page} shows hidden grading code ({', '.join(leaked)})")
