@@ -27,6 +27,7 @@ import contextvars
 import functools
 import gettext
 import io
+import itertools
 import json
 import re
 from pathlib import Path
@@ -137,29 +138,22 @@ def _segments(lines):
 
 def _paragraphs(lines):
     """[(is_text, lines)]: the paragraphs of Markdown lines and the blank lines between them."""
-    parts = []
-    for line in lines:
-        text = bool(line.strip())
-        if not parts or parts[-1][0] != text:
-            parts.append((text, []))
-        parts[-1][1].append(line)
-    return parts
+    return [(text, list(run)) for text, run in itertools.groupby(lines, key=lambda line: bool(line.strip()))]
 
 
 _COMMENT = re.compile(r"^(?P<indent>[ \t]*)# ?(?P<text>.*)$")
 
 
+def _comment_indent(line):
+    """The indentation of a full-line comment with words (not #! or ##); None for any other line."""
+    match = _COMMENT.match(line)
+    comment = match is not None and not line.lstrip().startswith(("#!", "##")) and match["text"].strip() != ""
+    return match["indent"] if comment else None
+
+
 def _comment_blocks(lines):
     """[(indent or None, lines)]: runs of full-line comments (indent given) and the code between them."""
-    parts = []
-    for line in lines:
-        match = _COMMENT.match(line)
-        comment = match is not None and not line.lstrip().startswith(("#!", "##")) and match["text"].strip() != ""
-        key = match["indent"] if comment else None
-        if not parts or parts[-1][0] != key:
-            parts.append((key, []))
-        parts[-1][1].append(line)
-    return parts
+    return [(indent, list(run)) for indent, run in itertools.groupby(lines, key=_comment_indent)]
 
 
 def cell_units(cell_type, source):
@@ -235,9 +229,14 @@ def _docstring_nodes(tree):
             if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node)]
 
 
+def _docstring_paragraphs(docstring):
+    """The paragraphs of a (cleaned) docstring."""
+    return re.split(r"\n[ \t]*\n", docstring.strip())
+
+
 def docstring_units(docstring):
-    """The paragraphs of a (cleaned) docstring, each a unit."""
-    return [paragraph for paragraph in re.split(r"\n[ \t]*\n", docstring.strip()) if worth_translating(paragraph)]
+    """The paragraphs of a (cleaned) docstring worth translating, each a unit."""
+    return [paragraph for paragraph in _docstring_paragraphs(docstring) if worth_translating(paragraph)]
 
 
 def _module_comments(source):
@@ -254,8 +253,7 @@ def translate_docstrings(source, language):
     for node in sorted(_docstring_nodes(tree), key=lambda n: -n.body[0].lineno if n.body else 0):
         expression = node.body[0]
         docstring = ast.get_docstring(node)
-        paragraphs = re.split(r"\n[ \t]*\n", docstring.strip())
-        translated = "\n\n".join(gettext_(p) if worth_translating(p) else p for p in paragraphs)
+        translated = "\n\n".join(gettext_(p) if worth_translating(p) else p for p in _docstring_paragraphs(docstring))
         if '"""' in translated or "\\" in translated or translated.endswith('"') or \
                 not lines[expression.lineno - 1].lstrip().startswith('"""'):
             raise ValueError(f"line {expression.lineno}: a docstring this translation cannot write as a plain \"\"\" "
